@@ -1,0 +1,1 @@
+//! Fake VSecM Safe and SPIFFE Workload API (placeholder).
