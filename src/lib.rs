@@ -1,3 +1,27 @@
-//! secret-gate: hold a pod back until its secrets are present and valid.
+//! secret-gate holds a pod back until its secrets are present and valid.
+//!
+//! The modules follow the flow of a run:
+//! - [`cli`] holds the clap types, turned once into a validated [`config`].
+//! - [`run`] is the one place that decides when to stop: ready, deadline or
+//!   signal, mapped to an [`exit`] code.
+//! - The sources: [`volume`] watches a mounted directory (inotify, with a
+//!   polling safety net); [`safe`] polls `VSecM` Safe over SPIFFE mTLS.
+//! - [`check`] decides what "ready" means for some bytes: the format
+//!   parsers and the key lookup, shared by both sources.
+//! - [`report`] logs progress and writes the termination-log diagnosis;
+//!   [`logging`] sets up `tracing`.
+//! - `fake` (feature `fake-safe`) is the fake Safe and Workload API.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod exit;
 #[cfg(feature = "fake-safe")]
 pub mod fake;
+pub mod logging;
+pub mod report;
+pub mod run;
+pub mod safe;
+pub mod volume;
+
+pub use exit::ExitCode;

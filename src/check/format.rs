@@ -1,0 +1,391 @@
+//! Secret file formats and how each is parsed into a [`Document`].
+//!
+//! Parse errors never quote the input: they name a line, a column or a byte
+//! offset, so a secret cannot leak through a diagnosis.
+
+use std::fmt;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+/// A file format, as given to `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// Pick by extension: `.json`, `.yaml`/`.yml`, `.env`; anything else is `raw`.
+    #[default]
+    Auto,
+    /// A JSON object; also `VSecM`'s older JSON array of strings, and any
+    /// other non-empty JSON value (which has no keys).
+    Json,
+    /// A YAML document; keys and pointers work as for JSON.
+    Yaml,
+    /// `KEY=VALUE` lines; `#` comments, blank lines and `export ` are allowed.
+    Env,
+    /// Any bytes: ready when not empty or whitespace only. Has no keys.
+    Raw,
+}
+
+impl Format {
+    /// Resolves `Auto` for a file name; other formats are returned as they are.
+    #[must_use]
+    pub fn resolve(self, file: &Path) -> Self {
+        if self != Self::Auto {
+            return self;
+        }
+        match file.extension().and_then(|e| e.to_str()) {
+            Some("json") => Self::Json,
+            Some("yaml" | "yml") => Self::Yaml,
+            Some("env") => Self::Env,
+            _ => Self::Raw,
+        }
+    }
+
+    /// Whether documents of this format can carry keys.
+    #[must_use]
+    pub const fn has_keys(self) -> bool {
+        !matches!(self, Self::Raw)
+    }
+
+    /// The name used in messages.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Json => "JSON",
+            Self::Yaml => "YAML",
+            Self::Env => "env",
+            Self::Raw => "raw",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A parsed secret: the trees in which keys are looked up. A raw secret, or
+/// a JSON/YAML scalar, has no trees and so carries no keys.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Document {
+    /// The objects that keys are searched in, in order.
+    pub roots: Vec<Value>,
+}
+
+/// Why content is not (yet) a valid document. Never carries the content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("empty")]
+    Empty,
+    #[error("not valid UTF-8 at byte {0}")]
+    InvalidUtf8(usize),
+    #[error("not valid {format} at line {line} column {column}{detail}")]
+    Syntax {
+        format: &'static str,
+        line: usize,
+        column: usize,
+        /// Extra words, already free of input text, starting with "; ".
+        detail: String,
+    },
+    #[error("{format} ends early at line {line} column {column}")]
+    Truncated {
+        format: &'static str,
+        line: usize,
+        column: usize,
+    },
+    #[error("JSON nests deeper than 128 levels")]
+    TooDeep,
+    #[error("holds {0}, which carries no secret")]
+    NoValue(&'static str),
+}
+
+impl ParseError {
+    /// True when the error looks like a writer still at work, so the
+    /// diagnosis can say "still being written?".
+    #[must_use]
+    pub const fn maybe_partial(&self) -> bool {
+        matches!(
+            self,
+            Self::Empty | Self::Truncated { .. } | Self::Syntax { .. }
+        )
+    }
+}
+
+/// Parses `bytes` in `format` (which must already be resolved).
+pub fn parse(format: Format, bytes: &[u8]) -> Result<Document, ParseError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::Empty);
+    }
+    match format {
+        Format::Raw | Format::Auto => Ok(Document::default()),
+        Format::Json => parse_json(text(bytes)?),
+        Format::Yaml => parse_yaml(text(bytes)?),
+        Format::Env => parse_env(text(bytes)?),
+    }
+}
+
+fn text(bytes: &[u8]) -> Result<&str, ParseError> {
+    std::str::from_utf8(bytes).map_err(|e| ParseError::InvalidUtf8(e.valid_up_to()))
+}
+
+fn parse_json(text: &str) -> Result<Document, ParseError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| json_error(&e))?;
+    tree_document(value)
+}
+
+/// Maps a `serde_json` error without its message text beyond the fixed
+/// description of the syntax problem (which never quotes input).
+fn json_error(err: &serde_json::Error) -> ParseError {
+    use serde_json::error::Category;
+    let (line, column) = (err.line(), err.column());
+    match err.classify() {
+        Category::Eof => ParseError::Truncated {
+            format: "JSON",
+            line,
+            column,
+        },
+        _ if err.to_string().starts_with("recursion limit exceeded") => ParseError::TooDeep,
+        Category::Syntax => {
+            let full = err.to_string();
+            let reason = full
+                .rsplit_once(" at line ")
+                .map_or(full.as_str(), |(head, _)| head);
+            ParseError::Syntax {
+                format: "JSON",
+                line,
+                column,
+                detail: safe_detail(reason),
+            }
+        }
+        Category::Io | Category::Data => ParseError::Syntax {
+            format: "JSON",
+            line,
+            column,
+            detail: String::new(),
+        },
+    }
+}
+
+/// Keeps a parser's reason only if it cannot be quoting input.
+fn safe_detail(reason: &str) -> String {
+    if reason.is_empty() || reason.contains(['"', '\'', '`']) || reason.len() > 120 {
+        String::new()
+    } else {
+        format!(": {reason}")
+    }
+}
+
+fn parse_yaml(text: &str) -> Result<Document, ParseError> {
+    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let full = e.to_string();
+        let reason = full
+            .split_once(" at line ")
+            .map_or(full.as_str(), |(head, _)| head);
+        if reason.contains("recursion limit") {
+            return ParseError::TooDeep;
+        }
+        ParseError::Syntax {
+            format: "YAML",
+            line,
+            column,
+            detail: safe_detail(reason),
+        }
+    })?;
+    tree_document(value)
+}
+
+/// Turns a JSON or YAML value into the trees keys are looked up in.
+fn tree_document(value: Value) -> Result<Document, ParseError> {
+    match value {
+        Value::Null => Err(ParseError::NoValue("only null")),
+        Value::Object(map) if map.is_empty() => Err(ParseError::NoValue("an empty object")),
+        Value::Array(items) if items.is_empty() => Err(ParseError::NoValue("an empty list")),
+        Value::String(s) if s.trim().is_empty() => Err(ParseError::NoValue("an empty string")),
+        object @ Value::Object(_) => Ok(Document {
+            roots: vec![object],
+        }),
+        // VSecM's older sidecar wrote a JSON array of secret strings; each
+        // element that is itself a JSON object is searched for keys.
+        Value::Array(items) => Ok(Document {
+            roots: items
+                .into_iter()
+                .filter_map(|item| match item {
+                    Value::String(s) => serde_json::from_str::<Value>(&s)
+                        .ok()
+                        .filter(Value::is_object),
+                    Value::Object(_) => Some(item),
+                    _ => None,
+                })
+                .collect(),
+        }),
+        _ => Ok(Document::default()),
+    }
+}
+
+fn parse_env(text: &str) -> Result<Document, ParseError> {
+    let mut map = Map::new();
+    for (index, raw_line) in text.lines().enumerate() {
+        let line = raw_line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").map_or(line, str::trim_start);
+        let syntax = |column: usize, why: &str| ParseError::Syntax {
+            format: "env",
+            line: index + 1,
+            column,
+            detail: format!(": {why}"),
+        };
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(syntax(1, "expected KEY=VALUE"));
+        };
+        let name = name.trim_end();
+        let valid_name = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
+        if !valid_name {
+            return Err(syntax(
+                1,
+                "variable name must be letters, digits, `_`, `.` or `-`",
+            ));
+        }
+        let value = unquote(value.trim())
+            .ok_or_else(|| syntax(name.len() + 2, "quoted value has no closing quote"))?;
+        map.insert(name.to_owned(), Value::String(value));
+    }
+    if map.is_empty() {
+        return Err(ParseError::NoValue("no variables"));
+    }
+    Ok(Document {
+        roots: vec![Value::Object(map)],
+    })
+}
+
+/// Strips one level of matching single or double quotes. `None` when a
+/// quote is opened and never closed.
+fn unquote(value: &str) -> Option<String> {
+    for quote in ['"', '\''] {
+        if let Some(rest) = value.strip_prefix(quote) {
+            let inner = rest.strip_suffix(quote)?;
+            return Some(if quote == '"' {
+                inner.replace("\\n", "\n").replace("\\\"", "\"")
+            } else {
+                inner.to_owned()
+            });
+        }
+    }
+    Some(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{parse, Format, ParseError};
+    use serde_json::json;
+    use std::path::Path;
+
+    #[test]
+    fn auto_resolves_by_extension() {
+        let table = [
+            ("secrets.json", Format::Json),
+            ("a.yaml", Format::Yaml),
+            ("a.yml", Format::Yaml),
+            (".env", Format::Raw),
+            ("app.env", Format::Env),
+            ("password", Format::Raw),
+            ("tls.crt", Format::Raw),
+        ];
+        for (name, want) in table {
+            assert_eq!(Format::Auto.resolve(Path::new(name)), want, "{name}");
+        }
+        assert_eq!(Format::Json.resolve(Path::new("x.yaml")), Format::Json);
+    }
+
+    #[test]
+    fn readiness_table() {
+        // (format, content, parses)
+        let table: &[(Format, &str, bool)] = &[
+            (Format::Json, r#"{"a":"b"}"#, true),
+            (Format::Json, r#"{"a":"#, false),
+            (Format::Json, "", false),
+            (Format::Json, "  \n", false),
+            (Format::Json, "{}", false),
+            (Format::Json, "[]", false),
+            (Format::Json, "null", false),
+            (Format::Json, r#""""#, false),
+            (Format::Json, r#""plain""#, true),
+            (Format::Json, "42", true),
+            (Format::Json, r#"["{\"a\":1}","x"]"#, true),
+            (Format::Json, "{'a':1}", false),
+            (Format::Yaml, "a: b\nc: d\n", true),
+            (Format::Yaml, "a: [b\n", false),
+            (Format::Yaml, "~\n", false),
+            (Format::Yaml, "just text", true),
+            (Format::Env, "A=1\n# c\n\nexport B='two'\n", true),
+            (Format::Env, "# only a comment\n", false),
+            (Format::Env, "NOEQUALS\n", false),
+            (Format::Env, "A=\"open\n", false),
+            (Format::Env, "1A=x\n", false),
+            (Format::Raw, "x", true),
+            (Format::Raw, " \n\t", false),
+            (Format::Raw, "", false),
+        ];
+        for (format, content, parses) in table {
+            let got = parse(*format, content.as_bytes());
+            assert_eq!(got.is_ok(), *parses, "{format} {content:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn documents_expose_keys() {
+        let doc = parse(Format::Json, br#"["{\"a\":1}","x",{"b":2}]"#).unwrap();
+        assert_eq!(doc.roots, vec![json!({"a":1}), json!({"b":2})]);
+        let doc = parse(Format::Env, b"export A = \"x y\"\nB=2").unwrap();
+        assert_eq!(doc.roots, vec![json!({"A":"x y","B":"2"})]);
+        let doc = parse(Format::Yaml, b"db:\n  password: p\n").unwrap();
+        assert_eq!(doc.roots, vec![json!({"db":{"password":"p"}})]);
+        assert!(parse(Format::Raw, b"\xff\xfe").unwrap().roots.is_empty());
+    }
+
+    #[test]
+    fn errors_locate_without_quoting_input() {
+        let canary = "s3cr3t-canary";
+        let inputs: &[(Format, String)] = &[
+            (Format::Json, format!(r#"{{"k":"{canary}""#)),
+            (Format::Json, format!(r#"{{"k":{canary}}}"#)),
+            (Format::Json, format!("{{\"k\":\"{canary}\u{1}\"}}")),
+            (Format::Yaml, format!("k: [{canary}\n")),
+            (Format::Yaml, format!("{canary}: a\n  - b: [\n")),
+            (Format::Yaml, format!("? [{canary}]\n: v\n")),
+            (Format::Env, format!("{canary}\n")),
+            (Format::Env, format!("K=\"{canary}\n")),
+        ];
+        for (format, input) in inputs {
+            let err = parse(*format, input.as_bytes()).unwrap_err();
+            let shown = err.to_string();
+            assert!(!shown.contains(canary), "{format}: {shown}");
+        }
+    }
+
+    #[test]
+    fn truncation_and_depth_are_named() {
+        let err = parse(Format::Json, br#"{"user":"admin""#).unwrap_err();
+        assert!(
+            matches!(err, ParseError::Truncated { line: 1, .. }),
+            "{err}"
+        );
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert_eq!(
+            parse(Format::Json, deep.as_bytes()),
+            Err(ParseError::TooDeep)
+        );
+        assert_eq!(
+            parse(Format::Json, b"{\"a\":\"\xff\"}"),
+            Err(ParseError::InvalidUtf8(6))
+        );
+    }
+}

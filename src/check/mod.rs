@@ -1,0 +1,82 @@
+//! The content check: what "ready" means, independent of where the bytes
+//! came from. Volume mode and safe mode both end here.
+
+pub mod format;
+pub mod key;
+
+use std::fmt;
+
+pub use format::{parse, Document, Format, ParseError};
+pub use key::Key;
+
+/// One reason the gate is not ready. It names a file or key and what is
+/// wrong, and never carries a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What the problem is about: a file name, or `Safe`.
+    pub subject: String,
+    /// What is wrong, in words a person can act on.
+    pub what: String,
+    /// A stable class, used to notice when the set of problems changes
+    /// without logging every byte count of a file still being written.
+    pub class: &'static str,
+}
+
+impl Problem {
+    pub fn new(subject: impl Into<String>, class: &'static str, what: impl Into<String>) -> Self {
+        Self {
+            subject: subject.into(),
+            what: what.into(),
+            class,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.subject, self.what)
+    }
+}
+
+/// Describes a parse failure of `size` bytes, hinting at a torn write.
+#[must_use]
+pub fn describe_parse_error(err: &ParseError, size: usize) -> String {
+    if matches!(err, ParseError::Empty) {
+        format!("{err} (still being written?)")
+    } else if err.maybe_partial() {
+        format!("{err} (file is {size} bytes; still being written?)")
+    } else {
+        err.to_string()
+    }
+}
+
+/// Returns the required keys that no document carries.
+#[must_use]
+pub fn missing_keys<'k>(keys: &'k [Key], docs: &[&Document]) -> Vec<&'k Key> {
+    keys.iter()
+        .filter(|key| {
+            !docs
+                .iter()
+                .flat_map(|doc| doc.roots.iter())
+                .any(|root| key.find(root).is_some())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{missing_keys, parse, Format, Key};
+
+    #[test]
+    fn keys_may_come_from_any_document() {
+        let a = parse(Format::Json, br#"{"user":"u"}"#).unwrap();
+        let b = parse(Format::Env, b"PASSWORD=p\nEMPTY=").unwrap();
+        let keys = Key::parse_list("user,PASSWORD,EMPTY,/user,other").unwrap();
+        let missing: Vec<String> = missing_keys(&keys, &[&a, &b])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(missing, ["EMPTY", "other"]);
+    }
+}

@@ -1,0 +1,368 @@
+//! The command line, as clap types. Converted once into a validated
+//! [`crate::config::Config`]; nothing else in the crate sees these types.
+//! The doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::check::Format;
+
+/// Hold a pod back until its secrets exist, parse and carry their keys.
+///
+/// Run it as an init container. It exits 0 once every required secret is
+/// ready, 1 if the deadline passes first, 2 on a usage error, and 143/130 on
+/// SIGTERM/SIGINT. On any non-zero exit it writes a diagnosis to the
+/// termination log, which `kubectl describe pod` shows.
+#[derive(Debug, Parser)]
+#[command(name = "secret-gate", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SECRET_GATE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Log level: error, warn, info, debug or trace. Values are never logged at any level.
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "SECRET_GATE_LOG_LEVEL"
+    )]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Wait until the secret files under a mounted directory are ready.
+    ///
+    /// Watches the directory with inotify (never the files themselves, so the
+    /// kubelet's `..data` swap is seen), re-checks by path after every event,
+    /// and re-checks every --poll-interval as a safety net.
+    Watch(WatchArgs),
+    /// Check the secret files once and exit at once: 0 if ready, 1 if not.
+    Check(CheckArgs),
+    /// Poll `VSecM` Safe over SPIFFE mTLS until this workload's secret is ready.
+    ///
+    /// Configured by `VSecM`'s own environment variables, so a pod written for
+    /// vsecm-ist-init-container works unchanged.
+    Safe(SafeArgs),
+}
+
+/// Which files to check and what they must contain.
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// The mounted directory that holds the secrets. It may not exist yet.
+    #[arg(long, env = "SECRET_GATE_MOUNT_PATH", value_name = "DIR")]
+    pub mount_path: PathBuf,
+
+    /// A file under the mount that must exist and parse (repeatable; the
+    /// env var takes a comma-separated list). Without --file, each required
+    /// key names a file directly under the mount that must be non-empty.
+    #[arg(
+        long = "file",
+        env = "SECRET_GATE_FILE",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub files: Vec<PathBuf>,
+
+    /// Comma-separated keys that must be present in one of the files: a
+    /// top-level name or an RFC 6901 JSON Pointer such as /db/password. A
+    /// key whose value is null or "" does not count.
+    #[arg(long, env = "SECRET_GATE_REQUIRED_KEYS", value_name = "K1,K2,...")]
+    pub required_keys: Option<String>,
+
+    /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env, else raw).
+    #[arg(long, value_enum, default_value_t = Format::Auto, env = "SECRET_GATE_FORMAT")]
+    pub format: Format,
+
+    /// Largest file the gate will read; a bigger one is a diagnosis. Accepts
+    /// B, KiB, MiB suffixes.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size, env = "SECRET_GATE_MAX_FILE_SIZE", value_name = "BYTES")]
+    pub max_file_size: u64,
+}
+
+/// Where the diagnosis goes on a non-zero exit.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Where to write the diagnosis on a non-zero exit [default:
+    /// /dev/termination-log if it exists and is writable].
+    #[arg(long, env = "SECRET_GATE_TERMINATION_LOG", value_name = "PATH")]
+    pub termination_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    /// Give up after this long and exit 1 (e.g. 500ms, 30s, 10m); 0 waits forever.
+    #[arg(long, default_value = "0", value_parser = parse_duration, env = "SECRET_GATE_TIMEOUT")]
+    pub timeout: Duration,
+
+    /// How often to re-check even without events; the only trigger when
+    /// inotify cannot be used.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "SECRET_GATE_POLL_INTERVAL")]
+    pub poll_interval: Duration,
+
+    /// Do not use inotify; only re-check every --poll-interval (for network
+    /// filesystems, which deliver no events).
+    #[arg(long, env = "SECRET_GATE_POLL_ONLY")]
+    pub poll_only: bool,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SafeArgs {
+    /// Comma-separated keys the secret must carry (names or JSON Pointers);
+    /// the secret must then parse in --format.
+    #[arg(long, env = "SECRET_GATE_REQUIRED_KEYS", value_name = "K1,K2,...")]
+    pub required_keys: Option<String>,
+
+    /// Format of the secret. auto takes it from --output's extension, else
+    /// JSON if it looks like JSON, else YAML when keys are needed, else raw.
+    #[arg(long, value_enum, default_value_t = Format::Auto, env = "SECRET_GATE_FORMAT")]
+    pub format: Format,
+
+    /// Write the secret to this file, atomically, once it is ready.
+    #[arg(
+        long,
+        env = "SECRET_GATE_OUTPUT",
+        value_name = "FILE",
+        conflicts_with = "output_dir"
+    )]
+    pub output: Option<PathBuf>,
+
+    /// Write one file per top-level key of the (JSON or YAML) secret into
+    /// this directory, atomically, once it is ready.
+    #[arg(long, env = "SECRET_GATE_OUTPUT_DIR", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Octal mode of the files written by --output and --output-dir.
+    #[arg(long, default_value = "0440", value_parser = parse_mode, env = "SECRET_GATE_FILE_MODE", value_name = "MODE")]
+    pub file_mode: u32,
+
+    /// Give up after this long and exit 1 (e.g. 30s, 10m); 0 waits forever.
+    #[arg(long, default_value = "0", value_parser = parse_duration, env = "SECRET_GATE_TIMEOUT")]
+    pub timeout: Duration,
+
+    /// The SPIFFE Workload API socket.
+    #[arg(
+        long,
+        env = "SPIFFE_ENDPOINT_SOCKET",
+        default_value = "unix:///spire-agent-socket/spire-agent.sock",
+        value_name = "URI"
+    )]
+    pub spiffe_endpoint_socket: String,
+
+    /// The SPIFFE trust domain; decides whether --safe-spiffeid-prefix is a regex.
+    #[arg(
+        long,
+        env = "SPIFFE_TRUST_DOMAIN",
+        default_value = "vsecm.com",
+        value_name = "DOMAIN"
+    )]
+    pub trust_domain: String,
+
+    /// `VSecM` Safe's base URL.
+    #[arg(
+        long,
+        env = "VSECM_SAFE_ENDPOINT_URL",
+        default_value = "https://vsecm-safe.vsecm-system.svc.cluster.local:8443/",
+        value_name = "URL"
+    )]
+    pub safe_endpoint_url: String,
+
+    /// Which SPIFFE IDs the Safe may present: a regex if it starts with
+    /// ^spiffe://<trust domain>/, else a literal prefix.
+    #[arg(
+        long,
+        env = "VSECM_SPIFFEID_PREFIX_SAFE",
+        default_value = "^spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/[^/]+$",
+        value_name = "PREFIX"
+    )]
+    pub safe_spiffeid_prefix: String,
+
+    /// Base of the jittered exponential back-off between attempts; a bare
+    /// number is milliseconds, as in `VSecM`. The first attempt is immediate.
+    #[arg(long, env = "VSECM_INIT_CONTAINER_POLL_INTERVAL", default_value = "1000", value_parser = parse_millis_or_duration)]
+    pub poll_interval: Duration,
+
+    /// Longest wait between two attempts (the back-off cap).
+    #[arg(long, env = "SECRET_GATE_MAX_BACKOFF", default_value = "10s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+
+    /// Time allowed for one attempt: Workload API sync, connect, TLS
+    /// handshake and response.
+    #[arg(long, env = "SECRET_GATE_ATTEMPT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub attempt_timeout: Duration,
+
+    /// Largest response body accepted from the Safe.
+    #[arg(long, env = "SECRET_GATE_MAX_BODY_SIZE", default_value = "1MiB", value_parser = parse_size, value_name = "BYTES")]
+    pub max_body_size: u64,
+
+    /// Sleep this long after success, before exiting 0; a bare number is
+    /// milliseconds, as in `VSecM`.
+    #[arg(long, env = "VSECM_INIT_CONTAINER_WAIT_BEFORE_EXIT", default_value = "0", value_parser = parse_millis_or_duration)]
+    pub wait_before_exit: Duration,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A human duration (`500ms`, `30s`, `10m`, `1h 30m`); a bare `0` is zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
+        return Err(format!(
+            "{text:?} has no unit: write e.g. {text}s or {text}ms"
+        ));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}): write e.g. 500ms, 30s or 10m"))
+}
+
+/// Like [`parse_duration`], but a bare number is milliseconds (`VSecM`'s convention).
+pub fn parse_millis_or_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    match trimmed.parse::<u64>() {
+        Ok(ms) => Ok(Duration::from_millis(ms)),
+        Err(_) => parse_duration(trimmed),
+    }
+}
+
+/// A byte size: `1048576`, `512KiB`, `1MiB`, `1M` (binary units).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{t:?} is not a size: write e.g. 65536, 512KiB or 1MiB"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "KiB" | "k" => 1 << 10,
+        "M" | "MB" | "MiB" => 1 << 20,
+        "G" | "GB" | "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use B, KiB, MiB or GiB"
+            ))
+        }
+    };
+    let size = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{t:?} is too large"))?;
+    if size == 0 {
+        return Err("size must be more than 0".into());
+    }
+    Ok(size)
+}
+
+/// An octal file mode such as `0440` or `600`.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let digits = t.strip_prefix("0o").unwrap_or(t);
+    let mode = u32::from_str_radix(digits, 8)
+        .map_err(|_| format!("{t:?} is not an octal mode: write e.g. 0440"))?;
+    if mode > 0o7777 {
+        return Err(format!("{t:?} is not a file mode (at most 7777)"));
+    }
+    if mode & 0o400 == 0 {
+        return Err(format!(
+            "mode {t} does not let the owner read the file; use e.g. 0440"
+        ));
+    }
+    Ok(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{parse_duration, parse_millis_or_duration, parse_mode, parse_size, Cli};
+    use clap::CommandFactory;
+    use std::time::Duration;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("0", 0),
+            ("500ms", 500),
+            ("30s", 30_000),
+            ("10m", 600_000),
+            ("1m 30s", 90_000),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(
+                parse_duration(text).unwrap(),
+                Duration::from_millis(ms),
+                "{text}"
+            );
+        }
+        for bad in ["30", "", "soon", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_millis_or_duration("5000").unwrap(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            parse_millis_or_duration("2s").unwrap(),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        let ok = [
+            ("1", 1),
+            ("1MiB", 1 << 20),
+            ("512KiB", 512 << 10),
+            ("2M", 2 << 20),
+        ];
+        for (text, n) in ok {
+            assert_eq!(parse_size(text).unwrap(), n, "{text}");
+        }
+        for bad in ["0", "MiB", "1 TB", "x", "99999999999999999999GiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0440").unwrap(), 0o440);
+        assert_eq!(parse_mode("600").unwrap(), 0o600);
+        for bad in ["0040", "999", "rw", "77777"] {
+            assert!(parse_mode(bad).is_err(), "{bad}");
+        }
+    }
+}

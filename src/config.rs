@@ -1,0 +1,390 @@
+//! The validated configuration. Built once from the command line; every
+//! check that can fail before the gate starts waiting happens here, and
+//! fails with exit code 2 and a message saying what to change.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use crate::check::{Format, Key};
+use crate::cli::{self, Cli, Command, LogFormat, SelectionArgs};
+use crate::safe::SafeIdMatcher;
+
+/// Everything a run needs, validated.
+#[derive(Debug)]
+pub struct Config {
+    pub mode: Mode,
+    /// Where the diagnosis is written on a non-zero exit, if anywhere.
+    pub termination_log: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub enum Mode {
+    Watch(WatchConfig),
+    Check(Selection),
+    Safe(SafeConfig),
+}
+
+/// Which secret files to check, and what they must hold.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub mount: PathBuf,
+    pub layout: Layout,
+    pub keys: Vec<Key>,
+    pub max_file_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// Named files, each of which must parse; keys may be in any of them.
+    Files(Vec<FileSpec>),
+    /// No `--file`: each key is a file directly under the mount.
+    KeyPerFile,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// Relative to the mount; never absolute, never with `..`.
+    pub name: PathBuf,
+    /// Already resolved: never `Auto`.
+    pub format: Format,
+}
+
+impl Selection {
+    /// The files to read, with their formats, in order.
+    #[must_use]
+    pub fn files(&self) -> Vec<FileSpec> {
+        match &self.layout {
+            Layout::Files(files) => files.clone(),
+            Layout::KeyPerFile => self
+                .keys
+                .iter()
+                .map(|k| FileSpec {
+                    name: PathBuf::from(k.as_str()),
+                    format: Format::Raw,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct WatchConfig {
+    pub selection: Selection,
+    /// `None` waits forever.
+    pub timeout: Option<Duration>,
+    pub poll_interval: Duration,
+    pub poll_only: bool,
+}
+
+#[derive(Debug)]
+pub struct SafeConfig {
+    pub keys: Vec<Key>,
+    /// `Auto` means: sniff the content (see `--help`).
+    pub format: Format,
+    pub output: Option<Output>,
+    pub timeout: Option<Duration>,
+    pub endpoint_socket: String,
+    pub secrets_url: http::Uri,
+    pub safe_id: SafeIdMatcher,
+    pub poll_interval: Duration,
+    pub max_backoff: Duration,
+    pub attempt_timeout: Duration,
+    pub max_body_size: u64,
+    pub wait_before_exit: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    File { path: PathBuf, mode: u32 },
+    Dir { path: PathBuf, mode: u32 },
+}
+
+/// A configuration error: printed, written to the termination log, exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+fn bad(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// Where logs go and how verbose they are.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl LogConfig {
+    #[must_use]
+    pub fn from_cli(cli: &Cli) -> Self {
+        Self {
+            format: cli.log_format,
+            level: cli.log_level.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// The termination log path alone, so even a configuration error can be
+    /// written there.
+    #[must_use]
+    pub fn termination_log_of(cli: &Cli) -> Option<PathBuf> {
+        let given = match &cli.command {
+            Command::Watch(a) => a.report.termination_log.clone(),
+            Command::Check(a) => a.report.termination_log.clone(),
+            Command::Safe(a) => a.report.termination_log.clone(),
+        };
+        given.or_else(default_termination_log)
+    }
+
+    pub fn from_cli(cli: &Cli) -> Result<Self, ConfigError> {
+        let mode = match &cli.command {
+            Command::Watch(a) => {
+                if a.poll_interval < Duration::from_millis(10) {
+                    return Err(bad("--poll-interval must be at least 10ms"));
+                }
+                Mode::Watch(WatchConfig {
+                    selection: selection(&a.selection)?,
+                    timeout: nonzero(a.timeout),
+                    poll_interval: a.poll_interval,
+                    poll_only: a.poll_only,
+                })
+            }
+            Command::Check(a) => Mode::Check(selection(&a.selection)?),
+            Command::Safe(a) => Mode::Safe(safe(a)?),
+        };
+        Ok(Self {
+            mode,
+            termination_log: Self::termination_log_of(cli),
+        })
+    }
+}
+
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+/// `/dev/termination-log` when it exists and can be written.
+fn default_termination_log() -> Option<PathBuf> {
+    let path = Path::new("/dev/termination-log");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .ok()
+        .map(|_| path.to_path_buf())
+}
+
+fn keys(text: Option<&str>) -> Result<Vec<Key>, ConfigError> {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let mut keys = Key::parse_list(text).map_err(|e| bad(format!("--required-keys: {e}")))?;
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|k| seen.insert(k.as_str().to_owned()));
+    Ok(keys)
+}
+
+fn selection(args: &SelectionArgs) -> Result<Selection, ConfigError> {
+    if args.mount_path.as_os_str().is_empty() {
+        return Err(bad(
+            "--mount-path is empty: give the directory the secrets volume is mounted at",
+        ));
+    }
+    let keys = keys(args.required_keys.as_deref())?;
+    let layout = if args.files.is_empty() {
+        if keys.is_empty() {
+            return Err(bad(
+                "nothing to wait for: give --file NAME (repeatable) or --required-keys K1,K2 (one file per key)",
+            ));
+        }
+        if let Some(k) = keys.iter().find(|k| !k.is_plain_name()) {
+            return Err(bad(format!(
+                "--required-keys {k:?}: without --file each key names a file directly under --mount-path, \
+                 so it cannot contain `/`; to look inside a document, add --file NAME"
+            )));
+        }
+        Layout::KeyPerFile
+    } else {
+        let mut files: Vec<FileSpec> = Vec::new();
+        for name in &args.files {
+            let name = relative_name(name)?;
+            if files.iter().all(|f| f.name != name) {
+                let format = args.format.resolve(&name);
+                files.push(FileSpec { name, format });
+            }
+        }
+        if !keys.is_empty() && files.iter().all(|f| !f.format.has_keys()) {
+            return Err(bad(format!(
+                "--required-keys needs a format with keys, but {} is raw (by its extension); \
+                 pass --format json, yaml or env",
+                files[0].name.display()
+            )));
+        }
+        Layout::Files(files)
+    };
+    Ok(Selection {
+        mount: args.mount_path.clone(),
+        layout,
+        keys,
+        max_file_size: args.max_file_size,
+    })
+}
+
+/// Accepts `secrets.json` or `sub/secrets.json`; refuses what escapes the mount.
+fn relative_name(name: &Path) -> Result<PathBuf, ConfigError> {
+    let mut clean = PathBuf::new();
+    for part in name.components() {
+        match part {
+            Component::Normal(p) => clean.push(p),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(bad(format!(
+                    "--file {}: give a path relative to --mount-path, without `..`",
+                    name.display()
+                )));
+            }
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        return Err(bad("--file is empty: give a file name under --mount-path"));
+    }
+    Ok(clean)
+}
+
+fn safe(a: &cli::SafeArgs) -> Result<SafeConfig, ConfigError> {
+    let keys = keys(a.required_keys.as_deref())?;
+    let output = match (&a.output, &a.output_dir) {
+        (Some(path), None) => Some(Output::File {
+            path: path.clone(),
+            mode: a.file_mode,
+        }),
+        (None, Some(path)) => Some(Output::Dir {
+            path: path.clone(),
+            mode: a.file_mode,
+        }),
+        _ => None,
+    };
+    let mut format = a.format;
+    if format == Format::Auto {
+        if let Some(Output::File { path, .. }) = &output {
+            let by_name = Format::Auto.resolve(path);
+            if by_name != Format::Raw {
+                format = by_name;
+            }
+        }
+    }
+    if !keys.is_empty() && format == Format::Raw {
+        return Err(bad(
+            "--required-keys cannot be found in a raw secret: pass --format json, yaml or env",
+        ));
+    }
+    if matches!(output, Some(Output::Dir { .. })) && matches!(format, Format::Raw | Format::Env) {
+        return Err(bad(format!(
+            "--output-dir writes one file per top-level key, which needs --format json, yaml or auto (got {format})"
+        )));
+    }
+    if a.poll_interval.is_zero() {
+        return Err(bad(
+            "VSECM_INIT_CONTAINER_POLL_INTERVAL / --poll-interval must be more than 0",
+        ));
+    }
+    if a.max_backoff < a.poll_interval {
+        return Err(bad(format!(
+            "--max-backoff ({}) is shorter than the poll interval ({}); raise it or lower the interval",
+            humantime::format_duration(a.max_backoff),
+            humantime::format_duration(a.poll_interval)
+        )));
+    }
+    if a.attempt_timeout.is_zero() {
+        return Err(bad("--attempt-timeout must be more than 0"));
+    }
+    if !a.spiffe_endpoint_socket.starts_with("unix:")
+        && !a.spiffe_endpoint_socket.starts_with("tcp:")
+    {
+        return Err(bad(format!(
+            "SPIFFE_ENDPOINT_SOCKET {:?} must be a unix:///path or tcp://ip:port address",
+            a.spiffe_endpoint_socket
+        )));
+    }
+    let secrets_url = secrets_url(&a.safe_endpoint_url)?;
+    let safe_id = SafeIdMatcher::new(&a.safe_spiffeid_prefix, &a.trust_domain)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(SafeConfig {
+        keys,
+        format,
+        output,
+        timeout: nonzero(a.timeout),
+        endpoint_socket: a.spiffe_endpoint_socket.clone(),
+        secrets_url,
+        safe_id,
+        poll_interval: a.poll_interval,
+        max_backoff: a.max_backoff,
+        attempt_timeout: a.attempt_timeout,
+        max_body_size: a.max_body_size,
+        wait_before_exit: a.wait_before_exit,
+    })
+}
+
+/// Joins the Safe's base URL with `workload/v1/secrets`.
+fn secrets_url(base: &str) -> Result<http::Uri, ConfigError> {
+    let invalid = |why: &str| {
+        bad(format!(
+            "VSECM_SAFE_ENDPOINT_URL {base:?} {why}: write e.g. https://vsecm-safe.vsecm-system.svc.cluster.local:8443/"
+        ))
+    };
+    let uri: http::Uri = base.trim().parse().map_err(|_| invalid("is not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(invalid("must use https (the Safe accepts only mTLS)"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(invalid("must not have a query"));
+    }
+    let path = uri.path().trim_end_matches('/');
+    let authority = uri.authority().map(ToString::to_string).unwrap_or_default();
+    format!("https://{authority}{path}/workload/v1/secrets")
+        .parse()
+        .map_err(|_| invalid("cannot be joined with /workload/v1/secrets"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{relative_name, secrets_url};
+    use std::path::Path;
+
+    #[test]
+    fn secrets_url_joins_cleanly() {
+        let table = [
+            (
+                "https://safe:8443/",
+                "https://safe:8443/workload/v1/secrets",
+            ),
+            ("https://safe:8443", "https://safe:8443/workload/v1/secrets"),
+            (
+                "https://127.0.0.1:1/base/",
+                "https://127.0.0.1:1/base/workload/v1/secrets",
+            ),
+        ];
+        for (base, want) in table {
+            assert_eq!(secrets_url(base).unwrap().to_string(), want);
+        }
+        for bad in ["http://safe/", "safe:8443", "https:///x", "https://s/?a=b"] {
+            assert!(secrets_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_names_stay_under_the_mount() {
+        assert_eq!(
+            relative_name(Path::new("./a/b.json")).unwrap(),
+            Path::new("a/b.json")
+        );
+        for bad in ["../x", "/etc/passwd", "a/../../b", "."] {
+            assert!(relative_name(Path::new(bad)).is_err(), "{bad}");
+        }
+    }
+}

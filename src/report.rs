@@ -1,0 +1,161 @@
+//! What the gate tells people: progress logs while it waits, and the
+//! diagnosis written to the termination log when it gives up.
+//!
+//! Everything here names files, keys and conditions, never values: the
+//! types it handles ([`Problem`]) do not carry secret content.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::check::Problem;
+
+/// The kubelet keeps at most this much of a termination message.
+pub const TERMINATION_LOG_LIMIT: usize = 4096;
+
+/// How often to repeat "still waiting" when nothing changes.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// The latest state of the wait, shared between the source that updates it
+/// and the code that reports it when the wait ends.
+#[derive(Debug, Default)]
+pub struct Progress {
+    inner: RefCell<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    problems: Vec<Problem>,
+    classes: BTreeSet<(String, &'static str)>,
+    last_error: Option<String>,
+    last_log: Option<Instant>,
+    checks: u64,
+}
+
+impl Progress {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the result of one check, and logs at info level when the set
+    /// of problems changed, or every 30 s while it does not.
+    pub fn update(&self, problems: Vec<Problem>) {
+        let mut s = self.inner.borrow_mut();
+        s.checks += 1;
+        let classes: BTreeSet<(String, &'static str)> = problems
+            .iter()
+            .map(|p| (p.subject.clone(), p.class))
+            .collect();
+        let now = Instant::now();
+        let changed = s.last_log.is_none() || classes != s.classes;
+        let due = s
+            .last_log
+            .is_some_and(|t| now.duration_since(t) >= HEARTBEAT);
+        if !problems.is_empty() && (changed || due) {
+            let waiting_for = join(&problems);
+            tracing::info!(waiting_for = %waiting_for, checks = s.checks, "not ready yet");
+            s.last_log = Some(now);
+        } else if !problems.is_empty() {
+            tracing::debug!(waiting_for = %join(&problems), "still not ready");
+        }
+        s.classes = classes;
+        s.problems = problems;
+    }
+
+    /// Records an error that is not itself a missing secret (a watcher
+    /// error, a failed request), for the diagnosis. Logged by the caller.
+    pub fn set_last_error(&self, error: impl Into<String>) {
+        self.inner.borrow_mut().last_error = Some(error.into());
+    }
+
+    /// The current problems.
+    #[must_use]
+    pub fn problems(&self) -> Vec<Problem> {
+        self.inner.borrow().problems.clone()
+    }
+
+    /// The diagnosis for the termination log: a headline, what is still
+    /// missing or invalid, and the last error seen.
+    #[must_use]
+    pub fn diagnosis(&self, headline: &str) -> String {
+        let s = self.inner.borrow();
+        let mut text = format!("secret-gate: {headline}\n");
+        for problem in &s.problems {
+            let _ = writeln!(text, "- {problem}");
+        }
+        if let Some(err) = &s.last_error {
+            let _ = writeln!(text, "last error: {err}");
+        }
+        text
+    }
+}
+
+fn join(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Writes `text` to the termination log, cut to the kubelet's limit. Failure is logged, never fatal: the exit code stands.
+pub fn write_termination_log(path: &Path, text: &str) {
+    let text = truncate(text, TERMINATION_LOG_LIMIT);
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(error) = result {
+        tracing::warn!(path = %path.display(), %error, "could not write the termination log");
+    }
+}
+
+/// Cuts `text` to at most `limit` bytes, on a character boundary.
+#[must_use]
+pub fn truncate(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{truncate, Progress};
+    use crate::check::Problem;
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("abc", 10), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+    }
+
+    #[test]
+    fn diagnosis_lists_problems_and_last_error() {
+        let p = Progress::new();
+        p.update(vec![Problem::new(
+            "s.json",
+            "key-missing",
+            "key \"password\" missing",
+        )]);
+        p.set_last_error("Safe answered 503");
+        let text = p.diagnosis("not ready after 1s");
+        assert_eq!(
+            text,
+            "secret-gate: not ready after 1s\n- s.json: key \"password\" missing\nlast error: Safe answered 503\n"
+        );
+    }
+}

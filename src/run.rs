@@ -1,0 +1,212 @@
+//! The one place that decides when to stop: ready, deadline or signal.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
+
+use crate::cli::Cli;
+use crate::config::{Config, Mode};
+use crate::exit::ExitCode;
+use crate::report::{write_termination_log, Progress};
+use crate::{logging, safe, volume};
+
+/// A signal that stops the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Terminate,
+    Interrupt,
+}
+
+impl Stop {
+    const fn exit_code(self) -> ExitCode {
+        match self {
+            Self::Terminate => ExitCode::Terminated,
+            Self::Interrupt => ExitCode::Interrupted,
+        }
+    }
+
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Terminate => "SIGTERM",
+            Self::Interrupt => "SIGINT",
+        }
+    }
+}
+
+/// SIGTERM and SIGINT handlers, installed before any waiting starts so no
+/// signal is lost.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves at the first SIGTERM or SIGINT.
+    pub async fn recv(mut self) -> Stop {
+        tokio::select! {
+            _ = self.term.recv() => Stop::Terminate,
+            _ = self.int.recv() => Stop::Interrupt,
+        }
+    }
+}
+
+/// Runs the parsed command line to an exit code. `main` only parses
+/// arguments and calls this.
+#[must_use]
+pub fn run_cli(cli: &Cli) -> ExitCode {
+    if let Err(msg) = logging::init(&crate::config::LogConfig::from_cli(cli)) {
+        return usage_error(cli, &msg);
+    }
+    let config = match Config::from_cli(cli) {
+        Ok(config) => config,
+        Err(err) => return usage_error(cli, &err.to_string()),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::NotReady;
+        }
+    };
+    runtime.block_on(async {
+        let signals = match Signals::install() {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::error!(%error, "cannot install signal handlers");
+                return ExitCode::NotReady;
+            }
+        };
+        run(&config, signals.recv()).await
+    })
+}
+
+fn usage_error(cli: &Cli, msg: &str) -> ExitCode {
+    tracing::error!("{msg}");
+    // Logging may not be up yet; make sure the message reaches stderr.
+    eprintln!("secret-gate: error: {msg}");
+    if let Some(path) = Config::termination_log_of(cli) {
+        write_termination_log(&path, &format!("secret-gate: configuration error: {msg}\n"));
+    }
+    ExitCode::Usage
+}
+
+/// Waits until ready, the deadline, or `shutdown`, whichever comes first.
+pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitCode {
+    let progress = Progress::new();
+    let started = Instant::now();
+    let (mode, timeout) = match &config.mode {
+        Mode::Check(selection) => return check_once(config, selection),
+        Mode::Watch(c) => {
+            tracing::info!(
+                mount = %c.selection.mount.display(),
+                files = %file_list(&c.selection),
+                keys = c.selection.keys.len(),
+                timeout = %show_timeout(c.timeout),
+                "secret-gate watch: waiting for secrets"
+            );
+            ("watch", c.timeout)
+        }
+        Mode::Safe(c) => {
+            tracing::info!(
+                url = %c.secrets_url,
+                socket = %c.endpoint_socket,
+                keys = c.keys.len(),
+                timeout = %show_timeout(c.timeout),
+                "secret-gate safe: waiting for the Safe"
+            );
+            ("safe", c.timeout)
+        }
+    };
+    let wait = async {
+        match &config.mode {
+            Mode::Watch(c) => volume::wait_ready(c, &progress).await,
+            Mode::Safe(c) => safe::wait_ready(c, &progress).await,
+            Mode::Check(_) => {}
+        }
+    };
+    let deadline = async {
+        match timeout {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(shutdown);
+
+    let (code, headline) = tokio::select! {
+        biased;
+        stop = &mut shutdown => {
+            let elapsed = rounded(started.elapsed());
+            (stop.exit_code(), format!("stopped by {} after {elapsed} while not ready", stop.name()))
+        }
+        () = deadline => {
+            let limit = timeout.map(rounded).unwrap_or_default();
+            (ExitCode::NotReady, format!("not ready after {limit} (--timeout)"))
+        }
+        () = wait => (ExitCode::Ready, String::new()),
+    };
+
+    if code == ExitCode::Ready {
+        tracing::info!(elapsed = %rounded(started.elapsed()), "ready");
+        if let Mode::Safe(c) = &config.mode {
+            if !c.wait_before_exit.is_zero() {
+                tokio::select! {
+                    stop = &mut shutdown => return stop.exit_code(),
+                    () = tokio::time::sleep(c.wait_before_exit) => {}
+                }
+            }
+        }
+        return ExitCode::Ready;
+    }
+    let diagnosis = progress.diagnosis(&format!("{mode}: {headline}"));
+    tracing::error!("{}", diagnosis.trim_end().replace('\n', " | "));
+    if let Some(path) = &config.termination_log {
+        write_termination_log(path, &diagnosis);
+    }
+    code
+}
+
+fn check_once(config: &Config, selection: &crate::config::Selection) -> ExitCode {
+    let progress = Progress::new();
+    let problems = volume::scan(selection);
+    if problems.is_empty() {
+        tracing::info!(mount = %selection.mount.display(), "ready");
+        return ExitCode::Ready;
+    }
+    progress.update(problems);
+    let diagnosis = progress.diagnosis("check: not ready");
+    if let Some(path) = &config.termination_log {
+        write_termination_log(path, &diagnosis);
+    }
+    ExitCode::NotReady
+}
+
+fn file_list(selection: &crate::config::Selection) -> String {
+    selection
+        .files()
+        .iter()
+        .map(|f| format!("{} ({})", f.name.display(), f.format))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn show_timeout(timeout: Option<Duration>) -> String {
+    timeout.map_or_else(|| "none".to_owned(), rounded)
+}
+
+/// A duration rounded to milliseconds, for people.
+fn rounded(d: Duration) -> String {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
+}

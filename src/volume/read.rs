@@ -1,0 +1,149 @@
+//! Reading a secret file without ever blocking or reading without bound.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Why a file could not be read. Each is a named state in the diagnosis.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("missing")]
+    Missing,
+    #[error("is a symlink whose target is missing")]
+    DanglingSymlink,
+    #[error("is a symlink loop")]
+    SymlinkLoop,
+    #[error("is a {0}, not a regular file")]
+    NotAFile(&'static str),
+    #[error("permission denied (the gate runs as uid {uid}; make the file readable by it, e.g. with fsGroup or defaultMode)")]
+    PermissionDenied { uid: u32 },
+    #[error(
+        "is {size} bytes, over the {limit}-byte limit (raise --max-file-size if this is right)"
+    )]
+    TooLarge { size: u64, limit: u64 },
+    #[error("cannot be read: {0}")]
+    Io(String),
+}
+
+/// Reads at most `limit` bytes of the regular file at `path`, following
+/// symlinks. FIFOs, sockets and devices are refused without being opened
+/// for a blocking read.
+pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let meta = std::fs::metadata(path).map_err(|e| classify(path, &e))?;
+    check_type(&meta)?;
+    if meta.len() > limit {
+        return Err(ReadError::TooLarge {
+            size: meta.len(),
+            limit,
+        });
+    }
+    // O_NONBLOCK: if the path was swapped for a FIFO since the stat above,
+    // the open still returns at once. O_NOCTTY: never adopt a terminal.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| classify(path, &e))?;
+    let meta = file.metadata().map_err(|e| classify(path, &e))?;
+    check_type(&meta)?;
+    read_to_limit(file, limit)
+}
+
+fn read_to_limit(file: File, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::Io(e.to_string()))?;
+    let size = bytes.len() as u64;
+    if size > limit {
+        return Err(ReadError::TooLarge { size, limit });
+    }
+    Ok(bytes)
+}
+
+fn check_type(meta: &Metadata) -> Result<(), ReadError> {
+    let kind = meta.file_type();
+    if kind.is_file() {
+        Ok(())
+    } else if kind.is_dir() {
+        Err(ReadError::NotAFile("directory"))
+    } else if kind.is_fifo() {
+        Err(ReadError::NotAFile("FIFO"))
+    } else if kind.is_socket() {
+        Err(ReadError::NotAFile("socket"))
+    } else if kind.is_char_device() {
+        Err(ReadError::NotAFile("character device"))
+    } else if kind.is_block_device() {
+        Err(ReadError::NotAFile("block device"))
+    } else {
+        Err(ReadError::NotAFile("special file"))
+    }
+}
+
+fn classify(path: &Path, err: &io::Error) -> ReadError {
+    match err.kind() {
+        io::ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                ReadError::DanglingSymlink
+            } else {
+                ReadError::Missing
+            }
+        }
+        io::ErrorKind::PermissionDenied => ReadError::PermissionDenied { uid: current_uid() },
+        _ if err.raw_os_error() == Some(libc::ELOOP) => ReadError::SymlinkLoop,
+        _ if err.raw_os_error() == Some(libc::ENOTDIR) => ReadError::Missing,
+        _ => ReadError::Io(err.to_string()),
+    }
+}
+
+/// The effective uid, read from /proc so no unsafe call is needed.
+fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{read_capped, ReadError};
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn states_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("ok"), b"abc").unwrap();
+        std::fs::write(p("big"), vec![b'x'; 11]).unwrap();
+        std::fs::create_dir(p("dir")).unwrap();
+        symlink(p("nowhere"), p("dangling")).unwrap();
+        symlink(p("loop1"), p("loop2")).unwrap();
+        symlink(p("loop2"), p("loop1")).unwrap();
+        symlink(p("ok"), p("link")).unwrap();
+        let table = [
+            ("ok", Ok(b"abc".to_vec())),
+            ("link", Ok(b"abc".to_vec())),
+            ("absent", Err(ReadError::Missing)),
+            ("ok/child", Err(ReadError::Missing)),
+            ("dangling", Err(ReadError::DanglingSymlink)),
+            ("loop1", Err(ReadError::SymlinkLoop)),
+            ("dir", Err(ReadError::NotAFile("directory"))),
+            (
+                "big",
+                Err(ReadError::TooLarge {
+                    size: 11,
+                    limit: 10,
+                }),
+            ),
+        ];
+        for (name, want) in table {
+            assert_eq!(read_capped(&p(name), 10), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn devices_are_refused_without_reading() {
+        let got = read_capped(std::path::Path::new("/dev/zero"), 10);
+        assert_eq!(got, Err(ReadError::NotAFile("character device")));
+    }
+}
