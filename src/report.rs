@@ -46,6 +46,16 @@ impl Progress {
     /// Records the result of one check, and logs at info level when the set
     /// of problems changed, or every 30 s while it does not.
     pub fn update(&self, problems: Vec<Problem>) {
+        self.store(problems, true);
+    }
+
+    /// Records the result of one check whose conditions the caller already
+    /// logged; only the 30 s "still waiting" reminder is logged here.
+    pub fn record(&self, problems: Vec<Problem>) {
+        self.store(problems, false);
+    }
+
+    fn store(&self, problems: Vec<Problem>, log_changes: bool) {
         let mut s = self.inner.borrow_mut();
         s.checks += 1;
         let classes: BTreeSet<(String, &'static str)> = problems
@@ -57,11 +67,14 @@ impl Progress {
         let due = s
             .last_log
             .is_some_and(|t| now.duration_since(t) >= HEARTBEAT);
-        if !problems.is_empty() && (changed || due) {
+        if !problems.is_empty() && ((changed && log_changes) || due) {
             let waiting_for = join(&problems);
             tracing::info!(waiting_for = %waiting_for, checks = s.checks, "not ready yet");
             s.last_log = Some(now);
         } else if !problems.is_empty() {
+            if s.last_log.is_none() {
+                s.last_log = Some(now);
+            }
             tracing::debug!(waiting_for = %join(&problems), "still not ready");
         }
         s.classes = classes;

@@ -1,0 +1,38 @@
+# secret-gate: every CI step is a target here. `make help` lists them.
+CARGO  ?= cargo
+FLAGS  := --locked
+TARGET := x86_64-unknown-linux-gnu
+STATIC := target/$(TARGET)/release/secret-gate
+IMAGE  ?= localhost/secret-gate:dev
+
+.DEFAULT_GOAL := help
+.PHONY: help build release static test lint fmt-check clippy demo e2e image bench man
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+build: ## Build secret-gate and fake-safe (debug)
+	$(CARGO) build $(FLAGS) --all-features --bins
+
+release: ## Build the small release binary
+	$(CARGO) build $(FLAGS) --release
+
+static: ## Build the static release binary used by the image
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build $(FLAGS) --release --target $(TARGET)
+
+test: ## Run every unit and integration test (real binary, real files, real TLS)
+	$(CARGO) test $(FLAGS) --all-features
+
+fmt-check: ## Check formatting
+	$(CARGO) fmt --all -- --check
+
+clippy: ## Lint with clippy, warnings are errors
+	$(CARGO) clippy $(FLAGS) --all-targets --all-features -- -D warnings
+
+lint: fmt-check clippy ## fmt-check + clippy
+
+demo: build ## Show the gate waiting for a volume (with a torn write) and for the fake Safe
+	bash tests/scripts/demo.sh
+
+man: ## Generate the man page into docs/secret-gate.1
+	$(CARGO) run $(FLAGS) --quiet --bin secret-gate -- man > docs/secret-gate.1

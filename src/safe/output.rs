@@ -1,0 +1,141 @@
+//! Writing fetched secrets into the volume, atomically: a temp file in the
+//! same directory, fsync, rename over the target, fsync the directory. A
+//! reader sees the old file or the new one, never half of one.
+
+use std::fs::{File, Permissions};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::check::Document;
+
+/// Why writing the output failed. Names paths and keys, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key {0:?} cannot be a file name in --output-dir (it is empty, `.`/`..`, or has `/` or NUL)")]
+    BadName(String),
+    #[error("--output-dir needs a JSON or YAML object with top-level keys; the secret has none")]
+    NoKeys,
+}
+
+/// Writes `bytes` to `path` atomically with `mode`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), OutputError> {
+    let io = |source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".secret-gate-")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(mode))
+        .map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(())
+}
+
+/// The files `--output-dir` writes: one per top-level key. A string value
+/// is written as it is; any other value as JSON text.
+pub fn files_for_dir(doc: &Document) -> Result<Vec<(String, Vec<u8>)>, OutputError> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for root in &doc.roots {
+        let Value::Object(map) = root else { continue };
+        for (key, value) in map {
+            if files.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            if key.is_empty() || key == "." || key == ".." || key.contains(['/', '\0']) {
+                return Err(OutputError::BadName(key.clone()));
+            }
+            let bytes = match value {
+                Value::String(s) => s.as_bytes().to_vec(),
+                other => other.to_string().into_bytes(),
+            };
+            files.push((key.clone(), bytes));
+        }
+    }
+    if files.is_empty() {
+        return Err(OutputError::NoKeys);
+    }
+    Ok(files)
+}
+
+/// Writes every file of [`files_for_dir`] into `dir` (created if missing).
+pub fn write_dir(dir: &Path, doc: &Document, mode: u32) -> Result<Vec<String>, OutputError> {
+    let files = files_for_dir(doc)?;
+    std::fs::create_dir_all(dir).map_err(|source| OutputError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (name, bytes) in &files {
+        write_atomic(&dir.join(name), bytes, mode)?;
+    }
+    Ok(files.into_iter().map(|(name, _)| name).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{files_for_dir, write_atomic, OutputError};
+    use crate::check::{parse, Format};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn atomic_write_sets_mode_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.json");
+        std::fs::write(&path, b"old").unwrap();
+        write_atomic(&path, b"new", 0o440).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o440);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["secret.json"]);
+    }
+
+    #[test]
+    fn dir_files_table() {
+        let doc = parse(Format::Json, br#"{"user":"u","port":5432,"db":{"a":1}}"#).unwrap();
+        let files = files_for_dir(&doc).unwrap();
+        let got: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("db", &br#"{"a":1}"#[..]),
+                ("port", b"5432"),
+                ("user", b"u")
+            ]
+        );
+
+        for bad in [r#"{"../x":"v"}"#, r#"{"a/b":"v"}"#, r#"{"":"v"}"#] {
+            let doc = parse(Format::Json, bad.as_bytes()).unwrap();
+            assert!(
+                matches!(files_for_dir(&doc), Err(OutputError::BadName(_))),
+                "{bad}"
+            );
+        }
+        let doc = parse(Format::Json, br#""plain""#).unwrap();
+        assert!(matches!(files_for_dir(&doc), Err(OutputError::NoKeys)));
+    }
+}
