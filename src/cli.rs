@@ -22,7 +22,15 @@ pub struct Cli {
     pub command: Command,
 
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SECRET_GATE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "SECRET_GATE_LOG_FORMAT",
+        value_name = "FORMAT",
+        help_heading = "Logging"
+    )]
     pub log_format: LogFormat,
 
     /// Log level: error, warn, info, debug or trace. Values are never logged at any level.
@@ -30,7 +38,9 @@ pub struct Cli {
         long,
         global = true,
         default_value = "info",
-        env = "SECRET_GATE_LOG_LEVEL"
+        env = "SECRET_GATE_LOG_LEVEL",
+        value_name = "LEVEL",
+        help_heading = "Logging"
     )]
     pub log_level: String,
 }
@@ -45,9 +55,9 @@ pub enum Command {
     Watch(WatchArgs),
     /// Check the secret files once and exit at once: 0 if ready, 1 if not.
     Check(CheckArgs),
-    /// Poll `VSecM` Safe over SPIFFE mTLS until this workload's secret is ready.
+    /// Poll VSecM Safe over SPIFFE mTLS until this workload's secret is ready.
     ///
-    /// Configured by `VSecM`'s own environment variables, so a pod written for
+    /// Configured by VSecM's own environment variables, so a pod written for
     /// vsecm-ist-init-container works unchanged.
     Safe(SafeArgs),
 }
@@ -101,12 +111,12 @@ pub struct WatchArgs {
     pub selection: SelectionArgs,
 
     /// Give up after this long and exit 1 (e.g. 500ms, 30s, 10m); 0 waits forever.
-    #[arg(long, default_value = "0", value_parser = parse_duration, env = "SECRET_GATE_TIMEOUT")]
+    #[arg(long, default_value = "0", value_parser = parse_duration, env = "SECRET_GATE_TIMEOUT", value_name = "DURATION")]
     pub timeout: Duration,
 
     /// How often to re-check even without events; the only trigger when
     /// inotify cannot be used.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "SECRET_GATE_POLL_INTERVAL")]
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "SECRET_GATE_POLL_INTERVAL", value_name = "DURATION")]
     pub poll_interval: Duration,
 
     /// Do not use inotify; only re-check every --poll-interval (for network
@@ -158,7 +168,7 @@ pub struct SafeArgs {
     pub file_mode: u32,
 
     /// Give up after this long and exit 1 (e.g. 30s, 10m); 0 waits forever.
-    #[arg(long, default_value = "0", value_parser = parse_duration, env = "SECRET_GATE_TIMEOUT")]
+    #[arg(long, default_value = "0", value_parser = parse_duration, env = "SECRET_GATE_TIMEOUT", value_name = "DURATION")]
     pub timeout: Duration,
 
     /// The SPIFFE Workload API socket.
@@ -179,7 +189,7 @@ pub struct SafeArgs {
     )]
     pub trust_domain: String,
 
-    /// `VSecM` Safe's base URL.
+    /// VSecM Safe's base URL.
     #[arg(
         long,
         env = "VSECM_SAFE_ENDPOINT_URL",
@@ -199,17 +209,17 @@ pub struct SafeArgs {
     pub safe_spiffeid_prefix: String,
 
     /// Base of the jittered exponential back-off between attempts; a bare
-    /// number is milliseconds, as in `VSecM`. The first attempt is immediate.
-    #[arg(long, env = "VSECM_INIT_CONTAINER_POLL_INTERVAL", default_value = "1000", value_parser = parse_millis_or_duration)]
+    /// number is milliseconds, as in VSecM. The first attempt is immediate.
+    #[arg(long, env = "VSECM_INIT_CONTAINER_POLL_INTERVAL", default_value = "1000", value_parser = parse_millis_or_duration, value_name = "MS|DURATION")]
     pub poll_interval: Duration,
 
     /// Longest wait between two attempts (the back-off cap).
-    #[arg(long, env = "SECRET_GATE_MAX_BACKOFF", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "SECRET_GATE_MAX_BACKOFF", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub max_backoff: Duration,
 
-    /// Time allowed for one attempt: Workload API sync, connect, TLS
-    /// handshake and response.
-    #[arg(long, env = "SECRET_GATE_ATTEMPT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    /// Time allowed for one attempt: for the first Workload API sync, and
+    /// then for connect, TLS handshake and response together.
+    #[arg(long, env = "SECRET_GATE_ATTEMPT_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub attempt_timeout: Duration,
 
     /// Largest response body accepted from the Safe.
@@ -217,8 +227,8 @@ pub struct SafeArgs {
     pub max_body_size: u64,
 
     /// Sleep this long after success, before exiting 0; a bare number is
-    /// milliseconds, as in `VSecM`.
-    #[arg(long, env = "VSECM_INIT_CONTAINER_WAIT_BEFORE_EXIT", default_value = "0", value_parser = parse_millis_or_duration)]
+    /// milliseconds, as in VSecM.
+    #[arg(long, env = "VSECM_INIT_CONTAINER_WAIT_BEFORE_EXIT", default_value = "0", value_parser = parse_millis_or_duration, value_name = "MS|DURATION")]
     pub wait_before_exit: Duration,
 
     #[command(flatten)]
@@ -246,7 +256,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration ({e}): write e.g. 500ms, 30s or 10m"))
 }
 
-/// Like [`parse_duration`], but a bare number is milliseconds (`VSecM`'s convention).
+/// Like [`parse_duration`], but a bare number is milliseconds (VSecM's convention).
 pub fn parse_millis_or_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     match trimmed.parse::<u64>() {

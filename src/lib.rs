@@ -5,7 +5,7 @@
 //! - [`run`] is the one place that decides when to stop: ready, deadline or
 //!   signal, mapped to an [`exit`] code.
 //! - The sources: [`volume`] watches a mounted directory (inotify, with a
-//!   polling safety net); [`safe`] polls `VSecM` Safe over SPIFFE mTLS.
+//!   polling safety net); [`safe`] polls VSecM Safe over SPIFFE mTLS.
 //! - [`check`] decides what "ready" means for some bytes: the format
 //!   parsers and the key lookup, shared by both sources.
 //! - [`report`] logs progress and writes the termination-log diagnosis;

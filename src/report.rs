@@ -102,7 +102,8 @@ impl Progress {
         for problem in &s.problems {
             let _ = writeln!(text, "- {problem}");
         }
-        if let Some(err) = &s.last_error {
+        let repeated = |err: &String| s.problems.iter().any(|p| &p.what == err);
+        if let Some(err) = s.last_error.as_ref().filter(|e| !repeated(e)) {
             let _ = writeln!(text, "last error: {err}");
         }
         text

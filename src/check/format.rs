@@ -14,7 +14,7 @@ pub enum Format {
     /// Pick by extension: `.json`, `.yaml`/`.yml`, `.env`; anything else is `raw`.
     #[default]
     Auto,
-    /// A JSON object; also `VSecM`'s older JSON array of strings, and any
+    /// A JSON object; also VSecM's older JSON array of strings, and any
     /// other non-empty JSON value (which has no keys).
     Json,
     /// A YAML document; keys and pointers work as for JSON.

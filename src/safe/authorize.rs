@@ -1,10 +1,10 @@
-//! Which SPIFFE IDs count as `VSecM` Safe, by `VSecM`'s own rule.
+//! Which SPIFFE IDs count as VSecM Safe, by VSecM's own rule.
 
 use regex::Regex;
 
 /// Matches the Safe's SPIFFE ID against `VSECM_SPIFFEID_PREFIX_SAFE`.
 ///
-/// `VSecM`'s rule: a value that starts with `^spiffe://<trust domain>/` is a
+/// VSecM's rule: a value that starts with `^spiffe://<trust domain>/` is a
 /// regular expression; anything else is a literal string prefix.
 #[derive(Debug, Clone)]
 pub enum SafeIdMatcher {

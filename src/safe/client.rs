@@ -88,6 +88,18 @@ impl Failure {
     }
 }
 
+/// Says why the Workload API could not be used, naming a missing socket.
+fn explain_source_error(socket: &str, err: &spiffe::X509SourceError) -> String {
+    if let Some(path) = socket.strip_prefix("unix://").or_else(|| socket.strip_prefix("unix:")) {
+        if !std::path::Path::new(path).exists() {
+            return format!(
+                "no socket at {path} (is the SPIFFE CSI driver volume mounted, and SPIFFE_ENDPOINT_SOCKET right?)"
+            );
+        }
+    }
+    err.to_string()
+}
+
 /// VSecM's 200 body. `created`/`updated` hold quoted RFC 3339 strings (a
 /// VSecM quirk); they are accepted and not needed.
 #[derive(Deserialize)]
@@ -122,24 +134,20 @@ impl SafeClient {
         }
     }
 
-    /// Makes one attempt, bounded by the attempt timeout as a whole.
+    /// Makes one attempt. Getting the SVID is bounded by the Workload
+    /// API's own sync timeout; connect, handshake and response together by
+    /// the attempt timeout.
     pub async fn attempt(&mut self) -> Outcome {
-        let limit = self.attempt_timeout;
-        match tokio::time::timeout(limit, self.attempt_inner()).await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::Failed(Failure::Timeout(
-                humantime::format_duration(limit).to_string(),
-            )),
-        }
-    }
-
-    async fn attempt_inner(&mut self) -> Outcome {
         let connector = match self.connector().await {
             Ok(c) => c,
             Err(f) => return Outcome::Failed(f),
         };
-        match self.fetch(&connector).await {
-            Ok(outcome) | Err(outcome) => outcome,
+        let limit = self.attempt_timeout;
+        match tokio::time::timeout(limit, self.fetch(&connector)).await {
+            Ok(Ok(outcome) | Err(outcome)) => outcome,
+            Err(_) => Outcome::Failed(Failure::Timeout(
+                humantime::format_duration(limit).to_string(),
+            )),
         }
     }
 
@@ -159,7 +167,7 @@ impl SafeClient {
             .initial_sync_timeout(self.attempt_timeout)
             .build()
             .await
-            .map_err(|e| unreachable(format!("{e}")))?;
+            .map_err(|e| unreachable(explain_source_error(&self.socket, &e)))?;
         if let Ok(svid) = source.svid() {
             tracing::info!(spiffe_id = %svid.spiffe_id(), "got an X.509 SVID from the Workload API");
         }

@@ -30,7 +30,14 @@ pub async fn wait_ready(config: &SafeConfig, progress: &Progress) {
         let problems = match client.attempt().await {
             Outcome::Secret(data) => match accept(config, &data) {
                 Ok(()) => return,
-                Err(problems) => problems,
+                Err(problems) => {
+                    for p in &problems {
+                        if seen.insert(format!("{}:{}", p.class, p.what)) {
+                            tracing::info!("{p}; will retry");
+                        }
+                    }
+                    problems
+                }
             },
             Outcome::Failed(failure) => {
                 let first_time = seen.insert(failure.class().to_owned());
@@ -47,11 +54,6 @@ pub async fn wait_ready(config: &SafeConfig, progress: &Progress) {
                 vec![Problem::new("Safe", failure.class(), failure.to_string())]
             }
         };
-        for p in &problems {
-            if seen.insert(format!("{}:{}", p.class, p.what)) {
-                tracing::info!("{p}; will retry");
-            }
-        }
         progress.record(problems);
         tokio::time::sleep(backoff.next_delay()).await;
     }
