@@ -6,7 +6,7 @@ STATIC := target/$(TARGET)/release/secret-gate
 IMAGE  ?= localhost/secret-gate:dev
 
 .DEFAULT_GOAL := help
-.PHONY: help build release static test lint fmt-check clippy demo e2e image bench man
+.PHONY: help build release static test lint fmt-check clippy demo e2e image bench docs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,5 +34,5 @@ lint: fmt-check clippy ## fmt-check + clippy
 demo: build ## Show the gate waiting for a volume (with a torn write) and for the fake Safe
 	bash tests/scripts/demo.sh
 
-man: ## Generate the man page into docs/secret-gate.1
-	$(CARGO) run $(FLAGS) --quiet --bin secret-gate -- man > docs/secret-gate.1
+docs: ## Regenerate the --help blocks in README/docs and the man page docs/secret-gate.1
+	UPDATE_DOCS=1 $(CARGO) test $(FLAGS) --test docs
