@@ -1,0 +1,1181 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The example manifests under `manifests/` are part of the product: people
+//! copy them. These tests read every YAML document there into the real
+//! Kubernetes types (k8s-openapi) and fail on any field the types do not
+//! know, so a typo or a field at the wrong level cannot hide. They then hold
+//! the examples to the rules the docs promise: restricted security context,
+//! resources, termination messages, a native sidecar ordered before the gate,
+//! a timeout on every gate, read-only secret mounts for the app. Last, they
+//! run the real binary with each gate's own arguments and environment, so a
+//! manifest cannot carry a usage error (exit 2).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    Container, Namespace, Pod, PodSecurityContext, PodSpec, ServiceAccount, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// The user every container runs as (distroless "nonroot").
+const NONROOT: i64 = 65532;
+/// Images that identify the gate and the secret writers it waits for.
+const GATE_IMAGE: &str = "ghcr.io/secret-gate/secret-gate:";
+const WRITER_IMAGES: &[&str] = &["vsecm-ist-sidecar", "vsecm-photon-sidecar"];
+/// Safe names the workload with this (VSECM_WORKLOAD_NAME_REGEXP's default).
+const VSECM_WORKLOAD_NAME_REGEXP: &str =
+    r"^spiffe://vsecm.com/workload/([^/]+)/ns/[^/]+/sa/[^/]+/n/[^/]+$";
+
+// ---------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------
+
+/// spire-controller-manager's `ClusterSPIFFEID` (spire.spiffe.io/v1alpha1):
+/// only the fields the examples use, and nothing else is accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ClusterSpiffeId {
+    api_version: String,
+    kind: String,
+    metadata: ObjectMeta,
+    spec: ClusterSpiffeIdSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterSpiffeIdSpec {
+    #[serde(rename = "className")]
+    class_name: Option<String>,
+    #[serde(rename = "spiffeIDTemplate")]
+    spiffe_id_template: String,
+    #[serde(rename = "podSelector")]
+    pod_selector: Option<LabelSelector>,
+    #[serde(rename = "namespaceSelector")]
+    namespace_selector: Option<LabelSelector>,
+    #[serde(rename = "workloadSelectorTemplates")]
+    workload_selector_templates: Option<Vec<String>>,
+}
+
+/// A kustomization, limited to the fields the examples use.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Kustomization {
+    api_version: String,
+    kind: String,
+    resources: Vec<String>,
+    #[serde(default)]
+    images: Vec<KustomizeImage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct KustomizeImage {
+    name: String,
+    new_name: Option<String>,
+    new_tag: Option<String>,
+}
+
+#[derive(Debug)]
+enum Object {
+    Deployment(Box<Deployment>),
+    Pod(Box<Pod>),
+    ServiceAccount(ServiceAccount),
+    Namespace(Namespace),
+    ClusterSpiffeId(ClusterSpiffeId),
+}
+
+#[derive(Debug)]
+struct Doc {
+    /// `file#index`, for messages.
+    origin: String,
+    /// The example directory the document belongs to.
+    dir: PathBuf,
+    object: Object,
+}
+
+fn manifests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests")
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "yaml" || e == "yml")
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn is_kustomization(path: &Path) -> bool {
+    path.file_stem().is_some_and(|s| s == "kustomization")
+}
+
+/// Splits a multi-document YAML file at `---` lines and drops documents that
+/// hold only comments.
+fn documents(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else {
+            let last = docs.last_mut().unwrap();
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    docs.retain(|d| {
+        d.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
+    docs
+}
+
+/// Deserializes one YAML document into `T`, failing on every field `T` does
+/// not know (serde would otherwise drop it without a word).
+fn strict<T: DeserializeOwned>(doc: &str, origin: &str) -> T {
+    let mut unknown = Vec::new();
+    let value = serde_ignored::deserialize(serde_yaml_ng::Deserializer::from_str(doc), |path| {
+        unknown.push(path.to_string());
+    })
+    .unwrap_or_else(|e| panic!("{origin}: does not parse: {e}"));
+    assert!(
+        unknown.is_empty(),
+        "{origin}: unknown fields (a typo, or a field at the wrong level): {unknown:?}"
+    );
+    value
+}
+
+fn load_all() -> Vec<Doc> {
+    let root = manifests_dir();
+    let mut out = Vec::new();
+    for file in yaml_files(&root) {
+        if is_kustomization(&file) {
+            continue;
+        }
+        let text = fs::read_to_string(&file).unwrap();
+        let rel = file.strip_prefix(&root).unwrap().display().to_string();
+        for (i, doc) in documents(&text).iter().enumerate() {
+            let origin = format!("manifests/{rel}#{i}");
+            let head: serde_yaml_ng::Value = serde_yaml_ng::from_str(doc)
+                .unwrap_or_else(|e| panic!("{origin}: not YAML: {e}"));
+            let kind = head.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+            let api_version = head
+                .get("apiVersion")
+                .and_then(|k| k.as_str())
+                .unwrap_or("");
+            let object = match (api_version, kind) {
+                ("apps/v1", "Deployment") => Object::Deployment(Box::new(strict(doc, &origin))),
+                ("v1", "Pod") => Object::Pod(Box::new(strict(doc, &origin))),
+                ("v1", "ServiceAccount") => Object::ServiceAccount(strict(doc, &origin)),
+                ("v1", "Namespace") => Object::Namespace(strict(doc, &origin)),
+                ("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID") => {
+                    Object::ClusterSpiffeId(strict(doc, &origin))
+                }
+                other => panic!(
+                    "{origin}: {other:?} is not a kind these tests know; teach tests/manifests.rs to check it"
+                ),
+            };
+            out.push(Doc {
+                origin,
+                dir: file.parent().unwrap().to_path_buf(),
+                object,
+            });
+        }
+    }
+    assert!(!out.is_empty(), "no manifests found under {}", root.display());
+    out
+}
+
+/// A pod spec found in the manifests, with where it came from.
+struct PodRef<'a> {
+    origin: &'a str,
+    dir: &'a Path,
+    namespace: Option<&'a str>,
+    labels: BTreeMap<String, String>,
+    spec: &'a PodSpec,
+}
+
+fn pods(docs: &[Doc]) -> Vec<PodRef<'_>> {
+    let mut out = Vec::new();
+    for doc in docs {
+        match &doc.object {
+            Object::Deployment(d) => {
+                let spec = d.spec.as_ref().expect("Deployment without spec");
+                let template_meta = spec.template.metadata.clone().unwrap_or_default();
+                out.push(PodRef {
+                    origin: &doc.origin,
+                    dir: &doc.dir,
+                    namespace: d.metadata.namespace.as_deref(),
+                    labels: template_meta.labels.unwrap_or_default(),
+                    spec: spec.template.spec.as_ref().expect("template without spec"),
+                });
+            }
+            Object::Pod(p) => out.push(PodRef {
+                origin: &doc.origin,
+                dir: &doc.dir,
+                namespace: p.metadata.namespace.as_deref(),
+                labels: p.metadata.labels.clone().unwrap_or_default(),
+                spec: p.spec.as_ref().expect("Pod without spec"),
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn is_gate(c: &Container) -> bool {
+    c.image.as_deref().is_some_and(|i| i.starts_with(GATE_IMAGE))
+}
+
+fn is_writer(c: &Container) -> bool {
+    c.image
+        .as_deref()
+        .is_some_and(|i| WRITER_IMAGES.iter().any(|w| i.contains(w)))
+}
+
+fn is_native_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+fn all_containers(spec: &PodSpec) -> impl Iterator<Item = (&'static str, &Container)> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .map(|c| ("initContainers", c))
+        .chain(spec.containers.iter().map(|c| ("containers", c)))
+}
+
+fn env_map(c: &Container) -> BTreeMap<String, String> {
+    c.env
+        .iter()
+        .flatten()
+        .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+        .collect()
+}
+
+fn mounts(c: &Container) -> &[VolumeMount] {
+    c.volume_mounts.as_deref().unwrap_or_default()
+}
+
+/// The mount of `c` that holds `path` (the deepest one).
+fn mount_holding<'a>(c: &'a Container, path: &str) -> Option<&'a VolumeMount> {
+    mounts(c)
+        .iter()
+        .filter(|m| {
+            let base = m.mount_path.trim_end_matches('/');
+            path == base || path.starts_with(&format!("{base}/"))
+        })
+        .max_by_key(|m| m.mount_path.len())
+}
+
+fn volume<'a>(spec: &'a PodSpec, name: &str) -> &'a Volume {
+    spec.volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no volume named {name}"))
+}
+
+// ---------------------------------------------------------------------------
+// What a gate's arguments say
+// ---------------------------------------------------------------------------
+
+/// A gate's command line as the container would run it: the image's
+/// ENTRYPOINT is `/secret-gate` and its CMD is `safe`.
+#[derive(Debug, Clone)]
+struct GateArgs {
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+}
+
+impl GateArgs {
+    fn of(c: &Container) -> Self {
+        if let Some(command) = &c.command {
+            assert_eq!(
+                command,
+                &["/secret-gate".to_string()],
+                "{}: leave `command` to the image's ENTRYPOINT",
+                c.name
+            );
+        }
+        Self {
+            args: c.args.clone().unwrap_or_else(|| vec!["safe".into()]),
+            env: env_map(c),
+        }
+    }
+
+    fn subcommand(&self) -> &str {
+        self.args
+            .iter()
+            .find(|a| !a.starts_with('-'))
+            .map(String::as_str)
+            .expect("gate args name no subcommand")
+    }
+
+    /// The values of `--flag` (as `--flag=v` or `--flag v`), else of `env`.
+    fn values(&self, flag: &str, env: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut it = self.args.iter();
+        while let Some(a) = it.next() {
+            if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
+                out.push(v.to_string());
+            } else if a == flag {
+                out.push(it.next().expect("flag without value").clone());
+            }
+        }
+        if out.is_empty() {
+            if let Some(v) = self.env.get(env) {
+                out.push(v.clone());
+            }
+        }
+        out
+    }
+
+    fn value(&self, flag: &str, env: &str) -> Option<String> {
+        let mut v = self.values(flag, env);
+        assert!(v.len() <= 1, "{flag} given more than once");
+        v.pop()
+    }
+
+    /// Replaces the value of `--flag` wherever it is set (args or env); adds
+    /// it as an argument if it was not set at all.
+    fn with(&self, flag: &str, env: &str, value: &str) -> Self {
+        let mut out = self.clone();
+        let mut found = false;
+        let mut args = Vec::new();
+        let mut it = self.args.iter();
+        while let Some(a) = it.next() {
+            if a.starts_with(&format!("{flag}=")) {
+                args.push(format!("{flag}={value}"));
+                found = true;
+            } else if a == flag {
+                it.next();
+                args.push(format!("{flag}={value}"));
+                found = true;
+            } else {
+                args.push(a.clone());
+            }
+        }
+        out.args = args;
+        if out.env.contains_key(env) {
+            out.env.insert(env.to_string(), value.to_string());
+            found = true;
+        }
+        if !found {
+            out.args.push(format!("{flag}={value}"));
+        }
+        out
+    }
+
+    fn timeout(&self) -> Option<String> {
+        self.value("--timeout", "SECRET_GATE_TIMEOUT")
+    }
+
+    fn mount_path(&self) -> Option<String> {
+        self.value("--mount-path", "SECRET_GATE_MOUNT_PATH")
+    }
+
+    fn files(&self) -> Vec<String> {
+        self.values("--file", "SECRET_GATE_FILE")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn required_keys(&self) -> Vec<String> {
+        self.value("--required-keys", "SECRET_GATE_REQUIRED_KEYS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn format(&self) -> String {
+        self.value("--format", "SECRET_GATE_FORMAT")
+            .unwrap_or_else(|| "auto".into())
+    }
+
+    /// Where the gate's output goes in safe mode: --output's directory or --output-dir.
+    fn output_dir(&self) -> Option<String> {
+        self.value("--output-dir", "SECRET_GATE_OUTPUT_DIR").or_else(|| {
+            self.value("--output", "SECRET_GATE_OUTPUT").map(|f| {
+                Path::new(&f)
+                    .parent()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
+    }
+
+    /// The path whose volume carries the secret to the app.
+    fn secret_path(&self) -> String {
+        match self.subcommand() {
+            "watch" | "check" => self.mount_path().expect("watch gate without --mount-path"),
+            "safe" => self
+                .output_dir()
+                .expect("safe gate without --output or --output-dir: the app gets nothing"),
+            other => panic!("unknown subcommand {other}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Static checks
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_document_is_a_known_kind_with_no_unknown_fields() {
+    let docs = load_all();
+    let deployments = docs
+        .iter()
+        .filter(|d| matches!(d.object, Object::Deployment(_) | Object::Pod(_)))
+        .count();
+    assert!(
+        deployments >= 3,
+        "expected the three examples, found {deployments} pods"
+    );
+    for doc in &docs {
+        if let Object::ClusterSpiffeId(c) = &doc.object {
+            assert_eq!(c.api_version, "spire.spiffe.io/v1alpha1", "{}", doc.origin);
+            assert_eq!(c.kind, "ClusterSPIFFEID", "{}", doc.origin);
+        }
+    }
+}
+
+/// The strict loader really rejects a misplaced field; without this the
+/// test above could pass by accepting everything.
+#[test]
+fn the_loader_rejects_unknown_and_misplaced_fields() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - name: c\n";
+    let _: Pod = strict(pod, "good pod");
+    // A typo.
+    let typo = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: a\n  lables: {a: b}\n";
+    assert!(std::panic::catch_unwind(|| strict::<ServiceAccount>(typo, "typo")).is_err());
+    // A pod-level field at the container level.
+    let misplaced = format!("{pod}    serviceAccountName: x\n");
+    assert!(std::panic::catch_unwind(|| strict::<Pod>(&misplaced, "misplaced")).is_err());
+    // A field the CRD struct does not declare.
+    let crd = "apiVersion: spire.spiffe.io/v1alpha1\nkind: ClusterSPIFFEID\nmetadata: {name: a}\n\
+               spec:\n  spiffeIDTemplate: x\n  podSelecter: {}\n";
+    assert!(std::panic::catch_unwind(|| strict::<ClusterSpiffeId>(crd, "crd")).is_err());
+}
+
+#[test]
+fn kustomizations_list_every_file_and_nothing_else() {
+    let root = manifests_dir();
+    let mut dirs = BTreeSet::new();
+    for file in yaml_files(&root) {
+        dirs.insert(file.parent().unwrap().to_path_buf());
+    }
+    for dir in dirs {
+        let path = dir.join("kustomization.yaml");
+        assert!(path.is_file(), "{} has no kustomization.yaml", dir.display());
+        let text = fs::read_to_string(&path).unwrap();
+        let k: Kustomization = strict(&text, &path.display().to_string());
+        assert_eq!(k.api_version, "kustomize.config.k8s.io/v1beta1");
+        assert_eq!(k.kind, "Kustomization");
+        let mut listed = BTreeSet::new();
+        for r in &k.resources {
+            assert!(
+                !r.contains(".."),
+                "{}: {r} leaves the kustomization root",
+                path.display()
+            );
+            let target = dir.join(r);
+            if target.is_dir() {
+                assert!(
+                    target.join("kustomization.yaml").is_file(),
+                    "{}: {r} is a directory without kustomization.yaml",
+                    path.display()
+                );
+            } else {
+                assert!(
+                    target.is_file(),
+                    "{}: lists {r}, which does not exist",
+                    path.display()
+                );
+            }
+            listed.insert(target);
+        }
+        // Every YAML file and example directory here is listed, so
+        // `kubectl apply -k` applies all of it.
+        for entry in fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            let is_yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
+            let wanted = (is_yaml && !is_kustomization(&p))
+                || (p.is_dir() && p.join("kustomization.yaml").is_file());
+            if wanted {
+                assert!(
+                    listed.contains(&p),
+                    "{} does not list {}",
+                    path.display(),
+                    p.display()
+                );
+            }
+        }
+        for image in &k.images {
+            assert!(
+                image.new_name.is_some() || image.new_tag.is_some(),
+                "{}: image {} changes nothing",
+                path.display(),
+                image.name
+            );
+        }
+    }
+}
+
+#[test]
+fn every_container_meets_the_restricted_pod_security_standard() {
+    let docs = load_all();
+    for pod in pods(&docs) {
+        let spec = pod.spec;
+        let psc = spec.security_context.clone().unwrap_or_default();
+        for flag in [spec.host_network, spec.host_pid, spec.host_ipc] {
+            assert_ne!(flag, Some(true), "{}: host namespaces", pod.origin);
+        }
+        for v in spec.volumes.iter().flatten() {
+            let allowed = v.config_map.is_some()
+                || v.csi.is_some()
+                || v.downward_api.is_some()
+                || v.empty_dir.is_some()
+                || v.ephemeral.is_some()
+                || v.persistent_volume_claim.is_some()
+                || v.projected.is_some()
+                || v.secret.is_some();
+            assert!(
+                allowed,
+                "{}: volume {} is not allowed under restricted",
+                pod.origin, v.name
+            );
+        }
+        for (list, c) in all_containers(spec) {
+            let at = format!("{} {list}/{}", pod.origin, c.name);
+            check_security(&at, &psc, c);
+            check_resources(&at, c);
+            assert_eq!(
+                c.termination_message_policy.as_deref(),
+                Some("FallbackToLogsOnError"),
+                "{at}: terminationMessagePolicy"
+            );
+            assert!(
+                c.image.as_deref().is_some_and(|i| i.contains(':')),
+                "{at}: image without a tag"
+            );
+            assert_eq!(
+                c.image_pull_policy.as_deref(),
+                Some("IfNotPresent"),
+                "{at}: imagePullPolicy"
+            );
+        }
+    }
+}
+
+fn check_security(at: &str, psc: &PodSecurityContext, c: &Container) {
+    let sc = c.security_context.clone().unwrap_or_default();
+    let non_root = sc.run_as_non_root.or(psc.run_as_non_root);
+    assert_eq!(non_root, Some(true), "{at}: runAsNonRoot");
+    let user = sc.run_as_user.or(psc.run_as_user);
+    assert_eq!(user, Some(NONROOT), "{at}: runAsUser");
+    let seccomp = sc
+        .seccomp_profile
+        .as_ref()
+        .or(psc.seccomp_profile.as_ref())
+        .map(|p| p.type_.as_str());
+    assert_eq!(seccomp, Some("RuntimeDefault"), "{at}: seccompProfile");
+    assert_eq!(
+        sc.allow_privilege_escalation,
+        Some(false),
+        "{at}: allowPrivilegeEscalation"
+    );
+    assert_ne!(sc.privileged, Some(true), "{at}: privileged");
+    assert_eq!(
+        sc.read_only_root_filesystem,
+        Some(true),
+        "{at}: readOnlyRootFilesystem"
+    );
+    let caps = sc.capabilities.unwrap_or_default();
+    assert!(
+        caps.drop.unwrap_or_default().iter().any(|d| d == "ALL"),
+        "{at}: capabilities.drop must hold ALL"
+    );
+    assert!(
+        caps.add.unwrap_or_default().is_empty(),
+        "{at}: capabilities.add"
+    );
+}
+
+fn check_resources(at: &str, c: &Container) {
+    let r = c
+        .resources
+        .clone()
+        .unwrap_or_else(|| panic!("{at}: no resources"));
+    let requests = r
+        .requests
+        .unwrap_or_else(|| panic!("{at}: no resource requests"));
+    let limits = r
+        .limits
+        .unwrap_or_else(|| panic!("{at}: no resource limits"));
+    for (name, parse) in [("cpu", millicores as fn(&str) -> u64), ("memory", bytes)] {
+        let req = requests
+            .get(name)
+            .unwrap_or_else(|| panic!("{at}: no {name} request"));
+        let lim = limits
+            .get(name)
+            .unwrap_or_else(|| panic!("{at}: no {name} limit"));
+        assert!(
+            parse(&req.0) <= parse(&lim.0),
+            "{at}: {name} request {} is above its limit {}",
+            req.0,
+            lim.0
+        );
+    }
+}
+
+fn millicores(q: &str) -> u64 {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().unwrap(),
+        None => q.parse::<u64>().unwrap() * 1000,
+    }
+}
+
+fn bytes(q: &str) -> u64 {
+    for (suffix, scale) in [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)] {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return n.parse::<u64>().unwrap() * scale;
+        }
+    }
+    q.parse()
+        .unwrap_or_else(|_| panic!("memory quantity {q}: use Ki, Mi or Gi"))
+}
+
+#[test]
+fn native_sidecars_come_before_the_gate_and_no_writer_is_a_regular_container() {
+    let docs = load_all();
+    let mut sidecar_examples = 0;
+    for pod in pods(&docs) {
+        let spec = pod.spec;
+        for c in &spec.containers {
+            assert!(
+                !is_writer(c),
+                "{}: {} writes the secret but runs under `containers`: app containers start only \
+                 after every init container has exited, so the gate would wait for it forever",
+                pod.origin,
+                c.name
+            );
+            assert!(
+                !is_gate(c),
+                "{}: the gate {} must be an init container",
+                pod.origin,
+                c.name
+            );
+        }
+        let init = spec.init_containers.as_deref().unwrap_or_default();
+        let gates: Vec<usize> = (0..init.len()).filter(|&i| is_gate(&init[i])).collect();
+        assert!(!gates.is_empty(), "{}: no gate", pod.origin);
+        for &g in &gates {
+            assert!(
+                !is_native_sidecar(&init[g]),
+                "{}: the gate must exit, not run as a sidecar",
+                pod.origin
+            );
+            let secret_volume = secret_volume_of(pod.origin, &init[g]);
+            for (i, c) in init.iter().enumerate() {
+                let writes_it = mounts(c)
+                    .iter()
+                    .any(|m| m.name == secret_volume && m.read_only != Some(true));
+                if i == g || !writes_it {
+                    continue;
+                }
+                assert!(
+                    is_native_sidecar(c),
+                    "{}: {} writes the gate's volume but is an ordinary init container, \
+                     which would have to exit before the gate starts",
+                    pod.origin,
+                    c.name
+                );
+                assert!(
+                    i < g,
+                    "{}: native sidecar {} is declared after the gate {}: the gate would \
+                     wait for a writer that starts only after it exits",
+                    pod.origin,
+                    c.name,
+                    init[g].name
+                );
+            }
+        }
+        for (i, c) in init.iter().enumerate() {
+            if is_writer(c) {
+                assert!(
+                    is_native_sidecar(c),
+                    "{}: {} needs restartPolicy: Always",
+                    pod.origin,
+                    c.name
+                );
+                assert!(
+                    gates.iter().all(|&g| i < g),
+                    "{}: {} must come before every gate",
+                    pod.origin,
+                    c.name
+                );
+                sidecar_examples += 1;
+            }
+        }
+    }
+    assert!(
+        sidecar_examples >= 1,
+        "the vsecm-sidecar example lost its native sidecar"
+    );
+}
+
+/// The name of the volume that carries the secret from the gate to the app.
+fn secret_volume_of(origin: &str, gate: &Container) -> String {
+    let args = GateArgs::of(gate);
+    let path = args.secret_path();
+    mount_holding(gate, &path)
+        .unwrap_or_else(|| panic!("{origin}: the gate does not mount {path}"))
+        .name
+        .clone()
+}
+
+#[test]
+fn every_gate_has_a_timeout_and_shares_a_volume_the_app_mounts_read_only() {
+    let docs = load_all();
+    for pod in pods(&docs) {
+        let spec = pod.spec;
+        for gate in spec.init_containers.iter().flatten().filter(|c| is_gate(c)) {
+            let at = format!("{} {}", pod.origin, gate.name);
+            let args = GateArgs::of(gate);
+            let timeout = args
+                .timeout()
+                .unwrap_or_else(|| panic!("{at}: no --timeout or SECRET_GATE_TIMEOUT"));
+            assert_ne!(timeout.trim(), "0", "{at}: --timeout 0 waits forever");
+            assert!(
+                spec.active_deadline_seconds.is_none(),
+                "{at}: activeDeadlineSeconds would also kill the running app; use --timeout"
+            );
+
+            let path = args.secret_path();
+            let mount = mount_holding(gate, &path)
+                .unwrap_or_else(|| panic!("{at}: no volume mount holds {path}"));
+            assert!(
+                mount.sub_path.is_none(),
+                "{at}: subPath mounts never see updates"
+            );
+            let vol = volume(spec, &mount.name);
+            match args.subcommand() {
+                "safe" => {
+                    assert_ne!(mount.read_only, Some(true), "{at}: writes to {path}");
+                    let socket = args
+                        .env
+                        .get("SPIFFE_ENDPOINT_SOCKET")
+                        .cloned()
+                        .unwrap_or_else(|| "unix:///spire-agent-socket/spire-agent.sock".into());
+                    let socket_path = socket.trim_start_matches("unix://");
+                    let sm = mount_holding(gate, socket_path).unwrap_or_else(|| {
+                        panic!("{at}: the Workload API socket {socket_path} is not mounted")
+                    });
+                    let csi = volume(spec, &sm.name)
+                        .csi
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("{at}: socket volume is not CSI"));
+                    assert_eq!(csi.driver, "csi.spiffe.io", "{at}");
+                    assert_eq!(sm.read_only, Some(true), "{at}: socket mount");
+                }
+                _ => {
+                    assert_eq!(
+                        mount.read_only,
+                        Some(true),
+                        "{at}: the gate only reads {path}"
+                    );
+                }
+            }
+            if let Some(ed) = &vol.empty_dir {
+                assert_eq!(
+                    ed.medium.as_deref(),
+                    Some("Memory"),
+                    "{at}: secrets belong in memory, not on the node's disk"
+                );
+            }
+            if let Some(secret) = &vol.secret {
+                assert_eq!(
+                    secret.optional,
+                    Some(true),
+                    "{at}: a missing non-optional Secret blocks the pod at mount time, before the gate runs"
+                );
+            }
+
+            let readers: Vec<&Container> = spec
+                .containers
+                .iter()
+                .filter(|c| mounts(c).iter().any(|m| m.name == mount.name))
+                .collect();
+            assert!(
+                !readers.is_empty(),
+                "{at}: no app container mounts {}",
+                mount.name
+            );
+            for app in readers {
+                for m in mounts(app).iter().filter(|m| m.name == mount.name) {
+                    assert_eq!(
+                        m.read_only,
+                        Some(true),
+                        "{at}: app {} must mount {} read-only",
+                        app.name,
+                        m.name
+                    );
+                }
+            }
+
+            // A VSecM sidecar must write where the gate looks.
+            for writer in spec.init_containers.iter().flatten().filter(|c| is_writer(c)) {
+                let target = env_map(writer)
+                    .get("VSECM_SIDECAR_SECRETS_PATH")
+                    .cloned()
+                    .unwrap_or_else(|| "/opt/vsecm/secrets.json".into());
+                let files = args.files();
+                let expected: Vec<String> = files
+                    .iter()
+                    .map(|f| format!("{}/{f}", path.trim_end_matches('/')))
+                    .collect();
+                assert!(
+                    expected.contains(&target),
+                    "{at}: the sidecar writes {target}, the gate waits for {expected:?}"
+                );
+                let wm = mount_holding(writer, &target)
+                    .unwrap_or_else(|| panic!("{at}: the sidecar does not mount {target}"));
+                assert_eq!(
+                    wm.name, mount.name,
+                    "{at}: sidecar and gate use different volumes"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn spiffe_ids_name_the_workload_and_are_scoped_to_its_namespace() {
+    let docs = load_all();
+    let name_re = regex::Regex::new(VSECM_WORKLOAD_NAME_REGEXP).unwrap();
+    let accounts: BTreeSet<(String, String)> = docs
+        .iter()
+        .filter_map(|d| match &d.object {
+            Object::ServiceAccount(sa) => Some((
+                sa.metadata.namespace.clone().unwrap_or_default(),
+                sa.metadata.name.clone().unwrap_or_default(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let namespaces: BTreeSet<String> = docs
+        .iter()
+        .filter_map(|d| match &d.object {
+            Object::Namespace(ns) => ns.metadata.name.clone(),
+            _ => None,
+        })
+        .collect();
+    let all_pods = pods(&docs);
+
+    for pod in &all_pods {
+        let ns = pod
+            .namespace
+            .unwrap_or_else(|| panic!("{}: no namespace", pod.origin));
+        assert!(
+            namespaces.contains(ns),
+            "{}: namespace {ns} is not in the manifests",
+            pod.origin
+        );
+        let sa = pod
+            .spec
+            .service_account_name
+            .clone()
+            .unwrap_or_else(|| panic!("{}: no serviceAccountName", pod.origin));
+        assert!(
+            accounts.contains(&(ns.to_string(), sa.clone())),
+            "{}: ServiceAccount {ns}/{sa} is not in the manifests",
+            pod.origin
+        );
+    }
+
+    for doc in &docs {
+        let Object::ClusterSpiffeId(id) = &doc.object else {
+            continue;
+        };
+        let at = &doc.origin;
+        assert!(
+            id.metadata.namespace.is_none(),
+            "{at}: ClusterSPIFFEID is cluster-scoped"
+        );
+        if let Some(class) = &id.spec.class_name {
+            assert!(!class.is_empty(), "{at}: empty className");
+        }
+        for t in id.spec.workload_selector_templates.iter().flatten() {
+            assert!(t.starts_with("k8s:"), "{at}: selector template {t}");
+        }
+        let selector = id
+            .spec
+            .pod_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone())
+            .unwrap_or_else(|| panic!("{at}: no podSelector.matchLabels"));
+        let ns_selector = id
+            .spec
+            .namespace_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone())
+            .unwrap_or_else(|| {
+                panic!("{at}: without a namespaceSelector, pods in any namespace get this identity")
+            });
+        let ns = ns_selector
+            .get("kubernetes.io/metadata.name")
+            .unwrap_or_else(|| panic!("{at}: select the namespace by kubernetes.io/metadata.name"));
+        let matched: Vec<&PodRef> = all_pods
+            .iter()
+            .filter(|p| p.dir == doc.dir && p.namespace == Some(ns.as_str()))
+            .filter(|p| selector.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+            .collect();
+        assert_eq!(
+            matched.len(),
+            1,
+            "{at}: selects {} pods in its example",
+            matched.len()
+        );
+        let pod = matched[0];
+        // Render the template as spire-controller-manager would.
+        let rendered = id
+            .spec
+            .spiffe_id_template
+            .replace("{{ .PodMeta.Namespace }}", ns)
+            .replace(
+                "{{ .PodSpec.ServiceAccountName }}",
+                pod.spec.service_account_name.as_deref().unwrap(),
+            )
+            .replace("{{ .PodMeta.Name }}", "pod-7d9f8-abcde");
+        assert!(!rendered.contains("{{"), "{at}: unrendered template");
+        let caps = name_re.captures(&rendered).unwrap_or_else(|| {
+            panic!("{at}: {rendered} does not match VSecM's workload ID shape")
+        });
+        assert!(
+            !id.spec.spiffe_id_template.contains("/workload/{{"),
+            "{at}: the workload name must be fixed: it is what the secret is registered under"
+        );
+        assert!(!caps[1].is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The real binary accepts every gate's arguments
+// ---------------------------------------------------------------------------
+
+/// Runs secret-gate with exactly `args`/`env` (nothing inherited) and returns
+/// its exit code; fails the test if it runs longer than a bound.
+fn run_gate(args: &GateArgs) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_secret-gate"))
+        .args(&args.args)
+        .env_clear()
+        .envs(&args.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            return (status.code().unwrap_or(-1), stderr);
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("secret-gate {:?} ran for more than 30s", args.args);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Writes files under `dir` that satisfy the gate's selection.
+fn fill_ready(dir: &Path, args: &GateArgs) {
+    let keys = args.required_keys();
+    for k in &keys {
+        assert!(
+            !k.starts_with('/'),
+            "JSON Pointer keys: teach fill_ready to nest"
+        );
+    }
+    let files = args.files();
+    if files.is_empty() {
+        for k in &keys {
+            fs::write(dir.join(k), "not-a-real-secret").unwrap();
+        }
+        return;
+    }
+    for f in &files {
+        let path = dir.join(f);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let format = match args.format().as_str() {
+            "auto" => match ext.as_str() {
+                "json" => "json".to_string(),
+                "yaml" | "yml" => "yaml".to_string(),
+                "env" => "env".to_string(),
+                _ => "raw".to_string(),
+            },
+            other => other.to_string(),
+        };
+        let mut body = String::new();
+        match format.as_str() {
+            "json" => {
+                let map: BTreeMap<&str, &str> =
+                    keys.iter().map(|k| (k.as_str(), "not-a-real-secret")).collect();
+                body = serde_json::to_string(&map).unwrap();
+            }
+            "yaml" => {
+                for k in &keys {
+                    writeln!(body, "{k}: not-a-real-secret").unwrap();
+                }
+            }
+            "env" => {
+                for k in &keys {
+                    writeln!(body, "{k}=not-a-real-secret").unwrap();
+                }
+            }
+            _ => body.push_str("not-a-real-secret"),
+        }
+        fs::write(path, body).unwrap();
+    }
+}
+
+#[test]
+fn the_binary_accepts_every_gates_arguments() {
+    let docs = load_all();
+    let mut ran = 0;
+    for pod in pods(&docs) {
+        for gate in pod
+            .spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| is_gate(c))
+        {
+            let at = format!("{} {}", pod.origin, gate.name);
+            let tmp = tempfile::tempdir().unwrap();
+            let termination_log = tmp.path().join("termination-log");
+            let manifest = GateArgs::of(gate);
+            // Never /dev/termination-log from a test.
+            assert!(manifest
+                .value("--termination-log", "SECRET_GATE_TERMINATION_LOG")
+                .is_none());
+            let base = manifest.with(
+                "--termination-log",
+                "SECRET_GATE_TERMINATION_LOG",
+                termination_log.to_str().unwrap(),
+            );
+            let timeout = manifest.timeout().unwrap();
+
+            match manifest.subcommand() {
+                "watch" | "check" => {
+                    // Secrets present: the gate exits 0 at once, with the
+                    // manifest's own --timeout, so its value parses too.
+                    let ready = tmp.path().join("ready");
+                    fs::create_dir(&ready).unwrap();
+                    fill_ready(&ready, &manifest);
+                    let args =
+                        base.with("--mount-path", "SECRET_GATE_MOUNT_PATH", ready.to_str().unwrap());
+                    let (code, stderr) = run_gate(&args);
+                    assert_eq!(code, 0, "{at}: {:?} on a ready mount\n{stderr}", args.args);
+
+                    // Nothing there: it gives up at the deadline with 1 (not
+                    // 2, a usage error) and leaves a diagnosis.
+                    let empty = tmp.path().join("empty");
+                    fs::create_dir(&empty).unwrap();
+                    let args = base
+                        .with("--mount-path", "SECRET_GATE_MOUNT_PATH", empty.to_str().unwrap())
+                        .with("--timeout", "SECRET_GATE_TIMEOUT", "1ms");
+                    let (code, stderr) = run_gate(&args);
+                    assert_eq!(code, 1, "{at}: {:?} on an empty mount\n{stderr}", args.args);
+                    let diagnosis = fs::read_to_string(&termination_log).unwrap_or_default();
+                    assert!(
+                        !diagnosis.trim().is_empty(),
+                        "{at}: no diagnosis in the termination log"
+                    );
+                }
+                "safe" => {
+                    // No Workload API here: the gate must treat that as "not
+                    // ready" (exit 1), never as a usage error (exit 2).
+                    let socket = format!("unix://{}", tmp.path().join("no-agent.sock").display());
+                    let out = tmp.path().join("out");
+                    fs::create_dir(&out).unwrap();
+                    let mut args = base.with("--timeout", "SECRET_GATE_TIMEOUT", "1ms");
+                    if manifest.value("--output", "SECRET_GATE_OUTPUT").is_some() {
+                        args = args.with(
+                            "--output",
+                            "SECRET_GATE_OUTPUT",
+                            out.join("secret").to_str().unwrap(),
+                        );
+                    } else {
+                        args = args.with(
+                            "--output-dir",
+                            "SECRET_GATE_OUTPUT_DIR",
+                            out.to_str().unwrap(),
+                        );
+                    }
+                    args.env.insert("SPIFFE_ENDPOINT_SOCKET".into(), socket);
+                    let (code, stderr) = run_gate(&args);
+                    assert_ne!(
+                        code, 2,
+                        "{at}: the binary rejects the manifest's arguments {:?}\n{stderr}",
+                        args.args
+                    );
+
+                    // The manifest's --timeout value is replaced above; check
+                    // it parses by giving it to `watch` on a ready mount (both
+                    // subcommands take the same duration syntax).
+                    let ready = tmp.path().join("ready");
+                    fs::create_dir(&ready).unwrap();
+                    fs::write(ready.join("x"), "x").unwrap();
+                    let probe = GateArgs {
+                        args: vec![
+                            "watch".into(),
+                            format!("--mount-path={}", ready.display()),
+                            "--file=x".into(),
+                            format!("--timeout={timeout}"),
+                        ],
+                        env: BTreeMap::new(),
+                    };
+                    let (code, stderr) = run_gate(&probe);
+                    assert_eq!(code, 0, "{at}: --timeout={timeout} does not parse\n{stderr}");
+                }
+                other => panic!("{at}: unknown subcommand {other}"),
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran >= 3, "expected a gate in each example, ran {ran}");
+}
