@@ -1,1 +1,59 @@
-fn main() {}
+//! `fake-safe`: the fake VSecM Safe and SPIFFE Workload API. Everything
+//! lives in `secret_gate::fake`; this parses arguments, starts logging and
+//! the runtime, and maps the result to an exit code (0 ok, 1 failed,
+//! 2 usage error from clap).
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use secret_gate::fake::{
+    self,
+    cli::{Cli, Command},
+    FakeSafe,
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("FAKE_SAFE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,secret_gate=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("fake-safe: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let shutdown = fake::termination_signal()?;
+                let server = FakeSafe::bind(args.into_options()).await?;
+                ready();
+                server.run(shutdown).await
+            })
+        }
+        Command::Register(args) => args.run(),
+        Command::Fault(args) => args.run(),
+    }
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the ready line on stdout is part of the CLI contract"
+)]
+fn ready() {
+    println!("fake-safe: ready");
+}

@@ -2,10 +2,10 @@
 //! trust domain, the workload's X.509-SVID and the Safe's server SVID.
 //!
 //! The shapes follow what SPIRE issues and what the spiffe crate accepts:
-//! the CA has BasicConstraints CA and the URI SAN `spiffe://<td>`; each leaf
-//! has BasicConstraints CA:false (spiffe rejects a leaf without it), the
-//! DigitalSignature key usage, the ServerAuth and ClientAuth EKUs and
-//! exactly one URI SAN.
+//! the CA has `BasicConstraints` CA and the URI SAN `spiffe://<td>`; each
+//! leaf has `BasicConstraints` `CA:false` (spiffe rejects a leaf without it),
+//! the `DigitalSignature` key usage, the `ServerAuth` and `ClientAuth` EKUs
+//! and exactly one URI SAN.
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -70,7 +70,10 @@ pub(crate) fn generate(spec: &PkiSpec<'_>) -> Result<Pki, rcgen::Error> {
     })
 }
 
-fn new_ca(trust_domain: &str, name: &str) -> Result<CertifiedIssuer<'static, KeyPair>, rcgen::Error> {
+fn new_ca(
+    trust_domain: &str,
+    name: &str,
+) -> Result<CertifiedIssuer<'static, KeyPair>, rcgen::Error> {
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, name);
     params
@@ -82,9 +85,7 @@ fn new_ca(trust_domain: &str, name: &str) -> Result<CertifiedIssuer<'static, Key
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.subject_alt_names = vec![SanType::URI(
-        format!("spiffe://{trust_domain}").try_into()?,
-    )];
+    params.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
     CertifiedIssuer::self_signed(params, KeyPair::generate()?)
 }
 
@@ -133,7 +134,8 @@ mod tests {
 
     const TD: &str = "vsecm.com";
     const WORKLOAD: &str = "spiffe://vsecm.com/workload/example/ns/default/sa/example/n/pod";
-    const SAFE: &str = "spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/vsecm-safe-0";
+    const SAFE: &str =
+        "spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/vsecm-safe-0";
 
     fn pki(untrusted: bool) -> Pki {
         generate(&PkiSpec {
@@ -148,25 +150,26 @@ mod tests {
     #[test]
     fn the_spiffe_crate_accepts_the_workload_svid() {
         let pki = pki(false);
-        let svid = spiffe::X509Svid::parse_from_der(&pki.workload.cert, pki.workload.key.secret_pkcs8_der())
-            .unwrap();
-        assert_eq!(svid.spiffe_id().to_string(), WORKLOAD);
-        let bundle = spiffe::X509Bundle::parse_from_der(
-            spiffe::TrustDomain::new(TD).unwrap(),
-            &pki.ca,
+        let svid = spiffe::X509Svid::parse_from_der(
+            &pki.workload.cert,
+            pki.workload.key.secret_pkcs8_der(),
         )
         .unwrap();
+        assert_eq!(svid.spiffe_id().to_string(), WORKLOAD);
+        let bundle =
+            spiffe::X509Bundle::parse_from_der(spiffe::TrustDomain::new(TD).unwrap(), &pki.ca)
+                .unwrap();
         assert_eq!(bundle.authorities().len(), 1);
         assert_eq!(
-            spiffe::cert::spiffe_id_from_der(&pki.safe.cert).unwrap().to_string(),
+            spiffe::cert::spiffe_id_from_der(&pki.safe.cert)
+                .unwrap()
+                .to_string(),
             SAFE
         );
     }
 
     #[test]
     fn leaves_chain_to_the_ca_unless_untrusted() {
-        use rustls::server::danger::ClientCertVerifier as _;
-
         for (untrusted, ok) in [(false, true), (true, false)] {
             let pki = pki(untrusted);
             let mut roots = rustls::RootCertStore::empty();
@@ -178,9 +181,13 @@ mod tests {
             .build()
             .unwrap();
             let now = rustls::pki_types::UnixTime::now();
-            assert!(verifier.verify_client_cert(&pki.workload.cert, &[], now).is_ok());
+            assert!(verifier
+                .verify_client_cert(&pki.workload.cert, &[], now)
+                .is_ok());
             assert_eq!(
-                verifier.verify_client_cert(&pki.safe.cert, &[], now).is_ok(),
+                verifier
+                    .verify_client_cert(&pki.safe.cert, &[], now)
+                    .is_ok(),
                 ok
             );
         }

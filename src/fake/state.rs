@@ -49,6 +49,9 @@ pub enum StateError {
         /// The underlying error.
         source: io::Error,
     },
+    /// A fault status that is not a final HTTP status.
+    #[error("fault status {0} is not an HTTP status the Safe can answer with: use 200..=599")]
+    InvalidFaultStatus(u16),
     /// `faults.json` is not what [`set_faults`] writes.
     #[error("{path} is not a valid faults file (fix or delete it, or run `fake-safe fault --clear`): {source}")]
     BadFaults {
@@ -165,8 +168,7 @@ impl StateDir {
     /// Creates the directory and its `secrets/` subdirectory (mode 0700).
     pub fn create(&self) -> Result<(), StateError> {
         let secrets = self.secrets_dir();
-        fs::create_dir_all(&secrets)
-            .map_err(|e| StateError::io("cannot create", &secrets, e))?;
+        fs::create_dir_all(&secrets).map_err(|e| StateError::io("cannot create", &secrets, e))?;
         fs::set_permissions(&secrets, fs::Permissions::from_mode(0o700))
             .map_err(|e| StateError::io("cannot set the mode of", &secrets, e))
     }
@@ -185,7 +187,7 @@ impl StateDir {
         let value = match String::from_utf8(bytes) {
             Ok(value) => value,
             Err(e) => {
-                tracing::warn!(workload, path = %path.display(), "registered value is not UTF-8; serving it lossily");
+                tracing::warn!(workload = %workload, path = %path.display(), "registered value is not UTF-8; serving it lossily");
                 String::from_utf8_lossy(e.as_bytes()).into_owned()
             }
         };
@@ -213,7 +215,10 @@ impl StateDir {
     /// so concurrent appends never interleave.
     pub fn log_request(&self, at: SystemTime, status: u16) -> Result<(), StateError> {
         let path = self.requests_log_path();
-        let micros = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros();
+        let micros = at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
         let line = format!("{micros} {status}\n");
         fs::OpenOptions::new()
             .create(true)
@@ -257,7 +262,10 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| StateError::io("cannot create a temp file in", dir, e))?;
     tmp.write_all(contents)
-        .and_then(|()| tmp.as_file().set_permissions(fs::Permissions::from_mode(mode)))
+        .and_then(|()| {
+            tmp.as_file()
+                .set_permissions(fs::Permissions::from_mode(mode))
+        })
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| StateError::io("cannot write", tmp.path(), e))?;
     tmp.persist(path)
@@ -298,6 +306,9 @@ pub fn delete_registration(state_dir: &Path, workload: &str) -> Result<bool, Sta
 /// them). Works whether or not the fake is running.
 pub fn set_faults(state_dir: &Path, faults: &Faults) -> Result<(), StateError> {
     let state = StateDir::new(state_dir);
+    if let Some(status) = faults.status.filter(|s| !(200..=599).contains(s)) {
+        return Err(StateError::InvalidFaultStatus(status));
+    }
     if faults.is_empty() {
         return clear_faults(state_dir);
     }

@@ -1,0 +1,356 @@
+//! Helpers for tests that need the shipped fake Safe and Workload API.
+//!
+//! Include with `#[path = "common/fake.rs"] mod fake;` from a test crate
+//! built with the `fake-safe` feature.
+//!
+//! - [`FakeSafe`] runs `fake-safe serve` in a temp state directory, waits
+//!   (bounded) for `DIR/env`, and kills the process when dropped.
+//! - [`x509_source`] and [`get_secrets`] are a small SPIFFE mTLS client:
+//!   fetch the SVID from the fake's socket, then `GET /workload/v1/secrets`.
+//!
+//! Every wait is bounded by [`WAIT_LIMIT`].
+#![allow(dead_code)] // each test crate uses a part of these helpers
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
+use hyper::{HeaderMap, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// The binary under test.
+pub const FAKE_SAFE: &str = env!("CARGO_BIN_EXE_fake-safe");
+
+/// Upper bound on every wait: start-up, a request, a shutdown.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// A running `fake-safe serve`, killed on drop.
+pub struct FakeSafe {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// The variables from `DIR/env`.
+    pub env: BTreeMap<String, String>,
+}
+
+impl FakeSafe {
+    /// Starts `fake-safe serve --state-dir <temp> <extra>` and waits for
+    /// `DIR/env`. Panics, showing the fake's stderr, if it does not come up
+    /// within [`WAIT_LIMIT`].
+    pub fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let stderr = fs::File::create(dir.path().join("stderr.log")).expect("stderr log");
+        let stdout = fs::File::create(dir.path().join("stdout.log")).expect("stdout log");
+        let child = Command::new(FAKE_SAFE)
+            .arg("serve")
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(extra)
+            .env_remove("FAKE_SAFE_STATE_DIR")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn fake-safe");
+        let mut fake = Self {
+            child: Some(child),
+            dir,
+            env: BTreeMap::new(),
+        };
+        let env_path = fake.dir().join("env");
+        let deadline = Instant::now() + WAIT_LIMIT;
+        loop {
+            if let Ok(text) = fs::read_to_string(&env_path) {
+                fake.env = parse_env(&text);
+                break;
+            }
+            if let Some(status) = fake.child_mut().try_wait().expect("try_wait") {
+                panic!(
+                    "fake-safe exited with {status} before it was ready:\n{}",
+                    fake.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fake-safe was not ready within {WAIT_LIMIT:?}:\n{}",
+                fake.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        fake
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("fake-safe already stopped")
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What the fake logged so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(self.dir().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// What the fake printed so far.
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(self.dir().join("stdout.log")).unwrap_or_default()
+    }
+
+    /// `SPIFFE_ENDPOINT_SOCKET`, e.g. `unix:///tmp/…/agent.sock`.
+    pub fn spiffe_endpoint(&self) -> &str {
+        &self.env["SPIFFE_ENDPOINT_SOCKET"]
+    }
+
+    /// `VSECM_SAFE_ENDPOINT_URL`, e.g. `https://127.0.0.1:41234/`.
+    pub fn safe_url(&self) -> &str {
+        &self.env["VSECM_SAFE_ENDPOINT_URL"]
+    }
+
+    /// The Safe's address, from `VSECM_SAFE_ENDPOINT_URL`.
+    pub fn safe_addr(&self) -> SocketAddr {
+        self.safe_url()
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("Safe URL is https://<ip>:<port>/")
+    }
+
+    /// Runs `fake-safe <subcommand> --state-dir DIR <args>` to completion.
+    pub fn cli(&self, subcommand: &str, args: &[&str]) -> std::process::Output {
+        run_bounded(
+            Command::new(FAKE_SAFE)
+                .arg(subcommand)
+                .arg("--state-dir")
+                .arg(self.dir())
+                .args(args),
+        )
+    }
+
+    /// `fake-safe register --workload <workload> --value <value>`; panics on failure.
+    pub fn register(&self, workload: &str, value: &str) {
+        let out = self.cli("register", &["--workload", workload, "--value", value]);
+        assert!(out.status.success(), "register failed: {out:?}");
+    }
+
+    /// `fake-safe fault <args>`; panics on failure.
+    pub fn fault(&self, args: &[&str]) {
+        let out = self.cli("fault", args);
+        assert!(out.status.success(), "fault failed: {out:?}");
+    }
+
+    /// The lines of `DIR/requests.log`, as (unix µs, status).
+    pub fn requests(&self) -> Vec<(u128, u16)> {
+        fs::read_to_string(self.dir().join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let (at, status) = line.split_once(' ').expect("'<µs> <status>'");
+                (at.parse().expect("µs"), status.parse().expect("status"))
+            })
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit. The state directory
+    /// stays until the `FakeSafe` is dropped.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = i32::try_from(child.id()).expect("pid");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + WAIT_LIMIT;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "fake-safe did not exit within {WAIT_LIMIT:?} of SIGTERM:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Path of a file in the state directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir().join(name)
+    }
+}
+
+impl Drop for FakeSafe {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Parses `export K=V` lines.
+pub fn parse_env(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("export "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Runs a command to completion, killing it after [`WAIT_LIMIT`].
+pub fn run_bounded(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// An `X509Source` on the fake's socket, with a bounded first sync.
+pub async fn x509_source(endpoint: &str) -> spiffe::X509Source {
+    spiffe::X509Source::builder()
+        .endpoint(endpoint)
+        .initial_sync_timeout(WAIT_LIMIT)
+        .build()
+        .await
+        .expect("X509Source from the fake Workload API")
+}
+
+/// An mTLS client config from the source that accepts any Safe ID in the
+/// bundle; callers check the ID themselves with [`peer_spiffe_id`].
+pub fn mtls_config(source: &spiffe::X509Source) -> Arc<rustls::ClientConfig> {
+    let config = spiffe_rustls::mtls_client(source.clone())
+        .build()
+        .expect("spiffe-rustls client config");
+    Arc::new(config)
+}
+
+/// A TLS client config that trusts the fake's CA (`DIR/bundle.pem`) and
+/// sends no client certificate.
+pub fn no_client_cert_config(source: &spiffe::X509Source) -> Arc<rustls::ClientConfig> {
+    let td = spiffe::TrustDomain::new("vsecm.com").expect("td");
+    let bundle = source
+        .bundle_set()
+        .expect("bundle set")
+        .get(&td)
+        .expect("bundle for vsecm.com");
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in bundle.authorities() {
+        roots
+            .add(ca.as_bytes().to_vec().into())
+            .expect("CA into root store");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// One answer from the Safe.
+#[derive(Debug)]
+pub struct Answer {
+    /// The SPIFFE ID the Safe presented.
+    pub safe_id: String,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// `GET <path>` on the Safe over TLS with `config`. Errors (handshake,
+/// I/O, HTTP) come back as text with their cause chain.
+pub async fn get(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<Answer, String> {
+    let attempt = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let server_name = ServerName::try_from("localhost").expect("server name");
+        let tls = TlsConnector::from(config)
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        let safe_id = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| peer_spiffe_id(leaf))
+            .unwrap_or_default();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("HTTP handshake: {e:?}"))?;
+        tokio::spawn(conn);
+        let request = Request::get(path)
+            .header(hyper::header::HOST, addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request: {e:?}"))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e:?}"))?
+            .to_bytes();
+        Ok(Answer {
+            safe_id,
+            status,
+            headers,
+            body,
+        })
+    };
+    tokio::time::timeout(WAIT_LIMIT, attempt)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {WAIT_LIMIT:?}")))
+}
+
+/// `GET /workload/v1/secrets`.
+pub async fn get_secrets(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+) -> Result<Answer, String> {
+    get(config, addr, "/workload/v1/secrets").await
+}
+
+/// The SPIFFE ID in a certificate, or a description of why there is none.
+pub fn peer_spiffe_id(der: &[u8]) -> String {
+    spiffe::cert::spiffe_id_from_der(der)
+        .map_or_else(|e| format!("<no SPIFFE ID: {e}>"), |id| id.to_string())
+}
