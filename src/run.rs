@@ -80,7 +80,7 @@ pub fn run_cli(cli: &Cli) -> ExitCode {
             return ExitCode::NotReady;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let signals = match Signals::install() {
             Ok(s) => s,
             Err(error) => {
@@ -89,7 +89,11 @@ pub fn run_cli(cli: &Cli) -> ExitCode {
             }
         };
         run(&config, signals.recv()).await
-    })
+    });
+    // Do not wait on a blocking task (a DNS lookup, say) on the way out:
+    // a signal must end the gate promptly.
+    runtime.shutdown_timeout(Duration::from_millis(50));
+    code
 }
 
 fn usage_error(cli: &Cli, msg: &str) -> ExitCode {
