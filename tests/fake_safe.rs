@@ -272,16 +272,27 @@ async fn options_change_ids_socket_and_port() {
     source.shutdown().await;
 }
 
-#[test]
-fn sigterm_stops_it_cleanly() {
+#[tokio::test]
+async fn sigterm_stops_it_cleanly_even_with_open_streams() {
     let mut fake = FakeSafe::start(&[]);
     let env = fake.path("env");
     let socket = fake.path("agent.sock");
     assert!(env.exists() && socket.exists());
-    let status = fake.terminate();
-    assert!(status.success(), "{status:?}\n{}", fake.stderr());
+    // A client holding the FetchX509SVID stream open, as a gate does.
+    let source = x509_source(fake.spiffe_endpoint()).await;
+    let (fake, status) = tokio::task::spawn_blocking(move || {
+        let status = fake.terminate();
+        (fake, status)
+    })
+    .await
+    .unwrap();
+    let log = fake.stderr();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(!log.contains("did not close"), "{log}");
     assert!(!env.exists(), "DIR/env outlived the server");
     assert!(!socket.exists(), "the socket outlived the server");
+    source.shutdown().await;
 }
 
 #[test]
