@@ -6,7 +6,7 @@ STATIC := target/$(TARGET)/release/secret-gate
 IMAGE  ?= localhost/secret-gate:dev
 
 .DEFAULT_GOAL := help
-.PHONY: help build release static test lint fmt-check clippy demo e2e image bench docs
+.PHONY: help build release static test lint fmt-check clippy demo e2e image image-release bench docs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,14 @@ clippy: ## Lint with clippy, warnings are errors
 	$(CARGO) clippy $(FLAGS) --all-targets --all-features -- -D warnings
 
 lint: fmt-check clippy ## fmt-check + clippy
+
+image: static ## Build the scratch image from the static binary (no registry needed)
+	podman build -f Containerfile.local -t $(IMAGE) .
+	podman run --rm $(IMAGE) --version
+	@podman image inspect --format '{{.Size}} bytes' $(IMAGE)
+
+image-release: ## Build the image with the Rust builder stage in Containerfile (needs registry access)
+	podman build -f Containerfile -t $(IMAGE) .
 
 demo: build ## Show the gate waiting for a volume (with a torn write) and for the fake Safe
 	bash tests/scripts/demo.sh

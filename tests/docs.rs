@@ -20,7 +20,7 @@ fn help(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Checks (or with UPDATE_DOCS=1 rewrites) the text between
+/// Checks (or with `UPDATE_DOCS=1` rewrites) the text between
 /// `<!-- BEGIN name -->` and `<!-- END name -->` in `file`.
 fn check_block(file: &str, name: &str, body: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
@@ -76,7 +76,10 @@ fn every_env_var_is_documented() {
     for var in vars {
         // Outside the verbatim help blocks too: the summary table.
         let outside_help = doc.split("<!-- BEGIN").next().unwrap();
-        assert!(outside_help.contains(&format!("`{var}`")), "docs/configuration.md table lacks `{var}`");
+        assert!(
+            outside_help.contains(&format!("`{var}`")),
+            "docs/configuration.md table lacks `{var}`"
+        );
     }
 }
 
@@ -100,8 +103,9 @@ fn man_page_is_generated_from_the_cli() {
 
 #[test]
 fn exit_codes_doc_lists_every_code() {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/exit-codes.md"))
-        .unwrap();
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/exit-codes.md"))
+            .unwrap();
     for code in [
         secret_gate::ExitCode::Ready,
         secret_gate::ExitCode::NotReady,

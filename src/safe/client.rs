@@ -90,7 +90,10 @@ impl Failure {
 
 /// Says why the Workload API could not be used, naming a missing socket.
 fn explain_source_error(socket: &str, err: &spiffe::X509SourceError) -> String {
-    if let Some(path) = socket.strip_prefix("unix://").or_else(|| socket.strip_prefix("unix:")) {
+    if let Some(path) = socket
+        .strip_prefix("unix://")
+        .or_else(|| socket.strip_prefix("unix:"))
+    {
         if !std::path::Path::new(path).exists() {
             return format!(
                 "no socket at {path} (is the SPIFFE CSI driver volume mounted, and SPIFFE_ENDPOINT_SOCKET right?)"
