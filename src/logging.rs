@@ -4,32 +4,41 @@
 //! HTTP, gRPC) log warnings and errors only, so no trace level anywhere can
 //! dump a request or response body.
 
-use tracing_subscriber::EnvFilter;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::cli::LogFormat;
 use crate::config::LogConfig;
 
 /// Installs the global subscriber. Fails on an unknown level.
 pub fn init(config: &LogConfig) -> Result<(), String> {
-    let level = config.level.trim().to_ascii_lowercase();
-    if !matches!(
-        level.as_str(),
-        "error" | "warn" | "info" | "debug" | "trace" | "off"
-    ) {
-        return Err(format!(
-            "--log-level {:?} is not a level: use error, warn, info, debug or trace",
-            config.level
-        ));
-    }
-    let filter = EnvFilter::try_new(format!("warn,secret_gate={level}"))
-        .map_err(|e| format!("--log-level: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let level = match config.level.trim().to_ascii_lowercase().as_str() {
+        "error" => LevelFilter::ERROR,
+        "warn" => LevelFilter::WARN,
+        "info" => LevelFilter::INFO,
+        "debug" => LevelFilter::DEBUG,
+        "trace" => LevelFilter::TRACE,
+        "off" => LevelFilter::OFF,
+        _ => {
+            return Err(format!(
+                "--log-level {:?} is not a level: use error, warn, info, debug, trace or off",
+                config.level
+            ))
+        }
+    };
+    let filter = Targets::new()
+        .with_default(LevelFilter::WARN.min(level))
+        .with_target("secret_gate", level);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(false);
+    let registry = tracing_subscriber::registry().with(filter);
     let result = match config.format {
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
     };
     result.map_err(|e| format!("cannot start logging: {e}"))
 }
