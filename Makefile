@@ -31,6 +31,9 @@ clippy: ## Lint with clippy, warnings are errors
 
 lint: fmt-check clippy ## fmt-check + clippy
 
+# podman settings this sandbox needs (ulimits, runc); set CONTAINERS_CONF to use your own.
+image e2e: export CONTAINERS_CONF ?= $(CURDIR)/tests/e2e/containers.conf
+
 image: static ## Build the scratch image from the static binary (no registry needed)
 	podman build -f Containerfile.local -t $(IMAGE) .
 	podman run --rm $(IMAGE) --version
@@ -38,6 +41,9 @@ image: static ## Build the scratch image from the static binary (no registry nee
 
 image-release: ## Build the image with the Rust builder stage in Containerfile (needs registry access)
 	podman build -f Containerfile -t $(IMAGE) .
+
+e2e: image ## Run the image in real pods with podman kube play (needs podman, runc, busybox-static)
+	$(CARGO) test $(FLAGS) --all-features --test e2e_pod -- --ignored --test-threads=1
 
 demo: build ## Show the gate waiting for a volume (with a torn write) and for the fake Safe
 	bash tests/scripts/demo.sh

@@ -213,8 +213,9 @@ pub struct SafeArgs {
     #[arg(long, env = "VSECM_INIT_CONTAINER_POLL_INTERVAL", default_value = "1000", value_parser = parse_millis_or_duration, value_name = "MS|DURATION")]
     pub poll_interval: Duration,
 
-    /// Longest wait between two attempts (the back-off cap).
-    #[arg(long, env = "SECRET_GATE_MAX_BACKOFF", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    /// Longest wait between two attempts (the back-off cap); never below
+    /// the poll interval.
+    #[arg(long, env = "SECRET_GATE_MAX_BACKOFF", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub max_backoff: Duration,
 
     /// Time allowed for one attempt: for the first Workload API sync, and

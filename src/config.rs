@@ -289,13 +289,6 @@ fn safe(a: &cli::SafeArgs) -> Result<SafeConfig, ConfigError> {
             "VSECM_INIT_CONTAINER_POLL_INTERVAL / --poll-interval must be more than 0",
         ));
     }
-    if a.max_backoff < a.poll_interval {
-        return Err(bad(format!(
-            "--max-backoff ({}) is shorter than the poll interval ({}); raise it or lower the interval",
-            humantime::format_duration(a.max_backoff),
-            humantime::format_duration(a.poll_interval)
-        )));
-    }
     if a.attempt_timeout.is_zero() {
         return Err(bad("--attempt-timeout must be more than 0"));
     }

@@ -77,7 +77,12 @@ mod tests {
             // A regex-looking value for another trust domain is a literal.
             (default_regex, "example.org", SAFE, false),
             // Perl classes work in user regexes.
-            (r"^spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/vsecm-safe-\d+$", "vsecm.com", SAFE, true),
+            (
+                r"^spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/vsecm-safe-\d+$",
+                "vsecm.com",
+                SAFE,
+                true,
+            ),
         ];
         for (prefix, td, id, want) in table {
             let m = SafeIdMatcher::new(prefix, td).unwrap();

@@ -37,10 +37,11 @@ say "== 1. volume mode: gate waits for $work/secrets/secrets.json with keys user
   say "writer: the rest of the file lands"
   printf '%s' 'word":"demo-only-value"}' >> "$work/secrets/secrets.json"
 ) &
+writer=$!
 "$GATE" watch --mount-path "$work/secrets" --file secrets.json \
   --required-keys username,password --timeout 30s --termination-log "$work/termination-log"
 say "gate exited $? (0 = ready): the app may start now"
-wait
+wait "$writer"
 
 say "== 2. safe mode: fake VSecM Safe + fake SPIFFE Workload API on loopback"
 "$FAKE" serve --state-dir "$work/safe" > "$work/fake.log" 2>&1 &
@@ -56,9 +57,10 @@ say "fake Safe at $VSECM_SAFE_ENDPOINT_URL, Workload API at $SPIFFE_ENDPOINT_SOC
   "$FAKE" register --state-dir "$work/safe" --workload example \
     --value '{"username":"admin","password":"demo-only-value"}'
 ) &
+sentinel=$!
 "$GATE" safe --required-keys username,password --output-dir "$work/out" \
   --timeout 30s --termination-log "$work/termination-log"
 say "gate exited $? (0 = ready) and wrote:"
 ls -l "$work/out"
-wait
+wait "$sentinel"
 say "done"
