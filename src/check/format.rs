@@ -151,11 +151,13 @@ fn json_error(err: &serde_json::Error) -> ParseError {
             let reason = full
                 .rsplit_once(" at line ")
                 .map_or(full.as_str(), |(head, _)| head);
+            // serde_json's syntax reasons are fixed phrases (its ErrorCode
+            // Display), such as "expected `,` or `}`"; they never quote input.
             ParseError::Syntax {
                 format: "JSON",
                 line,
                 column,
-                detail: safe_detail(reason),
+                detail: format!(": {reason}"),
             }
         }
         Category::Io | Category::Data => ParseError::Syntax {
@@ -167,9 +169,11 @@ fn json_error(err: &serde_json::Error) -> ParseError {
     }
 }
 
-/// Keeps a parser's reason only if it cannot be quoting input.
+/// Keeps a parser's reason only if it cannot be quoting input: no quotes,
+/// backticks or colons (serde's data errors prefix the path of keys, as in
+/// `a.b: invalid type`), and short.
 fn safe_detail(reason: &str) -> String {
-    if reason.is_empty() || reason.contains(['"', '\'', '`']) || reason.len() > 120 {
+    if reason.is_empty() || reason.contains(['"', '\'', '`', ':']) || reason.len() > 120 {
         String::new()
     } else {
         format!(": {reason}")
@@ -361,6 +365,7 @@ mod tests {
             (Format::Yaml, format!("k: [{canary}\n")),
             (Format::Yaml, format!("{canary}: a\n  - b: [\n")),
             (Format::Yaml, format!("? [{canary}]\n: v\n")),
+            (Format::Yaml, format!("password:\n  {canary}: !tag x\n")),
             (Format::Env, format!("{canary}\n")),
             (Format::Env, format!("K=\"{canary}\n")),
         ];

@@ -88,7 +88,28 @@ impl DirWatcher {
     /// exists, and onto a fresh inode if a directory was replaced. Call it
     /// before each check, so files that appeared before a watch was added
     /// are still seen by the check that follows.
+    ///
+    /// A directory created below a new watch before that watch existed
+    /// sends no event, so after adding watches the plan is worked out again
+    /// until nothing moves (bounded by the depth of the deepest target).
     pub fn sync(&mut self) -> Result<(), WatchError> {
+        let rounds = self
+            .targets
+            .iter()
+            .map(|t| t.components().count())
+            .max()
+            .unwrap_or(0)
+            + 2;
+        for _ in 0..rounds {
+            if !self.sync_once()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass of [`Self::sync`]; true if it added a watch.
+    fn sync_once(&mut self) -> Result<bool, WatchError> {
         let wanted: BTreeSet<PathBuf> = self
             .targets
             .iter()
@@ -105,6 +126,7 @@ impl DirWatcher {
             let _ = self.watcher.unwatch(&path);
             self.watched.remove(&path);
         }
+        let mut added = false;
         for path in wanted {
             if self.watched.contains_key(&path) {
                 continue;
@@ -114,13 +136,14 @@ impl DirWatcher {
                 Ok(()) => {
                     tracing::debug!(path = %path.display(), "watching directory");
                     self.watched.insert(path, id);
+                    added = true;
                 }
                 // It vanished between the stat and the watch: next sync.
                 Err(err) if matches!(err.kind, notify::ErrorKind::PathNotFound) => {}
                 Err(err) => return Err(err.into()),
             }
         }
-        Ok(())
+        Ok(added)
     }
 
     /// Waits for the next trigger, then takes every other pending one too,
