@@ -1,0 +1,613 @@
+//! Shared helpers for the integration tests.
+//!
+//! - [`Gate`] runs the real `secret-gate` binary with arguments and
+//!   environment, captures stdout and stderr while it runs, waits for it
+//!   with a bounded limit and kills it when dropped, so no test can hang
+//!   or leak a process.
+//! - [`Fixture`] is a temp directory with a mount path and a termination
+//!   log path in it.
+//! - [`AtomicWriter`] fills a directory the way the kubelet fills Secret,
+//!   `ConfigMap` and projected volumes: a timestamped `..<ts>/` directory,
+//!   a `..data` symlink swapped in by `rename`, and visible
+//!   `name -> ..data/name` links.
+//! - [`TornWriter`] writes a file the way a sidecar without `rename` does:
+//!   truncate, then write in pieces.
+//!
+//! Every wait here is bounded. Nothing asserts speed: the limits only turn
+//! a hang into a failure that shows what the gate printed.
+#![allow(dead_code)] // each test crate uses a part of these helpers
+
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_secret-gate");
+
+/// Upper bound on how long any one gate may run before the test calls it
+/// a hang, kills it and fails. Far above every `--timeout` the tests pass.
+pub const HANG_LIMIT: Duration = Duration::from_secs(60);
+
+/// Generous `--timeout` for runs that should become ready: an upper bound
+/// so nothing waits forever, not a speed requirement.
+pub const READY_TIMEOUT: &str = "20s";
+
+/// The uid and gid of `nobody`, used to run the gate unprivileged.
+pub const NOBODY: u32 = 65_534;
+
+/// Sleeps for `ms` milliseconds: the pauses between a writer's steps.
+pub fn pause(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// True when the tests run as root (effective uid 0), which bypasses file
+/// permission checks.
+#[must_use]
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Polls `condition` every 10 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sets the permission bits of `path`.
+pub fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+/// A temp directory holding a mount path (`<root>/mount`) and a
+/// termination log path (`<root>/out/termination-log`).
+pub struct Fixture {
+    pub root: tempfile::TempDir,
+    pub mount: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Fixture {
+    /// A fixture whose mount directory exists and is empty.
+    #[must_use]
+    pub fn new() -> Self {
+        let fixture = Self::without_mount();
+        std::fs::create_dir(&fixture.mount).unwrap_or_else(|e| panic!("mkdir mount: {e}"));
+        fixture
+    }
+
+    /// A fixture whose mount directory does not exist yet.
+    #[must_use]
+    pub fn without_mount() -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("secret-gate-test.")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let out = root.path().join("out");
+        std::fs::create_dir(&out).unwrap_or_else(|e| panic!("mkdir out: {e}"));
+        Self {
+            mount: root.path().join("mount"),
+            log: out.join("termination-log"),
+            root,
+        }
+    }
+
+    /// `name` under the mount.
+    #[must_use]
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.mount.join(name)
+    }
+
+    /// Writes `name` under the mount in place (create or truncate, write).
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) {
+        let path = self.path(name);
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
+    /// Replaces `name` under the mount atomically: a temp file beside it,
+    /// then `rename`.
+    pub fn replace(&self, name: &str, bytes: impl AsRef<[u8]>) {
+        let path = self.path(name);
+        let tmp = self.path(&format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+        std::fs::rename(&tmp, &path).unwrap_or_else(|e| panic!("rename {}: {e}", path.display()));
+    }
+
+    /// The termination log as written by the gate; empty if it was not.
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `secret-gate <subcommand> --mount-path <mount> --termination-log <log>`.
+    #[must_use]
+    pub fn gate(&self, subcommand: &str) -> Gate {
+        Gate::new(subcommand)
+            .arg("--mount-path")
+            .arg(&self.mount)
+            .arg("--termination-log")
+            .arg(&self.log)
+    }
+
+    /// `secret-gate watch` on this fixture.
+    #[must_use]
+    pub fn watch(&self) -> Gate {
+        self.gate("watch")
+    }
+
+    /// `secret-gate check` on this fixture.
+    #[must_use]
+    pub fn check(&self) -> Gate {
+        self.gate("check")
+    }
+
+    /// Opens the fixture to an unprivileged gate: the root and mount
+    /// directories world-readable, the termination log's directory
+    /// world-writable.
+    pub fn open_to_others(&self) {
+        chmod(self.root.path(), 0o755);
+        if self.mount.is_dir() {
+            chmod(&self.mount, 0o755);
+        }
+        if let Some(out) = self.log.parent() {
+            chmod(out, 0o777);
+        }
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A command line for the real binary, not yet started.
+pub struct Gate {
+    cmd: Command,
+    line: Vec<String>,
+}
+
+impl Gate {
+    /// `secret-gate <subcommand>`, with no `SECRET_GATE_*`, `VSECM_*` or
+    /// `SPIFFE_*` variables inherited from the test's environment.
+    #[must_use]
+    pub fn new(subcommand: &str) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg(subcommand)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, _) in std::env::vars_os() {
+            let inherited = name.to_str().is_some_and(|n| {
+                ["SECRET_GATE_", "VSECM_", "SPIFFE_"]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+            });
+            if inherited {
+                cmd.env_remove(&name);
+            }
+        }
+        Self {
+            cmd,
+            line: vec!["secret-gate".into(), subcommand.into()],
+        }
+    }
+
+    #[must_use]
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.line.push(arg.as_ref().to_string_lossy().into_owned());
+        self.cmd.arg(arg);
+        self
+    }
+
+    #[must_use]
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        for arg in args {
+            self = self.arg(arg);
+        }
+        self
+    }
+
+    #[must_use]
+    pub fn env(mut self, name: &str, value: impl AsRef<OsStr>) -> Self {
+        self.line
+            .insert(0, format!("{name}={}", value.as_ref().to_string_lossy()));
+        self.cmd.env(name, value);
+        self
+    }
+
+    /// Runs the gate as `nobody` when the tests run as root, so that file
+    /// permissions apply to it. A no-op otherwise.
+    #[must_use]
+    pub fn unprivileged(mut self) -> Self {
+        if is_root() {
+            self.cmd.uid(NOBODY).gid(NOBODY);
+            self.line.insert(0, format!("(as uid {NOBODY})"));
+        }
+        self
+    }
+
+    /// Starts the gate.
+    #[must_use]
+    pub fn spawn(mut self) -> Running {
+        let mut child = self
+            .cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let stdout = Capture::start(child.stdout.take());
+        let stderr = Capture::start(child.stderr.take());
+        Running {
+            child,
+            stdout,
+            stderr,
+            started: Instant::now(),
+            status: None,
+            line: self.line.join(" "),
+        }
+    }
+
+    /// Starts the gate and waits for it to exit, at most [`HANG_LIMIT`].
+    #[must_use]
+    pub fn run(self) -> Finished {
+        self.spawn().wait(HANG_LIMIT)
+    }
+}
+
+/// Collects one output stream of the child on a thread.
+struct Capture {
+    buf: Arc<Mutex<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Capture {
+    fn start(stream: Option<impl Read + Send + 'static>) -> Self {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let thread = stream.map(|mut stream| {
+            let buf = Arc::clone(&buf);
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .extend_from_slice(&chunk[..n]);
+                }
+            })
+        });
+        Self { buf, thread }
+    }
+
+    fn text(&self) -> String {
+        let buf = self
+            .buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Waits for the stream to reach end of file (the child exited).
+    fn finish(&mut self) -> String {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.text()
+    }
+}
+
+/// A running gate. Dropping it kills the process.
+pub struct Running {
+    child: Child,
+    stdout: Capture,
+    stderr: Capture,
+    started: Instant,
+    status: Option<ExitStatus>,
+    line: String,
+}
+
+impl Running {
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the process has not exited (checked with `try_wait`).
+    pub fn is_running(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self
+                .child
+                .try_wait()
+                .unwrap_or_else(|e| panic!("try_wait: {e}"));
+        }
+        self.status.is_none()
+    }
+
+    /// Panics, with what the gate printed, unless it is still running.
+    pub fn assert_running(&mut self, when: &str) {
+        let running = self.is_running();
+        assert!(
+            running,
+            "the gate exited {when} ({:?}); it must still be waiting\n{}",
+            self.status,
+            self.dump()
+        );
+    }
+
+    /// Stderr so far.
+    #[must_use]
+    pub fn stderr(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Waits until stderr contains `needle`; panics if the gate exits or
+    /// [`HANG_LIMIT`] passes first.
+    pub fn expect_stderr(&mut self, needle: &str) {
+        let start = Instant::now();
+        loop {
+            if self.stderr().contains(needle) {
+                return;
+            }
+            if !self.is_running() {
+                // Output may still be in the pipe; read it to the end.
+                if self.stderr.finish().contains(needle) {
+                    return;
+                }
+                panic!(
+                    "the gate exited ({:?}) before logging {needle:?}\n{}",
+                    self.status,
+                    self.dump()
+                );
+            }
+            assert!(
+                start.elapsed() < HANG_LIMIT,
+                "the gate never logged {needle:?}\n{}",
+                self.dump()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`) with kill(1): the crate
+    /// denies unsafe code, so no `libc::kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("kill -{name}: {e}"));
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// Waits at most `limit` for the gate to exit; on a hang, kills it and
+    /// panics with its output.
+    #[must_use]
+    pub fn wait(mut self, limit: Duration) -> Finished {
+        let deadline = self.started + limit;
+        while self.is_running() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the gate did not exit within {limit:?}; killed it\n{}",
+                    self.dump()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let elapsed = self.started.elapsed();
+        let status = self.status.unwrap_or_else(|| unreachable!());
+        Finished {
+            status,
+            stdout: self.stdout.finish(),
+            stderr: self.stderr.finish(),
+            elapsed,
+            line: std::mem::take(&mut self.line),
+        }
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "command: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.line,
+            self.stdout.text(),
+            self.stderr.text()
+        )
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A gate that has exited.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// From spawn to the exit being seen (10 ms resolution).
+    pub elapsed: Duration,
+    line: String,
+}
+
+impl Finished {
+    /// The exit code; `None` if a signal killed the process.
+    #[must_use]
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Panics, with what the gate printed, unless it exited with `want`.
+    pub fn assert_code(&self, want: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            Some(want),
+            "wrong exit status\n{}",
+            self.dump()
+        );
+        self
+    }
+
+    /// Panics unless stderr contains `needle`.
+    pub fn assert_stderr(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.dump()
+        );
+        self
+    }
+
+    /// The command line, stdout and stderr, for failure messages.
+    #[must_use]
+    pub fn dump(&self) -> String {
+        format!(
+            "command: {}\nstatus: {:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.line, self.status, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Writes a directory the way the kubelet's `AtomicWriter` does for
+/// Secret, `ConfigMap`, projected and downward-API volumes:
+///
+/// 1. the payload goes into a new `..<timestamp>/` directory;
+/// 2. a symlink `..data_tmp` is pointed at it;
+/// 3. `..data_tmp` is renamed over `..data` (the atomic swap);
+/// 4. visible `name -> ..data/name` links are added, and those no longer
+///    in the payload removed;
+/// 5. the old timestamped directory is deleted.
+pub struct AtomicWriter {
+    dir: PathBuf,
+    generation: u32,
+    visible: Vec<String>,
+}
+
+impl AtomicWriter {
+    #[must_use]
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            generation: 0,
+            visible: Vec::new(),
+        }
+    }
+
+    /// One update: `payload` is the whole new content of the volume.
+    pub fn write(&mut self, payload: &[(&str, &[u8])]) {
+        let fail = |what: &str, path: &Path, e: std::io::Error| -> ! {
+            panic!("AtomicWriter: {what} {}: {e}", path.display())
+        };
+        std::fs::create_dir_all(&self.dir).unwrap_or_else(|e| fail("mkdir", &self.dir, e));
+        let data = self.dir.join("..data");
+        let old = std::fs::read_link(&data).ok();
+
+        // 1. The new timestamped directory, in the kubelet's name format.
+        self.generation += 1;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let ts_name = format!("..2026_11_23_01_50_00.{nanos:09}{}", self.generation);
+        let ts_dir = self.dir.join(&ts_name);
+        std::fs::create_dir(&ts_dir).unwrap_or_else(|e| fail("mkdir", &ts_dir, e));
+        for (name, bytes) in payload {
+            let path = ts_dir.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).unwrap_or_else(|e| fail("mkdir", parent, e));
+            }
+            std::fs::write(&path, bytes).unwrap_or_else(|e| fail("write", &path, e));
+            chmod(&path, 0o644);
+        }
+
+        // 2. and 3. `..data_tmp` -> the new directory, renamed over `..data`.
+        let tmp = self.dir.join("..data_tmp");
+        symlink(&ts_name, &tmp).unwrap_or_else(|e| fail("symlink", &tmp, e));
+        std::fs::rename(&tmp, &data).unwrap_or_else(|e| fail("rename", &data, e));
+
+        // 4. Visible links, one per top-level entry of the payload.
+        let mut visible: Vec<String> = payload.iter().map(|(name, _)| top_level(name)).collect();
+        visible.dedup();
+        for name in &visible {
+            let link = self.dir.join(name);
+            if std::fs::symlink_metadata(&link).is_err() {
+                symlink(Path::new("..data").join(name), &link)
+                    .unwrap_or_else(|e| fail("symlink", &link, e));
+            }
+        }
+        for gone in self.visible.iter().filter(|n| !visible.contains(n)) {
+            let link = self.dir.join(gone);
+            std::fs::remove_file(&link).unwrap_or_else(|e| fail("unlink", &link, e));
+        }
+        self.visible = visible;
+
+        // 5. The old timestamped directory.
+        if let Some(old) = old {
+            let old = self.dir.join(old);
+            std::fs::remove_dir_all(&old).unwrap_or_else(|e| fail("rm -r", &old, e));
+        }
+    }
+}
+
+fn top_level(name: &str) -> String {
+    match Path::new(name).components().next() {
+        Some(Component::Normal(first)) => first.to_string_lossy().into_owned(),
+        _ => panic!("AtomicWriter: bad payload name {name:?}"),
+    }
+}
+
+/// Writes a file the way a sidecar that does not use `rename` does (`VSecM`
+/// Sidecar, spiffe-helper): truncate it, then write the new content in
+/// pieces, each visible to readers as soon as it is written.
+pub struct TornWriter {
+    file: File,
+    path: PathBuf,
+}
+
+impl TornWriter {
+    /// Creates or truncates `path`: readers now see an empty file.
+    #[must_use]
+    pub fn truncate(path: &Path) -> Self {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        Self {
+            file,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Appends one piece; it reaches the file at once (no user-space buffer).
+    pub fn piece(&mut self, bytes: &[u8]) {
+        self.file
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("write {}: {e}", self.path.display()));
+    }
+}
