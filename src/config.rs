@@ -208,7 +208,12 @@ fn selection(args: &SelectionArgs) -> Result<Selection, ConfigError> {
     } else {
         let mut files: Vec<FileSpec> = Vec::new();
         for name in &args.files {
-            let name = relative_name(name)?;
+            // `SECRET_GATE_FILE="a.json, b.env"`: spaces around a name are
+            // list formatting, not part of it.
+            let trimmed = name
+                .to_str()
+                .map_or_else(|| name.clone(), |s| PathBuf::from(s.trim()));
+            let name = relative_name(&trimmed)?;
             if files.iter().all(|f| f.name != name) {
                 let format = args.format.resolve(&name);
                 files.push(FileSpec { name, format });
