@@ -1019,6 +1019,11 @@ fn configuration_from_environment_variables() {
         .run()
         .assert_code(0);
     env_gate("check", "user,PASSWORD").run().assert_code(0);
+    // Spaces around list entries are formatting, in both lists.
+    env_gate("check", " user , PASSWORD ")
+        .env("SECRET_GATE_FILE", "a.json, b.env")
+        .run()
+        .assert_code(0);
 
     // SECRET_GATE_TIMEOUT bounds the wait; SECRET_GATE_LOG_FORMAT is honoured.
     let run = env_gate("watch", "user,PASSWORD,token")
