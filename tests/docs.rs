@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use clap::CommandFactory;
+use clap::{CommandFactory, Parser};
 
 fn help(args: &[&str]) -> String {
     // A clean environment, so `[env: X=value]` shows no local values.
@@ -115,4 +115,31 @@ fn exit_codes_doc_lists_every_code() {
     ] {
         assert!(doc.contains(&format!("| `{}` |", code.code())), "{code:?}");
     }
+}
+
+#[test]
+fn readme_pod_example_parses_and_its_gate_args_are_valid() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = readme[start..].find("```").unwrap() + start;
+    let pod: serde_json::Value = serde_yaml_ng::from_str(&readme[start..end]).unwrap();
+    let inits = pod["spec"]["initContainers"].as_array().unwrap();
+    let gate = inits
+        .iter()
+        .find(|c| c["name"] == "secret-gate")
+        .expect("a secret-gate init container");
+    let args: Vec<String> = gate["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    let parsed = secret_gate::cli::Cli::try_parse_from(
+        std::iter::once("secret-gate".to_owned()).chain(args.iter().cloned()),
+    );
+    let cli = parsed.unwrap_or_else(|e| panic!("README args {args:?}: {e}"));
+    secret_gate::config::Config::from_cli(&cli).unwrap();
+    // The native sidecar comes before the gate.
+    assert_eq!(inits[0]["restartPolicy"], "Always");
 }
