@@ -33,16 +33,18 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
-    /// Log level: error, warn, info, debug or trace. Values are never logged at any level.
+    /// Log level of secret-gate's own events; libraries log warnings only.
+    /// Secret values are never logged, at any level.
     #[arg(
         long,
         global = true,
-        default_value = "info",
+        value_enum,
+        default_value_t = LogLevel::Info,
         env = "SECRET_GATE_LOG_LEVEL",
         value_name = "LEVEL",
         help_heading = "Logging"
     )]
-    pub log_level: String,
+    pub log_level: LogLevel,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +91,13 @@ pub struct SelectionArgs {
     /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env, else raw).
     #[arg(long, value_enum, default_value_t = Format::Auto, env = "SECRET_GATE_FORMAT")]
     pub format: Format,
+
+    /// How long a YAML, env or raw file (or a JSON scalar) must stay
+    /// unchanged before it counts: such files can be cut short by a writer
+    /// and still parse. JSON objects and arrays cannot, and files the
+    /// kubelet swaps in through `..data` are complete, so neither waits.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "SECRET_GATE_SETTLE_TIME", value_name = "DURATION")]
+    pub settle_time: Duration,
 
     /// Largest file the gate will read; a bigger one is a diagnosis. Accepts
     /// B, KiB, MiB suffixes.
@@ -144,8 +153,9 @@ pub struct SafeArgs {
     #[arg(long, env = "SECRET_GATE_REQUIRED_KEYS", value_name = "K1,K2,...")]
     pub required_keys: Option<String>,
 
-    /// Format of the secret. auto takes it from --output's extension, else
-    /// JSON if it looks like JSON, else YAML when keys are needed, else raw.
+    /// Format of the secret. auto: without --required-keys or --output-dir
+    /// any non-empty secret is ready, as in VSecM; with them, the secret is
+    /// JSON if it starts with { or [, else YAML.
     #[arg(long, value_enum, default_value_t = Format::Auto, env = "SECRET_GATE_FORMAT")]
     pub format: Format,
 
@@ -208,14 +218,24 @@ pub struct SafeArgs {
     )]
     pub safe_spiffeid_prefix: String,
 
+    /// Which SPIFFE IDs count as VSecM workloads; the Safe's own ID must
+    /// match too, as in VSecM. Same regex-or-prefix rule.
+    #[arg(
+        long,
+        env = "VSECM_SPIFFEID_PREFIX_WORKLOAD",
+        default_value = "^spiffe://vsecm.com/workload/[^/]+/ns/[^/]+/sa/[^/]+/n/[^/]+$",
+        value_name = "PREFIX"
+    )]
+    pub workload_spiffeid_prefix: String,
+
     /// Base of the jittered exponential back-off between attempts; a bare
     /// number is milliseconds, as in VSecM. The first attempt is immediate.
-    #[arg(long, env = "VSECM_INIT_CONTAINER_POLL_INTERVAL", default_value = "1000", value_parser = parse_millis_or_duration, value_name = "MS|DURATION")]
+    #[arg(long, env = "VSECM_INIT_CONTAINER_POLL_INTERVAL", default_value = "5000", value_parser = parse_millis_or_duration, value_name = "MS|DURATION")]
     pub poll_interval: Duration,
 
-    /// Longest wait between two attempts (the back-off cap); never below
-    /// the poll interval.
-    #[arg(long, env = "SECRET_GATE_MAX_BACKOFF", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    /// Longest wait between two attempts (the back-off cap), at most 30s;
+    /// raised to the poll interval if lower.
+    #[arg(long, env = "SECRET_GATE_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub max_backoff: Duration,
 
     /// Time allowed for one attempt: for the first Workload API sync, and
@@ -237,9 +257,65 @@ pub struct SafeArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// VSecM's variables whose empty or unparsable values VSecM itself
+/// ignores (falling back to its default), with the parser that decides.
+type DurationParser = fn(&str) -> Result<Duration, String>;
+const VSECM_LENIENT: &[(&str, Option<DurationParser>)] = &[
+    ("SPIFFE_ENDPOINT_SOCKET", None),
+    ("SPIFFE_TRUST_DOMAIN", None),
+    ("VSECM_SAFE_ENDPOINT_URL", None),
+    ("VSECM_SPIFFEID_PREFIX_SAFE", None),
+    ("VSECM_SPIFFEID_PREFIX_WORKLOAD", None),
+    (
+        "VSECM_INIT_CONTAINER_POLL_INTERVAL",
+        Some(parse_millis_or_duration),
+    ),
+    (
+        "VSECM_INIT_CONTAINER_WAIT_BEFORE_EXIT",
+        Some(parse_millis_or_duration),
+    ),
+];
+
+/// Treats VSecM's variables the way VSecM does: an empty value, or a
+/// number that does not parse, means "use the default". Such variables are
+/// removed from this process's environment before the command line is
+/// parsed, so a pod spec written for VSecM's init container works
+/// unchanged. Returns one warning per variable dropped (the values are
+/// configuration, not secrets).
+#[must_use]
+pub fn drop_vsecm_env_values_vsecm_ignores() -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (name, parser) in VSECM_LENIENT {
+        let Some(value) = std::env::var_os(name) else {
+            continue;
+        };
+        let text = value.to_string_lossy();
+        let why = if text.trim().is_empty() {
+            Some("is empty".to_owned())
+        } else {
+            parser.and_then(|p| p(&text).err())
+        };
+        if let Some(why) = why {
+            std::env::remove_var(name);
+            warnings.push(format!("{name} {why}; using the default, as VSecM does"));
+        }
+    }
+    warnings
 }
 
 /// A human duration (`500ms`, `30s`, `10m`, `1h 30m`); a bare `0` is zero.

@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use crate::check::{Format, Key};
-use crate::cli::{self, Cli, Command, LogFormat, SelectionArgs};
+use crate::cli::{self, Cli, Command, LogFormat, LogLevel, SelectionArgs};
 use crate::safe::SafeIdMatcher;
 
 /// Everything a run needs, validated.
@@ -21,7 +21,7 @@ pub struct Config {
 pub enum Mode {
     Watch(WatchConfig),
     Check(Selection),
-    Safe(SafeConfig),
+    Safe(Box<SafeConfig>),
 }
 
 /// Which secret files to check, and what they must hold.
@@ -31,6 +31,9 @@ pub struct Selection {
     pub layout: Layout,
     pub keys: Vec<Key>,
     pub max_file_size: u64,
+    /// How long a file that could be cut short and still parse must stay
+    /// unchanged before it counts.
+    pub settle: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +53,15 @@ pub struct FileSpec {
 }
 
 impl Selection {
+    /// The names of the files to read, for messages.
+    #[must_use]
+    pub fn file_names(&self) -> Vec<String> {
+        self.files()
+            .iter()
+            .map(|f| f.name.display().to_string())
+            .collect()
+    }
+
     /// The files to read, with their formats, in order.
     #[must_use]
     pub fn files(&self) -> Vec<FileSpec> {
@@ -86,6 +98,8 @@ pub struct SafeConfig {
     pub endpoint_socket: String,
     pub secrets_url: http::Uri,
     pub safe_id: SafeIdMatcher,
+    /// The Safe's ID must also be a VSecM workload ID.
+    pub workload_id: SafeIdMatcher,
     pub poll_interval: Duration,
     pub max_backoff: Duration,
     pub attempt_timeout: Duration,
@@ -112,7 +126,7 @@ fn bad(msg: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub format: LogFormat,
-    pub level: String,
+    pub level: LogLevel,
 }
 
 impl LogConfig {
@@ -120,7 +134,7 @@ impl LogConfig {
     pub fn from_cli(cli: &Cli) -> Self {
         Self {
             format: cli.log_format,
-            level: cli.log_level.clone(),
+            level: cli.log_level,
         }
     }
 }
@@ -152,7 +166,7 @@ impl Config {
                 })
             }
             Command::Check(a) => Mode::Check(selection(&a.selection)?),
-            Command::Safe(a) => Mode::Safe(safe(a)?),
+            Command::Safe(a) => Mode::Safe(Box::new(safe(a)?)),
         };
         Ok(Self {
             mode,
@@ -161,12 +175,16 @@ impl Config {
     }
 }
 
+/// The largest `--max-backoff` accepted.
+pub const MAX_BACKOFF_LIMIT: Duration = Duration::from_secs(30);
+
 fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
 /// `/dev/termination-log` when it exists and can be written.
-fn default_termination_log() -> Option<PathBuf> {
+#[must_use]
+pub fn default_termination_log() -> Option<PathBuf> {
     let path = Path::new("/dev/termination-log");
     std::fs::OpenOptions::new()
         .write(true)
@@ -197,6 +215,13 @@ fn selection(args: &SelectionArgs) -> Result<Selection, ConfigError> {
             return Err(bad(
                 "nothing to wait for: give --file NAME (repeatable) or --required-keys K1,K2 (one file per key)",
             ));
+        }
+        if !matches!(args.format, Format::Auto | Format::Raw) {
+            return Err(bad(format!(
+                "--format {} needs --file: without --file each required key is a file \
+                 that only has to be non-empty",
+                args.format.name()
+            )));
         }
         if let Some(k) = keys.iter().find(|k| !k.is_plain_name()) {
             return Err(bad(format!(
@@ -233,6 +258,7 @@ fn selection(args: &SelectionArgs) -> Result<Selection, ConfigError> {
         layout,
         keys,
         max_file_size: args.max_file_size,
+        settle: args.settle_time,
     })
 }
 
@@ -306,8 +332,21 @@ fn safe(a: &cli::SafeArgs) -> Result<SafeConfig, ConfigError> {
         )));
     }
     let secrets_url = secrets_url(&a.safe_endpoint_url)?;
-    let safe_id = SafeIdMatcher::new(&a.safe_spiffeid_prefix, &a.trust_domain)
-        .map_err(|e| bad(e.to_string()))?;
+    let matcher = |variable, prefix: &str| {
+        SafeIdMatcher::new(variable, prefix, &a.trust_domain).map_err(|e| bad(e.to_string()))
+    };
+    let safe_id = matcher("VSECM_SPIFFEID_PREFIX_SAFE", &a.safe_spiffeid_prefix)?;
+    let workload_id = matcher(
+        "VSECM_SPIFFEID_PREFIX_WORKLOAD",
+        &a.workload_spiffeid_prefix,
+    )?;
+    if a.max_backoff > MAX_BACKOFF_LIMIT {
+        return Err(bad(format!(
+            "--max-backoff {} is over the 30s limit: a gate that waits longer between attempts \
+             notices a newly registered secret too late",
+            humantime::format_duration(a.max_backoff)
+        )));
+    }
     Ok(SafeConfig {
         keys,
         format,
@@ -316,8 +355,10 @@ fn safe(a: &cli::SafeArgs) -> Result<SafeConfig, ConfigError> {
         endpoint_socket: a.spiffe_endpoint_socket.clone(),
         secrets_url,
         safe_id,
+        workload_id,
         poll_interval: a.poll_interval,
-        max_backoff: a.max_backoff,
+        // Never below the base: a VSecM pod spec with a long interval keeps it.
+        max_backoff: a.max_backoff.max(a.poll_interval),
         attempt_timeout: a.attempt_timeout,
         max_body_size: a.max_body_size,
         wait_before_exit: a.wait_before_exit,

@@ -30,18 +30,6 @@ impl ExitCode {
             Self::Terminated => 143,
         }
     }
-
-    /// A short human name, used in logs.
-    #[must_use]
-    pub const fn describe(self) -> &'static str {
-        match self {
-            Self::Ready => "ready",
-            Self::NotReady => "not ready",
-            Self::Usage => "usage or configuration error",
-            Self::Interrupted => "interrupted by SIGINT",
-            Self::Terminated => "terminated by SIGTERM",
-        }
-    }
 }
 
 #[cfg(test)]

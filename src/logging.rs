@@ -9,24 +9,18 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::cli::LogFormat;
+use crate::cli::{LogFormat, LogLevel};
 use crate::config::LogConfig;
 
-/// Installs the global subscriber. Fails on an unknown level.
+/// Installs the global subscriber.
 pub fn init(config: &LogConfig) -> Result<(), String> {
-    let level = match config.level.trim().to_ascii_lowercase().as_str() {
-        "error" => LevelFilter::ERROR,
-        "warn" => LevelFilter::WARN,
-        "info" => LevelFilter::INFO,
-        "debug" => LevelFilter::DEBUG,
-        "trace" => LevelFilter::TRACE,
-        "off" => LevelFilter::OFF,
-        _ => {
-            return Err(format!(
-                "--log-level {:?} is not a level: use error, warn, info, debug, trace or off",
-                config.level
-            ))
-        }
+    let level = match config.level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
+        LogLevel::Off => LevelFilter::OFF,
     };
     let filter = Targets::new()
         .with_default(LevelFilter::WARN.min(level))

@@ -31,7 +31,7 @@ pub struct Progress {
 #[derive(Debug, Default)]
 struct State {
     problems: Vec<Problem>,
-    classes: BTreeSet<(String, &'static str)>,
+    classes: BTreeSet<(String, &'static str, String)>,
     last_error: Option<String>,
     last_log: Option<Instant>,
     checks: u64,
@@ -58,10 +58,8 @@ impl Progress {
     fn store(&self, problems: Vec<Problem>, log_changes: bool) {
         let mut s = self.inner.borrow_mut();
         s.checks += 1;
-        let classes: BTreeSet<(String, &'static str)> = problems
-            .iter()
-            .map(|p| (p.subject.clone(), p.class))
-            .collect();
+        let classes: BTreeSet<(String, &'static str, String)> =
+            problems.iter().map(Problem::identity).collect();
         let now = Instant::now();
         let changed = s.last_log.is_none() || classes != s.classes;
         let due = s
@@ -87,24 +85,24 @@ impl Progress {
         self.inner.borrow_mut().last_error = Some(error.into());
     }
 
-    /// The current problems.
-    #[must_use]
-    pub fn problems(&self) -> Vec<Problem> {
-        self.inner.borrow().problems.clone()
-    }
-
     /// The diagnosis for the termination log: a headline, what is still
     /// missing or invalid, and the last error seen.
     #[must_use]
     pub fn diagnosis(&self, headline: &str) -> String {
         let s = self.inner.borrow();
         let mut text = format!("secret-gate: {headline}\n");
-        for problem in &s.problems {
-            let _ = writeln!(text, "- {problem}");
-        }
-        let repeated = |err: &String| s.problems.iter().any(|p| &p.what == err);
+        // The last error goes before the list, so the 4 KiB cut of the
+        // termination log drops problems, not the error.
+        let repeated = |err: &String| {
+            s.problems
+                .iter()
+                .any(|p| p.to_string().ends_with(err.as_str()))
+        };
         if let Some(err) = s.last_error.as_ref().filter(|e| !repeated(e)) {
             let _ = writeln!(text, "last error: {err}");
+        }
+        for problem in &s.problems {
+            let _ = writeln!(text, "- {problem}");
         }
         text
     }
@@ -169,7 +167,7 @@ mod tests {
         let text = p.diagnosis("not ready after 1s");
         assert_eq!(
             text,
-            "secret-gate: not ready after 1s\n- s.json: key \"password\" missing\nlast error: Safe answered 503\n"
+            "secret-gate: not ready after 1s\nlast error: Safe answered 503\n- s.json: key \"password\" missing\n"
         );
     }
 }

@@ -1,12 +1,15 @@
 //! The one place that decides when to stop: ready, deadline or signal.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
 
-use crate::cli::Cli;
+use clap::Parser;
+
+use crate::cli::{self, Cli};
 use crate::config::{Config, Mode};
 use crate::exit::ExitCode;
 use crate::report::{write_termination_log, Progress};
@@ -59,12 +62,65 @@ impl Signals {
     }
 }
 
-/// Runs the parsed command line to an exit code. `main` only parses
-/// arguments and calls this.
+/// The whole program: parse the command line, then [`run_cli`]. An
+/// argument error is also written to the termination log, since a bad
+/// value in a manifest is the likeliest reason an init container fails.
 #[must_use]
-pub fn run_cli(cli: &Cli) -> ExitCode {
+pub fn main_entry() -> ExitCode {
+    let warnings = cli::drop_vsecm_env_values_vsecm_ignores();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            if !err.use_stderr() {
+                return ExitCode::Ready; // --help, --version
+            }
+            if let Some(path) = termination_log_from_raw_args() {
+                let rendered = err.render().to_string();
+                let text = rendered.trim_start_matches("error: ").trim_end();
+                let text = text
+                    .trim_end_matches("For more information, try '--help'.")
+                    .trim_end();
+                write_termination_log(
+                    &path,
+                    &format!("secret-gate: configuration error: {text}\n"),
+                );
+            }
+            return ExitCode::Usage;
+        }
+    };
+    run_cli(&cli, &warnings)
+}
+
+/// `--termination-log` (or its variable, or the default) when the command
+/// line itself could not be parsed.
+fn termination_log_from_raw_args() -> Option<PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    let from_args = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--termination-log=")
+            .map(ToOwned::to_owned)
+            .or_else(|| {
+                (a == "--termination-log")
+                    .then(|| args.get(i + 1).cloned())
+                    .flatten()
+            })
+    });
+    from_args
+        .or_else(|| std::env::var("SECRET_GATE_TERMINATION_LOG").ok())
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(crate::config::default_termination_log)
+}
+
+/// Runs the parsed command line to an exit code. `warnings` are logged
+/// once logging is up.
+#[must_use]
+pub fn run_cli(cli: &Cli, warnings: &[String]) -> ExitCode {
     if let Err(msg) = logging::init(&crate::config::LogConfig::from_cli(cli)) {
         return usage_error(cli, &msg);
+    }
+    for warning in warnings {
+        tracing::warn!("{warning}");
     }
     let config = match Config::from_cli(cli) {
         Ok(config) => config,
@@ -182,12 +238,12 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
 }
 
 fn check_once(config: &Config, selection: &crate::config::Selection) -> ExitCode {
-    let progress = Progress::new();
-    let problems = volume::scan(selection);
+    let problems = volume::scan(selection).problems;
     if problems.is_empty() {
         tracing::info!(mount = %selection.mount.display(), "ready");
         return ExitCode::Ready;
     }
+    let progress = Progress::new();
     progress.update(problems);
     let diagnosis = progress.diagnosis("check: not ready");
     if let Some(path) = &config.termination_log {

@@ -523,3 +523,65 @@ fn canary_never_appears_in_any_output() {
     // The fake itself logs names and sizes only.
     assert!(!fake.stderr().contains(canary), "fake-safe leaks");
 }
+
+#[test]
+fn empty_or_unparsable_vsecm_variables_mean_the_default_as_in_vsecm() {
+    let fake = FakeSafe::start(&[]);
+    fake.register("example", SECRET);
+    let fx = Fixture::new();
+    let done = gate(&fake, &fx)
+        .env("VSECM_INIT_CONTAINER_POLL_INTERVAL", "soon")
+        .env("VSECM_INIT_CONTAINER_WAIT_BEFORE_EXIT", "")
+        .env("VSECM_SPIFFEID_PREFIX_SAFE", "")
+        .env("SPIFFE_TRUST_DOMAIN", "")
+        .args(["--timeout", "20s"])
+        .run();
+    done.assert_code(0);
+    done.assert_stderr("VSECM_INIT_CONTAINER_POLL_INTERVAL");
+    done.assert_stderr("using the default, as VSecM does");
+}
+
+#[test]
+fn the_safe_id_must_also_be_a_workload_id_as_in_vsecm() {
+    // Passes the literal Safe prefix from VSecM's manifests, but has an
+    // extra path segment, so it is no VSecM workload ID.
+    let odd = "spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/x/extra";
+    let fake = FakeSafe::start(&["--safe-id", odd]);
+    fake.register("example", SECRET);
+    let fx = Fixture::new();
+    gate(&fake, &fx)
+        .env(
+            "VSECM_SPIFFEID_PREFIX_SAFE",
+            "spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/",
+        )
+        .args(["--timeout", "1s"])
+        .run()
+        .assert_code(1);
+    let log = fx.log();
+    assert!(
+        log.contains(&format!(
+            "server presented {odd} which does not match VSECM_SPIFFEID_PREFIX_WORKLOAD"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_secret_that_cannot_fit_output_dir_is_a_warning_and_the_last_error() {
+    let fake = FakeSafe::start(&[]);
+    fake.register("example", r#""just a string""#);
+    let fx = Fixture::new();
+    let done = gate(&fake, &fx)
+        .arg("--output-dir")
+        .arg(fx.mount.join("out"))
+        .args(["--format", "json", "--timeout", "1s"])
+        .run();
+    done.assert_code(1);
+    done.assert_stderr("WARN");
+    assert!(
+        fx.log()
+            .contains("--output-dir needs a JSON or YAML object"),
+        "{}",
+        fx.log()
+    );
+}

@@ -954,7 +954,7 @@ fn usage_errors_exit_2_with_a_clear_message() {
         ),
         (
             &["--file", "s.json", "--log-level", "loud"],
-            "is not a level",
+            "invalid value 'loud' for '--log-level <LEVEL>'",
             true,
         ),
         (
@@ -1085,7 +1085,12 @@ fn assert_no_canary(file: &str, format: &str, content: &str, keys: &str, want: i
     let fx = Fixture::new();
     fx.write(file, content);
     let base = |sub: &str| {
-        let mut gate = fx.gate(sub).args(["--file", file, "--log-level", "trace"]);
+        let mut gate = fx.gate(sub).env("SECRET_GATE_SETTLE_TIME", "0").args([
+            "--file",
+            file,
+            "--log-level",
+            "trace",
+        ]);
         if !format.is_empty() {
             gate = gate.args(["--format", format]);
         }
@@ -1205,4 +1210,133 @@ fn canary_in_yaml_error_path() {
     for content in cases {
         assert_no_canary("app.yaml", "", &content, "password", 1);
     }
+}
+
+/// YAML, env and raw files can be cut short and still parse (`PASSWORD=hun`
+/// of `PASSWORD=hunter2`): the gate waits until such a file has been
+/// unchanged for the settle time. A generous settle time keeps the test
+/// robust on a loaded machine; the pieces come 200 ms apart.
+#[test]
+fn torn_env_write_that_parses_is_not_taken_as_ready() {
+    for (file, keys, pieces) in [
+        (
+            "app.env",
+            "USER,PASSWORD",
+            ["USER=admin\nPASSWORD=hun", "ter2\n"],
+        ),
+        (
+            "s.yaml",
+            "user,password",
+            ["user: admin\npassword: hun", "ter2\n"],
+        ),
+    ] {
+        let fx = Fixture::new();
+        let mut gate = fx
+            .watch()
+            .args(["--file", file, "--required-keys", keys])
+            .args(["--settle-time", "2s", "--timeout", READY_TIMEOUT])
+            .spawn();
+        gate.expect_stderr(NOT_READY_YET);
+        let mut writer = TornWriter::truncate(&fx.path(file));
+        writer.piece(pieces[0].as_bytes());
+        pause(PIECE_MS);
+        gate.assert_running("after a piece that parses but is cut short");
+        writer.piece(pieces[1].as_bytes());
+        pause(PIECE_MS);
+        gate.assert_running("within the settle time of the last piece");
+        gate.wait(HANG_LIMIT).assert_code(0);
+    }
+}
+
+#[test]
+fn check_names_a_file_that_is_still_settling() {
+    let fx = Fixture::new();
+    fx.write("password", "hun");
+    let run = fx
+        .check()
+        .args(["--required-keys", "password", "--settle-time", "1h"])
+        .run();
+    run.assert_code(1);
+    let log = fx.log();
+    assert!(
+        log.contains("- password: changed "),
+        "{log}\n{}",
+        run.dump()
+    );
+    assert!(
+        log.contains("waiting until it has been unchanged for 3600000ms"),
+        "{log}"
+    );
+}
+
+#[test]
+fn kubelet_files_are_complete_and_need_no_settle_time() {
+    let fx = Fixture::new();
+    let mut writer = AtomicWriter::new(&fx.mount);
+    writer.write(&[("username", b"admin"), ("password", b"hunter2")]);
+    fx.check()
+        .args([
+            "--required-keys",
+            "username,password",
+            "--settle-time",
+            "1h",
+        ])
+        .run()
+        .assert_code(0);
+}
+
+#[test]
+fn a_bad_value_in_the_environment_reaches_the_termination_log() {
+    let fx = Fixture::new();
+    let run = fx
+        .watch()
+        .env("SECRET_GATE_TIMEOUT", "30")
+        .args(["--file", "s.json"])
+        .run();
+    run.assert_code(2);
+    let log = fx.log();
+    assert!(
+        log.starts_with(
+            "secret-gate: configuration error: invalid value '30' for '--timeout <DURATION>'"
+        ),
+        "{log}\n{}",
+        run.dump()
+    );
+    assert!(log.contains("has no unit"), "{log}");
+}
+
+#[test]
+fn progress_is_logged_when_the_set_of_missing_keys_changes() {
+    let fx = Fixture::new();
+    fx.write("s.json", r#"{"a":"1"}"#);
+    let mut gate = fx
+        .watch()
+        .args(["--file", "s.json", "--required-keys", "a,b,c"])
+        .args(["--timeout", READY_TIMEOUT])
+        .spawn();
+    gate.expect_stderr(r#"key "b" missing"#);
+    fx.replace("s.json", r#"{"a":"1","b":"2"}"#);
+    // A new progress line lists only c.
+    let start = std::time::Instant::now();
+    while gate.stderr().matches(NOT_READY_YET).count() < 2 {
+        assert!(
+            start.elapsed() < HANG_LIMIT,
+            "no second progress line\n{}",
+            gate.stderr()
+        );
+        pause(10);
+    }
+    let last = gate
+        .stderr()
+        .lines()
+        .rev()
+        .find(|l| l.contains(NOT_READY_YET))
+        .unwrap()
+        .to_owned();
+    assert!(
+        last.contains(r#"key "c" missing"#) && !last.contains(r#"key "b""#),
+        "{last}"
+    );
+    fx.replace("s.json", r#"{"a":"1","b":"2","c":"3"}"#);
+    gate.wait(HANG_LIMIT).assert_code(0);
 }

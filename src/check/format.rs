@@ -80,9 +80,10 @@ pub enum ParseError {
     Empty,
     #[error("not valid UTF-8 at byte {0}")]
     InvalidUtf8(usize),
-    #[error("not valid {format} at line {line} column {column}{detail}")]
+    #[error("not valid {format}{}{detail}", at(*line, *column))]
     Syntax {
         format: &'static str,
+        /// 1-based; 0 when the parser gave no position.
         line: usize,
         column: usize,
         /// Extra words, already free of input text, starting with "; ".
@@ -94,10 +95,19 @@ pub enum ParseError {
         line: usize,
         column: usize,
     },
-    #[error("JSON nests deeper than 128 levels")]
+    #[error("nests deeper than 128 levels")]
     TooDeep,
     #[error("holds {0}, which carries no secret")]
     NoValue(&'static str),
+}
+
+/// " at line L column C", or nothing when the position is unknown.
+fn at(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" at line {line} column {column}")
+    }
 }
 
 impl ParseError {

@@ -17,9 +17,11 @@ pub struct Problem {
     pub subject: String,
     /// What is wrong, in words a person can act on.
     pub what: String,
-    /// A stable class, used to notice when the set of problems changes
-    /// without logging every byte count of a file still being written.
+    /// A stable class, used with `item` to notice when the set of problems
+    /// changes without logging every byte count of a file being written.
     pub class: &'static str,
+    /// Which key (or other item) of the subject, when there are several.
+    pub item: String,
 }
 
 impl Problem {
@@ -28,7 +30,27 @@ impl Problem {
             subject: subject.into(),
             what: what.into(),
             class,
+            item: String::new(),
         }
+    }
+
+    /// `subject: key "k" missing`.
+    #[must_use]
+    pub fn key_missing(subject: impl Into<String>, key: &Key) -> Self {
+        Self {
+            item: key.as_str().to_owned(),
+            ..Self::new(
+                subject,
+                "key-missing",
+                format!("key {:?} missing", key.as_str()),
+            )
+        }
+    }
+
+    /// What identifies the problem across checks.
+    #[must_use]
+    pub fn identity(&self) -> (String, &'static str, String) {
+        (self.subject.clone(), self.class, self.item.clone())
     }
 }
 
@@ -38,15 +60,18 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Describes a parse failure of `size` bytes, hinting at a torn write.
+/// Describes a parse failure of `size` bytes. `source` is `"file"` for a
+/// file, which may be mid-write, or `"secret"` for a fetched value.
 #[must_use]
-pub fn describe_parse_error(err: &ParseError, size: usize) -> String {
-    if matches!(err, ParseError::Empty) {
-        format!("{err} (still being written?)")
-    } else if err.maybe_partial() {
-        format!("{err} (file is {size} bytes; still being written?)")
-    } else {
-        err.to_string()
+pub fn describe_parse_error(err: &ParseError, size: usize, source: &str) -> String {
+    match (source, err) {
+        (_, ParseError::NoValue(_)) => err.to_string(),
+        ("file", ParseError::Empty) => format!("{err} (still being written?)"),
+        ("file", _) if err.maybe_partial() => {
+            format!("{err} (file is {size} bytes; still being written?)")
+        }
+        (_, ParseError::Empty) => err.to_string(),
+        _ => format!("{err} ({source} is {size} bytes)"),
     }
 }
 

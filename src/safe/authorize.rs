@@ -2,53 +2,66 @@
 
 use regex::Regex;
 
-/// Matches the Safe's SPIFFE ID against `VSECM_SPIFFEID_PREFIX_SAFE`.
+/// Matches a SPIFFE ID against one of VSecM's prefix variables
+/// (`VSECM_SPIFFEID_PREFIX_SAFE`, `VSECM_SPIFFEID_PREFIX_WORKLOAD`).
 ///
 /// VSecM's rule: a value that starts with `^spiffe://<trust domain>/` is a
 /// regular expression; anything else is a literal string prefix.
 #[derive(Debug, Clone)]
-pub enum SafeIdMatcher {
+pub struct SafeIdMatcher {
+    /// The variable the rule came from, for messages.
+    pub variable: &'static str,
+    rule: Rule,
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
     Regex(Regex),
     Prefix(String),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MatcherError {
-    #[error("VSECM_SPIFFEID_PREFIX_SAFE is empty: set it to the Safe's SPIFFE ID prefix or regex")]
-    Empty,
-    #[error("VSECM_SPIFFEID_PREFIX_SAFE is not a valid regular expression: {0}")]
-    BadRegex(String),
+    #[error("{0} is empty: set it to a SPIFFE ID prefix or regex")]
+    Empty(&'static str),
+    #[error("{0} is not a valid regular expression: {1}")]
+    BadRegex(&'static str, String),
 }
 
 impl SafeIdMatcher {
-    pub fn new(prefix: &str, trust_domain: &str) -> Result<Self, MatcherError> {
+    pub fn new(
+        variable: &'static str,
+        prefix: &str,
+        trust_domain: &str,
+    ) -> Result<Self, MatcherError> {
         let prefix = prefix.trim();
         if prefix.is_empty() {
-            return Err(MatcherError::Empty);
+            return Err(MatcherError::Empty(variable));
         }
-        if prefix.starts_with(&format!("^spiffe://{trust_domain}/")) {
-            Regex::new(prefix)
-                .map(Self::Regex)
-                .map_err(|e| MatcherError::BadRegex(e.to_string()))
+        let rule = if prefix.starts_with(&format!("^spiffe://{trust_domain}/")) {
+            Rule::Regex(
+                Regex::new(prefix).map_err(|e| MatcherError::BadRegex(variable, e.to_string()))?,
+            )
         } else {
-            Ok(Self::Prefix(prefix.to_owned()))
-        }
+            Rule::Prefix(prefix.to_owned())
+        };
+        Ok(Self { variable, rule })
     }
 
     #[must_use]
     pub fn matches(&self, id: &str) -> bool {
-        match self {
-            Self::Regex(re) => re.is_match(id),
-            Self::Prefix(p) => id.starts_with(p.as_str()),
+        match &self.rule {
+            Rule::Regex(re) => re.is_match(id),
+            Rule::Prefix(p) => id.starts_with(p.as_str()),
         }
     }
 
     /// The rule as text, for messages.
     #[must_use]
     pub fn describe(&self) -> String {
-        match self {
-            Self::Regex(re) => format!("regex {}", re.as_str()),
-            Self::Prefix(p) => format!("prefix {p}"),
+        match &self.rule {
+            Rule::Regex(re) => format!("regex {}", re.as_str()),
+            Rule::Prefix(p) => format!("prefix {p}"),
         }
     }
 }
@@ -85,14 +98,15 @@ mod tests {
             ),
         ];
         for (prefix, td, id, want) in table {
-            let m = SafeIdMatcher::new(prefix, td).unwrap();
+            let m = SafeIdMatcher::new("VSECM_SPIFFEID_PREFIX_SAFE", prefix, td).unwrap();
             assert_eq!(m.matches(id), want, "{prefix} {td} {id}");
         }
     }
 
     #[test]
     fn bad_input_is_rejected() {
-        assert!(SafeIdMatcher::new("", "vsecm.com").is_err());
-        assert!(SafeIdMatcher::new("^spiffe://vsecm.com/(", "vsecm.com").is_err());
+        let v = "VSECM_SPIFFEID_PREFIX_SAFE";
+        assert!(SafeIdMatcher::new(v, "", "vsecm.com").is_err());
+        assert!(SafeIdMatcher::new(v, "^spiffe://vsecm.com/(", "vsecm.com").is_err());
     }
 }

@@ -14,15 +14,39 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::SafeConfig;
+use crate::safe::SafeIdMatcher;
 
-/// What one attempt found. Each variant is a distinct condition that is
-/// logged once when it first appears and named in the diagnosis.
+/// What one attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// 200 with a `data` field (possibly empty). The value is secret.
-    Secret(String),
-    /// A normal "not yet" (404, 400, 503), or an error worth retrying.
+    /// 200 with a non-empty `data` field.
+    Secret(Secret),
+    /// A normal "not yet" (404, 400, 503), or an error worth retrying. Each
+    /// is a distinct condition, logged once and named in the diagnosis.
     Failed(Failure),
+}
+
+/// A secret value. Its `Debug` is redacted, so a stray `{:?}` cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    #[must_use]
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The value itself; never log it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes>)", self.0.len())
+    }
 }
 
 /// Why an attempt did not yield a secret. Never carries a secret value.
@@ -32,8 +56,16 @@ pub enum Failure {
     WorkloadApi { socket: String, detail: String },
     #[error("cannot connect to the Safe at {url}: {detail}")]
     Connect { url: String, detail: String },
-    #[error("Safe rejected: server presented {presented} which does not match VSECM_SPIFFEID_PREFIX_SAFE ({rule})")]
-    WrongSafeId { presented: String, rule: String },
+    #[error(
+        "Safe rejected: server presented {presented} which does not match {variable} ({rule})"
+    )]
+    WrongSafeId {
+        presented: String,
+        variable: &'static str,
+        rule: String,
+    },
+    #[error("cannot use this pod's SVID for TLS: {0}")]
+    Tls(String),
     #[error("Safe's certificate is not signed by the trust bundle from the Workload API ({detail}); is VSECM_SAFE_ENDPOINT_URL pointing at the right server?")]
     UntrustedSafe { detail: String },
     #[error("TLS handshake with the Safe failed: {detail}")]
@@ -50,6 +82,8 @@ pub enum Failure {
     Status(u16),
     #[error("Safe's response is larger than --max-body-size ({0} bytes)")]
     TooLarge(u64),
+    #[error("reading the Safe's response failed: {0}")]
+    Read(String),
     #[error("Safe's response is not VSecM's JSON shape ({0})")]
     BadBody(String),
     #[error("Safe has an empty secret for this workload")]
@@ -64,6 +98,8 @@ impl Failure {
             Self::WorkloadApi { .. } => "workload-api",
             Self::Connect { .. } => "connect",
             Self::WrongSafeId { .. } => "wrong-safe-id",
+            Self::Tls(_) => "tls",
+            Self::Read(_) => "read",
             Self::UntrustedSafe { .. } => "untrusted-safe",
             Self::Handshake { .. } => "handshake",
             Self::Timeout(_) => "timeout",
@@ -110,6 +146,9 @@ struct SecretResponse {
     data: Option<String>,
 }
 
+/// A server ID the authoriser refused: (ID, variable, rule).
+type Refusal = (String, &'static str, String);
+
 /// The Safe client for a whole run: one X509Source (which follows SVID
 /// rotation in the background) and one TLS configuration built on it.
 pub struct SafeClient {
@@ -118,9 +157,11 @@ pub struct SafeClient {
     attempt_timeout: Duration,
     max_body: u64,
     tls: Option<TlsConnector>,
-    /// The server ID the authoriser last refused, for the diagnosis.
-    refused: Arc<Mutex<Option<String>>>,
-    matcher: crate::safe::SafeIdMatcher,
+    /// The server ID the authoriser last refused, and the rule it failed.
+    refused: Arc<Mutex<Option<Refusal>>>,
+    /// `VSECM_SPIFFEID_PREFIX_SAFE` and `VSECM_SPIFFEID_PREFIX_WORKLOAD`:
+    /// the Safe's ID must pass both, as in VSecM.
+    matchers: [SafeIdMatcher; 2],
 }
 
 impl SafeClient {
@@ -133,7 +174,7 @@ impl SafeClient {
             max_body: config.max_body_size,
             tls: None,
             refused: Arc::new(Mutex::new(None)),
-            matcher: config.safe_id.clone(),
+            matchers: [config.safe_id.clone(), config.workload_id.clone()],
         }
     }
 
@@ -174,21 +215,21 @@ impl SafeClient {
         if let Ok(svid) = source.svid() {
             tracing::info!(spiffe_id = %svid.spiffe_id(), "got an X.509 SVID from the Workload API");
         }
-        let matcher = self.matcher.clone();
+        let matchers = self.matchers.clone();
         let refused = Arc::clone(&self.refused);
         let config = spiffe_rustls::mtls_client(source)
             .authorize(move |id: &spiffe::SpiffeId| {
                 let text = id.to_string();
-                let ok = matcher.matches(&text);
-                if !ok {
-                    if let Ok(mut slot) = refused.lock() {
-                        *slot = Some(text);
-                    }
+                let Some(failed) = matchers.iter().find(|m| !m.matches(&text)) else {
+                    return true;
+                };
+                if let Ok(mut slot) = refused.lock() {
+                    *slot = Some((text, failed.variable, failed.describe()));
                 }
-                ok
+                false
             })
             .build()
-            .map_err(|e| unreachable(format!("cannot build TLS from the SVID: {e}")))?;
+            .map_err(|e| Failure::Tls(e.to_string()))?;
         let tls = TlsConnector::from(Arc::new(config));
         self.tls = Some(tls.clone());
         Ok(tls)
@@ -282,15 +323,12 @@ impl SafeClient {
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 return Outcome::Failed(Failure::TooLarge(self.max_body))
             }
-            Err(e) => {
-                return Outcome::Failed(Failure::Connect {
-                    url: self.url.to_string(),
-                    detail: format!("reading the response: {e}"),
-                })
-            }
+            Err(e) => return Outcome::Failed(Failure::Read(e.to_string())),
         };
         match serde_json::from_slice::<SecretResponse>(&body) {
-            Ok(SecretResponse { data: Some(data) }) if !data.is_empty() => Outcome::Secret(data),
+            Ok(SecretResponse { data: Some(data) }) if !data.is_empty() => {
+                Outcome::Secret(Secret::new(data))
+            }
             Ok(_) => Outcome::Failed(Failure::Empty),
             // Position only: the body holds the secret.
             Err(e) => Outcome::Failed(Failure::BadBody(format!(
@@ -303,10 +341,11 @@ impl SafeClient {
 
     fn handshake_failure(&self, err: &std::io::Error) -> Failure {
         let refused = self.refused.lock().ok().and_then(|mut s| s.take());
-        if let Some(presented) = refused {
+        if let Some((presented, variable, rule)) = refused {
             return Failure::WrongSafeId {
                 presented,
-                rule: self.matcher.describe(),
+                variable,
+                rule,
             };
         }
         let detail = err.to_string();

@@ -2,8 +2,8 @@
 //! secret is there and passes the check, then optionally write it out.
 //!
 //! The first attempt is immediate; later ones follow [`backoff`]. Every
-//! attempt is bounded by the attempt timeout ([`client`]). Each distinct
-//! condition is logged once, when it first appears.
+//! attempt is bounded ([`client`]). Each distinct condition is logged once,
+//! when it first appears.
 
 pub mod authorize;
 pub mod backoff;
@@ -11,6 +11,7 @@ pub mod client;
 pub mod output;
 
 use std::collections::HashSet;
+use std::future::Future;
 
 pub use authorize::SafeIdMatcher;
 
@@ -23,37 +24,59 @@ use client::{Outcome, SafeClient};
 /// Returns once the Safe has handed over a secret that passes the check
 /// and, when asked, it has been written out.
 pub async fn wait_ready(config: &SafeConfig, progress: &Progress) {
-    let mut client = SafeClient::new(config);
-    let mut backoff = Backoff::new(config.poll_interval, config.max_backoff);
-    let mut seen: HashSet<String> = HashSet::new();
+    let client = SafeClient::new(config);
+    let backoff = Backoff::new(config.poll_interval, config.max_backoff);
+    wait_ready_with(config, progress, backoff, client).await;
+}
+
+/// Something that makes one attempt to fetch the secret: the real
+/// [`SafeClient`], or a scripted stand-in in tests.
+pub trait Attempt {
+    fn attempt(&mut self) -> impl Future<Output = Outcome>;
+}
+
+impl Attempt for SafeClient {
+    fn attempt(&mut self) -> impl Future<Output = Outcome> {
+        SafeClient::attempt(self)
+    }
+}
+
+/// The wait loop, with the attempts and the back-off passed in so tests can
+/// drive it under paused time.
+pub async fn wait_ready_with(
+    config: &SafeConfig,
+    progress: &Progress,
+    mut backoff: Backoff,
+    mut client: impl Attempt,
+) {
+    let mut seen: HashSet<(String, &'static str, String)> = HashSet::new();
     loop {
         let problems = match client.attempt().await {
-            Outcome::Secret(data) => match accept(config, &data) {
+            Outcome::Secret(secret) => match accept(config, secret.expose()) {
                 Ok(()) => return,
-                Err(problems) => {
-                    for p in &problems {
-                        if seen.insert(format!("{}:{}", p.class, p.what)) {
-                            tracing::info!("{p}; will retry");
-                        }
-                    }
-                    problems
-                }
+                Err(problems) => problems,
             },
             Outcome::Failed(failure) => {
-                let first_time = seen.insert(failure.class().to_owned());
-                if failure.is_not_yet() {
-                    if first_time {
-                        tracing::info!("{failure}; will retry");
-                    }
-                } else {
-                    if first_time {
-                        tracing::warn!("{failure}; will retry");
-                    }
+                let problem = Problem::new("Safe", failure.class(), failure.to_string());
+                if !failure.is_not_yet() {
                     progress.set_last_error(failure.to_string());
                 }
-                vec![Problem::new("Safe", failure.class(), failure.to_string())]
+                vec![problem]
             }
         };
+        for p in &problems {
+            if seen.insert(p.identity()) {
+                if matches!(
+                    p.class,
+                    "404" | "400" | "503" | "empty" | "key-missing" | "invalid"
+                ) {
+                    tracing::info!("{p}; will retry");
+                } else {
+                    tracing::warn!("{p}; will retry");
+                    progress.set_last_error(p.to_string());
+                }
+            }
+        }
         progress.record(problems);
         tokio::time::sleep(backoff.next_delay()).await;
     }
@@ -62,28 +85,36 @@ pub async fn wait_ready(config: &SafeConfig, progress: &Progress) {
 /// Checks the secret and writes it out. `Err` lists why it is not ready.
 fn accept(config: &SafeConfig, data: &str) -> Result<(), Vec<Problem>> {
     let format = resolve_format(config, data);
-    let doc = check::parse(format, data.as_bytes()).map_err(|e| {
-        vec![Problem::new(
-            "Safe",
-            "invalid",
-            format!("secret is {}", describe_parse_error(&e, data.len())),
-        )]
-    })?;
+    // VSecM's own rule, when no document is needed: any non-empty data.
+    let doc = if format == Format::Raw && config.format == Format::Auto {
+        Document::default()
+    } else {
+        check::parse(format, data.as_bytes()).map_err(|e| {
+            vec![Problem::new(
+                "Safe",
+                "invalid",
+                format!(
+                    "secret is {}",
+                    describe_parse_error(&e, data.len(), "secret")
+                ),
+            )]
+        })?
+    };
     let missing: Vec<Problem> = check::missing_keys(&config.keys, &[&doc])
         .into_iter()
-        .map(|k| {
-            Problem::new(
-                "Safe",
-                "key-missing",
-                format!("key {:?} missing", k.as_str()),
-            )
-        })
+        .map(|k| Problem::key_missing("Safe", k))
         .collect();
     if !missing.is_empty() {
         return Err(missing);
     }
-    write_output(config, data, &doc)
-        .map_err(|e| vec![Problem::new("output", "output", e.to_string())])
+    write_output(config, data, &doc).map_err(|e| {
+        let class = if e.is_permanent() {
+            "output-invalid"
+        } else {
+            "output"
+        };
+        vec![Problem::new("output", class, e.to_string())]
+    })
 }
 
 fn write_output(
@@ -105,18 +136,123 @@ fn write_output(
     Ok(())
 }
 
-/// `--format auto` in safe mode: JSON if it looks like JSON, else YAML when
-/// keys or per-key files are needed, else raw.
+/// `--format auto` in safe mode. Without required keys or `--output-dir`
+/// no document is needed, and any non-empty secret is ready, as in VSecM.
+/// Otherwise: JSON if it looks like JSON, else YAML.
 fn resolve_format(config: &SafeConfig, data: &str) -> Format {
     if config.format != Format::Auto {
         return config.format;
     }
+    let needs_document =
+        !config.keys.is_empty() || matches!(config.output, Some(Output::Dir { .. }));
+    if !needs_document {
+        return Format::Raw;
+    }
     let trimmed = data.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         Format::Json
-    } else if !config.keys.is_empty() || matches!(config.output, Some(Output::Dir { .. })) {
-        Format::Yaml
     } else {
-        Format::Raw
+        Format::Yaml
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::client::{Failure, Outcome, Secret};
+    use super::{backoff::Backoff, wait_ready_with, Attempt};
+    use crate::cli::Cli;
+    use crate::config::{Config, Mode, SafeConfig};
+    use crate::report::Progress;
+    use clap::Parser;
+    use std::cell::RefCell;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    fn config(args: &[&str]) -> SafeConfig {
+        let cli = Cli::try_parse_from(["secret-gate", "safe"].iter().chain(args)).unwrap();
+        match Config::from_cli(&cli).unwrap().mode {
+            Mode::Safe(c) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Scripted outcomes, recording when each attempt happened.
+    struct Script<'a> {
+        start: Instant,
+        times: &'a RefCell<Vec<Duration>>,
+        outcomes: std::vec::IntoIter<Outcome>,
+    }
+
+    impl Attempt for Script<'_> {
+        fn attempt(&mut self) -> impl std::future::Future<Output = Outcome> {
+            self.times.borrow_mut().push(self.start.elapsed());
+            let next = self.outcomes.next().unwrap();
+            async move { next }
+        }
+    }
+
+    /// Runs the loop against scripted outcomes under paused time and
+    /// returns when each attempt happened.
+    async fn schedule(config: &SafeConfig, outcomes: Vec<Outcome>) -> Vec<Duration> {
+        let times = RefCell::new(Vec::new());
+        let script = Script {
+            start: Instant::now(),
+            times: &times,
+            outcomes: outcomes.into_iter(),
+        };
+        let backoff = Backoff::with_rng(
+            config.poll_interval,
+            config.max_backoff,
+            fastrand::Rng::with_seed(5),
+        );
+        wait_ready_with(config, &Progress::new(), backoff, script).await;
+        times.into_inner()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_attempt_is_immediate_then_jittered_backoff_within_the_cap() {
+        let c = config(&[]);
+        let mut outcomes = vec![Outcome::Failed(Failure::NotRegistered); 12];
+        outcomes.push(Outcome::Secret(Secret::new("value".into())));
+        let times = schedule(&c, outcomes).await;
+        assert_eq!(times.len(), 13);
+        assert_eq!(
+            times[0],
+            Duration::ZERO,
+            "VSecM waits a full interval first; we do not"
+        );
+        let gaps: Vec<Duration> = times
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+            .collect();
+        for gap in &gaps {
+            assert!(
+                *gap >= c.poll_interval / 10 && *gap <= c.max_backoff,
+                "{gaps:?}"
+            );
+        }
+        assert!(
+            gaps.iter().any(|g| *g > c.poll_interval),
+            "the back-off grows: {gaps:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_keys_any_non_empty_secret_is_ready_as_in_vsecm() {
+        let c = config(&[]);
+        let times = schedule(&c, vec![Outcome::Secret(Secret::new("[p4ss{word".into()))]).await;
+        assert_eq!(times.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_keys_the_secret_must_parse_and_carry_them() {
+        let c = config(&["--required-keys", "password"]);
+        let outcomes = vec![
+            Outcome::Secret(Secret::new(r#"{"password":"#.into())),
+            Outcome::Secret(Secret::new(r#"{"user":"u"}"#.into())),
+            Outcome::Secret(Secret::new("password: p\n".into())),
+        ];
+        assert_eq!(schedule(&c, outcomes).await.len(), 3);
     }
 }

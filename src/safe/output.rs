@@ -25,6 +25,15 @@ pub enum OutputError {
     NoKeys,
 }
 
+impl OutputError {
+    /// True when retrying cannot help: the secret itself does not fit
+    /// `--output-dir`. (An I/O error may clear: a volume not mounted yet.)
+    #[must_use]
+    pub const fn is_permanent(&self) -> bool {
+        matches!(self, Self::BadName(_) | Self::NoKeys)
+    }
+}
+
 /// Writes `bytes` to `path` atomically with `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), OutputError> {
     let io = |source| OutputError::Io {

@@ -11,6 +11,7 @@ pub mod watcher;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::time::{interval, MissedTickBehavior};
 
@@ -18,7 +19,7 @@ use crate::config::{Selection, WatchConfig};
 use crate::report::Progress;
 use watcher::DirWatcher;
 
-pub use scan::scan;
+pub use scan::{scan, Scan};
 
 /// The directories whose entries decide readiness: the mount itself and
 /// the parent of every nested `--file`.
@@ -35,12 +36,12 @@ fn watch_targets(selection: &Selection) -> BTreeSet<PathBuf> {
 /// Returns once every secret of the selection is ready. Never returns
 /// otherwise: the caller races it against the deadline and signals.
 pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
-    let selection = &config.selection;
+    let selection = Arc::new(config.selection.clone());
     let mut watcher = if config.poll_only {
         tracing::info!(every = ?config.poll_interval, "polling only (--poll-only)");
         None
     } else {
-        match DirWatcher::new(watch_targets(selection)) {
+        match DirWatcher::new(watch_targets(&selection)) {
             Ok(w) => Some(w),
             Err(err) => {
                 fall_back(&err, config, progress);
@@ -59,14 +60,21 @@ pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
                 watcher = None;
             }
         }
-        let problems = scan(selection);
-        if problems.is_empty() {
+        let result = scan_off_thread(&selection).await;
+        if result.problems.is_empty() {
             return;
         }
-        progress.update(problems);
+        progress.update(result.problems);
+        // A settling file is looked at again when its quiet time is up.
+        let settled = async {
+            match result.recheck_in {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
 
-        match watcher.as_mut() {
-            Some(w) => tokio::select! {
+        if let Some(w) = watcher.as_mut() {
+            tokio::select! {
                 error = w.next_batch() => {
                     if let Some(error) = error {
                         tracing::warn!(%error, "inotify reported an error; re-scanning everything");
@@ -74,11 +82,31 @@ pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
                     }
                 }
                 _ = ticker.tick() => {}
-            },
-            None => {
-                ticker.tick().await;
+                () = settled => {}
+            }
+        } else {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = settled => {}
             }
         }
+    }
+}
+
+/// Runs a scan on the blocking pool, so a read stuck on a dead network
+/// filesystem cannot stall the runtime: signals and the deadline still win.
+async fn scan_off_thread(selection: &Arc<Selection>) -> Scan {
+    let selection = Arc::clone(selection);
+    match tokio::task::spawn_blocking(move || scan(&selection)).await {
+        Ok(result) => result,
+        Err(error) => Scan {
+            problems: vec![crate::check::Problem::new(
+                "scan",
+                "internal",
+                format!("the file check failed: {error}"),
+            )],
+            recheck_in: None,
+        },
     }
 }
 
@@ -111,6 +139,7 @@ mod tests {
             ]),
             keys: vec![],
             max_file_size: 1,
+            settle: std::time::Duration::ZERO,
         };
         let got: Vec<PathBuf> = watch_targets(&sel).into_iter().collect();
         assert_eq!(got, [PathBuf::from("/m"), PathBuf::from("/m/sub")]);

@@ -4,6 +4,7 @@ use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::time::SystemTime;
 
 /// Why a file could not be read. Each is a named state in the diagnosis.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,10 +27,17 @@ pub enum ReadError {
     Io(String),
 }
 
+/// A file's bytes, and when it was last modified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contents {
+    pub bytes: Vec<u8>,
+    pub modified: Option<SystemTime>,
+}
+
 /// Reads at most `limit` bytes of the regular file at `path`, following
 /// symlinks. FIFOs, sockets and devices are refused without being opened
 /// for a blocking read.
-pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+pub fn read_capped(path: &Path, limit: u64) -> Result<Contents, ReadError> {
     let meta = std::fs::metadata(path).map_err(|e| classify(path, &e))?;
     check_type(&meta)?;
     if meta.len() > limit {
@@ -47,7 +55,11 @@ pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
         .map_err(|e| classify(path, &e))?;
     let meta = file.metadata().map_err(|e| classify(path, &e))?;
     check_type(&meta)?;
-    read_to_limit(file, limit)
+    let bytes = read_to_limit(file, limit)?;
+    Ok(Contents {
+        bytes,
+        modified: meta.modified().ok(),
+    })
 }
 
 fn read_to_limit(file: File, limit: u64) -> Result<Vec<u8>, ReadError> {
@@ -137,13 +149,14 @@ mod tests {
             ),
         ];
         for (name, want) in table {
-            assert_eq!(read_capped(&p(name), 10), want, "{name}");
+            let got = read_capped(&p(name), 10).map(|c| c.bytes);
+            assert_eq!(got, want, "{name}");
         }
     }
 
     #[test]
     fn devices_are_refused_without_reading() {
-        let got = read_capped(std::path::Path::new("/dev/zero"), 10);
+        let got = read_capped(std::path::Path::new("/dev/zero"), 10).map(|c| c.bytes);
         assert_eq!(got, Err(ReadError::NotAFile("character device")));
     }
 }

@@ -164,11 +164,6 @@ impl DirWatcher {
         }
         error
     }
-
-    /// The directories watched now (for logs and tests).
-    pub fn watched(&self) -> impl Iterator<Item = &Path> {
-        self.watched.keys().map(PathBuf::as_path)
-    }
 }
 
 /// Opens of the directory by our own scans, and reads, are noise; a

@@ -38,9 +38,13 @@ say "== 1. volume mode: gate waits for $work/secrets/secrets.json with keys user
   printf '%s' 'word":"demo-only-value"}' >> "$work/secrets/secrets.json"
 ) &
 writer=$!
+rc=0
 "$GATE" watch --mount-path "$work/secrets" --file secrets.json \
-  --required-keys username,password --timeout 30s --termination-log "$work/termination-log"
-say "gate exited $? (0 = ready): the app may start now"
+  --required-keys username,password --timeout 30s --termination-log "$work/termination-log" || rc=$?
+if [ "$rc" -ne 0 ]; then
+  say "gate exited $rc: the app would NOT start. Diagnosis:"; cat "$work/termination-log"; exit 1
+fi
+say "gate exited 0: ready, the app may start now"
 wait "$writer"
 
 say "== 2. safe mode: fake VSecM Safe + fake SPIFFE Workload API on loopback"
@@ -58,9 +62,15 @@ say "fake Safe at $VSECM_SAFE_ENDPOINT_URL, Workload API at $SPIFFE_ENDPOINT_SOC
     --value '{"username":"admin","password":"demo-only-value"}'
 ) &
 sentinel=$!
-"$GATE" safe --required-keys username,password --output-dir "$work/out" \
-  --timeout 30s --termination-log "$work/termination-log"
-say "gate exited $? (0 = ready) and wrote:"
+# A short back-off base for the demo; the default is VSecM's 5000 ms.
+rc=0
+VSECM_INIT_CONTAINER_POLL_INTERVAL=500 \
+  "$GATE" safe --required-keys username,password --output-dir "$work/out" \
+  --timeout 30s --termination-log "$work/termination-log" || rc=$?
+if [ "$rc" -ne 0 ]; then
+  say "gate exited $rc. Diagnosis:"; cat "$work/termination-log"; exit 1
+fi
+say "gate exited 0 and wrote one file per key (values not shown):"
 ls -l "$work/out"
 wait "$sentinel"
 say "done"
