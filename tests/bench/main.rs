@@ -1,0 +1,542 @@
+//! `make bench`: runs the real release binaries as processes, next to
+//! baselines measured in the same run on the same machine, and writes
+//! `docs/benchmarks.md`. Every figure is a median over repeated runs.
+//!
+//! - [`volume`]: detection latency against shell poll loops (figure 1),
+//!   idle footprint (figure 3) and `check` as the selection grows (figure 5).
+//! - [`safe`]: time to ready against a model of VSecM's init container
+//!   (figure 2), idle footprint (figure 3), 200 gates at once (figure 6),
+//!   all against the shipped `fake-safe`.
+//! - [`procfs`] reads peak RSS and CPU time from /proc; [`process`] runs
+//!   and reaps processes with bounded waits; [`stats`] and [`report`] turn
+//!   runs into the markdown.
+//!
+//! The binary under test is `<target>/bench/secret-gate`: `make bench`
+//! copies the production build (`cargo build --release`, no `fake-safe`
+//! feature) there, because `cargo bench --features fake-safe` rebuilds
+//! `target/release/secret-gate` with the feature and the bench profile.
+//!
+//! `BENCH_QUICK=1` makes a short run with fewer repetitions for working on
+//! the harness; it writes `<target>/bench/benchmarks-quick.md` and leaves
+//! `docs/` alone.
+//!
+//! Cargo also discovers this file as the integration test `bench`
+//! (`tests/*/main.rs`); there only the helpers' unit tests run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![cfg_attr(test, allow(dead_code))]
+
+mod process;
+mod procfs;
+mod report;
+mod safe;
+mod stats;
+mod volume;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use process::{command, Running};
+
+/// What every measurement needs.
+pub struct Bench {
+    /// The production `secret-gate`.
+    pub gate: PathBuf,
+    /// `fake-safe`, from this bench build.
+    pub fake: PathBuf,
+    /// A fresh directory for the run, on tmpfs when possible.
+    pub scratch: PathBuf,
+    /// Clock ticks per second, for `/proc/PID/stat`.
+    pub ticks: u64,
+    /// When the start-up sample of figure 3 is taken.
+    pub first_sample: Duration,
+    /// When the last sample of figure 3 is taken, and the process killed.
+    pub idle: Duration,
+}
+
+/// How many runs of each measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub latency_gate: usize,
+    pub latency_sleep1: usize,
+    pub latency_sleep5: usize,
+    pub ready_gate: usize,
+    pub ready_model: usize,
+    pub idle_runs: usize,
+    pub scale: usize,
+    pub load_clients: usize,
+    pub register_at: Duration,
+    /// When the start-up sample of figure 3 is taken.
+    pub first_sample: Duration,
+    /// When the last sample of figure 3 is taken, and the process killed.
+    pub idle: Duration,
+    pub quick: bool,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                latency_gate: 5,
+                latency_sleep1: 3,
+                latency_sleep5: 2,
+                ready_gate: 5,
+                ready_model: 1,
+                idle_runs: 1,
+                scale: 3,
+                load_clients: 20,
+                register_at: Duration::from_secs(8),
+                first_sample: Duration::from_millis(500),
+                idle: Duration::from_secs(10),
+                quick,
+            }
+        } else {
+            Self {
+                latency_gate: 20,
+                latency_sleep1: 10,
+                latency_sleep5: 6,
+                ready_gate: 20,
+                ready_model: 6,
+                idle_runs: 3,
+                scale: 15,
+                load_clients: 200,
+                register_at: Duration::from_secs(20),
+                first_sample: Duration::from_millis(500),
+                idle: Duration::from_secs(10),
+                quick,
+            }
+        }
+    }
+}
+
+/// The machine and build the figures come from.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub usable_cores: usize,
+    pub memory: String,
+    pub kernel: String,
+    pub date: String,
+    pub rustc: String,
+    pub commit: String,
+    pub scratch_fs: String,
+    pub load_before: String,
+    pub load_after: String,
+}
+
+/// A built binary (figure 4).
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Whether the ELF file asks for a dynamic loader (`PT_INTERP`).
+    pub dynamic: Option<bool>,
+    /// Built before the last change to the sources.
+    pub stale: bool,
+}
+
+/// The container image (figure 4).
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub bytes: u64,
+    pub created: String,
+    pub stale: bool,
+}
+
+/// Figure 4.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    pub release: Artifact,
+    pub static_build: Option<Artifact>,
+    /// The image, or why there is none.
+    pub image: Result<Image, String>,
+}
+
+/// Everything measured, for the report.
+pub struct Results {
+    pub machine: Machine,
+    pub plan: Plan,
+    pub gate_path: String,
+    pub latency: Vec<volume::LatencySeries>,
+    pub ready: [safe::ReadySeries; 2],
+    pub idle_volume: [volume::IdleSeries; 2],
+    pub idle_safe: volume::IdleSeries,
+    pub sizes: Sizes,
+    pub scale: Vec<volume::ScaleSeries>,
+    pub load: [safe::LoadResult; 2],
+    /// When the secret was registered in figure 6, after the first start.
+    pub register_at: Duration,
+    /// `secret-gate safe`'s default back-off base and cap.
+    pub backoff: Option<(Duration, Duration)>,
+    pub elapsed: Duration,
+}
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const IMAGE: &str = "localhost/secret-gate:dev";
+
+fn main() {
+    let started = Instant::now();
+    let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
+    let plan = Plan::new(quick);
+    let target = target_dir();
+    let gate = std::env::var_os("SECRET_GATE_BENCH_BIN")
+        .map_or_else(|| target.join("bench/secret-gate"), PathBuf::from);
+    check_fresh(&gate);
+    let Some(fake) = option_env!("CARGO_BIN_EXE_fake-safe") else {
+        panic!("fake-safe is not built: run with --features fake-safe (make bench)");
+    };
+    let fake = PathBuf::from(fake);
+    let scratch_parent = volume::scratch_parent();
+    let scratch = tempfile::Builder::new()
+        .prefix("secret-gate-bench-")
+        .tempdir_in(&scratch_parent)
+        .expect("a scratch directory");
+    let bench = Bench {
+        gate: gate.clone(),
+        fake,
+        scratch: scratch.path().to_path_buf(),
+        ticks: procfs::clock_ticks(),
+        first_sample: plan.first_sample,
+        idle: plan.idle,
+    };
+    let mut machine = machine(&scratch_parent);
+    println!(
+        "bench: {} on {} ({} cores), load {}",
+        gate.display(),
+        machine.cpu,
+        machine.cores,
+        machine.load_before
+    );
+
+    let step = |name: &str| println!("bench: [{:>5.1} s] {name}", started.elapsed().as_secs_f64());
+    step("1/6 detection latency, volume mode");
+    let latency = vec![
+        volume::detection_latency(&bench, volume::Waiter::Gate, plan.latency_gate),
+        volume::detection_latency(
+            &bench,
+            volume::Waiter::Shell { interval_s: 1 },
+            plan.latency_sleep1,
+        ),
+        volume::detection_latency(
+            &bench,
+            volume::Waiter::Shell { interval_s: 5 },
+            plan.latency_sleep5,
+        ),
+    ];
+    step("2/6 time to ready, safe mode");
+    let ready = safe::time_to_ready(&bench, plan.ready_gate, plan.ready_model);
+    step("3/6 idle footprint");
+    let idle_volume = volume::idle(&bench, plan.idle_runs);
+    let idle_safe = safe::idle(&bench, plan.idle_runs);
+    step("4/6 sizes");
+    let sizes = sizes(&gate, &target);
+    step("5/6 scale of check");
+    let scale = volume::scale(&bench, plan.scale);
+    // A random phase within VSecM's 5 s tick, the same for both sides: at
+    // a whole multiple of 5 s the model's lockstep ticks would race the
+    // registration to the millisecond.
+    let register_at = plan.register_at + Duration::from_millis(fastrand::u64(0..5000));
+    step("6/6 safe load: gates");
+    let (gates, offsets) = safe::load_gates(&bench, plan.load_clients, register_at);
+    step("6/6 safe load: VSecM model");
+    let model = safe::load_vsecm_model(&bench, &offsets, register_at);
+    machine.load_after = loadavg();
+
+    let results = Results {
+        machine,
+        plan,
+        gate_path: relative_to_manifest(&gate),
+        latency,
+        ready,
+        idle_volume,
+        idle_safe,
+        sizes,
+        scale,
+        load: [gates, model],
+        register_at,
+        backoff: safe::default_backoff(),
+        elapsed: started.elapsed(),
+    };
+    let text = report::render(&results);
+    let out = if quick {
+        target.join("bench/benchmarks-quick.md")
+    } else {
+        Path::new(MANIFEST_DIR).join("docs/benchmarks.md")
+    };
+    std::fs::write(&out, &text).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
+    println!("{}", report::summary(&results));
+    println!(
+        "bench: wrote {} in {:.0} s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// `<target>` from this executable's path: `<target>/release/deps/gate-…`.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the bench executable's path");
+    exe.ancestors()
+        .nth(3)
+        .map_or_else(|| Path::new(MANIFEST_DIR).join("target"), Path::to_path_buf)
+}
+
+/// Refuses a missing binary, or one older than the sources it is built from.
+fn check_fresh(gate: &Path) {
+    let built = std::fs::metadata(gate)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}\nrun `make bench`: it builds the production binary and copies it there",
+                gate.display()
+            )
+        });
+    assert!(
+        built >= newest_source(),
+        "{} is older than the sources (src/, Cargo.toml, Cargo.lock, build.rs): run `make bench`, \
+         which rebuilds and copies the production binary",
+        gate.display()
+    );
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// When the sources (`src/`, `Cargo.toml`, `Cargo.lock`, `build.rs`) last changed.
+fn newest_source() -> SystemTime {
+    let root = Path::new(MANIFEST_DIR);
+    let mut sources = vec![
+        root.join("Cargo.toml"),
+        root.join("Cargo.lock"),
+        root.join("build.rs"),
+    ];
+    collect_files(&root.join("src"), &mut sources);
+    sources
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .max()
+        .unwrap_or(UNIX_EPOCH)
+}
+
+/// Whether an ELF executable has a `PT_INTERP` program header, i.e. needs
+/// the dynamic loader. `None` if it is not a 64-bit little-endian ELF file.
+fn elf_dynamic(path: &Path) -> Option<bool> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let u16_at = |at: usize| Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
+    let phoff =
+        usize::try_from(u64::from_le_bytes(bytes.get(0x20..0x28)?.try_into().ok()?)).ok()?;
+    let (size, count) = (usize::from(u16_at(0x36)?), usize::from(u16_at(0x38)?));
+    let mut interp = false;
+    for i in 0..count {
+        let at = phoff + i * size;
+        interp |= u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) == 3;
+    }
+    Some(interp)
+}
+
+fn relative_to_manifest(path: &Path) -> String {
+    path.strip_prefix(MANIFEST_DIR)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn sizes(gate: &Path, target: &Path) -> Sizes {
+    let newest = newest_source();
+    let artifact = |path: PathBuf| {
+        let meta = std::fs::metadata(&path).ok()?;
+        Some(Artifact {
+            bytes: meta.len(),
+            dynamic: elf_dynamic(&path),
+            stale: meta.modified().map_or(true, |t| t < newest),
+            path,
+        })
+    };
+    Sizes {
+        release: artifact(gate.to_path_buf()).expect("the binary under test exists"),
+        static_build: artifact(target.join("x86_64-unknown-linux-gnu/release/secret-gate")),
+        image: image(newest),
+    }
+}
+
+/// `podman image inspect`, bounded to 60 s.
+fn image(newest: SystemTime) -> Result<Image, String> {
+    let not_built = || "not built in this run (make image)".to_owned();
+    let out_path = std::env::temp_dir().join(format!("bench-podman-{}", std::process::id()));
+    let file = std::fs::File::create(&out_path).map_err(|e| e.to_string())?;
+    let mut cmd = command("podman");
+    cmd.args([
+        "image",
+        "inspect",
+        IMAGE,
+        "--format",
+        "{{.Size}} {{.Created.Unix}}",
+    ])
+    .stdout(file)
+    .stderr(std::process::Stdio::null());
+    let Ok(mut p) = Running::try_spawn(&mut cmd) else {
+        return Err(not_built());
+    };
+    let status = p.wait_timeout(Duration::from_secs(60));
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    match status {
+        Some((_, s)) if s.success() => {
+            let (size, created) = text.trim().split_once(' ').ok_or_else(not_built)?;
+            let bytes = size.parse().map_err(|_| not_built())?;
+            let created: u64 = created.parse().map_err(|_| not_built())?;
+            let newest = newest.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            Ok(Image {
+                bytes,
+                created: utc(created),
+                stale: created < newest,
+            })
+        }
+        _ => Err(not_built()),
+    }
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn loadavg() -> String {
+    read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn machine(scratch_parent: &Path) -> Machine {
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+        .map_or_else(|| "unknown".to_owned(), |(_, m)| m.trim().to_owned());
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let memory = procfs::parse_status_kib(&read("/proc/meminfo"), "MemTotal").map_or_else(
+        || "unknown".to_owned(),
+        |kib| {
+            format!(
+                "{:.1} GiB",
+                stats::count(usize::try_from(kib / 1024).unwrap_or(0)) / 1024.0
+            )
+        },
+    );
+    let output = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .current_dir(MANIFEST_DIR)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = output("git", &["rev-parse", "--short", "HEAD"]).map_or_else(
+        || "unknown".to_owned(),
+        |sha| {
+            let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{sha} (with uncommitted changes)")
+            } else {
+                sha
+            }
+        },
+    );
+    let fs = if scratch_parent == Path::new("/dev/shm") {
+        "tmpfs (/dev/shm), like an emptyDir with medium: Memory".to_owned()
+    } else {
+        format!("{}", scratch_parent.display())
+    };
+    Machine {
+        cpu,
+        cores,
+        usable_cores: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        memory,
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        date: utc_now(),
+        rustc: output("rustc", &["--version"]).unwrap_or_else(|| "unknown".to_owned()),
+        commit,
+        scratch_fs: fs,
+        load_before: loadavg(),
+        load_after: String::new(),
+    }
+}
+
+/// The current UTC time as `YYYY-MM-DD HH:MM UTC`.
+fn utc_now() -> String {
+    utc(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()))
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM UTC`.
+fn utc(secs: u64) -> String {
+    let (y, m, d) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        u32::try_from(m).unwrap_or(0),
+        u32::try_from(d).unwrap_or(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        use super::civil_from_days;
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn elf_linking() {
+        use super::elf_dynamic;
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(elf_dynamic(&exe), Some(true), "test binaries link glibc");
+        let not_elf = std::env::temp_dir().join(format!("not-elf-{}", std::process::id()));
+        std::fs::write(&not_elf, "#!/bin/sh\n").unwrap();
+        assert_eq!(elf_dynamic(&not_elf), None);
+        std::fs::remove_file(&not_elf).unwrap();
+    }
+}
