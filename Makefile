@@ -45,6 +45,11 @@ image-release: ## Build the image with the Rust builder stage in Containerfile (
 e2e: image ## Run the image in real pods with podman kube play (needs podman, runc, busybox-static)
 	$(CARGO) test $(FLAGS) --all-features --test e2e_pod -- --ignored --test-threads=1
 
+bench: ## Measure latency, footprint, size and load against baselines; writes docs/benchmarks.md
+	$(CARGO) build $(FLAGS) --release --bin secret-gate
+	mkdir -p target/bench && cp target/release/secret-gate target/bench/secret-gate
+	$(CARGO) bench $(FLAGS) --features fake-safe --bench gate
+
 demo: build ## Show the gate waiting for a volume (with a torn write) and for the fake Safe
 	bash tests/scripts/demo.sh
 

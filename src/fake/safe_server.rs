@@ -322,6 +322,8 @@ pub(crate) async fn serve(
             () = stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    // As Go's net/http does: no Nagle delay on small replies.
+                    let _ = tcp.set_nodelay(true);
                     connections.spawn(connection(tcp, peer, acceptor.clone(), Arc::clone(&safe)));
                 }
                 Err(error) => {

@@ -20,8 +20,10 @@
 //! the harness; it writes `<target>/bench/benchmarks-quick.md` and leaves
 //! `docs/` alone.
 //!
-//! Cargo also discovers this file as the integration test `bench`
-//! (`tests/*/main.rs`); there only the helpers' unit tests run.
+//! Cargo.toml sets `autotests = false`, so this file is only the bench
+//! target (`harness = false`): the helpers' `#[cfg(test)]` unit tests are
+//! kept for whoever works on the harness, and run only if it is built with
+//! a test harness (`rustc --test`); no `make` target does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 #![cfg_attr(test, allow(dead_code))]
 
