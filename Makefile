@@ -46,6 +46,7 @@ e2e: image ## Run the image in real pods with podman kube play (needs podman, ru
 	$(CARGO) test $(FLAGS) --all-features --test e2e_pod -- --ignored --test-threads=1
 
 bench: ## Measure latency, footprint, size and load against baselines; writes docs/benchmarks.md
+	$(MAKE) image || echo "bench: no image (podman unavailable?); the size tables will say so"
 	$(CARGO) build $(FLAGS) --release --bin secret-gate
 	mkdir -p target/bench && cp target/release/secret-gate target/bench/secret-gate
 	$(CARGO) bench $(FLAGS) --features fake-safe --bench gate

@@ -266,12 +266,48 @@ fn main() {
         Path::new(MANIFEST_DIR).join("docs/benchmarks.md")
     };
     std::fs::write(&out, &text).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
+    if !quick {
+        update_readme_sizes(&results.sizes);
+    }
     println!("{}", report::summary(&results));
     println!(
         "bench: wrote {} in {:.0} s",
         out.display(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Rewrites the README's `sizes` block from figure 4, so the sizes the
+/// README quotes come from this run, like everything in docs/benchmarks.md.
+fn update_readme_sizes(sizes: &Sizes) {
+    let path = Path::new(MANIFEST_DIR).join("README.md");
+    let Ok(readme) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let (begin, end) = ("<!-- BEGIN sizes -->\n", "<!-- END sizes -->");
+    let (Some(start), Some(stop)) = (readme.find(begin), readme.find(end)) else {
+        println!("bench: README.md has no sizes block; not updated");
+        return;
+    };
+    let size = |bytes: u64| {
+        #[expect(clippy::cast_precision_loss, reason = "sizes far below 2^52 bytes")]
+        stats::bytes(bytes as f64)
+    };
+    let static_build = sizes
+        .static_build
+        .as_ref()
+        .filter(|a| !a.stale)
+        .map_or_else(|| "not built by this run (`make static`)".to_owned(), |a| size(a.bytes));
+    let image = match &sizes.image {
+        Ok(image) if !image.stale => size(image.bytes),
+        _ => "not built by this run (`make image`)".to_owned(),
+    };
+    let block = format!(
+        "| release binary | static binary | image (`scratch` + the static binary) |\n|---|---|---|\n| {} | {static_build} | {image} |\n\nMeasured by `make bench` (see [benchmarks](docs/benchmarks.md)).\n",
+        size(sizes.release.bytes)
+    );
+    let updated = format!("{}{block}{}", &readme[..start + begin.len()], &readme[stop..]);
+    std::fs::write(&path, updated).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// `<target>` from this executable's path: `<target>/release/deps/gate-…`.
