@@ -297,7 +297,10 @@ fn update_readme_sizes(sizes: &Sizes) {
         .static_build
         .as_ref()
         .filter(|a| !a.stale)
-        .map_or_else(|| "not built by this run (`make static`)".to_owned(), |a| size(a.bytes));
+        .map_or_else(
+            || "not built by this run (`make static`)".to_owned(),
+            |a| size(a.bytes),
+        );
     let image = match &sizes.image {
         Ok(image) if !image.stale => size(image.bytes),
         _ => "not built by this run (`make image`)".to_owned(),
@@ -306,7 +309,11 @@ fn update_readme_sizes(sizes: &Sizes) {
         "| release binary | static binary | image (`scratch` + the static binary) |\n|---|---|---|\n| {} | {static_build} | {image} |\n\nMeasured by `make bench` (see [benchmarks](docs/benchmarks.md)).\n",
         size(sizes.release.bytes)
     );
-    let updated = format!("{}{block}{}", &readme[..start + begin.len()], &readme[stop..]);
+    let updated = format!(
+        "{}{block}{}",
+        &readme[..start + begin.len()],
+        &readme[stop..]
+    );
     std::fs::write(&path, updated).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
