@@ -324,7 +324,11 @@ fn figure1(out: &mut String, r: &Results) {
          measured the same way, with a random phase over their whole interval; `sleep 5` is VSecM's \
          poll interval. A loop that sleeps N s should show a median near N/2. For the gate, the last \
          column shows when its `ready` log line reached the harness through the stderr pipe: the \
-         moment it decided; what follows until `wait` returns is the process exiting.\n"
+         moment it decided; what follows until `wait` returns is the process exiting. Most of that \
+         exit time is the kernel tearing down the inotify instance (fsnotify waits for an SRCU grace \
+         period, `synchronize_srcu`, seen with strace as a slow `close()` of the inotify descriptor): \
+         from well under 1 ms to tens of ms, so the exit-based median lands on either side of the \
+         5 ms target from one run to the next. Every inotify-based waiter pays it.\n"
     );
     let gate = r.latency.first().and_then(|s| median(&latency_values(s)));
     let _ = writeln!(
