@@ -296,15 +296,7 @@ fn safe(a: &cli::SafeArgs) -> Result<SafeConfig, ConfigError> {
         }),
         _ => None,
     };
-    let mut format = a.format;
-    if format == Format::Auto {
-        if let Some(Output::File { path, .. }) = &output {
-            let by_name = Format::Auto.resolve(path);
-            if by_name != Format::Raw {
-                format = by_name;
-            }
-        }
-    }
+    let format = a.format;
     if !keys.is_empty() && format == Format::Raw {
         return Err(bad(
             "--required-keys cannot be found in a raw secret: pass --format json, yaml or env",

@@ -167,7 +167,7 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
     let progress = Progress::new();
     let started = Instant::now();
     let (mode, timeout) = match &config.mode {
-        Mode::Check(selection) => return check_once(config, selection),
+        Mode::Check(selection) => return check_once(config, selection).await,
         Mode::Watch(c) => {
             tracing::info!(
                 mount = %c.selection.mount.display(),
@@ -237,14 +237,22 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
     code
 }
 
-fn check_once(config: &Config, selection: &crate::config::Selection) -> ExitCode {
-    let problems = volume::scan(selection).problems;
-    if problems.is_empty() {
+/// One check. A file that is only settling (written moments ago, in a
+/// format that can be cut short) is looked at again once its settle time
+/// is up, so `check` right after a complete write still says ready.
+async fn check_once(config: &Config, selection: &crate::config::Selection) -> ExitCode {
+    let mut result = volume::scan(selection);
+    for _ in 0..3 {
+        let Some(wait) = result.recheck_in else { break };
+        tokio::time::sleep(wait).await;
+        result = volume::scan(selection);
+    }
+    if result.problems.is_empty() {
         tracing::info!(mount = %selection.mount.display(), "ready");
         return ExitCode::Ready;
     }
     let progress = Progress::new();
-    progress.update(problems);
+    progress.update(result.problems);
     let diagnosis = progress.diagnosis("check: not ready");
     if let Some(path) = &config.termination_log {
         write_termination_log(path, &diagnosis);

@@ -391,7 +391,7 @@ fn output_dir_never_writes_outside_itself() {
         .assert_code(1);
     assert!(
         fx.log()
-            .contains(r#"key "../escape" cannot be a file name"#),
+            .contains("top-level key number 1 of the secret cannot be a file name in --output-dir (it contains `/` or NUL)"),
         "{}",
         fx.log()
     );
@@ -584,4 +584,19 @@ fn a_secret_that_cannot_fit_output_dir_is_a_warning_and_the_last_error() {
         "{}",
         fx.log()
     );
+}
+
+#[test]
+fn output_file_without_keys_takes_any_non_empty_secret_as_vsecm_does() {
+    let fake = FakeSafe::start(&[]);
+    fake.register("example", "p4ss{word");
+    let fx = Fixture::new();
+    let out = fx.mount.join("secrets.json");
+    gate(&fake, &fx)
+        .arg("--output")
+        .arg(&out)
+        .args(["--timeout", "20s"])
+        .run()
+        .assert_code(0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "p4ss{word");
 }

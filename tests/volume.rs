@@ -1085,12 +1085,7 @@ fn assert_no_canary(file: &str, format: &str, content: &str, keys: &str, want: i
     let fx = Fixture::new();
     fx.write(file, content);
     let base = |sub: &str| {
-        let mut gate = fx.gate(sub).env("SECRET_GATE_SETTLE_TIME", "0").args([
-            "--file",
-            file,
-            "--log-level",
-            "trace",
-        ]);
+        let mut gate = fx.gate(sub).args(["--file", file, "--log-level", "trace"]);
         if !format.is_empty() {
             gate = gate.args(["--format", format]);
         }
@@ -1249,12 +1244,19 @@ fn torn_env_write_that_parses_is_not_taken_as_ready() {
 }
 
 #[test]
-fn check_names_a_file_that_is_still_settling() {
+fn a_file_that_keeps_settling_is_named_in_the_diagnosis() {
     let fx = Fixture::new();
     fx.write("password", "hun");
     let run = fx
-        .check()
-        .args(["--required-keys", "password", "--settle-time", "1h"])
+        .watch()
+        .args([
+            "--required-keys",
+            "password",
+            "--settle-time",
+            "1h",
+            "--timeout",
+            "1s",
+        ])
         .run();
     run.assert_code(1);
     let log = fx.log();
@@ -1267,6 +1269,45 @@ fn check_names_a_file_that_is_still_settling() {
         log.contains("waiting until it has been unchanged for 3600000ms"),
         "{log}"
     );
+}
+
+#[test]
+fn check_right_after_a_complete_write_waits_out_the_settle_time() {
+    let fx = Fixture::new();
+    fx.write("app.env", "A=hunter2\n");
+    fx.gate("check")
+        .args([
+            "--file",
+            "app.env",
+            "--required-keys",
+            "A",
+            "--settle-time",
+            "300ms",
+        ])
+        .run()
+        .assert_code(0);
+}
+
+#[test]
+fn a_timestamp_set_back_does_not_skip_the_settle_time() {
+    let fx = Fixture::new();
+    fx.write("app.env", "A=hun");
+    // mtime an hour back (as `touch -d` or a copy that keeps times would
+    // leave it); the change time still says "just now".
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(fx.path("app.env"))
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let run = fx
+        .watch()
+        .args(["--file", "app.env", "--required-keys", "A"])
+        .args(["--settle-time", "1h", "--timeout", "1s"])
+        .run();
+    run.assert_code(1);
+    assert!(fx.log().contains("app.env: changed "), "{}", fx.log());
 }
 
 #[test]

@@ -57,23 +57,23 @@ pub async fn wait_ready_with(
                 Err(problems) => problems,
             },
             Outcome::Failed(failure) => {
-                let problem = Problem::new("Safe", failure.class(), failure.to_string());
-                if !failure.is_not_yet() {
-                    progress.set_last_error(failure.to_string());
-                }
-                vec![problem]
+                vec![Problem::new("Safe", failure.class(), failure.to_string())]
             }
         };
         for p in &problems {
+            let not_yet = matches!(
+                p.class,
+                "404" | "400" | "503" | "empty" | "key-missing" | "invalid"
+            );
+            // Every time, so the diagnosis names the latest error.
+            if !not_yet {
+                progress.set_last_error(p.to_string());
+            }
             if seen.insert(p.identity()) {
-                if matches!(
-                    p.class,
-                    "404" | "400" | "503" | "empty" | "key-missing" | "invalid"
-                ) {
+                if not_yet {
                     tracing::info!("{p}; will retry");
                 } else {
                     tracing::warn!("{p}; will retry");
-                    progress.set_last_error(p.to_string());
                 }
             }
         }
@@ -107,14 +107,8 @@ fn accept(config: &SafeConfig, data: &str) -> Result<(), Vec<Problem>> {
     if !missing.is_empty() {
         return Err(missing);
     }
-    write_output(config, data, &doc).map_err(|e| {
-        let class = if e.is_permanent() {
-            "output-invalid"
-        } else {
-            "output"
-        };
-        vec![Problem::new("output", class, e.to_string())]
-    })
+    write_output(config, data, &doc)
+        .map_err(|e| vec![Problem::new("output", "output", e.to_string())])
 }
 
 fn write_output(

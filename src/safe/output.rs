@@ -19,26 +19,20 @@ pub enum OutputError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("key {0:?} cannot be a file name in --output-dir (it is empty, `.`/`..`, or has `/` or NUL)")]
-    BadName(String),
-    #[error("--output-dir needs a JSON or YAML object with top-level keys; the secret has none")]
+    /// The key itself is not shown: in a YAML secret a "key" may be content.
+    #[error("top-level key number {0} of the secret cannot be a file name in --output-dir ({1}); this secret can never be written there: change it, or use --output")]
+    BadName(usize, &'static str),
+    #[error("--output-dir needs a JSON or YAML object with top-level keys; the secret has none, so it can never be written there: use --output")]
     NoKeys,
-}
-
-impl OutputError {
-    /// True when retrying cannot help: the secret itself does not fit
-    /// `--output-dir`. (An I/O error may clear: a volume not mounted yet.)
-    #[must_use]
-    pub const fn is_permanent(&self) -> bool {
-        matches!(self, Self::BadName(_) | Self::NoKeys)
-    }
 }
 
 /// Writes `bytes` to `path` atomically with `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), OutputError> {
-    let io = |source| OutputError::Io {
+    // Name the target, never the random temp file (tempfile's errors carry
+    // its path), so repeated failures read the same.
+    let io = |source: std::io::Error| OutputError::Io {
         path: path.to_path_buf(),
-        source,
+        source: std::io::Error::from(source.kind()),
     };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -68,8 +62,17 @@ pub fn files_for_dir(doc: &Document) -> Result<Vec<(String, Vec<u8>)>, OutputErr
             if files.iter().any(|(k, _)| k == key) {
                 continue;
             }
-            if key.is_empty() || key == "." || key == ".." || key.contains(['/', '\0']) {
-                return Err(OutputError::BadName(key.clone()));
+            let why = if key.is_empty() {
+                Some("it is empty")
+            } else if key == "." || key == ".." {
+                Some("it is `.` or `..`")
+            } else if key.contains(['/', '\0']) {
+                Some("it contains `/` or NUL")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(OutputError::BadName(files.len() + 1, why));
             }
             let bytes = match value {
                 Value::String(s) => s.as_bytes().to_vec(),
@@ -140,7 +143,7 @@ mod tests {
         for bad in [r#"{"../x":"v"}"#, r#"{"a/b":"v"}"#, r#"{"":"v"}"#] {
             let doc = parse(Format::Json, bad.as_bytes()).unwrap();
             assert!(
-                matches!(files_for_dir(&doc), Err(OutputError::BadName(_))),
+                matches!(files_for_dir(&doc), Err(OutputError::BadName(1, _))),
                 "{bad}"
             );
         }

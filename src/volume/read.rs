@@ -27,10 +27,11 @@ pub enum ReadError {
     Io(String),
 }
 
-/// A file's bytes, and when it was last modified.
+/// A file's bytes, and when it last changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contents {
     pub bytes: Vec<u8>,
+    /// The change time after the read, or now if it changed during it.
     pub modified: Option<SystemTime>,
 }
 
@@ -55,14 +56,31 @@ pub fn read_capped(path: &Path, limit: u64) -> Result<Contents, ReadError> {
         .map_err(|e| classify(path, &e))?;
     let meta = file.metadata().map_err(|e| classify(path, &e))?;
     check_type(&meta)?;
-    let bytes = read_to_limit(file, limit)?;
-    Ok(Contents {
-        bytes,
-        modified: meta.modified().ok(),
-    })
+    let mut file = file;
+    let bytes = read_to_limit(&mut file, limit)?;
+    // Taken after the read, so a rewrite that began before or during it
+    // counts as a change now. The change time (ctime), unlike the
+    // modification time, cannot be set back by a writer or `touch -d`.
+    let after = file.metadata().map_err(|e| classify(path, &e))?;
+    let changed_during_read =
+        after.len() != bytes.len() as u64 || change_time(&after) != change_time(&meta);
+    let modified = if changed_during_read {
+        Some(SystemTime::now())
+    } else {
+        change_time(&after)
+    };
+    Ok(Contents { bytes, modified })
 }
 
-fn read_to_limit(file: File, limit: u64) -> Result<Vec<u8>, ReadError> {
+/// When the file's contents or metadata last changed (ctime).
+fn change_time(meta: &Metadata) -> Option<SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let secs = u64::try_from(meta.ctime()).ok()?;
+    let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
+}
+
+fn read_to_limit(file: &mut File, limit: u64) -> Result<Vec<u8>, ReadError> {
     let mut bytes = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut bytes)

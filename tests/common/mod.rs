@@ -150,13 +150,10 @@ impl Fixture {
         self.gate("watch")
     }
 
-    /// `secret-gate check` on this fixture. `check` runs right after the
-    /// test wrote its files, so the settle time for files that can be cut
-    /// short is off (`SECRET_GATE_SETTLE_TIME=0`; a `--settle-time` flag
-    /// wins); the settle time has tests of its own.
+    /// `secret-gate check` on this fixture.
     #[must_use]
     pub fn check(&self) -> Gate {
-        self.gate("check").env("SECRET_GATE_SETTLE_TIME", "0")
+        self.gate("check")
     }
 
     /// Opens the fixture to an unprivileged gate: the root and mount
