@@ -117,6 +117,8 @@ fn termination_log_from_raw_args() -> Option<PathBuf> {
 #[must_use]
 pub fn run_cli(cli: &Cli, warnings: &[String]) -> ExitCode {
     if let Err(msg) = logging::init(&crate::config::LogConfig::from_cli(cli)) {
+        // Logging is not up: say it on stderr.
+        eprintln!("secret-gate: error: {msg}");
         return usage_error(cli, &msg);
     }
     for warning in warnings {
@@ -124,7 +126,10 @@ pub fn run_cli(cli: &Cli, warnings: &[String]) -> ExitCode {
     }
     let config = match Config::from_cli(cli) {
         Ok(config) => config,
-        Err(err) => return usage_error(cli, &err.to_string()),
+        Err(err) => {
+            tracing::error!("{err}");
+            return usage_error(cli, &err.to_string());
+        }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -152,10 +157,9 @@ pub fn run_cli(cli: &Cli, warnings: &[String]) -> ExitCode {
     code
 }
 
+/// Writes a configuration error (already reported on stderr) to the
+/// termination log.
 fn usage_error(cli: &Cli, msg: &str) -> ExitCode {
-    tracing::error!("{msg}");
-    // Logging may not be up yet; make sure the message reaches stderr.
-    eprintln!("secret-gate: error: {msg}");
     if let Some(path) = Config::termination_log_of(cli) {
         write_termination_log(&path, &format!("secret-gate: configuration error: {msg}\n"));
     }

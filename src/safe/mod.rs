@@ -51,20 +51,21 @@ pub async fn wait_ready_with(
 ) {
     let mut seen: HashSet<(String, &'static str, String)> = HashSet::new();
     loop {
-        let problems = match client.attempt().await {
+        // `not_yet`: the normal states of a Safe or secret that is not
+        // there yet, logged at info; anything else is an error someone may
+        // need to fix, logged as a warning and kept as the last error.
+        let (problems, not_yet) = match client.attempt().await {
             Outcome::Secret(secret) => match accept(config, secret.expose()) {
                 Ok(()) => return,
-                Err(problems) => problems,
+                Err(NotAccepted::NotYet(problems)) => (problems, true),
+                Err(NotAccepted::Output(problem)) => (vec![problem], false),
             },
-            Outcome::Failed(failure) => {
-                vec![Problem::new("Safe", failure.class(), failure.to_string())]
-            }
+            Outcome::Failed(failure) => (
+                vec![Problem::new("Safe", failure.class(), failure.to_string())],
+                failure.is_not_yet(),
+            ),
         };
         for p in &problems {
-            let not_yet = matches!(
-                p.class,
-                "404" | "400" | "503" | "empty" | "key-missing" | "invalid"
-            );
             // Every time, so the diagnosis names the latest error.
             if !not_yet {
                 progress.set_last_error(p.to_string());
@@ -82,22 +83,30 @@ pub async fn wait_ready_with(
     }
 }
 
-/// Checks the secret and writes it out. `Err` lists why it is not ready.
-fn accept(config: &SafeConfig, data: &str) -> Result<(), Vec<Problem>> {
+/// Why a fetched secret did not make the gate ready.
+enum NotAccepted {
+    /// It does not parse or lacks keys: the secret is not complete yet.
+    NotYet(Vec<Problem>),
+    /// It could not be written out.
+    Output(Problem),
+}
+
+/// Checks the secret and writes it out.
+fn accept(config: &SafeConfig, data: &str) -> Result<(), NotAccepted> {
     let format = resolve_format(config, data);
     // VSecM's own rule, when no document is needed: any non-empty data.
     let doc = if format == Format::Raw && config.format == Format::Auto {
         Document::default()
     } else {
         check::parse(format, data.as_bytes()).map_err(|e| {
-            vec![Problem::new(
+            NotAccepted::NotYet(vec![Problem::new(
                 "Safe",
                 "invalid",
                 format!(
                     "secret is {}",
                     describe_parse_error(&e, data.len(), "secret")
                 ),
-            )]
+            )])
         })?
     };
     let missing: Vec<Problem> = check::missing_keys(&config.keys, &[&doc])
@@ -105,10 +114,10 @@ fn accept(config: &SafeConfig, data: &str) -> Result<(), Vec<Problem>> {
         .map(|k| Problem::key_missing("Safe", k))
         .collect();
     if !missing.is_empty() {
-        return Err(missing);
+        return Err(NotAccepted::NotYet(missing));
     }
     write_output(config, data, &doc)
-        .map_err(|e| vec![Problem::new("output", "output", e.to_string())])
+        .map_err(|e| NotAccepted::Output(Problem::new("output", "output", e.to_string())))
 }
 
 fn write_output(
