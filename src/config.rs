@@ -182,13 +182,12 @@ fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
-/// `/dev/termination-log` when it exists and can be written.
+/// `/dev/termination-log` when it exists and can be written without
+/// waiting (see [`crate::report::open_termination_log`]).
 #[must_use]
 pub fn default_termination_log() -> Option<PathBuf> {
     let path = Path::new("/dev/termination-log");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
+    crate::report::open_termination_log(path, false)
         .ok()
         .map(|_| path.to_path_buf())
 }
@@ -225,8 +224,9 @@ fn selection(args: &SelectionArgs) -> Result<Selection, ConfigError> {
         }
         if let Some(k) = keys.iter().find(|k| !k.is_plain_name()) {
             return Err(bad(format!(
-                "--required-keys {k:?}: without --file each key names a file directly under --mount-path, \
-                 so it cannot contain `/`; to look inside a document, add --file NAME"
+                "--required-keys {:?}: without --file each key names a file directly under --mount-path, \
+                 so it cannot contain `/` or be `.` or `..`; to look inside a document, add --file NAME",
+                k.as_str()
             )));
         }
         Layout::KeyPerFile

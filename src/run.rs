@@ -76,11 +76,7 @@ pub fn main_entry() -> ExitCode {
                 return ExitCode::Ready; // --help, --version
             }
             if let Some(path) = termination_log_from_raw_args() {
-                let rendered = err.render().to_string();
-                let text = rendered.trim_start_matches("error: ").trim_end();
-                let text = text
-                    .trim_end_matches("For more information, try '--help'.")
-                    .trim_end();
+                let text = usage_error_text(&err);
                 write_termination_log(
                     &path,
                     &format!("secret-gate: configuration error: {text}\n"),
@@ -93,23 +89,42 @@ pub fn main_entry() -> ExitCode {
 }
 
 /// `--termination-log` (or its variable, or the default) when the command
-/// line itself could not be parsed.
+/// line itself could not be parsed. Arguments need not be UTF-8.
 fn termination_log_from_raw_args() -> Option<PathBuf> {
-    let args: Vec<String> = std::env::args().collect();
-    let from_args = args.iter().enumerate().find_map(|(i, a)| {
-        a.strip_prefix("--termination-log=")
-            .map(ToOwned::to_owned)
-            .or_else(|| {
-                (a == "--termination-log")
-                    .then(|| args.get(i + 1).cloned())
-                    .flatten()
-            })
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let from_args = args.iter().enumerate().find_map(|(i, arg)| {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = arg.as_bytes();
+        if let Some(value) = bytes.strip_prefix(b"--termination-log=") {
+            return Some(PathBuf::from(std::ffi::OsStr::from_bytes(value)));
+        }
+        (bytes == b"--termination-log")
+            .then(|| args.get(i + 1).map(PathBuf::from))
+            .flatten()
     });
     from_args
-        .or_else(|| std::env::var("SECRET_GATE_TERMINATION_LOG").ok())
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("SECRET_GATE_TERMINATION_LOG").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
         .or_else(crate::config::default_termination_log)
+}
+
+/// The text of a clap error for the termination log: one or two lines, not
+/// a usage dump.
+fn usage_error_text(err: &clap::Error) -> String {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return "a subcommand is missing: use `secret-gate watch`, `secret-gate check` or \
+                `secret-gate safe` (see --help)"
+            .to_owned();
+    }
+    let rendered = err.render().to_string();
+    let text = rendered.trim_start_matches("error: ").trim_end();
+    text.trim_end_matches("For more information, try '--help'.")
+        .trim_end()
+        .to_owned()
 }
 
 /// Runs the parsed command line to an exit code. `warnings` are logged
@@ -171,7 +186,7 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
     let progress = Progress::new();
     let started = Instant::now();
     let (mode, timeout) = match &config.mode {
-        Mode::Check(selection) => return check_once(config, selection).await,
+        Mode::Check(selection) => return check_once(config, selection, shutdown).await,
         Mode::Watch(c) => {
             tracing::info!(
                 mount = %c.selection.mount.display(),
@@ -226,7 +241,19 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
         if let Mode::Safe(c) = &config.mode {
             if !c.wait_before_exit.is_zero() {
                 tokio::select! {
-                    stop = &mut shutdown => return stop.exit_code(),
+                    stop = &mut shutdown => {
+                        let wait = rounded(c.wait_before_exit);
+                        let diagnosis = format!(
+                            "secret-gate: {mode}: stopped by {} while waiting {wait} before exit \
+                             (--wait-before-exit); the secret was ready\n",
+                            stop.name()
+                        );
+                        tracing::error!("{}", diagnosis.trim_end());
+                        if let Some(path) = &config.termination_log {
+                            write_termination_log(path, &diagnosis);
+                        }
+                        return stop.exit_code();
+                    }
                     () = tokio::time::sleep(c.wait_before_exit) => {}
                 }
             }
@@ -241,27 +268,43 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
     code
 }
 
-/// One check. A file that is only settling (written moments ago, in a
-/// format that can be cut short) is looked at again once its settle time
-/// is up, so `check` right after a complete write still says ready.
-async fn check_once(config: &Config, selection: &crate::config::Selection) -> ExitCode {
-    let mut result = volume::scan(selection);
-    for _ in 0..3 {
-        let Some(wait) = result.recheck_in else { break };
-        tokio::time::sleep(wait).await;
-        result = volume::scan(selection);
-    }
-    if result.problems.is_empty() {
-        tracing::info!(mount = %selection.mount.display(), "ready");
-        return ExitCode::Ready;
-    }
+/// `check`: one look, raced against SIGTERM/SIGINT like `watch`.
+async fn check_once(
+    config: &Config,
+    selection: &crate::config::Selection,
+    shutdown: impl Future<Output = Stop>,
+) -> ExitCode {
+    let started = Instant::now();
+    let (result, stopped) = tokio::select! {
+        biased;
+        stop = shutdown => (None, Some(stop)),
+        result = volume::check_once(selection) => (Some(result), None),
+    };
     let progress = Progress::new();
-    progress.update(result.problems);
-    let diagnosis = progress.diagnosis("check: not ready");
+    let (code, headline) = match (result, stopped) {
+        (Some(result), _) if result.problems.is_empty() => {
+            tracing::info!(mount = %selection.mount.display(), "ready");
+            return ExitCode::Ready;
+        }
+        (Some(result), _) => {
+            progress.record(result.problems);
+            (ExitCode::NotReady, "check: not ready".to_owned())
+        }
+        (None, stop) => {
+            let stop = stop.unwrap_or(Stop::Terminate);
+            let elapsed = rounded(started.elapsed());
+            (
+                stop.exit_code(),
+                format!("check: stopped by {} after {elapsed} while checking", stop.name()),
+            )
+        }
+    };
+    let diagnosis = progress.diagnosis(&headline);
+    tracing::error!("{}", diagnosis.trim_end().replace('\n', " | "));
     if let Some(path) = &config.termination_log {
         write_termination_log(path, &diagnosis);
     }
-    ExitCode::NotReady
+    code
 }
 
 fn file_list(selection: &crate::config::Selection) -> String {

@@ -97,6 +97,8 @@ pub enum ParseError {
     },
     #[error("nests deeper than 128 levels")]
     TooDeep,
+    #[error("holds more than {0} YAML nodes, more than a secret file should; use JSON for large documents")]
+    TooManyNodes(usize),
     #[error("holds {0}, which carries no secret")]
     NoValue(&'static str),
 }
@@ -190,7 +192,47 @@ fn safe_detail(reason: &str) -> String {
     }
 }
 
+/// The deepest nesting accepted in any format (serde_json's own limit).
+const MAX_DEPTH: usize = 128;
+
+/// The most YAML nodes accepted. The YAML parser buffers every event of a
+/// document before building it, and some shapes (nested flow collections)
+/// take time that grows faster than the input; bounding depth and node
+/// count before the parser sees the text keeps any input up to
+/// `--max-file-size` cheap. Large documents parse fine as JSON.
+pub const MAX_YAML_NODES: usize = 20_000;
+
+/// Refuses YAML that would be costly to parse, by a single linear pass that
+/// over-counts: flow brackets and the indicators that start a node, without
+/// regard to quoting.
+fn yaml_bounds(text: &str) -> Result<(), ParseError> {
+    let mut depth = 0usize;
+    let mut nodes = 0usize;
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let next = bytes.get(i + 1).copied().unwrap_or(b' ');
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                nodes += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ParseError::TooDeep);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' => nodes += 1,
+            b'-' | b':' | b'?' if next.is_ascii_whitespace() => nodes += 1,
+            _ => {}
+        }
+        if nodes > MAX_YAML_NODES {
+            return Err(ParseError::TooManyNodes(MAX_YAML_NODES));
+        }
+    }
+    Ok(())
+}
+
 fn parse_yaml(text: &str) -> Result<Document, ParseError> {
+    yaml_bounds(text)?;
     let value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let full = e.to_string();
@@ -384,6 +426,30 @@ mod tests {
             let shown = err.to_string();
             assert!(!shown.contains(canary), "{format}: {shown}");
         }
+    }
+
+    #[test]
+    fn huge_numbers_are_values_not_torn_writes() {
+        let big = "9".repeat(400);
+        let doc = parse(Format::Json, format!(r#"{{"n":{big},"e":1e999}}"#).as_bytes()).unwrap();
+        assert_eq!(doc.roots.len(), 1);
+        assert!(parse(Format::Json, big.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn costly_yaml_is_refused_before_the_parser_sees_it() {
+        let deep = "a: ".to_owned() + &"{b: ".repeat(50_000) + &"}".repeat(50_000);
+        assert_eq!(parse(Format::Yaml, deep.as_bytes()), Err(ParseError::TooDeep));
+        let nested = "[".repeat(1 << 20);
+        assert_eq!(parse(Format::Yaml, nested.as_bytes()), Err(ParseError::TooDeep));
+        let list = "- x\n".repeat(super::MAX_YAML_NODES + 1);
+        assert_eq!(
+            parse(Format::Yaml, list.as_bytes()),
+            Err(ParseError::TooManyNodes(super::MAX_YAML_NODES))
+        );
+        // Within the bounds, a long list is fine.
+        let list = "- x\n".repeat(super::MAX_YAML_NODES / 2);
+        assert!(parse(Format::Yaml, list.as_bytes()).is_ok());
     }
 
     #[test]

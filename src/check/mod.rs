@@ -61,7 +61,9 @@ impl fmt::Display for Problem {
 }
 
 /// Describes a parse failure of `size` bytes. `source` is `"file"` for a
-/// file, which may be mid-write, or `"secret"` for a fetched value.
+/// file, which may be mid-write, `"whole file"` for a file known to have
+/// been written whole (the kubelet swapped it in), or `"secret"` for a
+/// fetched value.
 #[must_use]
 pub fn describe_parse_error(err: &ParseError, size: usize, source: &str) -> String {
     match (source, err) {
@@ -71,6 +73,7 @@ pub fn describe_parse_error(err: &ParseError, size: usize, source: &str) -> Stri
             format!("{err} (file is {size} bytes; still being written?)")
         }
         (_, ParseError::Empty) => err.to_string(),
+        ("whole file", _) => format!("{err} (file is {size} bytes)"),
         _ => format!("{err} ({source} is {size} bytes)"),
     }
 }
