@@ -79,6 +79,12 @@ impl Progress {
         s.problems = problems;
     }
 
+    /// How many checks have been recorded.
+    #[must_use]
+    pub fn checks(&self) -> u64 {
+        self.inner.borrow().checks
+    }
+
     /// Records an error that is not itself a missing secret (a watcher
     /// error, a failed request), for the diagnosis. Logged by the caller.
     pub fn set_last_error(&self, error: impl Into<String>) {

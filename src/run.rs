@@ -260,6 +260,13 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
         }
         return ExitCode::Ready;
     }
+    if let (Mode::Watch(c), 0) = (&config.mode, progress.checks()) {
+        progress.set_last_error(format!(
+            "the first look at {} had not finished; a filesystem call may be stuck \
+             (a dead network or FUSE mount?)",
+            c.selection.mount.display()
+        ));
+    }
     let diagnosis = progress.diagnosis(&format!("{mode}: {headline}"));
     tracing::error!("{}", diagnosis.trim_end().replace('\n', " | "));
     if let Some(path) = &config.termination_log {

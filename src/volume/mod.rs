@@ -181,9 +181,17 @@ pub async fn check_once(selection: &Selection) -> Scan {
             };
         };
         scanner = back;
+        let only_settling = result.problems.iter().all(|p| p.class == "settling");
         match result.recheck_in {
-            Some(wait) if !result.problems.iter().any(|p| p.class != "settling") => {
-                tokio::time::sleep(wait).await;
+            Some(wait) if only_settling => tokio::time::sleep(wait).await,
+            // Not ready whatever the settling files turn out to be: report
+            // what needs fixing, not files that only need a moment.
+            _ if !only_settling => {
+                let problems = result.problems.into_iter();
+                return Scan {
+                    problems: problems.filter(|p| p.class != "settling").collect(),
+                    recheck_in: None,
+                };
             }
             _ => return result,
         }
