@@ -1569,6 +1569,7 @@ fn mount_errors_name_the_real_cause() {
         let closed = fx.root.path().join("closed");
         std::fs::create_dir_all(closed.join("mount")).unwrap();
         chmod(&closed, 0o700);
+        std::fs::remove_file(&fx.log).unwrap();
         let run = Gate::new("check")
             .arg("--mount-path")
             .arg(closed.join("mount"))
