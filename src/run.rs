@@ -302,7 +302,10 @@ async fn check_once(
             let elapsed = rounded(started.elapsed());
             (
                 stop.exit_code(),
-                format!("check: stopped by {} after {elapsed} while checking", stop.name()),
+                format!(
+                    "check: stopped by {} after {elapsed} while checking",
+                    stop.name()
+                ),
             )
         }
     };

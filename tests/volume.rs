@@ -1445,7 +1445,10 @@ fn a_scan_never_mixes_two_kubelet_versions() {
     }
     stop.store(true, Ordering::Relaxed);
     let swaps = writer.join().unwrap();
-    assert_eq!(passed, 0, "check passed on a mix of versions ({swaps} swaps)");
+    assert_eq!(
+        passed, 0,
+        "check passed on a mix of versions ({swaps} swaps)"
+    );
     assert!(swaps > 100, "the writer made only {swaps} swaps");
 
     // Not vacuous: a version holding both keys passes.
@@ -1553,15 +1556,19 @@ fn no_subcommand_says_so_in_the_termination_log() {
 #[test]
 fn mount_errors_name_the_real_cause() {
     let fx = Fixture::new();
-    let long = fx.mount.join("x".repeat(300));
+    let too_long = fx.mount.join("x".repeat(300));
     let run = Gate::new("check")
         .arg("--mount-path")
-        .arg(&long)
+        .arg(&too_long)
         .args(["--required-keys", "password", "--termination-log"])
         .arg(&fx.log)
         .run();
     run.assert_code(1);
-    assert!(fx.log().contains("is too long for this system"), "{}", fx.log());
+    assert!(
+        fx.log().contains("is too long for this system"),
+        "{}",
+        fx.log()
+    );
 
     if is_root() {
         // Searchable by nobody: only the mount's parent is closed.
@@ -1601,7 +1608,11 @@ fn costly_yaml_is_refused_promptly() {
     fx.write("list.yaml", "- item\n".repeat(140_000));
     let run = fx.check().args(["--file", "deep.yaml"]).run();
     run.assert_code(1);
-    assert!(fx.log().contains("nests deeper than 128 levels"), "{}", fx.log());
+    assert!(
+        fx.log().contains("nests deeper than 128 levels"),
+        "{}",
+        fx.log()
+    );
     let run = fx.check().args(["--file", "list.yaml"]).run();
     run.assert_code(1);
     assert!(fx.log().contains("YAML nodes"), "{}", fx.log());

@@ -192,7 +192,7 @@ fn safe_detail(reason: &str) -> String {
     }
 }
 
-/// The deepest nesting accepted in any format (serde_json's own limit).
+/// The deepest nesting accepted in any format (`serde_json`'s own limit).
 const MAX_DEPTH: usize = 128;
 
 /// The most YAML nodes accepted. The YAML parser buffers every event of a
@@ -431,7 +431,11 @@ mod tests {
     #[test]
     fn huge_numbers_are_values_not_torn_writes() {
         let big = "9".repeat(400);
-        let doc = parse(Format::Json, format!(r#"{{"n":{big},"e":1e999}}"#).as_bytes()).unwrap();
+        let doc = parse(
+            Format::Json,
+            format!(r#"{{"n":{big},"e":1e999}}"#).as_bytes(),
+        )
+        .unwrap();
         assert_eq!(doc.roots.len(), 1);
         assert!(parse(Format::Json, big.as_bytes()).is_ok());
     }
@@ -439,9 +443,15 @@ mod tests {
     #[test]
     fn costly_yaml_is_refused_before_the_parser_sees_it() {
         let deep = "a: ".to_owned() + &"{b: ".repeat(50_000) + &"}".repeat(50_000);
-        assert_eq!(parse(Format::Yaml, deep.as_bytes()), Err(ParseError::TooDeep));
+        assert_eq!(
+            parse(Format::Yaml, deep.as_bytes()),
+            Err(ParseError::TooDeep)
+        );
         let nested = "[".repeat(1 << 20);
-        assert_eq!(parse(Format::Yaml, nested.as_bytes()), Err(ParseError::TooDeep));
+        assert_eq!(
+            parse(Format::Yaml, nested.as_bytes()),
+            Err(ParseError::TooDeep)
+        );
         let list = "- x\n".repeat(super::MAX_YAML_NODES + 1);
         assert_eq!(
             parse(Format::Yaml, list.as_bytes()),

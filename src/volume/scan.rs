@@ -63,7 +63,10 @@ pub struct Sighting {
 pub enum Settle {
     Settled,
     /// Look again after this long; the file has been quiet for the rest.
-    Wait { quiet_for: Duration, left: Duration },
+    Wait {
+        quiet_for: Duration,
+        left: Duration,
+    },
 }
 
 /// The settle rule. `previous` is the last sighting of this file, `stamp`
@@ -94,7 +97,7 @@ pub fn settle(
     if quiet_for >= settle_time {
         (Settle::Settled, Some(sighting))
     } else {
-        let left = settle_time - quiet_for;
+        let left = settle_time.saturating_sub(quiet_for);
         (Settle::Wait { quiet_for, left }, Some(sighting))
     }
 }
@@ -230,17 +233,16 @@ impl Scanner {
 fn mount_problem(selection: &Selection) -> Option<Problem> {
     let mount = &selection.mount;
     let shown = mount.display().to_string();
-    let err = match std::fs::metadata(mount) {
-        Ok(meta) if meta.is_dir() => return None,
-        Ok(_) => {
-            return Some(Problem::new(
+    let err =
+        match std::fs::metadata(mount) {
+            Ok(meta) if meta.is_dir() => return None,
+            Ok(_) => return Some(Problem::new(
                 shown,
                 "mount-not-dir",
                 "is not a directory; --mount-path must name the directory the volume is mounted at",
-            ))
-        }
-        Err(err) => err,
-    };
+            )),
+            Err(err) => err,
+        };
     let (class, what) = match err.raw_os_error() {
         Some(libc::ENOENT) => (
             "mount-missing",
@@ -257,7 +259,8 @@ fn mount_problem(selection: &Selection) -> Option<Problem> {
         ),
         Some(libc::ENAMETOOLONG) => (
             "mount-invalid",
-            "path, or a name in it, is too long for this system; use a shorter --mount-path".to_owned(),
+            "path, or a name in it, is too long for this system; use a shorter --mount-path"
+                .to_owned(),
         ),
         Some(libc::ENOTDIR) => (
             "mount-invalid",
@@ -275,10 +278,7 @@ fn mount_problem(selection: &Selection) -> Option<Problem> {
 /// An I/O error's reason without the "(os error N)" noise.
 fn io_reason(err: &io::Error) -> String {
     let text = err.to_string();
-    text.split(" (os error")
-        .next()
-        .unwrap_or(&text)
-        .to_owned()
+    text.split(" (os error").next().unwrap_or(&text).to_owned()
 }
 
 /// One version of a kubelet-written volume: the `..<timestamp>` directory
@@ -427,7 +427,10 @@ mod tests {
         let long = dir.path().join("x".repeat(300));
         let table = [
             (dir.path().join("file"), "is not a directory"),
-            (dir.path().join("file/below"), "a parent of this path is not a directory"),
+            (
+                dir.path().join("file/below"),
+                "a parent of this path is not a directory",
+            ),
             (long, "path is too long"),
         ];
         for (mount, want) in table {

@@ -145,7 +145,6 @@ impl DirWatcher {
         }
         Ok(added)
     }
-
 }
 
 /// The receiving end of a [`DirWatcher`]'s events.
