@@ -577,7 +577,11 @@ mod settle_tests {
         let mut sel = selection(d, "x", Format::Raw);
         sel.layout = Layout::KeyPerFile;
         sel.keys = Key::parse_list("username,password").unwrap();
-        let got: Vec<String> = scan(&sel).problems.iter().map(|p| p.to_string()).collect();
+        let got: Vec<String> = scan(&sel)
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(got, ["password: missing"]);
     }
 }
