@@ -93,8 +93,9 @@ pub struct SelectionArgs {
     pub format: Format,
 
     /// How long a YAML, env or raw file (or a JSON scalar) must stay
-    /// unchanged before it counts: such files can be cut short by a writer
-    /// and still parse. JSON objects and arrays cannot, and files the
+    /// unchanged, as the gate itself observed it (same inode, size and
+    /// change time), before it counts: such files can be cut short by a
+    /// writer and still parse. JSON objects and arrays cannot, and files the
     /// kubelet swaps in through `..data` are complete, so neither waits.
     #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "SECRET_GATE_SETTLE_TIME", value_name = "DURATION")]
     pub settle_time: Duration,

@@ -335,3 +335,88 @@ fn rounded(d: Duration) -> String {
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     humantime::format_duration(Duration::from_millis(ms)).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The one `select!`, driven under paused time: ready, deadline and
+    //! signal, for `watch` and `check`.
+    use super::{run, Stop};
+    use crate::check::{Format, Key};
+    use crate::config::{Config, FileSpec, Layout, Mode, Selection, WatchConfig};
+    use crate::exit::ExitCode;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn selection(mount: &Path, settle: Duration) -> Selection {
+        Selection {
+            mount: mount.to_path_buf(),
+            layout: Layout::Files(vec![FileSpec {
+                name: "app.env".into(),
+                format: Format::Env,
+            }]),
+            keys: Key::parse_list("A").unwrap(),
+            max_file_size: 1 << 20,
+            settle,
+        }
+    }
+
+    fn watch(mount: &Path, settle: Duration) -> Config {
+        Config {
+            mode: Mode::Watch(WatchConfig {
+                selection: selection(mount, settle),
+                timeout: Some(Duration::from_secs(5)),
+                poll_interval: Duration::from_secs(1),
+                poll_only: true,
+            }),
+            termination_log: None,
+        }
+    }
+
+    fn check(mount: &Path, settle: Duration) -> Config {
+        Config {
+            mode: Mode::Check(selection(mount, settle)),
+            termination_log: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_deadline_and_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let never = std::future::pending::<Stop>;
+        // Not there: the deadline ends the wait.
+        assert_eq!(
+            run(&watch(dir.path(), Duration::ZERO), never()).await,
+            ExitCode::NotReady
+        );
+        // A signal ends it first.
+        let term = async { Stop::Terminate };
+        assert_eq!(
+            run(&watch(dir.path(), Duration::ZERO), term).await,
+            ExitCode::Terminated
+        );
+        // There: ready, for both subcommands.
+        std::fs::write(dir.path().join("app.env"), "A=x").unwrap();
+        assert_eq!(
+            run(&watch(dir.path(), Duration::ZERO), never()).await,
+            ExitCode::Ready
+        );
+        assert_eq!(
+            run(&check(dir.path(), Duration::ZERO), never()).await,
+            ExitCode::Ready
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn check_gives_way_to_a_signal_while_a_file_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.env"), "A=x").unwrap();
+        let interrupt = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Stop::Interrupt
+        };
+        let started = tokio::time::Instant::now();
+        let code = run(&check(dir.path(), Duration::from_secs(3600)), interrupt).await;
+        assert_eq!(code, ExitCode::Interrupted);
+        assert!(started.elapsed() < Duration::from_secs(3600));
+    }
+}

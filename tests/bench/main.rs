@@ -93,7 +93,7 @@ impl Plan {
             }
         } else {
             Self {
-                latency_gate: 20,
+                latency_gate: 40,
                 latency_sleep1: 10,
                 latency_sleep5: 6,
                 ready_gate: 20,
@@ -212,8 +212,12 @@ fn main() {
 
     let step = |name: &str| println!("bench: [{:>5.1} s] {name}", started.elapsed().as_secs_f64());
     step("1/6 detection latency, volume mode");
-    let latency = vec![
-        volume::detection_latency(&bench, volume::Waiter::Gate, plan.latency_gate),
+    let mut latency = volume::detection_latency_interleaved(
+        &bench,
+        &[volume::Waiter::Gate, volume::Waiter::Inotifywait],
+        plan.latency_gate,
+    );
+    latency.extend([
         volume::detection_latency(
             &bench,
             volume::Waiter::Shell { interval_s: 1 },
@@ -224,7 +228,7 @@ fn main() {
             volume::Waiter::Shell { interval_s: 5 },
             plan.latency_sleep5,
         ),
-    ];
+    ]);
     step("2/6 time to ready, safe mode");
     let ready = safe::time_to_ready(&bench, plan.ready_gate, plan.ready_model);
     step("3/6 idle footprint");
