@@ -46,6 +46,8 @@ e2e: image ## Run the image in real pods with podman kube play (needs podman, ru
 	$(CARGO) test $(FLAGS) --all-features --test e2e_pod -- --ignored --test-threads=1
 
 bench: ## Measure latency, footprint, size and load against baselines; writes docs/benchmarks.md
+	@command -v inotifywait >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq inotify-tools >/dev/null) \
+		|| echo "bench: could not install inotify-tools; figure 1 will report inotifywait's runs as failed"
 	$(MAKE) image || echo "bench: no image (podman unavailable?); the size tables will say so"
 	$(CARGO) build $(FLAGS) --release --bin secret-gate
 	mkdir -p target/bench && cp target/release/secret-gate target/bench/secret-gate
