@@ -115,6 +115,74 @@ pub struct ReportArgs {
     pub termination_log: Option<PathBuf>,
 }
 
+/// What happens after the first ready: exec a command, or keep running as
+/// a native sidecar with probes, metrics and change notifications.
+#[derive(Debug, Args)]
+pub struct AfterArgs {
+    /// After the first ready, do not exit: keep checking, flip ready and
+    /// not-ready as the secret changes, until SIGTERM or SIGINT. --timeout
+    /// then bounds only the first ready. For a native sidecar (an init
+    /// container with restartPolicy: Always).
+    #[arg(long, env = "SECRET_GATE_KEEP_RUNNING", help_heading = "Keep running")]
+    pub keep_running: bool,
+
+    /// With --keep-running: serve GET /readyz (200 ready, 503 not), /livez
+    /// and /metrics (Prometheus) over HTTP on this address, e.g.
+    /// 0.0.0.0:8080 for kubelet probes on the pod IP.
+    #[arg(long, env = "SECRET_GATE_LISTEN", value_name = "ADDR:PORT", help_heading = "Keep running")]
+    pub listen: Option<String>,
+
+    /// With --keep-running: POST to this http:// URL when the secret
+    /// changed and the new version passes the check (repeatable; the env
+    /// var takes a comma-separated list). Success is a 2xx answer; failures
+    /// are retried with jittered back-off.
+    #[arg(
+        long,
+        env = "SECRET_GATE_ON_CHANGE_URL",
+        value_name = "URL",
+        value_delimiter = ',',
+        help_heading = "Keep running"
+    )]
+    pub on_change_url: Vec<String>,
+
+    /// With --keep-running: send this signal (e.g. SIGHUP or HUP) to every
+    /// process named --signal-process when the secret changed and passes.
+    /// Needs shareProcessNamespace: true and the same user as the target.
+    #[arg(
+        long,
+        env = "SECRET_GATE_ON_CHANGE_SIGNAL",
+        value_name = "SIGNAL",
+        requires = "signal_process",
+        help_heading = "Keep running"
+    )]
+    pub on_change_signal: Option<String>,
+
+    /// The process name (as in /proc/PID/comm, at most 15 characters) that
+    /// --on-change-signal goes to.
+    #[arg(
+        long,
+        env = "SECRET_GATE_SIGNAL_PROCESS",
+        value_name = "NAME",
+        requires = "on_change_signal",
+        help_heading = "Keep running"
+    )]
+    pub signal_process: Option<String>,
+
+    /// Time allowed for one POST of --on-change-url.
+    #[arg(long, env = "SECRET_GATE_ON_CHANGE_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION", help_heading = "Keep running")]
+    pub on_change_timeout: Duration,
+
+    /// How many times a failed POST is retried, with jittered exponential
+    /// back-off, before it is counted as failed.
+    #[arg(long, env = "SECRET_GATE_ON_CHANGE_RETRIES", default_value = "5", value_name = "N", help_heading = "Keep running")]
+    pub on_change_retries: u32,
+
+    /// Once ready, exec this command in place of the gate (same PID, same
+    /// environment, signals go straight to it). Give it last, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     #[command(flatten)]
@@ -136,6 +204,9 @@ pub struct WatchArgs {
 
     #[command(flatten)]
     pub report: ReportArgs,
+
+    #[command(flatten)]
+    pub after: AfterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -253,8 +324,31 @@ pub struct SafeArgs {
     #[arg(long, env = "VSECM_INIT_CONTAINER_WAIT_BEFORE_EXIT", default_value = "0", value_parser = parse_millis_or_duration, value_name = "MS|DURATION")]
     pub wait_before_exit: Duration,
 
+    /// With --keep-running: how often to poll the Safe once ready (with
+    /// jitter); a bare number is milliseconds, as in VSecM Sidecar.
+    #[arg(long, env = "VSECM_SIDECAR_POLL_INTERVAL", default_value = "20000", value_parser = parse_millis_or_duration, value_name = "MS|DURATION", help_heading = "Keep running")]
+    pub sync_interval: Duration,
+
+    /// With --keep-running: what to do when the Safe answers 404 after it
+    /// had served the secret. keep: keep the last good files and turn
+    /// not-ready; remove: also remove the files written.
+    #[arg(long, env = "SECRET_GATE_ON_DELETE", value_enum, default_value_t = OnDelete::Keep, value_name = "WHAT", help_heading = "Keep running")]
+    pub on_delete: OnDelete,
+
     #[command(flatten)]
     pub report: ReportArgs,
+
+    #[command(flatten)]
+    pub after: AfterArgs,
+}
+
+/// `--on-delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnDelete {
+    /// Keep the last good files; turn not-ready.
+    Keep,
+    /// Remove the files written; turn not-ready.
+    Remove,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -290,6 +384,8 @@ const VSECM_LENIENT: &[(&str, Option<DurationParser>)] = &[
         "VSECM_INIT_CONTAINER_WAIT_BEFORE_EXIT",
         Some(parse_millis_or_duration),
     ),
+    ("VSECM_SIDECAR_POLL_INTERVAL", Some(parse_millis_or_duration)),
+    ("VSECM_SIDECAR_SECRETS_PATH", None),
 ];
 
 /// Treats VSecM's variables the way VSecM does: an empty value, or a

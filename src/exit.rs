@@ -12,6 +12,11 @@ pub enum ExitCode {
     NotReady,
     /// The command line or the environment is wrong; retrying will not help.
     Usage,
+    /// Ready, but the command given after `--` could not be run: found,
+    /// but not executable (the shell's 126).
+    CommandNotExecutable,
+    /// Ready, but the command given after `--` was not found (the shell's 127).
+    CommandNotFound,
     /// Stopped by SIGINT (128 + 2).
     Interrupted,
     /// Stopped by SIGTERM (128 + 15).
@@ -26,6 +31,8 @@ impl ExitCode {
             Self::Ready => 0,
             Self::NotReady => 1,
             Self::Usage => 2,
+            Self::CommandNotExecutable => 126,
+            Self::CommandNotFound => 127,
             Self::Interrupted => 130,
             Self::Terminated => 143,
         }
@@ -42,6 +49,8 @@ mod tests {
             (ExitCode::Ready, 0),
             (ExitCode::NotReady, 1),
             (ExitCode::Usage, 2),
+            (ExitCode::CommandNotExecutable, 126),
+            (ExitCode::CommandNotFound, 127),
             (ExitCode::Interrupted, 130),
             (ExitCode::Terminated, 143),
         ];

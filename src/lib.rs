@@ -10,11 +10,15 @@
 //!   parsers and the key lookup, shared by both sources.
 //! - [`report`] logs progress and writes the termination-log diagnosis;
 //!   [`logging`] sets up `tracing`.
+//! - [`sidecar`] keeps running after the first ready (`--keep-running`:
+//!   probes, metrics, change notifications); [`exec`] runs the app in the
+//!   gate's place (`-- CMD`).
 //! - `fake` (feature `fake-safe`) is the fake Safe and Workload API.
 
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod exec;
 pub mod exit;
 #[cfg(feature = "fake-safe")]
 pub mod fake;
@@ -22,6 +26,7 @@ pub mod logging;
 pub mod report;
 pub mod run;
 pub mod safe;
+pub mod sidecar;
 pub mod volume;
 
 pub use exit::ExitCode;

@@ -23,14 +23,16 @@ pub enum Stop {
 }
 
 impl Stop {
-    const fn exit_code(self) -> ExitCode {
+    #[must_use]
+    pub const fn exit_code(self) -> ExitCode {
         match self {
             Self::Terminate => ExitCode::Terminated,
             Self::Interrupt => ExitCode::Interrupted,
         }
     }
 
-    const fn name(self) -> &'static str {
+    #[must_use]
+    pub const fn name(self) -> &'static str {
         match self {
             Self::Terminate => "SIGTERM",
             Self::Interrupt => "SIGINT",
@@ -146,6 +148,13 @@ pub fn run_cli(cli: &Cli, warnings: &[String]) -> ExitCode {
             return usage_error(cli, &err.to_string());
         }
     };
+    let after = match crate::sidecar::Options::from_cli(cli) {
+        Ok(after) => after,
+        Err(err) => {
+            tracing::error!("{err}");
+            return usage_error(cli, &err);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -164,12 +173,21 @@ pub fn run_cli(cli: &Cli, warnings: &[String]) -> ExitCode {
                 return ExitCode::NotReady;
             }
         };
+        if let Some(keep) = &after.keep_running {
+            return crate::sidecar::run(&config, keep, signals.recv()).await;
+        }
         run(&config, signals.recv()).await
     });
     // Do not wait on a blocking task (a DNS lookup, say) on the way out:
     // a signal must end the gate promptly.
     runtime.shutdown_timeout(Duration::from_millis(50));
-    code
+    // Exec mode: become the command, with the runtime gone.
+    match (&after.exec, code) {
+        (Some(command), ExitCode::Ready) => {
+            crate::exec::replace_process(command, config.termination_log.as_deref())
+        }
+        _ => code,
+    }
 }
 
 /// Writes a configuration error (already reported on stderr) to the

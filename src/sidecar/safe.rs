@@ -1,0 +1,245 @@
+//! `safe --keep-running`: a drop-in for VSecM Sidecar. Polls the Safe at
+//! a steady, jittered interval once ready (`VSECM_SIDECAR_POLL_INTERVAL`),
+//! backs off as the one-shot mode does on errors, and writes the secret
+//! only when it changed and passes the check: `--output` atomically
+//! (temp file, fsync, rename), `--output-dir` as one kubelet-style
+//! version ([`super::versioned`]).
+//!
+//! - A secret that fails the check turns the gate not-ready; the files
+//!   keep the last good version.
+//! - 404 after the secret was served (deleted in the Safe): not-ready, and
+//!   the last good files are kept (`--on-delete remove` removes them).
+//! - Other errors (the Safe unreachable, a TLS failure) change nothing but
+//!   the back-off: the files on disk are still the last good version.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::check::{self, describe_parse_error, Document, Format, Problem};
+use crate::cli::OnDelete;
+use crate::config::{Output, SafeConfig};
+use crate::report::Progress;
+use crate::safe::backoff::Backoff;
+use crate::safe::client::{Failure, Outcome, SafeClient};
+use crate::safe::output;
+
+use super::state::{content_hash, Tracker};
+use super::versioned;
+use super::KeepRunning;
+
+/// Polls forever; see the module docs.
+pub async fn keep_syncing(
+    config: &SafeConfig,
+    opts: &KeepRunning,
+    tracker: &mut Tracker,
+    progress: &Progress,
+) {
+    let output = config.output.clone().or_else(|| opts.fallback_output.clone());
+    let label = match &output {
+        Some(Output::File { path, .. } | Output::Dir { path, .. }) => path.display().to_string(),
+        None => "Safe".to_owned(),
+    };
+    let mut client = SafeClient::new(config);
+    let mut backoff = Backoff::new(config.poll_interval, config.max_backoff);
+    let mut rng = fastrand::Rng::new();
+    let mut written: Option<u64> = None;
+    let mut served = false;
+    let mut seen: HashSet<(String, &'static str, String)> = HashSet::new();
+    loop {
+        let outcome = client.attempt().await;
+        tracker.checked();
+        let steady = match outcome {
+            Outcome::Secret(secret) => {
+                tracker.shared().metrics.safe_request("200");
+                let data = secret.expose();
+                match check_secret(config, output.as_ref(), data) {
+                    Ok(doc) => {
+                        let hash = content_hash(data.as_bytes());
+                        let result = if written == Some(hash) {
+                            Ok(())
+                        } else {
+                            write(output.as_ref(), data, &doc).await
+                        };
+                        match result {
+                            Ok(()) => {
+                                written = Some(hash);
+                                served = true;
+                                seen.clear();
+                                tracker.ready(vec![(label.clone(), hash)], Duration::ZERO);
+                                true
+                            }
+                            Err(problem) => {
+                                report(tracker, progress, &mut seen, vec![problem], false);
+                                false
+                            }
+                        }
+                    }
+                    Err(problems) => {
+                        served = true;
+                        report(tracker, progress, &mut seen, problems, true);
+                        false
+                    }
+                }
+            }
+            Outcome::Failed(failure) => {
+                tracker.shared().metrics.safe_request(failure.class());
+                let problem = Problem::new("Safe", failure.class(), failure.to_string());
+                if served && failure == Failure::NotRegistered {
+                    if written.take().is_some() {
+                        deleted(output.as_ref(), opts.on_delete, &label).await;
+                    }
+                    let what = match opts.on_delete {
+                        OnDelete::Keep => "the secret was deleted in the Safe (404); the last good files are kept (--on-delete keep)",
+                        OnDelete::Remove => "the secret was deleted in the Safe (404); the files were removed (--on-delete remove)",
+                    };
+                    tracker.not_ready(&[Problem::new("Safe", "deleted", what)]);
+                    false
+                } else if tracker.was_ready() {
+                    // Nothing on disk changed: keep the state, say it once.
+                    if seen.insert(problem.identity()) {
+                        tracing::warn!("{problem}; the last good files stay; will retry");
+                    }
+                    false
+                } else {
+                    report(tracker, progress, &mut seen, vec![problem], failure.is_not_yet());
+                    false
+                }
+            }
+        };
+        let delay = if steady && tracker.was_ready() {
+            backoff = Backoff::new(config.poll_interval, config.max_backoff);
+            jittered(opts.sync_interval, &mut rng)
+        } else {
+            backoff.next_delay()
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// `interval` ± 10 %, so a fleet of pods does not poll in step.
+fn jittered(interval: Duration, rng: &mut fastrand::Rng) -> Duration {
+    let tenth = u64::try_from((interval / 10).as_millis()).unwrap_or(0);
+    let low = interval.saturating_sub(Duration::from_millis(tenth));
+    low + Duration::from_millis(rng.u64(0..=tenth.saturating_mul(2)))
+}
+
+/// Before the first ready, as the one-shot mode does: each condition
+/// logged once, kept for the diagnosis. After it, a flip.
+fn report(
+    tracker: &mut Tracker,
+    progress: &Progress,
+    seen: &mut HashSet<(String, &'static str, String)>,
+    problems: Vec<Problem>,
+    not_yet: bool,
+) {
+    if tracker.was_ready() {
+        tracker.not_ready(&problems);
+        return;
+    }
+    for p in &problems {
+        if !not_yet {
+            progress.set_last_error(p.to_string());
+        }
+        if seen.insert(p.identity()) {
+            if not_yet {
+                tracing::info!("{p}; will retry");
+            } else {
+                tracing::warn!("{p}; will retry");
+            }
+        }
+    }
+    progress.record(problems);
+}
+
+/// The check of the one-shot mode: parse in the format, find the keys.
+fn check_secret(
+    config: &SafeConfig,
+    output: Option<&Output>,
+    data: &str,
+) -> Result<Document, Vec<Problem>> {
+    let format = resolve_format(config, output, data);
+    let doc = if format == Format::Raw && config.format == Format::Auto {
+        Document::default()
+    } else {
+        check::parse(format, data.as_bytes()).map_err(|e| {
+            vec![Problem::new(
+                "Safe",
+                "invalid",
+                format!("secret is {}", describe_parse_error(&e, data.len(), "secret")),
+            )]
+        })?
+    };
+    let missing: Vec<Problem> = check::missing_keys(&config.keys, &[&doc])
+        .into_iter()
+        .map(|k| Problem::key_missing("Safe", k))
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    if matches!(output, Some(Output::Dir { .. })) {
+        output::files_for_dir(&doc)
+            .map_err(|e| vec![Problem::new("output", "output", e.to_string())])?;
+    }
+    Ok(doc)
+}
+
+fn resolve_format(config: &SafeConfig, output: Option<&Output>, data: &str) -> Format {
+    if config.format != Format::Auto {
+        return config.format;
+    }
+    if config.keys.is_empty() && !matches!(output, Some(Output::Dir { .. })) {
+        return Format::Raw;
+    }
+    let trimmed = data.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        Format::Json
+    } else {
+        Format::Yaml
+    }
+}
+
+/// Writes a passing secret, on the blocking pool.
+async fn write(output: Option<&Output>, data: &str, doc: &Document) -> Result<(), Problem> {
+    let problem = |e: output::OutputError| Problem::new("output", "output", e.to_string());
+    let task = match output.cloned() {
+        None => return Ok(()),
+        Some(Output::File { path, mode }) => {
+            let bytes = data.as_bytes().to_vec();
+            tokio::task::spawn_blocking(move || {
+                output::write_atomic(&path, &bytes, mode)?;
+                tracing::info!(path = %path.display(), "wrote the secret");
+                Ok(())
+            })
+        }
+        Some(Output::Dir { path, mode }) => {
+            let files = output::files_for_dir(doc).map_err(problem)?;
+            tokio::task::spawn_blocking(move || {
+                versioned::write_version(&path, &files, mode)?;
+                let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+                tracing::info!(dir = %path.display(), files = %names.join(", "), "wrote a new version, one file per key");
+                Ok(())
+            })
+        }
+    };
+    match task.await {
+        Ok(result) => result.map_err(problem),
+        Err(_) => Err(Problem::new("output", "output", "writing failed unexpectedly")),
+    }
+}
+
+/// The secret was deleted in the Safe: keep or remove the files.
+async fn deleted(output: Option<&Output>, on_delete: OnDelete, label: &str) {
+    if on_delete == OnDelete::Keep {
+        return;
+    }
+    let output = output.cloned();
+    let _ = tokio::task::spawn_blocking(move || match output {
+        Some(Output::File { path, .. }) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Some(Output::Dir { path, .. }) => versioned::remove_all(&path),
+        None => {}
+    })
+    .await;
+    tracing::warn!(output = %label, "removed the files written (--on-delete remove)");
+}

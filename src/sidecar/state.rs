@@ -1,0 +1,399 @@
+//! The keep-running state: ready or not, what the last passing version
+//! was, and the metrics. [`Shared`] is read by the HTTP server; [`Tracker`]
+//! is driven by the check loop, logs each flip once and decides when a
+//! change has settled enough to notify.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::check::Problem;
+
+use super::notify::Notifier;
+
+type Labels = Vec<(&'static str, String)>;
+type TimeGauge = Gauge<f64, AtomicU64>;
+
+/// The metrics, registered once. Labels carry file names, notification
+/// kinds and Safe outcome classes only: never a value.
+pub struct Metrics {
+    registry: Registry,
+    ready: Gauge,
+    last_change: Family<Labels, TimeGauge>,
+    last_success: Family<Labels, TimeGauge>,
+    checks: Counter,
+    state_changes: Family<Labels, Counter>,
+    notifications_sent: Family<Labels, Counter>,
+    notifications_failed: Family<Labels, Counter>,
+    notification_retries: Family<Labels, Counter>,
+    safe_requests: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let ready = Gauge::default();
+        let last_change = Family::<Labels, TimeGauge>::default();
+        let last_success = Family::<Labels, TimeGauge>::default();
+        let checks = Counter::default();
+        let state_changes = Family::<Labels, Counter>::default();
+        let notifications_sent = Family::<Labels, Counter>::default();
+        let notifications_failed = Family::<Labels, Counter>::default();
+        let notification_retries = Family::<Labels, Counter>::default();
+        let safe_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "secret_gate_ready",
+            "1 when every required secret passes the check now, else 0",
+            ready.clone(),
+        );
+        registry.register(
+            "secret_gate_last_change_timestamp_seconds",
+            "Unix time the gate last saw this file's content change",
+            last_change.clone(),
+        );
+        registry.register(
+            "secret_gate_last_success_timestamp_seconds",
+            "Unix time of the last check that found this file passing",
+            last_success.clone(),
+        );
+        registry.register("secret_gate_checks", "Checks run", checks.clone());
+        registry.register(
+            "secret_gate_state_changes",
+            "Flips between ready and not ready, by the state entered",
+            state_changes.clone(),
+        );
+        registry.register(
+            "secret_gate_notifications_sent",
+            "Change notifications delivered, by kind (url, signal)",
+            notifications_sent.clone(),
+        );
+        registry.register(
+            "secret_gate_notifications_failed",
+            "Change notifications given up on, by kind (url, signal)",
+            notifications_failed.clone(),
+        );
+        registry.register(
+            "secret_gate_notification_retries",
+            "Failed notification attempts that were retried, by kind",
+            notification_retries.clone(),
+        );
+        registry.register(
+            "secret_gate_safe_requests",
+            "Requests to VSecM Safe, by outcome (200, 404, connect, timeout...)",
+            safe_requests.clone(),
+        );
+        Self {
+            registry,
+            ready,
+            last_change,
+            last_success,
+            checks,
+            state_changes,
+            notifications_sent,
+            notifications_failed,
+            notification_retries,
+            safe_requests,
+        }
+    }
+
+    /// The Prometheus text exposition (OpenMetrics flavour).
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    pub fn notification(&self, kind: &'static str, sent: bool) {
+        let family = if sent {
+            &self.notifications_sent
+        } else {
+            &self.notifications_failed
+        };
+        family.get_or_create(&vec![("kind", kind.to_owned())]).inc();
+    }
+
+    pub fn retry(&self, kind: &'static str) {
+        self.notification_retries
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc();
+    }
+
+    pub fn safe_request(&self, outcome: &str) {
+        self.safe_requests
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+}
+
+/// What the server and the loop share.
+pub struct Shared {
+    alive: AtomicBool,
+    ready: watch::Sender<bool>,
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            alive: AtomicBool::new(true),
+            ready: watch::Sender::new(false),
+            metrics: Metrics::new(),
+        })
+    }
+
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    #[must_use]
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    pub fn stopping(&self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
+
+    /// Resolves once the gate is ready (at once if it already is).
+    pub async fn first_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        if rx.wait_for(|ready| *ready).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// One passing version: each file (or the Safe's secret) with a hash of
+/// its content.
+pub type Version = Vec<(String, u64)>;
+
+/// A hash of some bytes, to notice a change without keeping the bytes.
+#[must_use]
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Drives the state from the loop's observations.
+pub struct Tracker {
+    shared: Arc<Shared>,
+    notifier: Option<Notifier>,
+    ready: bool,
+    /// The version notified last (or the first one seen ready).
+    confirmed: Option<Version>,
+    /// A passing version different from `confirmed`, and since when.
+    candidate: Option<(Version, Instant)>,
+    /// The last hash seen of each file, for the change timestamps.
+    seen: BTreeMap<String, u64>,
+    /// The problems last logged while not ready after having been ready.
+    logged: Vec<(String, &'static str, String)>,
+}
+
+impl Tracker {
+    #[must_use]
+    pub fn new(shared: Arc<Shared>, notifier: Option<Notifier>) -> Self {
+        Self {
+            shared,
+            notifier,
+            ready: false,
+            confirmed: None,
+            candidate: None,
+            seen: BTreeMap::new(),
+            logged: Vec::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// True once the first ready was seen.
+    #[must_use]
+    pub fn was_ready(&self) -> bool {
+        self.confirmed.is_some()
+    }
+
+    /// Counts one check.
+    pub fn checked(&self) {
+        self.shared.metrics.checks.inc();
+    }
+
+    /// Records the content seen of each file, ready or not.
+    pub fn saw(&mut self, files: &[(String, Option<u64>)]) {
+        let now = now_unix();
+        for (name, hash) in files {
+            let Some(hash) = hash else { continue };
+            if self.seen.get(name) != Some(hash) {
+                self.seen.insert(name.clone(), *hash);
+                self.shared
+                    .metrics
+                    .last_change
+                    .get_or_create(&vec![("file", name.clone())])
+                    .set(now);
+            }
+        }
+    }
+
+    /// A check passed on `version`. Returns how soon to look again when a
+    /// change must first settle for `debounce` before it is notified.
+    pub fn ready(&mut self, version: Version, debounce: Duration) -> Option<Duration> {
+        let now = now_unix();
+        for (name, hash) in &version {
+            self.shared
+                .metrics
+                .last_success
+                .get_or_create(&vec![("file", name.clone())])
+                .set(now);
+            if self.seen.get(name) != Some(hash) {
+                self.seen.insert(name.clone(), *hash);
+                self.shared
+                    .metrics
+                    .last_change
+                    .get_or_create(&vec![("file", name.clone())])
+                    .set(now);
+            }
+        }
+        if !self.ready {
+            self.ready = true;
+            self.logged.clear();
+            self.shared.metrics.ready.set(1);
+            self.shared
+                .metrics
+                .state_changes
+                .get_or_create(&vec![("to", "ready".to_owned())])
+                .inc();
+            if self.confirmed.is_some() {
+                tracing::info!(files = %names(&version), "ready again: the secret passes the check");
+            }
+            self.shared.ready.send_replace(true);
+        }
+        let Some(confirmed) = &self.confirmed else {
+            self.confirmed = Some(version);
+            return None;
+        };
+        if *confirmed == version {
+            self.candidate = None;
+            return None;
+        }
+        let since = match &self.candidate {
+            Some((candidate, since)) if *candidate == version => *since,
+            _ => {
+                let now = Instant::now();
+                self.candidate = Some((version.clone(), now));
+                now
+            }
+        };
+        let quiet = since.elapsed();
+        if quiet < debounce {
+            return Some(debounce - quiet);
+        }
+        let changed = changed_names(confirmed, &version);
+        tracing::info!(changed = %changed, "the secret changed and the new version passes the check");
+        self.confirmed = Some(version);
+        self.candidate = None;
+        if let Some(notifier) = &self.notifier {
+            notifier.changed();
+        }
+        None
+    }
+
+    /// A check failed with `problems`. Logs a flip, or a new set of
+    /// problems while not ready, once.
+    pub fn not_ready(&mut self, problems: &[Problem]) {
+        self.candidate = None;
+        let identities: Vec<_> = problems.iter().map(Problem::identity).collect();
+        let what = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if self.ready {
+            self.ready = false;
+            self.shared.metrics.ready.set(0);
+            self.shared
+                .metrics
+                .state_changes
+                .get_or_create(&vec![("to", "not_ready".to_owned())])
+                .inc();
+            self.shared.ready.send_replace(false);
+            tracing::warn!(problems = %what, "not ready any more: the secret stopped passing the check");
+            self.logged = identities;
+        } else if self.was_ready() && self.logged != identities {
+            tracing::warn!(problems = %what, "still not ready");
+            self.logged = identities;
+        }
+    }
+}
+
+fn names(version: &Version) -> String {
+    version
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The files whose content differs between two versions, or that appear
+/// in only one of them.
+fn changed_names(old: &Version, new: &Version) -> String {
+    let mut changed: Vec<&str> = new
+        .iter()
+        .filter(|entry| !old.contains(entry))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    for (name, _) in old {
+        if new.iter().all(|(n, _)| n != name) {
+            changed.push(name);
+        }
+    }
+    changed.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Shared, Tracker};
+    use crate::check::Problem;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_is_confirmed_only_after_it_settles() {
+        let mut t = Tracker::new(Shared::new(), None);
+        let d = Duration::from_millis(200);
+        let v1 = vec![("a".to_owned(), 1)];
+        let v2 = vec![("a".to_owned(), 2)];
+        assert_eq!(t.ready(v1.clone(), d), None, "the first version is the baseline");
+        assert!(t.shared().is_ready());
+        assert_eq!(t.ready(v2.clone(), d), Some(d));
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert_eq!(t.ready(v2.clone(), d), Some(Duration::from_millis(150)));
+        tokio::time::advance(Duration::from_millis(150)).await;
+        assert_eq!(t.ready(v2.clone(), d), None);
+        assert_eq!(t.confirmed, Some(v2));
+        t.not_ready(&[Problem::new("a", "missing", "does not exist")]);
+        assert!(!t.shared().is_ready());
+        let text = t.shared().metrics.encode();
+        assert!(text.contains("secret_gate_ready 0"), "{text}");
+        assert!(text.contains(r#"secret_gate_state_changes_total{to="not_ready"} 1"#), "{text}");
+    }
+}
