@@ -129,7 +129,12 @@ pub struct AfterArgs {
     /// With --keep-running: serve GET /readyz (200 ready, 503 not), /livez
     /// and /metrics (Prometheus) over HTTP on this address, e.g.
     /// 0.0.0.0:8080 for kubelet probes on the pod IP.
-    #[arg(long, env = "SECRET_GATE_LISTEN", value_name = "ADDR:PORT", help_heading = "Keep running")]
+    #[arg(
+        long,
+        env = "SECRET_GATE_LISTEN",
+        value_name = "ADDR:PORT",
+        help_heading = "Keep running"
+    )]
     pub listen: Option<String>,
 
     /// With --keep-running: POST to this http:// URL when the secret
@@ -174,7 +179,13 @@ pub struct AfterArgs {
 
     /// How many times a failed POST is retried, with jittered exponential
     /// back-off, before it is counted as failed.
-    #[arg(long, env = "SECRET_GATE_ON_CHANGE_RETRIES", default_value = "5", value_name = "N", help_heading = "Keep running")]
+    #[arg(
+        long,
+        env = "SECRET_GATE_ON_CHANGE_RETRIES",
+        default_value = "5",
+        value_name = "N",
+        help_heading = "Keep running"
+    )]
     pub on_change_retries: u32,
 
     /// Once ready, exec this command in place of the gate (same PID, same
@@ -384,7 +395,10 @@ const VSECM_LENIENT: &[(&str, Option<DurationParser>)] = &[
         "VSECM_INIT_CONTAINER_WAIT_BEFORE_EXIT",
         Some(parse_millis_or_duration),
     ),
-    ("VSECM_SIDECAR_POLL_INTERVAL", Some(parse_millis_or_duration)),
+    (
+        "VSECM_SIDECAR_POLL_INTERVAL",
+        Some(parse_millis_or_duration),
+    ),
     ("VSECM_SIDECAR_SECRETS_PATH", None),
 ];
 

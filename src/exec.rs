@@ -48,7 +48,9 @@ fn explain(program: &OsString, error: &std::io::Error) -> (ExitCode, String) {
         };
         return (
             ExitCode::CommandNotFound,
-            format!("secret-gate: exec: the secret is ready, but the command cannot be run: {why}\n"),
+            format!(
+                "secret-gate: exec: the secret is ready, but the command cannot be run: {why}\n"
+            ),
         );
     }
     let why = match raw {
@@ -82,6 +84,9 @@ mod tests {
         let denied = std::io::Error::from_raw_os_error(libc::EACCES);
         let (code, text) = explain(&"/tmp/x".into(), &denied);
         assert_eq!(code, ExitCode::CommandNotExecutable);
-        assert!(text.contains("/tmp/x cannot be executed: permission denied"), "{text}");
+        assert!(
+            text.contains("/tmp/x cannot be executed: permission denied"),
+            "{text}"
+        );
     }
 }

@@ -103,12 +103,18 @@ fn keep_running(
 ) -> Result<KeepRunning, String> {
     let listen = after.listen.as_deref().map(parse_listen).transpose()?;
     let mut urls = Vec::new();
-    for text in after.on_change_url.iter().map(|u| u.trim()).filter(|u| !u.is_empty()) {
+    for text in after
+        .on_change_url
+        .iter()
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+    {
         urls.push(parse_url(text)?);
     }
     let signal = match (&after.on_change_signal, &after.signal_process) {
         (Some(sig), Some(name)) => {
-            let signal = notify::parse_signal(sig).map_err(|e| format!("--on-change-signal: {e}"))?;
+            let signal =
+                notify::parse_signal(sig).map_err(|e| format!("--on-change-signal: {e}"))?;
             if name.trim().is_empty() {
                 return Err("--signal-process is empty: give the app's process name".to_owned());
             }
@@ -122,7 +128,9 @@ fn keep_running(
     let (sync_interval, on_delete, fallback_output) = match safe {
         Some(a) => {
             if a.sync_interval.is_zero() {
-                return Err("VSECM_SIDECAR_POLL_INTERVAL / --sync-interval must be more than 0".to_owned());
+                return Err(
+                    "VSECM_SIDECAR_POLL_INTERVAL / --sync-interval must be more than 0".to_owned(),
+                );
             }
             let fallback = match (&a.output, &a.output_dir) {
                 (None, None) => std::env::var_os("VSECM_SIDECAR_SECRETS_PATH")
@@ -166,10 +174,14 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 }
 
 fn parse_url(text: &str) -> Result<http::Uri, String> {
-    let bad = |why: &str| format!("--on-change-url {text:?} {why}: write e.g. http://127.0.0.1:9090/-/reload");
+    let bad = |why: &str| {
+        format!("--on-change-url {text:?} {why}: write e.g. http://127.0.0.1:9090/-/reload")
+    };
     let uri: http::Uri = text.parse().map_err(|_| bad("is not a URL"))?;
     if uri.scheme_str() != Some("http") {
-        return Err(bad("must be http:// (the app in the same pod, as with configmap-reload)"));
+        return Err(bad(
+            "must be http:// (the app in the same pod, as with configmap-reload)",
+        ));
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("has no host"));
@@ -180,7 +192,11 @@ fn parse_url(text: &str) -> Result<http::Uri, String> {
 /// Keeps running until a signal: the first ready raced against the
 /// deadline (with the one-shot gate's diagnosis if it passes), then the
 /// check loop with probes and notifications.
-pub async fn run(config: &Config, opts: &KeepRunning, shutdown: impl Future<Output = Stop>) -> ExitCode {
+pub async fn run(
+    config: &Config,
+    opts: &KeepRunning,
+    shutdown: impl Future<Output = Stop>,
+) -> ExitCode {
     let started = Instant::now();
     let shared = Shared::new();
     let (mode, timeout) = match &config.mode {

@@ -116,7 +116,7 @@ fn retry_delay(base: Duration, attempt: u32, rng: &mut fastrand::Rng) -> Duratio
         .unwrap_or(u32::MAX);
     let ceiling = base.saturating_mul(factor).min(Duration::from_secs(30));
     let half = ceiling / 2;
-    let span = u64::try_from((ceiling - half).as_millis()).unwrap_or(u64::MAX);
+    let span = u64::try_from(ceiling.saturating_sub(half).as_millis()).unwrap_or(u64::MAX);
     half + Duration::from_millis(rng.u64(0..=span))
 }
 
@@ -132,7 +132,9 @@ async fn post(url: &http::Uri) -> Result<u16, String> {
         .await
         .map_err(|e| format!("HTTP handshake failed: {e}"))?;
     let driver = tokio::spawn(conn);
-    let path = url.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+    let path = url
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
     let authority = url.authority().map(ToString::to_string).unwrap_or_default();
     let request = http::Request::post(path)
         .header(http::header::HOST, authority)

@@ -34,7 +34,10 @@ pub async fn keep_syncing(
     tracker: &mut Tracker,
     progress: &Progress,
 ) {
-    let output = config.output.clone().or_else(|| opts.fallback_output.clone());
+    let output = config
+        .output
+        .clone()
+        .or_else(|| opts.fallback_output.clone());
     let label = match &output {
         Some(Output::File { path, .. } | Output::Dir { path, .. }) => path.display().to_string(),
         None => "Safe".to_owned(),
@@ -101,7 +104,13 @@ pub async fn keep_syncing(
                     }
                     false
                 } else {
-                    report(tracker, progress, &mut seen, vec![problem], failure.is_not_yet());
+                    report(
+                        tracker,
+                        progress,
+                        &mut seen,
+                        vec![problem],
+                        failure.is_not_yet(),
+                    );
                     false
                 }
             }
@@ -165,7 +174,10 @@ fn check_secret(
             vec![Problem::new(
                 "Safe",
                 "invalid",
-                format!("secret is {}", describe_parse_error(&e, data.len(), "secret")),
+                format!(
+                    "secret is {}",
+                    describe_parse_error(&e, data.len(), "secret")
+                ),
             )]
         })?
     };
@@ -223,7 +235,11 @@ async fn write(output: Option<&Output>, data: &str, doc: &Document) -> Result<()
     };
     match task.await {
         Ok(result) => result.map_err(problem),
-        Err(_) => Err(Problem::new("output", "output", "writing failed unexpectedly")),
+        Err(_) => Err(Problem::new(
+            "output",
+            "output",
+            "writing failed unexpectedly",
+        )),
     }
 }
 

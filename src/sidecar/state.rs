@@ -105,7 +105,7 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition (OpenMetrics flavour).
+    /// The Prometheus text exposition (`OpenMetrics` flavour).
     #[must_use]
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -306,7 +306,7 @@ impl Tracker {
         };
         let quiet = since.elapsed();
         if quiet < debounce {
-            return Some(debounce - quiet);
+            return Some(debounce.saturating_sub(quiet));
         }
         let changed = changed_names(confirmed, &version);
         tracing::info!(changed = %changed, "the secret changed and the new version passes the check");
@@ -382,7 +382,11 @@ mod tests {
         let d = Duration::from_millis(200);
         let v1 = vec![("a".to_owned(), 1)];
         let v2 = vec![("a".to_owned(), 2)];
-        assert_eq!(t.ready(v1.clone(), d), None, "the first version is the baseline");
+        assert_eq!(
+            t.ready(v1.clone(), d),
+            None,
+            "the first version is the baseline"
+        );
         assert!(t.shared().is_ready());
         assert_eq!(t.ready(v2.clone(), d), Some(d));
         tokio::time::advance(Duration::from_millis(50)).await;
@@ -394,6 +398,9 @@ mod tests {
         assert!(!t.shared().is_ready());
         let text = t.shared().metrics.encode();
         assert!(text.contains("secret_gate_ready 0"), "{text}");
-        assert!(text.contains(r#"secret_gate_state_changes_total{to="not_ready"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"secret_gate_state_changes_total{to="not_ready"} 1"#),
+            "{text}"
+        );
     }
 }

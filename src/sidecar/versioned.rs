@@ -66,7 +66,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Writes `files` as a new version of `dir` and switches to it. Blocking.
-pub fn write_version(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) -> Result<(), OutputError> {
+pub fn write_version(
+    dir: &Path,
+    files: &[(String, Vec<u8>)],
+    mode: u32,
+) -> Result<(), OutputError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let version = tempfile::Builder::new()
         .prefix(&version_prefix())
@@ -76,8 +80,7 @@ pub fn write_version(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) -> Resu
             path: dir.to_path_buf(),
             source: std::io::Error::from(e.kind()),
         })?;
-    std::fs::set_permissions(version.path(), Permissions::from_mode(0o755))
-        .map_err(io_err(dir))?;
+    std::fs::set_permissions(version.path(), Permissions::from_mode(0o755)).map_err(io_err(dir))?;
     for (name, bytes) in files {
         let path = version.path().join(name);
         let mut file = File::create(&path).map_err(io_err(&path))?;
@@ -90,10 +93,7 @@ pub fn write_version(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) -> Resu
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))?;
     let version = version.keep();
-    let name = version
-        .file_name()
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let name = version.file_name().map(PathBuf::from).unwrap_or_default();
     // Swap ..data in one rename.
     let tmp = dir.join(DATA_TMP);
     let _ = std::fs::remove_file(&tmp);
@@ -112,7 +112,9 @@ pub fn write_version(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) -> Resu
         std::fs::rename(&tmp, &link).map_err(io_err(&link))?;
     }
     remove_stale(dir, files, &name);
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
     Ok(())
 }
 
@@ -188,7 +190,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("mine.txt"), "not ours").unwrap();
-        let v1 = vec![("a".to_owned(), b"1".to_vec()), ("b".to_owned(), b"1".to_vec())];
+        let v1 = vec![
+            ("a".to_owned(), b"1".to_vec()),
+            ("b".to_owned(), b"1".to_vec()),
+        ];
         write_version(d, &v1, 0o440).unwrap();
         assert_eq!(std::fs::read(d.join("a")).unwrap(), b"1");
         let v2 = vec![("a".to_owned(), b"2".to_vec())];
