@@ -388,6 +388,14 @@ impl GateArgs {
         out
     }
 
+    fn keeps_running(&self) -> bool {
+        self.args.iter().any(|a| a == "--keep-running")
+            || self
+                .env
+                .get("SECRET_GATE_KEEP_RUNNING")
+                .is_some_and(|v| v == "true")
+    }
+
     fn timeout(&self) -> Option<String> {
         self.value("--timeout", "SECRET_GATE_TIMEOUT")
     }
@@ -683,6 +691,7 @@ fn bytes(q: &str) -> u64 {
 fn native_sidecars_come_before_the_gate_and_no_writer_is_a_regular_container() {
     let docs = load_all();
     let mut sidecar_examples = 0;
+    let mut keep_running_examples = 0;
     for pod in pods(&docs) {
         let spec = pod.spec;
         for c in &spec.containers {
@@ -704,11 +713,18 @@ fn native_sidecars_come_before_the_gate_and_no_writer_is_a_regular_container() {
         let gates: Vec<usize> = (0..init.len()).filter(|&i| is_gate(&init[i])).collect();
         assert!(!gates.is_empty(), "{}: no gate", pod.origin);
         for &g in &gates {
-            assert!(
-                !is_native_sidecar(&init[g]),
-                "{}: the gate must exit, not run as a sidecar",
+            let keeps_running = GateArgs::of(&init[g]).keeps_running();
+            assert_eq!(
+                is_native_sidecar(&init[g]),
+                keeps_running,
+                "{}: a gate runs as a native sidecar (restartPolicy: Always) exactly when it has \
+                 --keep-running: an exiting gate would be restarted, a running one would block the pod",
                 pod.origin
             );
+            if keeps_running {
+                check_probes(pod.origin, &init[g]);
+                keep_running_examples += 1;
+            }
             let secret_volume = secret_volume_of(pod.origin, &init[g]);
             for (i, c) in init.iter().enumerate() {
                 let writes_it = mounts(c)
@@ -755,6 +771,58 @@ fn native_sidecars_come_before_the_gate_and_no_writer_is_a_regular_container() {
     assert!(
         sidecar_examples >= 1,
         "the vsecm-sidecar example lost its native sidecar"
+    );
+    assert!(
+        keep_running_examples >= 2,
+        "expected a keep-running gate for the volume source and for safe mode"
+    );
+}
+
+/// A keep-running gate serves /readyz on the port its probes use: a
+/// startupProbe (holds later containers back until ready) and a
+/// readinessProbe (takes the pod out of endpoints while broken).
+fn check_probes(origin: &str, gate: &Container) {
+    let args = GateArgs::of(gate);
+    let listen = args
+        .value("--listen", "SECRET_GATE_LISTEN")
+        .unwrap_or_else(|| panic!("{origin}: a keep-running gate needs --listen for its probes"));
+    let port: i32 = listen
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{origin}: --listen {listen} has no port"));
+    let named = |name: &str| {
+        gate.ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.container_port)
+    };
+    for (what, probe, path) in [
+        ("startupProbe", &gate.startup_probe, "/readyz"),
+        ("readinessProbe", &gate.readiness_probe, "/readyz"),
+    ] {
+        let probe = probe
+            .as_ref()
+            .unwrap_or_else(|| panic!("{origin}: the keep-running gate has no {what}"));
+        let get = probe
+            .http_get
+            .as_ref()
+            .unwrap_or_else(|| panic!("{origin}: {what} is not an httpGet"));
+        assert_eq!(get.path.as_deref(), Some(path), "{origin}: {what} path");
+        let probe_port = match &get.port {
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => Some(*n),
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name) => named(name),
+        };
+        assert_eq!(probe_port, Some(port), "{origin}: {what} port is not --listen's");
+    }
+    let startup = gate.startup_probe.as_ref().unwrap();
+    let bound = i64::from(startup.period_seconds.unwrap_or(10))
+        * i64::from(startup.failure_threshold.unwrap_or(3));
+    let timeout = humantime::parse_duration(&args.timeout().unwrap()).unwrap();
+    assert!(
+        u64::try_from(bound).unwrap() >= timeout.as_secs(),
+        "{origin}: the startupProbe gives up ({bound}s) before the gate's --timeout"
     );
 }
 
@@ -1132,7 +1200,16 @@ fn the_binary_accepts_every_gates_arguments() {
             assert!(manifest
                 .value("--termination-log", "SECRET_GATE_TERMINATION_LOG")
                 .is_none());
+            // The manifests listen on the pod IP; here, a free loopback port.
+            let manifest = if manifest.keeps_running() {
+                manifest.with("--listen", "SECRET_GATE_LISTEN", "127.0.0.1:0")
+            } else {
+                manifest
+            };
             match manifest.subcommand() {
+                "watch" | "check" if manifest.keeps_running() => {
+                    run_keep_running_gate(&at, &manifest, tmp.path());
+                }
                 "watch" | "check" => run_volume_gate(&at, &manifest, tmp.path()),
                 "safe" => run_safe_gate(&at, &manifest, tmp.path()),
                 other => panic!("{at}: unknown subcommand {other}"),
@@ -1183,6 +1260,83 @@ fn run_volume_gate(at: &str, manifest: &GateArgs, tmp: &Path) {
         !diagnosis.trim().is_empty(),
         "{at}: no diagnosis in the termination log"
     );
+}
+
+/// A keep-running volume gate on a ready mount logs "ready" and keeps
+/// running until SIGTERM (143); on an empty one it gives up at its deadline.
+fn run_keep_running_gate(at: &str, manifest: &GateArgs, tmp: &Path) {
+    let ready = tmp.join("ready");
+    fs::create_dir(&ready).unwrap();
+    fill_ready(&ready, manifest);
+    let args = manifest
+        .with(
+            "--termination-log",
+            "SECRET_GATE_TERMINATION_LOG",
+            tmp.join("termination-log").to_str().unwrap(),
+        )
+        .with(
+            "--mount-path",
+            "SECRET_GATE_MOUNT_PATH",
+            ready.to_str().unwrap(),
+        );
+    let stderr_path = tmp.join("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_secret-gate"))
+        .args(&args.args)
+        .env_clear()
+        .envs(&args.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = fs::read_to_string(&stderr_path).unwrap_or_default();
+        if log.contains("keeping running until SIGTERM") {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{at}: {:?} exited with {status} on a ready mount\n{log}", args.args);
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{at}: {:?} never became ready\n{log}", args.args);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{at}: did not exit on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(code, Some(143), "{at}: SIGTERM while keeping running");
+
+    // Nothing there: it gives up at the deadline with 1.
+    let empty = tmp.join("empty");
+    fs::create_dir(&empty).unwrap();
+    let args = args
+        .with(
+            "--mount-path",
+            "SECRET_GATE_MOUNT_PATH",
+            empty.to_str().unwrap(),
+        )
+        .with("--timeout", "SECRET_GATE_TIMEOUT", "1ms");
+    let (code, stderr) = run_gate(&args);
+    assert_eq!(code, 1, "{at}: {:?} on an empty mount\n{stderr}", args.args);
 }
 
 /// A safe-mode gate with no Workload API must treat that as "not ready"
