@@ -15,6 +15,11 @@ use crate::check::Format;
 /// ready, 1 if the deadline passes first, 2 on a usage error, and 143/130 on
 /// SIGTERM/SIGINT. On any non-zero exit it writes a diagnosis to the
 /// termination log, which `kubectl describe pod` shows.
+///
+/// `watch` and `safe` can also exec the app once ready (`-- CMD [ARGS...]`;
+/// 127 if CMD is not found, 126 if it cannot be executed), or keep running
+/// as a native sidecar (`--keep-running`) that serves probes and metrics and
+/// notifies the app when the secret changes.
 #[derive(Debug, Parser)]
 #[command(name = "secret-gate", version, max_term_width = 100)]
 pub struct Cli {

@@ -110,6 +110,8 @@ fn exit_codes_doc_lists_every_code() {
         secret_gate::ExitCode::Ready,
         secret_gate::ExitCode::NotReady,
         secret_gate::ExitCode::Usage,
+        secret_gate::ExitCode::CommandNotExecutable,
+        secret_gate::ExitCode::CommandNotFound,
         secret_gate::ExitCode::Interrupted,
         secret_gate::ExitCode::Terminated,
     ] {

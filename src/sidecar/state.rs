@@ -91,6 +91,16 @@ impl Metrics {
             "Requests to VSecM Safe, by outcome (200, 404, connect, timeout...)",
             safe_requests.clone(),
         );
+        // Zeroes rather than absent series, so rate() and alerts work from
+        // the first scrape.
+        for to in ["ready", "not_ready"] {
+            state_changes.get_or_create(&vec![("to", to.to_owned())]);
+        }
+        for kind in ["url", "signal"] {
+            for family in [&notifications_sent, &notifications_failed, &notification_retries] {
+                family.get_or_create(&vec![("kind", kind.to_owned())]);
+            }
+        }
         Self {
             registry,
             ready,
