@@ -53,7 +53,7 @@ bench: ## Measure latency, footprint, size and load against baselines; writes do
 	mkdir -p target/bench && cp target/release/secret-gate target/bench/secret-gate
 	$(CARGO) bench $(FLAGS) --features fake-safe --bench gate
 
-demo: build ## Show the gate waiting for a volume (with a torn write) and for the fake Safe
+demo: build ## Show the gate waiting for a volume (torn write), for the fake Safe, and keeping running through a rotation
 	bash tests/scripts/demo.sh
 
 docs: ## Regenerate the --help blocks in README/docs and the man page docs/secret-gate.1

@@ -207,7 +207,9 @@ pub async fn run(
     if let Some(addr) = opts.listen {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
-                tracing::info!(%addr, "serving /readyz, /livez and /metrics");
+                // The bound address: with port 0, the one the system chose.
+                let bound = listener.local_addr().unwrap_or(addr);
+                tracing::info!(addr = %bound, "serving /readyz, /livez and /metrics");
                 server::spawn(listener, shared.clone());
             }
             Err(error) => {

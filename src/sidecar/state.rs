@@ -94,11 +94,11 @@ impl Metrics {
         // Zeroes rather than absent series, so rate() and alerts work from
         // the first scrape.
         for to in ["ready", "not_ready"] {
-            state_changes.get_or_create(&vec![("to", to.to_owned())]);
+            let _ = state_changes.get_or_create(&vec![("to", to.to_owned())]);
         }
         for kind in ["url", "signal"] {
             for family in [&notifications_sent, &notifications_failed, &notification_retries] {
-                family.get_or_create(&vec![("kind", kind.to_owned())]);
+                let _ = family.get_or_create(&vec![("kind", kind.to_owned())]);
             }
         }
         Self {
