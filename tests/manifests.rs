@@ -814,7 +814,11 @@ fn check_probes(origin: &str, gate: &Container) {
             k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => Some(*n),
             k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name) => named(name),
         };
-        assert_eq!(probe_port, Some(port), "{origin}: {what} port is not --listen's");
+        assert_eq!(
+            probe_port,
+            Some(port),
+            "{origin}: {what} port is not --listen's"
+        );
     }
     let startup = gate.startup_probe.as_ref().unwrap();
     let bound = i64::from(startup.period_seconds.unwrap_or(10))
@@ -1296,7 +1300,10 @@ fn run_keep_running_gate(at: &str, manifest: &GateArgs, tmp: &Path) {
             break;
         }
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("{at}: {:?} exited with {status} on a ready mount\n{log}", args.args);
+            panic!(
+                "{at}: {:?} exited with {status} on a ready mount\n{log}",
+                args.args
+            );
         }
         if Instant::now() > deadline {
             child.kill().unwrap();

@@ -611,7 +611,7 @@ fn the_deadline_bounds_only_the_first_ready() {
         .watch()
         .args(["--file", "app.json", "--keep-running", "--timeout", "2s"])
         .spawn();
-    running.expect_stderr("keeping running");
+    running.expect_stderr("ready; keeping running");
     common::pause(2500);
     running.assert_running("after --timeout, once ready");
 }

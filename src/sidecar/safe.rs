@@ -87,7 +87,7 @@ pub async fn keep_syncing(
             Outcome::Failed(failure) => {
                 tracker.shared().metrics.safe_request(failure.class());
                 let problem = Problem::new("Safe", failure.class(), failure.to_string());
-                if served && failure == Failure::NotRegistered {
+                if served && tracker.was_ready() && failure == Failure::NotRegistered {
                     if written.take().is_some() {
                         deleted(output.as_ref(), opts.on_delete, &label).await;
                     }

@@ -97,7 +97,11 @@ impl Metrics {
             let _ = state_changes.get_or_create(&vec![("to", to.to_owned())]);
         }
         for kind in ["url", "signal"] {
-            for family in [&notifications_sent, &notifications_failed, &notification_retries] {
+            for family in [
+                &notifications_sent,
+                &notifications_failed,
+                &notification_retries,
+            ] {
                 let _ = family.get_or_create(&vec![("kind", kind.to_owned())]);
             }
         }

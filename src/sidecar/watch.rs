@@ -19,8 +19,9 @@ use crate::volume::{Scan, Scanner};
 use super::state::{content_hash, Tracker};
 
 /// The least time a new version must stay the same before it is
-/// notified: a kubelet swap is several events within microseconds.
-const MIN_DEBOUNCE: Duration = Duration::from_millis(100);
+/// notified: a kubelet swap is several events within microseconds, all
+/// drained by one wake-up; this covers a writer's follow-up write.
+const MIN_DEBOUNCE: Duration = Duration::from_millis(10);
 
 fn watch_targets(selection: &Selection) -> BTreeSet<PathBuf> {
     let mut targets = BTreeSet::from([selection.mount.clone()]);

@@ -7,6 +7,8 @@
 //! - [`safe`]: time to ready against a model of VSecM's init container
 //!   (figure 2), idle footprint (figure 3), 200 gates at once (figure 6),
 //!   all against the shipped `fake-safe`.
+//! - [`sidecar`]: `watch --keep-running` idle over a long quiet spell, and
+//!   a long run of kubelet-style rotations with one POST each (figure 7).
 //! - [`procfs`] reads peak RSS and CPU time from /proc; [`process`] runs
 //!   and reaps processes with bounded waits; [`stats`] and [`report`] turn
 //!   runs into the markdown.
@@ -18,7 +20,7 @@
 //!
 //! `BENCH_QUICK=1` makes a short run with fewer repetitions for working on
 //! the harness; it writes `<target>/bench/benchmarks-quick.md` and leaves
-//! `docs/` alone.
+//! `docs/` alone. `BENCH_ONLY=sidecar` runs figure 7 alone and prints it.
 //!
 //! Cargo.toml sets `autotests = false`, so this file is only the bench
 //! target (`harness = false`): the helpers' `#[cfg(test)]` unit tests are
@@ -31,6 +33,7 @@ mod process;
 mod procfs;
 mod report;
 mod safe;
+mod sidecar;
 mod stats;
 mod volume;
 
@@ -71,6 +74,10 @@ pub struct Plan {
     pub first_sample: Duration,
     /// When the last sample of figure 3 is taken, and the process killed.
     pub idle: Duration,
+    /// Figure 7: the quiet spell of the keep-running gate, after 1 s.
+    pub sidecar_idle: Duration,
+    /// Figure 7: kubelet-style rotations in a row.
+    pub rotations: usize,
     pub quick: bool,
 }
 
@@ -89,6 +96,8 @@ impl Plan {
                 register_at: Duration::from_secs(8),
                 first_sample: Duration::from_millis(500),
                 idle: Duration::from_secs(10),
+                sidecar_idle: Duration::from_secs(10),
+                rotations: 300,
                 quick,
             }
         } else {
@@ -104,6 +113,8 @@ impl Plan {
                 register_at: Duration::from_secs(20),
                 first_sample: Duration::from_millis(500),
                 idle: Duration::from_secs(10),
+                sidecar_idle: Duration::from_secs(60),
+                rotations: 10_000,
                 quick,
             }
         }
@@ -166,6 +177,8 @@ pub struct Results {
     pub sizes: Sizes,
     pub scale: Vec<volume::ScaleSeries>,
     pub load: [safe::LoadResult; 2],
+    /// Figure 7.
+    pub sidecar: sidecar::SidecarResult,
     /// When the secret was registered in figure 6, after the first start.
     pub register_at: Duration,
     /// `secret-gate safe`'s default back-off base and cap.
@@ -211,7 +224,16 @@ fn main() {
     );
 
     let step = |name: &str| println!("bench: [{:>5.1} s] {name}", started.elapsed().as_secs_f64());
-    step("1/6 detection latency, volume mode");
+    // BENCH_ONLY=sidecar: figure 7 alone, printed, for work on it.
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "sidecar") {
+        step("7/7 keep-running: idle and rotations");
+        let result = sidecar::keep_running(&bench, plan.sidecar_idle, plan.rotations);
+        let mut out = String::new();
+        report::figure7(&mut out, &plan, &result);
+        println!("{out}");
+        return;
+    }
+    step("1/7 detection latency, volume mode");
     let mut latency = volume::detection_latency_interleaved(
         &bench,
         &[volume::Waiter::Gate, volume::Waiter::Inotifywait],
@@ -229,23 +251,25 @@ fn main() {
             plan.latency_sleep5,
         ),
     ]);
-    step("2/6 time to ready, safe mode");
+    step("2/7 time to ready, safe mode");
     let ready = safe::time_to_ready(&bench, plan.ready_gate, plan.ready_model);
-    step("3/6 idle footprint");
+    step("3/7 idle footprint");
     let idle_volume = volume::idle(&bench, plan.idle_runs);
     let idle_safe = safe::idle(&bench, plan.idle_runs);
-    step("4/6 sizes");
+    step("4/7 sizes");
     let sizes = sizes(&gate, &target);
-    step("5/6 scale of check");
+    step("5/7 scale of check");
     let scale = volume::scale(&bench, plan.scale);
     // A random phase within VSecM's 5 s tick, the same for both sides: at
     // a whole multiple of 5 s the model's lockstep ticks would race the
     // registration to the millisecond.
     let register_at = plan.register_at + Duration::from_millis(fastrand::u64(0..5000));
-    step("6/6 safe load: gates");
+    step("6/7 safe load: gates");
     let (gates, offsets) = safe::load_gates(&bench, plan.load_clients, register_at);
-    step("6/6 safe load: VSecM model");
+    step("6/7 safe load: VSecM model");
     let model = safe::load_vsecm_model(&bench, &offsets, register_at);
+    step("7/7 keep-running: idle and rotations");
+    let sidecar = sidecar::keep_running(&bench, plan.sidecar_idle, plan.rotations);
     machine.load_after = loadavg();
 
     let results = Results {
@@ -259,6 +283,7 @@ fn main() {
         sizes,
         scale,
         load: [gates, model],
+        sidecar,
         register_at,
         backoff: safe::default_backoff(),
         elapsed: started.elapsed(),

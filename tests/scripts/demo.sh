@@ -96,7 +96,7 @@ bg_pids+=("$gate_pid")
 addr=
 for _ in $(seq 100); do
   addr=$(sed -n 's/.*serving .*addr=\([0-9.:]*\).*/\1/p' "$work/gate.log" | head -1)
-  [ -n "$addr" ] && grep -q "keeping running" "$work/gate.log" && break
+  [ -n "$addr" ] && grep -q "ready; keeping running" "$work/gate.log" && break
   sleep 0.1
 done
 [ -n "$addr" ] || { echo "the gate did not come up:" >&2; cat "$work/gate.log" >&2; exit 1; }
