@@ -884,3 +884,26 @@ fn safe_keep_running_output_file_is_rewritten_only_on_change() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), version(2));
     assert_ne!(inode(), first);
 }
+
+#[test]
+fn check_works_as_an_exec_probe_with_the_sidecars_environment() {
+    let fx = Fixture::new();
+    fx.write("app.json", GOOD_V1);
+    // The environment of a keep-running gate configured by variables, as in
+    // manifests/vsecm-sidecar-probes: `check` reads what applies to it.
+    let probe = |fx: &Fixture| {
+        Gate::new("check")
+            .env("SECRET_GATE_MOUNT_PATH", &fx.mount)
+            .env("SECRET_GATE_FILE", "app.json")
+            .env("SECRET_GATE_REQUIRED_KEYS", "password")
+            .env("SECRET_GATE_KEEP_RUNNING", "true")
+            .env("SECRET_GATE_LISTEN", "127.0.0.1:1")
+            .env("SECRET_GATE_ON_CHANGE_URL", "http://127.0.0.1:1/")
+            .env("SECRET_GATE_TIMEOUT", "5m")
+            .env("SECRET_GATE_TERMINATION_LOG", &fx.log)
+            .run()
+    };
+    probe(&fx).assert_code(0);
+    fx.replace("app.json", r#"{"username":"admin"}"#);
+    probe(&fx).assert_code(1);
+}
