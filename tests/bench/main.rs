@@ -189,10 +189,15 @@ pub struct Results {
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const IMAGE: &str = "localhost/secret-gate:dev";
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one step per figure, in the order of the report"
+)]
 fn main() {
     let started = Instant::now();
-    let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
-    let plan = Plan::new(quick);
+    let plan =
+        Plan::new(std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0"));
+    let quick = plan.quick;
     let target = target_dir();
     let gate = std::env::var_os("SECRET_GATE_BENCH_BIN")
         .map_or_else(|| target.join("bench/secret-gate"), PathBuf::from);
@@ -224,14 +229,8 @@ fn main() {
     );
 
     let step = |name: &str| println!("bench: [{:>5.1} s] {name}", started.elapsed().as_secs_f64());
-    // BENCH_ONLY=sidecar: figure 7 alone, printed, for work on it.
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "sidecar") {
-        step("7/7 keep-running: idle and rotations");
-        let result = sidecar::keep_running(&bench, plan.sidecar_idle, plan.rotations);
-        let mut out = String::new();
-        report::figure7(&mut out, &plan, &result);
-        println!("{out}");
-        return;
+        return only_sidecar(&bench, &plan);
     }
     step("1/7 detection latency, volume mode");
     let mut latency = volume::detection_latency_interleaved(
@@ -304,6 +303,15 @@ fn main() {
         out.display(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// `BENCH_ONLY=sidecar`: figure 7 alone, printed to stdout.
+fn only_sidecar(bench: &Bench, plan: &Plan) {
+    println!("bench: 7/7 keep-running: idle and rotations");
+    let result = sidecar::keep_running(bench, plan.sidecar_idle, plan.rotations);
+    let mut out = String::new();
+    report::figure7(&mut out, plan, &result);
+    println!("{out}");
 }
 
 /// Rewrites the README's `sizes` block from figure 4, so the sizes the

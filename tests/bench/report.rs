@@ -942,9 +942,9 @@ pub fn figure7(out: &mut String, plan: &Plan, s: &SidecarResult) {
     );
     let _ = writeln!(
         out,
-        "`watch --keep-running --listen 127.0.0.1:0` on a ready JSON file, then left alone for {:.0} s \
+        "`watch --keep-running --listen 127.0.0.1:0` (with `MALLOC_ARENA_MAX=1`, as the image sets it) on a ready JSON file, then left alone for {:.0} s \
          after a first sample at 1 s: CPU between the samples (schedstat, all threads) scaled to 10 s, \
-         and the resident set (`VmRSS`) at 1 s and at the end. Then a second gate with \
+         and the private resident memory (`RssAnon`: heap and stacks; file-backed pages of the binary are left out, as they only reflect which code has run) at 1 s and at the end. Then a second gate with \
          `--on-change-url` to a local webhook and `--settle-time 10ms` goes through {} kubelet-style \
          rotations in a row (new `..<ts>` directory, `..data_tmp` renamed over `..data`, old version \
          removed), each waiting for its POST: the latency is from the rename to the POST arriving; \
@@ -966,9 +966,9 @@ pub fn figure7(out: &mut String, plan: &Plan, s: &SidecarResult) {
     let rss_ok = matches!((s.rss_at_1s, s.rss_at_end), (Some(a), Some(b)) if b <= a);
     let _ = writeln!(
         out,
-        "| `VmRSS` after 1 s → at the end | {} → {} | no growth | {} |",
-        or_dash(s.rss_at_1s.map(|b| bytes(to_f64(b)))),
-        or_dash(s.rss_at_end.map(|b| bytes(to_f64(b)))),
+        "| `RssAnon` after 1 s → at the end | {} → {} | no growth | {} |",
+        or_dash(s.rss_at_1s.map(|b| format!("{} KiB", b / 1024))),
+        or_dash(s.rss_at_end.map(|b| format!("{} KiB", b / 1024))),
         mark(rss_ok)
     );
     let growth = match (s.peak_rss_after_warmup, s.peak_rss_at_end) {
