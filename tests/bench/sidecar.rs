@@ -1,0 +1,206 @@
+//! Figure 7: `watch --keep-running`. Idle cost over a long quiet spell
+//! (CPU per 10 s, resident memory at the end against after 1 s), and a
+//! long run of kubelet-style rotations, each answered by exactly one POST
+//! to a local webhook: the rotation-to-notification latency and the growth
+//! of peak RSS across the run.
+//!
+//! Both gates run with `MALLOC_ARENA_MAX=1`, as the image sets it: with
+//! glibc's default per-thread arenas, the blocking-pool thread's arena
+//! creeps up by a few pages per minute for the first half hour of a
+//! keep-running gate (bounded, about 100 KiB), which the "no growth" row
+//! would otherwise show.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::process::{command, stderr_to, Running};
+use crate::procfs;
+use crate::volume::ns_to_ms;
+use crate::Bench;
+
+/// What figure 7 measured.
+#[derive(Debug, Clone, Default)]
+pub struct SidecarResult {
+    /// How long the idle run lasted after the first sample.
+    pub idle_span: Duration,
+    /// CPU per 10 s between the 1 s sample and the last one.
+    pub idle_cpu_per_10s_ms: Option<f64>,
+    /// `RssAnon` (private resident memory) at 1 s and at the end of the idle run, bytes.
+    pub rss_at_1s: Option<u64>,
+    pub rss_at_end: Option<u64>,
+    /// Rotations asked for, and done (each answered by one POST).
+    pub rotations: usize,
+    pub rotations_done: usize,
+    /// Rotations whose POST count was not exactly one.
+    pub miscounted: usize,
+    /// From the `..data` rename to the POST arriving, ms, per rotation.
+    pub latencies_ms: Vec<f64>,
+    /// `VmHWM` after the warm-up rotations and at the end, bytes.
+    pub peak_rss_after_warmup: Option<u64>,
+    pub peak_rss_at_end: Option<u64>,
+    pub failures: Vec<String>,
+}
+
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    procfs::parse_status_kib(&text, field).map(|kib| kib * 1024)
+}
+
+fn write_json(dir: &Path, name: &str, n: usize) {
+    std::fs::write(
+        dir.join(name),
+        format!(r#"{{"username":"bench","password":"rotation-{n}"}}"#),
+    )
+    .expect("write the payload");
+}
+
+/// One kubelet `AtomicWriter` update: a new `..<ts>` dir, `..data_tmp`
+/// renamed over `..data`, the old version removed. Returns the instant of
+/// the rename.
+fn swap(dir: &Path, n: usize) -> Instant {
+    let name = format!("..2026_01_01_00_00_00.{n:09}");
+    let version = dir.join(&name);
+    std::fs::create_dir(&version).expect("version dir");
+    write_json(&version, "app.json", n);
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    let tmp = dir.join("..data_tmp");
+    symlink(&name, &tmp).expect("..data_tmp");
+    std::fs::rename(&tmp, dir.join("..data")).expect("swap ..data");
+    let at = Instant::now();
+    if std::fs::symlink_metadata(dir.join("app.json")).is_err() {
+        symlink("..data/app.json", dir.join("app.json")).expect("visible link");
+    }
+    if let Some(old) = old {
+        let _ = std::fs::remove_dir_all(dir.join(old));
+    }
+    at
+}
+
+/// A webhook that answers 200 and reports when each POST arrived.
+fn webhook() -> (String, mpsc::Receiver<Instant>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the webhook");
+    let url = format!("http://{}/-/reload", listener.local_addr().expect("addr"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let at = Instant::now();
+            loop {
+                let mut header = String::new();
+                match reader.read_line(&mut header) {
+                    Ok(n) if n > 2 => {}
+                    _ => break,
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if line.starts_with("POST") && tx.send(at).is_err() {
+                break;
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// Runs figure 7.
+pub fn keep_running(bench: &Bench, idle: Duration, rotations: usize) -> SidecarResult {
+    let mut result = SidecarResult {
+        rotations,
+        idle_span: idle,
+        ..SidecarResult::default()
+    };
+    // Idle: ready at once, then nothing changes.
+    let dir = bench.scratch.join("sidecar-idle");
+    std::fs::create_dir_all(&dir).expect("idle dir");
+    write_json(&dir, "app.json", 0);
+    let mut cmd = command(&bench.gate);
+    cmd.env("MALLOC_ARENA_MAX", "1")
+        .args(["watch", "--mount-path"])
+        .arg(&dir)
+        .args(["--file", "app.json", "--required-keys", "password"])
+        .args(["--keep-running", "--listen", "127.0.0.1:0"]);
+    stderr_to(&mut cmd, &bench.scratch.join("sidecar-idle.log"));
+    let mut p = Running::spawn(&mut cmd);
+    std::thread::sleep(
+        (p.started + Duration::from_secs(1)).saturating_duration_since(Instant::now()),
+    );
+    let early = procfs::sample(p.pid);
+    result.rss_at_1s = status_bytes(p.pid, "RssAnon");
+    let end = p.started + Duration::from_secs(1) + idle;
+    std::thread::sleep(end.saturating_duration_since(Instant::now()));
+    let late = procfs::sample(p.pid);
+    result.rss_at_end = status_bytes(p.pid, "RssAnon");
+    if p.try_exit().is_some() {
+        result.failures.push("idle: the gate exited".to_owned());
+    }
+    p.kill();
+    if let Some(delta) = late.cpu_since(&early, bench.ticks) {
+        let span = late.at.duration_since(early.at).as_secs_f64();
+        result.idle_cpu_per_10s_ms = Some(ns_to_ms(delta.ns) * 10.0 / span);
+    }
+
+    // Rotations: one POST per passing version.
+    let dir = bench.scratch.join("sidecar-rotations");
+    std::fs::create_dir_all(&dir).expect("rotation dir");
+    swap(&dir, 0);
+    let (url, posts) = webhook();
+    let mut cmd = command(&bench.gate);
+    cmd.args(["watch", "--mount-path"])
+        .arg(&dir)
+        .args(["--file", "app.json", "--required-keys", "password"])
+        .args([
+            "--keep-running",
+            "--settle-time",
+            "10ms",
+            "--on-change-url",
+            &url,
+        ]);
+    let mut p = Running::spawn_watching_stderr(&mut cmd, &["ready; keeping running"]);
+    if p.wait_marker(0, Duration::from_secs(10)).is_none() {
+        result.failures.push(format!(
+            "rotations: never ready: {}",
+            p.stderr_text().lines().last().unwrap_or_default()
+        ));
+        return result;
+    }
+    let warmup = rotations.min(20);
+    for n in 1..=rotations {
+        if n == warmup + 1 {
+            result.peak_rss_after_warmup = status_bytes(p.pid, "VmHWM");
+        }
+        let at = swap(&dir, n);
+        let Ok(post) = posts.recv_timeout(Duration::from_secs(5)) else {
+            let log = p.stderr_text();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            result.failures.push(format!(
+                "rotation {n}: no POST within 5 s; the gate's last lines: {}",
+                tail.join(" | ")
+            ));
+            break;
+        };
+        result.rotations_done += 1;
+        result
+            .latencies_ms
+            .push(post.saturating_duration_since(at).as_secs_f64() * 1000.0);
+        // Exactly one: nothing more may be pending for this rotation.
+        if posts.try_recv().is_ok() {
+            result.miscounted += 1;
+        }
+    }
+    // A last look for late extra POSTs.
+    std::thread::sleep(Duration::from_millis(500));
+    while posts.try_recv().is_ok() {
+        result.miscounted += 1;
+    }
+    result.peak_rss_at_end = status_bytes(p.pid, "VmHWM");
+    p.kill();
+    result
+}
