@@ -19,7 +19,8 @@
 //!   also what makes a failed gate final, as (b) needs.
 //! - **No native sidecars.** An init container with `restartPolicy: Always`
 //!   runs as an ordinary one, so nothing in the pod can fill the volume
-//!   while the gate waits: the test writes into a `hostPath` instead.
+//!   while the gate waits: the test writes into a `hostPath` instead; and
+//!   the keep-running gate of (d) runs as one of the pod's containers.
 //! - **No termination messages.** podman ignores `terminationMessagePath`
 //!   and shows no `state.terminated.message`, so the gate writes its
 //!   diagnosis with `--termination-log` to a `hostPath` the test reads.
@@ -1005,5 +1006,113 @@ fn safe_mode_gate_fetches_from_the_fake_safe_before_the_app_starts() {
         statuses.first() == Some(&404) && statuses.last() == Some(&200),
         "Safe requests: {statuses:?}\n{}",
         fake.stderr()
+    );
+}
+
+/// A GET from the host over plain HTTP/1.0: the status, or `None` if
+/// nothing answered.
+fn http_status(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Read as _;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// Waits (bounded by [`STATE_LIMIT`]) until `GET path` answers `want`.
+fn wait_http(pod: &Pod, port: u16, path: &str, want: u16) {
+    let start = Instant::now();
+    while http_status(port, path).map(|(s, _)| s) != Some(want) {
+        assert!(
+            start.elapsed() < STATE_LIMIT,
+            "GET {path} never answered {want}\n{}",
+            pod.report()
+        );
+        pause(100);
+    }
+}
+
+/// (d) A gate that keeps running, probed from the host: `/readyz` turns 503
+/// when the secret breaks and 200 when it is fixed, `/livez` and
+/// `/metrics` answer. podman 4.3 runs no native sidecars (an init
+/// container with `restartPolicy: Always` would block the pod), so here
+/// the keep-running gate is one of the pod's containers; the pod shares
+/// the host's network, so the host reaches `--listen` on loopback.
+#[test]
+#[ignore = "requires podman and the image; run with make e2e"]
+fn keep_running_gate_answers_probes_from_the_host() {
+    preflight();
+    let dir = TestDir::new();
+    let secrets = dir.secrets();
+    let write = |text: &str| {
+        let tmp = secrets.join(".secrets.json.tmp");
+        fs::write(&tmp, text).expect("write");
+        chmod(&tmp, 0o644);
+        fs::rename(&tmp, secrets.join("secrets.json")).expect("rename");
+    };
+    write(r#"{"username":"admin","password":"e2e-CANARY-pw"}"#);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let volume_mounts = [("secrets", "/secrets", true), ("out", "/out", false)];
+    let gate_args = [
+        "watch",
+        "--mount-path",
+        "/secrets",
+        "--file",
+        "secrets.json",
+        "--required-keys",
+        "username,password",
+        "--timeout",
+        "60s",
+        "--keep-running",
+        "--listen",
+        &listen,
+        "--termination-log",
+        "/out/termination-log",
+    ];
+    let mut spec = pod(
+        &pod_name("keep"),
+        &gate(&gate_args, &[], &volume_mounts),
+        &app("echo started; exec sleep 600", &volume_mounts),
+        &[("secrets", &secrets), ("out", &dir.out())],
+        true,
+    );
+    let gate_container = spec["spec"]["initContainers"][0].clone();
+    spec["spec"]
+        .as_object_mut()
+        .expect("pod spec")
+        .remove("initContainers");
+    spec["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(gate_container);
+    let mut pod = Pod::play(&spec, dir.path());
+    pod.wait_for("gate", "running");
+
+    wait_http(&pod, port, "/readyz", 200);
+    assert_eq!(http_status(port, "/livez").map(|(s, _)| s), Some(200));
+    assert_eq!(http_status(port, "/other").map(|(s, _)| s), Some(404));
+    write(r#"{"username":"admin"}"#);
+    wait_http(&pod, port, "/readyz", 503);
+    write(r#"{"username":"admin","password":"e2e-CANARY-pw2"}"#);
+    wait_http(&pod, port, "/readyz", 200);
+    let (status, metrics) = http_status(port, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("secret_gate_ready 1"), "{metrics}");
+    assert!(!metrics.contains("CANARY"), "{metrics}");
+    let logs = pod.logs("gate");
+    let text = format!("{}{}", logs.stdout, logs.stderr);
+    assert!(
+        text.contains("not ready any more") && !text.contains("CANARY"),
+        "{}",
+        logs.describe("podman logs gate")
     );
 }
