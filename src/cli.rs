@@ -173,7 +173,8 @@ pub struct SafeArgs {
     #[arg(long, env = "SECRET_GATE_OUTPUT_DIR", value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
 
-    /// Octal mode of the files written by --output and --output-dir.
+    /// Octal mode of the files written by --output and --output-dir
+    /// (permission bits only: no setuid, setgid or sticky bit).
     #[arg(long, default_value = "0440", value_parser = parse_mode, env = "SECRET_GATE_FILE_MODE", value_name = "MODE")]
     pub file_mode: u32,
 
@@ -379,6 +380,12 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
     if mode > 0o7777 {
         return Err(format!("{t:?} is not a file mode (at most 7777)"));
     }
+    if mode & 0o7000 != 0 {
+        return Err(format!(
+            "mode {t} sets the setuid, setgid or sticky bit, which a secret file must not have; \
+             use permission bits only, e.g. 0440"
+        ));
+    }
     if mode & 0o400 == 0 {
         return Err(format!(
             "mode {t} does not let the owner read the file; use e.g. 0440"
@@ -448,7 +455,7 @@ mod tests {
     fn modes() {
         assert_eq!(parse_mode("0440").unwrap(), 0o440);
         assert_eq!(parse_mode("600").unwrap(), 0o600);
-        for bad in ["0040", "999", "rw", "77777"] {
+        for bad in ["0040", "999", "rw", "77777", "4755", "2440", "1644", "0o4400"] {
             assert!(parse_mode(bad).is_err(), "{bad}");
         }
     }

@@ -358,7 +358,18 @@ fn safe(a: &cli::SafeArgs) -> Result<SafeConfig, ConfigError> {
 }
 
 /// Joins the Safe's base URL with `workload/v1/secrets`.
+///
+/// A URL with a user name or password is refused without being echoed:
+/// it may hold a credential, and the message goes to logs and the
+/// termination log.
 fn secrets_url(base: &str) -> Result<http::Uri, ConfigError> {
+    if base.contains('@') {
+        return Err(bad(
+            "VSECM_SAFE_ENDPOINT_URL has a user name or password in it (`user:password@host`), \
+             which secret-gate never sends and does not show: remove it (the Safe knows this pod by \
+             its SVID), e.g. https://vsecm-safe.vsecm-system.svc.cluster.local:8443/",
+        ));
+    }
     let invalid = |why: &str| {
         bad(format!(
             "VSECM_SAFE_ENDPOINT_URL {base:?} {why}: write e.g. https://vsecm-safe.vsecm-system.svc.cluster.local:8443/"
@@ -374,11 +385,28 @@ fn secrets_url(base: &str) -> Result<http::Uri, ConfigError> {
     if uri.query().is_some() {
         return Err(invalid("must not have a query"));
     }
-    let path = uri.path().trim_end_matches('/');
     let authority = uri.authority().map(ToString::to_string).unwrap_or_default();
+    if let Some(port) = port_text(&authority) {
+        if !matches!(port.parse::<u16>(), Ok(1..)) {
+            return Err(invalid(&format!(
+                "has port {port:?}, which is not a number from 1 to 65535"
+            )));
+        }
+    }
+    let path = uri.path().trim_end_matches('/');
     format!("https://{authority}{path}/workload/v1/secrets")
         .parse()
         .map_err(|_| invalid("cannot be joined with /workload/v1/secrets"))
+}
+
+/// The text after the host's `:`, if the authority has one (`[::1]:8443`
+/// and `host:8443` give `8443`; `[::1]` and `host` give none).
+fn port_text(authority: &str) -> Option<&str> {
+    let after_host = match authority.strip_prefix('[') {
+        Some(rest) => &rest[rest.find(']').map_or(rest.len(), |i| i + 1)..],
+        None => authority.find(':').map_or("", |i| &authority[i..]),
+    };
+    after_host.strip_prefix(':')
 }
 
 #[cfg(test)]
@@ -403,8 +431,36 @@ mod tests {
         for (base, want) in table {
             assert_eq!(secrets_url(base).unwrap().to_string(), want);
         }
-        for bad in ["http://safe/", "safe:8443", "https:///x", "https://s/?a=b"] {
-            assert!(secrets_url(bad).is_err(), "{bad}");
+        for bad in [
+            "http://safe/",
+            "safe:8443",
+            "https:///x",
+            "https://s/?a=b",
+            "https://safe:99999/",
+            "https://safe:abc/",
+            "https://safe:0/",
+            "https://safe:/",
+            "https://[::1]:70000/",
+        ] {
+            let err = secrets_url(bad).unwrap_err().to_string();
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+        assert_eq!(
+            secrets_url("https://[::1]:8443/").unwrap().to_string(),
+            "https://[::1]:8443/workload/v1/secrets"
+        );
+    }
+
+    #[test]
+    fn secrets_url_with_credentials_is_refused_and_not_echoed() {
+        for bad in [
+            "https://admin:PW-CANARY@safe:8443/",
+            "https://admin@safe/",
+            "https://admin:P/W-CANARY@safe/",
+        ] {
+            let err = secrets_url(bad).unwrap_err().to_string();
+            assert!(!err.contains("CANARY") && !err.contains("admin"), "{err}");
+            assert!(err.contains("user name or password"), "{err}");
         }
     }
 

@@ -39,6 +39,11 @@ impl Backoff {
         self.base.saturating_mul(factor).min(self.cap)
     }
 
+    /// Starts over after a run of failures has ended.
+    pub fn reset(&mut self) {
+        self.retries = 0;
+    }
+
     /// The delay before the next attempt.
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
