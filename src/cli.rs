@@ -455,7 +455,9 @@ mod tests {
     fn modes() {
         assert_eq!(parse_mode("0440").unwrap(), 0o440);
         assert_eq!(parse_mode("600").unwrap(), 0o600);
-        for bad in ["0040", "999", "rw", "77777", "4755", "2440", "1644", "0o4400"] {
+        for bad in [
+            "0040", "999", "rw", "77777", "4755", "2440", "1644", "0o4400",
+        ] {
             assert!(parse_mode(bad).is_err(), "{bad}");
         }
     }

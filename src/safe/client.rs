@@ -277,12 +277,10 @@ impl SafeClient {
 
     /// The attempt timeout, or the time left before the deadline if less.
     fn limit(&self) -> Duration {
-        let left = self
-            .deadline
-            .map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
-        self.attempt_timeout
-            .min(left)
-            .max(Duration::from_millis(1))
+        let left = self.deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        self.attempt_timeout.min(left).max(Duration::from_millis(1))
     }
 
     /// The TLS connector, creating the X509Source on first use. A source
@@ -560,12 +558,20 @@ mod tests {
         std::fs::write(&file, b"").unwrap();
         let file = file.to_str().unwrap();
         let err = check_socket(file).await.unwrap_err();
-        assert!(err.contains("is not a socket (it is a regular file)"), "{err}");
-        let err = check_socket(dir.path().to_str().unwrap()).await.unwrap_err();
+        assert!(
+            err.contains("is not a socket (it is a regular file)"),
+            "{err}"
+        );
+        let err = check_socket(dir.path().to_str().unwrap())
+            .await
+            .unwrap_err();
         assert!(err.contains("is not a socket (it is a directory)"), "{err}");
         let missing = dir.path().join("none.sock");
         let err = check_socket(missing.to_str().unwrap()).await.unwrap_err();
-        assert!(err.starts_with("no socket at ") && err.contains("no such file"), "{err}");
+        assert!(
+            err.starts_with("no socket at ") && err.contains("no such file"),
+            "{err}"
+        );
         let sock = dir.path().join("real.sock");
         let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         check_socket(sock.to_str().unwrap()).await.unwrap();

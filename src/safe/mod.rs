@@ -307,7 +307,9 @@ mod tests {
         let progress = Progress::new();
         let schedule = Schedule::new(c.poll_interval, c.max_backoff);
         let wait = wait_ready_with(&c, &progress, schedule, Hang);
-        assert!(tokio::time::timeout(Duration::from_secs(2), wait).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_secs(2), wait)
+            .await
+            .is_err());
         assert_eq!(
             progress.diagnosis("safe: not ready after 2s (--timeout)"),
             "secret-gate: safe: not ready after 2s (--timeout)\n\

@@ -160,7 +160,10 @@ mod tests {
         for asked in [1, 7, 29] {
             let asked = Duration::from_secs(asked);
             let d = s.next_delay(Pace::RetryAfter(asked));
-            assert!(d >= asked && d <= asked + INTERVAL / 10 && d <= CAP, "{d:?}");
+            assert!(
+                d >= asked && d <= asked + INTERVAL / 10 && d <= CAP,
+                "{d:?}"
+            );
         }
         assert_eq!(
             s.next_delay(Pace::RetryAfter(Duration::from_secs(3600))),
