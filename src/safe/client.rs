@@ -166,6 +166,33 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or_default())
 }
 
+/// Where an attempt says what it is waiting for, so a deadline that cuts
+/// it short can say so: [`Progress`] in the gate, [`Silent`] elsewhere.
+pub trait Waiting {
+    /// See [`Progress::set_in_flight`].
+    fn set_in_flight(&self, what: String, pending: &str);
+    /// See [`Progress::clear_in_flight`].
+    fn clear_in_flight(&self);
+}
+
+impl Waiting for Progress {
+    fn set_in_flight(&self, what: String, pending: &str) {
+        Progress::set_in_flight(self, what, pending);
+    }
+
+    fn clear_in_flight(&self) {
+        Progress::clear_in_flight(self);
+    }
+}
+
+/// Reports nothing (and is `Sync`, so an attempt using it is `Send`).
+pub struct Silent;
+
+impl Waiting for Silent {
+    fn set_in_flight(&self, _: String, _: &str) {}
+    fn clear_in_flight(&self) {}
+}
+
 /// The path of a `unix:` Workload API address.
 fn socket_path(socket: &str) -> Option<&str> {
     socket
@@ -248,20 +275,20 @@ impl SafeClient {
 
     /// Makes one attempt; see [`Self::attempt_reporting`].
     pub async fn attempt(&mut self) -> Outcome {
-        self.attempt_reporting(&Progress::new()).await
+        self.attempt_reporting(&Silent).await
     }
 
     /// Makes one attempt, telling `progress` what it waits for while it
     /// waits. Getting the SVID, and then connect, handshake and response
     /// together, are each bounded by the attempt timeout and by the time
     /// left before the deadline.
-    pub async fn attempt_reporting(&mut self, progress: &Progress) -> Outcome {
+    pub async fn attempt_reporting(&mut self, progress: &impl Waiting) -> Outcome {
         let outcome = self.attempt_inner(progress).await;
         progress.clear_in_flight();
         outcome
     }
 
-    async fn attempt_inner(&mut self, progress: &Progress) -> Outcome {
+    async fn attempt_inner(&mut self, progress: &impl Waiting) -> Outcome {
         let connector = match self.connector(progress).await {
             Ok(c) => c,
             Err(f) => return Outcome::Failed(f),
@@ -286,7 +313,7 @@ impl SafeClient {
     /// The TLS connector, creating the X509Source on first use. A source
     /// that fails to sync is retried on the next attempt; once synced it is
     /// kept for the rest of the run.
-    async fn connector(&mut self, progress: &Progress) -> Result<TlsConnector, Failure> {
+    async fn connector(&mut self, progress: &impl Waiting) -> Result<TlsConnector, Failure> {
         if let Some(tls) = &self.tls {
             return Ok(tls.clone());
         }
@@ -344,11 +371,11 @@ impl SafeClient {
     async fn fetch(
         &self,
         connector: &TlsConnector,
-        progress: &Progress,
+        progress: &impl Waiting,
     ) -> Result<Outcome, Outcome> {
         let fail = |f: Failure| Outcome::Failed(f);
         let safe = format!("the Safe at {}", self.url);
-        progress.set_in_flight(&safe, "no TCP connection");
+        progress.set_in_flight(safe.clone(), "no TCP connection");
         let host = self
             .url
             .host()
@@ -365,7 +392,7 @@ impl SafeClient {
                 })
             })?;
         let _ = tcp.set_nodelay(true);
-        progress.set_in_flight(&safe, "no TLS handshake");
+        progress.set_in_flight(safe.clone(), "no TLS handshake");
         // The name only fills SNI: the Safe is authorised by SPIFFE ID.
         let name = ServerName::try_from(host.clone()).map_err(|_| {
             fail(Failure::Connect {
@@ -383,7 +410,7 @@ impl SafeClient {
             .await
             .map_err(|e| fail(self.handshake_failure(&e)))?;
 
-        progress.set_in_flight(&safe, "no answer");
+        progress.set_in_flight(safe, "no answer");
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| {

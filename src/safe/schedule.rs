@@ -74,7 +74,10 @@ impl Schedule {
                 if first {
                     self.uniform(Duration::ZERO, self.interval)
                 } else {
-                    self.uniform(self.interval - self.interval / 10, self.interval)
+                    self.uniform(
+                        self.interval.saturating_sub(self.interval / 10),
+                        self.interval,
+                    )
                 }
             }
             Pace::Broken => self.backoff.next_delay(),
@@ -98,6 +101,7 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::{Pace, Schedule};
     use std::time::Duration;
 
