@@ -5,8 +5,9 @@
 //! - [`volume`]: detection latency against shell poll loops (figure 1),
 //!   idle footprint (figure 3) and `check` as the selection grows (figure 5).
 //! - [`safe`]: time to ready against a model of VSecM's init container
-//!   (figure 2), idle footprint (figure 3), 200 gates at once (figure 6),
-//!   all against the shipped `fake-safe`.
+//!   (figure 2), idle footprint (figure 3), 200 gates at once (figure 6)
+//!   and 1,000 in-process gates against a booting Safe (figure 6b), all
+//!   against the shipped `fake-safe`.
 //! - [`procfs`] reads peak RSS and CPU time from /proc; [`process`] runs
 //!   and reaps processes with bounded waits; [`stats`] and [`report`] turn
 //!   runs into the markdown.
@@ -18,6 +19,9 @@
 //!
 //! `BENCH_QUICK=1` makes a short run with fewer repetitions for working on
 //! the harness; it writes `<target>/bench/benchmarks-quick.md` and leaves
+//! `docs/` alone. `BENCH_ONLY=safe` runs only the safe-mode figures (2, the
+//! safe half of 3, 6 and 6b) and `BENCH_ONLY=6` only figure 6 and 6b; either
+//! writes `<target>/bench/benchmarks-only.md` (or the quick file) and leaves
 //! `docs/` alone.
 //!
 //! Cargo.toml sets `autotests = false`, so this file is only the bench
@@ -67,6 +71,9 @@ pub struct Plan {
     pub scale: usize,
     pub load_clients: usize,
     pub register_at: Duration,
+    /// Figure 6b: in-process clients, and how long the Safe answers 503.
+    pub boot_clients: usize,
+    pub unavailable: Duration,
     /// When the start-up sample of figure 3 is taken.
     pub first_sample: Duration,
     /// When the last sample of figure 3 is taken, and the process killed.
@@ -87,6 +94,8 @@ impl Plan {
                 scale: 3,
                 load_clients: 20,
                 register_at: Duration::from_secs(8),
+                boot_clients: 100,
+                unavailable: Duration::from_secs(10),
                 first_sample: Duration::from_millis(500),
                 idle: Duration::from_secs(10),
                 quick,
@@ -102,6 +111,8 @@ impl Plan {
                 scale: 15,
                 load_clients: 200,
                 register_at: Duration::from_secs(20),
+                boot_clients: 1000,
+                unavailable: Duration::from_secs(10),
                 first_sample: Duration::from_millis(500),
                 idle: Duration::from_secs(10),
                 quick,
@@ -166,6 +177,9 @@ pub struct Results {
     pub sizes: Sizes,
     pub scale: Vec<volume::ScaleSeries>,
     pub load: [safe::LoadResult; 2],
+    /// Figure 6b: in-process gates and the VSecM model against a Safe that
+    /// answers 503 for its first `plan.unavailable`.
+    pub boot: [safe::LoadResult; 2],
     /// When the secret was registered in figure 6, after the first start.
     pub register_at: Duration,
     /// `secret-gate safe`'s default back-off base and cap.
@@ -176,9 +190,21 @@ pub struct Results {
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const IMAGE: &str = "localhost/secret-gate:dev";
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one linear list of measurement steps, easier to read in one place"
+)]
 fn main() {
     let started = Instant::now();
     let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
+    // Which figures to run: all, the safe-mode ones, or figure 6 alone.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let (run_volume, run_safe_small) = match only.as_str() {
+        "" => (true, true),
+        "safe" => (false, true),
+        "6" => (false, false),
+        other => panic!("BENCH_ONLY={other:?}: use safe or 6"),
+    };
     let plan = Plan::new(quick);
     let target = target_dir();
     let gate = std::env::var_os("SECRET_GATE_BENCH_BIN")
@@ -212,28 +238,48 @@ fn main() {
 
     let step = |name: &str| println!("bench: [{:>5.1} s] {name}", started.elapsed().as_secs_f64());
     step("1/6 detection latency, volume mode");
-    let latency = vec![
-        volume::detection_latency(&bench, volume::Waiter::Gate, plan.latency_gate),
-        volume::detection_latency(
-            &bench,
-            volume::Waiter::Shell { interval_s: 1 },
-            plan.latency_sleep1,
-        ),
-        volume::detection_latency(
-            &bench,
-            volume::Waiter::Shell { interval_s: 5 },
-            plan.latency_sleep5,
-        ),
-    ];
+    let latency = if run_volume {
+        vec![
+            volume::detection_latency(&bench, volume::Waiter::Gate, plan.latency_gate),
+            volume::detection_latency(
+                &bench,
+                volume::Waiter::Shell { interval_s: 1 },
+                plan.latency_sleep1,
+            ),
+            volume::detection_latency(
+                &bench,
+                volume::Waiter::Shell { interval_s: 5 },
+                plan.latency_sleep5,
+            ),
+        ]
+    } else {
+        Vec::new()
+    };
     step("2/6 time to ready, safe mode");
-    let ready = safe::time_to_ready(&bench, plan.ready_gate, plan.ready_model);
+    let ready = if run_safe_small {
+        safe::time_to_ready(&bench, plan.ready_gate, plan.ready_model)
+    } else {
+        [safe::ReadySeries::skipped(), safe::ReadySeries::skipped()]
+    };
     step("3/6 idle footprint");
-    let idle_volume = volume::idle(&bench, plan.idle_runs);
-    let idle_safe = safe::idle(&bench, plan.idle_runs);
+    let idle_volume = if run_volume {
+        volume::idle(&bench, plan.idle_runs)
+    } else {
+        [volume::IdleSeries::skipped(), volume::IdleSeries::skipped()]
+    };
+    let idle_safe = if run_safe_small {
+        safe::idle(&bench, plan.idle_runs)
+    } else {
+        volume::IdleSeries::skipped()
+    };
     step("4/6 sizes");
     let sizes = sizes(&gate, &target);
     step("5/6 scale of check");
-    let scale = volume::scale(&bench, plan.scale);
+    let scale = if run_volume {
+        volume::scale(&bench, plan.scale)
+    } else {
+        Vec::new()
+    };
     // A random phase within VSecM's 5 s tick, the same for both sides: at
     // a whole multiple of 5 s the model's lockstep ticks would race the
     // registration to the millisecond.
@@ -242,6 +288,10 @@ fn main() {
     let (gates, offsets) = safe::load_gates(&bench, plan.load_clients, register_at);
     step("6/6 safe load: VSecM model");
     let model = safe::load_vsecm_model(&bench, &offsets, register_at);
+    step("6/6 booting Safe: in-process gates");
+    let boot_gates = safe::load_booting_safe(&bench, plan.boot_clients, plan.unavailable, true);
+    step("6/6 booting Safe: VSecM model");
+    let boot_model = safe::load_booting_safe(&bench, plan.boot_clients, plan.unavailable, false);
     machine.load_after = loadavg();
 
     let results = Results {
@@ -255,18 +305,22 @@ fn main() {
         sizes,
         scale,
         load: [gates, model],
+        boot: [boot_gates, boot_model],
         register_at,
         backoff: safe::default_backoff(),
         elapsed: started.elapsed(),
     };
     let text = report::render(&results);
+    let partial = !only.is_empty();
     let out = if quick {
         target.join("bench/benchmarks-quick.md")
+    } else if partial {
+        target.join("bench/benchmarks-only.md")
     } else {
         Path::new(MANIFEST_DIR).join("docs/benchmarks.md")
     };
     std::fs::write(&out, &text).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
-    if !quick {
+    if !quick && !partial {
         update_readme_sizes(&results.sizes);
     }
     println!("{}", report::summary(&results));

@@ -191,6 +191,17 @@ pub struct IdleSeries {
     pub failures: Vec<String>,
 }
 
+impl IdleSeries {
+    /// A series not measured in this run (`BENCH_ONLY`).
+    pub fn skipped() -> Self {
+        Self {
+            label: "not run (BENCH_ONLY)".into(),
+            runs: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+}
+
 /// Samples `proc` at `first` and `last` after its start, then kills it.
 /// `with_children` adds the CPU of reaped children (for the shell loop,
 /// whose `sleep` processes do part of its work).
