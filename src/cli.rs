@@ -229,13 +229,17 @@ pub struct SafeArgs {
     )]
     pub workload_spiffeid_prefix: String,
 
-    /// Base of the jittered exponential back-off between attempts; a bare
-    /// number is milliseconds, as in VSecM. The first attempt is immediate.
+    /// Steady pace while the Safe has no secret for this pod yet: the first
+    /// attempt is immediate, the next within one interval (at random, so a
+    /// fleet spreads out), then one every 90-100% of the interval. Also the
+    /// base of the back-off on failures. A bare number is milliseconds, as
+    /// in VSecM.
     #[arg(long, env = "VSECM_INIT_CONTAINER_POLL_INTERVAL", default_value = "5000", value_parser = parse_millis_or_duration, value_name = "MS|DURATION")]
     pub poll_interval: Duration,
 
-    /// Longest wait between two attempts (the back-off cap), at most 30s;
-    /// raised to the poll interval if lower.
+    /// Longest wait between two attempts after failures (the back-off cap,
+    /// also the limit on a Safe's Retry-After), at most 30s; raised to the
+    /// poll interval if lower.
     #[arg(long, env = "SECRET_GATE_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub max_backoff: Duration,
 
