@@ -807,7 +807,10 @@ fn figure6b(out: &mut String, r: &Results) {
         "\nWhile the Safe answers 503 the gates back off (a 503 without `Retry-After` is a failure, not \
          \"not yet\"), so they cost the booting Safe fewer requests than the ticker; the price is that \
          some notice the Safe is up only at their next backed-off attempt. With `Retry-After`, which \
-         VSecM does not send, the gates would come back when asked.\n"
+         VSecM does not send, the gates would come back when asked. The 503 window is a whole number of \
+         VSecM's intervals and the model's clients start just after the fake does, so the model's second \
+         tick lands just after the window closes: this setup is the ticker's best case, not its expected \
+         one (half an interval).\n"
     );
 }
 
