@@ -97,8 +97,10 @@ pub enum ParseError {
     },
     #[error("nests deeper than 128 levels")]
     TooDeep,
-    #[error("holds more than {0} YAML nodes, more than a secret file should; use JSON for large documents")]
-    TooManyNodes(usize),
+    #[error("holds more than {limit} {format} values, more than a secret should")]
+    TooManyNodes { format: &'static str, limit: usize },
+    #[error("expands YAML aliases beyond the parser's limit")]
+    TooManyAliases,
     #[error("holds {0}, which carries no secret")]
     NoValue(&'static str),
 }
@@ -141,7 +143,42 @@ fn text(bytes: &[u8]) -> Result<&str, ParseError> {
     std::str::from_utf8(bytes).map_err(|e| ParseError::InvalidUtf8(e.valid_up_to()))
 }
 
+/// The most values accepted in a JSON document: far more than any secret
+/// holds, and it keeps the parsed tree of any input up to `--max-file-size`
+/// (1 MiB) well inside the gate's memory limit.
+pub const MAX_JSON_VALUES: usize = 100_000;
+
+/// Counts the values a JSON text would build (commas and openings outside
+/// strings), refusing it before parsing when there are too many.
+fn json_bounds(text: &str) -> Result<(), ParseError> {
+    let (mut values, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b'[' | b'{' => values += 1,
+            _ => {}
+        }
+        if values > MAX_JSON_VALUES {
+            return Err(ParseError::TooManyNodes {
+                format: "JSON",
+                limit: MAX_JSON_VALUES,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn parse_json(text: &str) -> Result<Document, ParseError> {
+    json_bounds(text)?;
     let value: Value = serde_json::from_str(text).map_err(|e| json_error(&e))?;
     tree_document(value)
 }
@@ -225,7 +262,10 @@ fn yaml_bounds(text: &str) -> Result<(), ParseError> {
             _ => {}
         }
         if nodes > MAX_YAML_NODES {
-            return Err(ParseError::TooManyNodes(MAX_YAML_NODES));
+            return Err(ParseError::TooManyNodes {
+                format: "YAML",
+                limit: MAX_YAML_NODES,
+            });
         }
     }
     Ok(())
@@ -241,6 +281,9 @@ fn parse_yaml(text: &str) -> Result<Document, ParseError> {
             .map_or(full.as_str(), |(head, _)| head);
         if reason.contains("recursion limit") {
             return ParseError::TooDeep;
+        }
+        if reason.contains("repetition limit") {
+            return ParseError::TooManyAliases;
         }
         ParseError::Syntax {
             format: "YAML",
@@ -429,6 +472,23 @@ mod tests {
     }
 
     #[test]
+    fn json_with_too_many_values_is_refused_before_parsing() {
+        let many = format!("[{}]", vec!["1"; super::MAX_JSON_VALUES + 1].join(","));
+        assert_eq!(
+            parse(Format::Json, many.as_bytes()),
+            Err(ParseError::TooManyNodes {
+                format: "JSON",
+                limit: super::MAX_JSON_VALUES
+            })
+        );
+        // Commas inside strings are not values.
+        let commas = format!(r#"{{"k":"{}"}}"#, ",".repeat(super::MAX_JSON_VALUES * 2));
+        assert!(parse(Format::Json, commas.as_bytes()).is_ok());
+        let escaped = r#"{"k":"a\",[","v":"x"}"#;
+        assert!(parse(Format::Json, escaped.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn huge_numbers_are_values_not_torn_writes() {
         let big = "9".repeat(400);
         let doc = parse(
@@ -455,7 +515,28 @@ mod tests {
         let list = "- x\n".repeat(super::MAX_YAML_NODES + 1);
         assert_eq!(
             parse(Format::Yaml, list.as_bytes()),
-            Err(ParseError::TooManyNodes(super::MAX_YAML_NODES))
+            Err(ParseError::TooManyNodes {
+                format: "YAML",
+                limit: super::MAX_YAML_NODES
+            })
+        );
+        let laughs = (1..10).fold("a: &a [x,x,x,x,x,x,x,x,x]\n".to_owned(), |doc, i| {
+            let refs = vec![
+                format!(
+                    "*{}",
+                    if i == 1 {
+                        "a".to_owned()
+                    } else {
+                        format!("n{}", i - 1)
+                    }
+                );
+                9
+            ];
+            doc + &format!("n{i}: &n{i} [{}]\n", refs.join(","))
+        });
+        assert_eq!(
+            parse(Format::Yaml, laughs.as_bytes()),
+            Err(ParseError::TooManyAliases)
         );
         // Within the bounds, a long list is fine.
         let list = "- x\n".repeat(super::MAX_YAML_NODES / 2);
