@@ -27,6 +27,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 #![cfg_attr(test, allow(dead_code))]
 
+mod inputs;
 mod process;
 mod procfs;
 mod report;
@@ -165,6 +166,8 @@ pub struct Results {
     pub idle_safe: volume::IdleSeries,
     pub sizes: Sizes,
     pub scale: Vec<volume::ScaleSeries>,
+    /// Figure 7: hostile inputs.
+    pub inputs: Vec<inputs::InputSeries>,
     pub load: [safe::LoadResult; 2],
     /// When the secret was registered in figure 6, after the first start.
     pub register_at: Duration,
@@ -238,6 +241,8 @@ fn main() {
     let sizes = sizes(&gate, &target);
     step("5/6 scale of check");
     let scale = volume::scale(&bench, plan.scale);
+    step("5/6 hostile inputs");
+    let inputs = inputs::input_cost(&bench, plan.scale.min(5));
     // A random phase within VSecM's 5 s tick, the same for both sides: at
     // a whole multiple of 5 s the model's lockstep ticks would race the
     // registration to the millisecond.
@@ -258,6 +263,7 @@ fn main() {
         idle_safe,
         sizes,
         scale,
+        inputs,
         load: [gates, model],
         register_at,
         backoff: safe::default_backoff(),

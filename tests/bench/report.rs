@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::inputs::{self, InputSeries};
 use crate::safe::{LoadResult, ReadySeries};
 use crate::stats::{bytes, count, mark, ms, ratio, Summary};
 use crate::volume::{IdleRun, IdleSeries, LatencySeries};
@@ -85,6 +86,7 @@ pub fn render(r: &Results) -> String {
     figure4(&mut out, r);
     figure5(&mut out, r);
     figure6(&mut out, r);
+    figure7(&mut out, r);
     raw(&mut out, r);
     out
 }
@@ -163,7 +165,87 @@ fn summary_rows(r: &Results) -> Vec<[String; 6]> {
     let mut rows = speed_rows(r);
     rows.extend(footprint_rows(r));
     rows.extend(scale_rows(r));
+    rows.extend(input_rows(r));
     rows
+}
+
+/// Figure 7's worst case, against its goals.
+fn input_rows(r: &Results) -> Vec<[String; 6]> {
+    let worst = |f: fn(&InputSeries) -> &Vec<f64>| {
+        r.inputs
+            .iter()
+            .filter_map(|s| median(f(s)))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    let cpu = worst(|s| &s.cpu_ms);
+    let rss = worst(|s| &s.peak_rss);
+    vec![
+        [
+            "7. hostile 1 MiB inputs: worst CPU per `check` (median)".to_owned(),
+            ms_of(cpu),
+            "—".to_owned(),
+            "—".to_owned(),
+            format!("≤ {}", ms(inputs::CPU_GOAL_MS)),
+            verdict(cpu, inputs::CPU_GOAL_MS).to_owned(),
+        ],
+        [
+            "7. hostile 1 MiB inputs: worst peak RSS (median)".to_owned(),
+            or_dash(rss.map(bytes)),
+            "—".to_owned(),
+            "—".to_owned(),
+            format!("< {}", bytes(inputs::RSS_GOAL_BYTES)),
+            verdict(rss, inputs::RSS_GOAL_BYTES).to_owned(),
+        ],
+    ]
+}
+
+fn figure7(out: &mut String, r: &Results) {
+    let _ = writeln!(
+        out,
+        "## 7. Hostile inputs: what a file can cost
+"
+    );
+    let _ = writeln!(
+        out,
+        "Each case is one file of at most 1 MiB (the default `--max-file-size`) shaped to be expensive \
+         for its parser, checked with `secret-gate check --file NAME --settle-time 0s`. CPU (user + \
+         system) and peak RSS of the one process come from GNU time (`/usr/bin/time -f`, from `wait4`). \
+         Depth and value counts are bounded by a linear pass before the parser sees the text, so a \
+         refusal costs less than a parse. The goal: any input accepted or refused within {} of CPU \
+         and under {} of memory (the shipped manifests limit the gate to `memory: 32Mi`).\n",
+        ms(inputs::CPU_GOAL_MS),
+        bytes(inputs::RSS_GOAL_BYTES)
+    );
+    let _ = writeln!(
+        out,
+        "| input | verdict | CPU, median | CPU, max | peak RSS, median | runs | |\n|---|---|---|---|---|---|---|"
+    );
+    for s in &r.inputs {
+        let cpu = Summary::of(&s.cpu_ms);
+        let rss = median(&s.peak_rss);
+        let ok = match (cpu, rss) {
+            (Some(c), Some(m)) => mark(c.max <= inputs::CPU_GOAL_MS && m < inputs::RSS_GOAL_BYTES),
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {ok} |",
+            s.label,
+            if s.verdict.is_empty() {
+                "—"
+            } else {
+                &s.verdict
+            },
+            ms_of(cpu.map(|c| c.median)),
+            ms_of(cpu.map(|c| c.max)),
+            or_dash(rss.map(bytes)),
+            s.cpu_ms.len(),
+        );
+    }
+    for s in &r.inputs {
+        failures(out, &s.label, &s.failures);
+    }
+    let _ = writeln!(out);
 }
 
 /// Figures 1 and 2.
@@ -608,8 +690,9 @@ fn figure5(out: &mut String, r: &Results) {
          file-count cases use the dir-per-key layout (no `--file`: `--required-keys k0,k1,…` and one \
          file per key, as a Secret volume mounts them); every file is opened, size-checked and read. \
          The JSON cases use `--file` with `--required-keys zz_last`, a key placed at the end of the \
-         document; the 1 MiB case passes `--max-file-size 2MiB`. Every file is dated an hour back, as in \
-         a volume filled before the check runs, so no settle time applies. `secret-gate --version` shows what \
+         document; the 1 MiB case passes `--max-file-size 2MiB`. Every case passes `--settle-time 0s`, so the figure \
+         measures the scan: with the default, `check` waits 250 ms once for raw, YAML and env files \
+         outside a kubelet volume, because only what the gate itself observed counts as settled. `secret-gate --version` shows what \
          process start alone costs. The cases run interleaved, one run of each in turn.\n"
     );
     let _ = writeln!(
