@@ -179,8 +179,61 @@ fn json_bounds(text: &str) -> Result<(), ParseError> {
 
 fn parse_json(text: &str) -> Result<Document, ParseError> {
     json_bounds(text)?;
-    let value: Value = serde_json::from_str(text).map_err(|e| json_error(&e))?;
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        // A number beyond f64's range is still valid JSON: if the text is
+        // valid when numbers are only skipped, keep those numbers as text.
+        Err(e) if e.to_string().starts_with("number out of range") => {
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| json_error(&e))?;
+            serde_json::from_str(&numbers_as_strings(text)).map_err(|e| json_error(&e))?
+        }
+        Err(e) => return Err(json_error(&e)),
+    };
     tree_document(value)
+}
+
+/// Puts every number outside strings in quotes, so a parser that cannot
+/// represent it still builds the document. Only used on text already known
+/// to be valid JSON.
+fn numbers_as_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped, mut in_number) = (false, false, false);
+    for c in text.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            out.push(c);
+            continue;
+        }
+        let number_char = if in_number {
+            c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E')
+        } else {
+            c.is_ascii_digit() || c == '-'
+        };
+        match (in_number, number_char) {
+            (false, true) => {
+                out.push('"');
+                in_number = true;
+            }
+            (true, false) => {
+                out.push('"');
+                in_number = false;
+            }
+            _ => {}
+        }
+        if c == '"' {
+            in_string = true;
+        }
+        out.push(c);
+    }
+    if in_number {
+        out.push('"');
+    }
+    out
 }
 
 /// Maps a `serde_json` error without its message text beyond the fixed
@@ -491,12 +544,14 @@ mod tests {
     #[test]
     fn huge_numbers_are_values_not_torn_writes() {
         let big = "9".repeat(400);
-        let doc = parse(
-            Format::Json,
-            format!(r#"{{"n":{big},"e":1e999}}"#).as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(doc.roots.len(), 1);
+        let text = format!(r#"{{"n":{big},"e":-1.5e999,"t":true,"f":false,"z":null,"s":"1e999"}}"#);
+        let doc = parse(Format::Json, text.as_bytes()).unwrap();
+        let want = serde_json::json!(
+            {"n": big, "e": "-1.5e999", "t": true, "f": false, "z": null, "s": "1e999"}
+        );
+        assert_eq!(doc.roots, [want]);
+        // Still invalid JSON is still invalid.
+        assert!(parse(Format::Json, format!(r#"{{"n":{big},}}"#).as_bytes()).is_err());
         assert!(parse(Format::Json, big.as_bytes()).is_ok());
     }
 
