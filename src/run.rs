@@ -247,7 +247,10 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
 async fn check_once(config: &Config, selection: &crate::config::Selection) -> ExitCode {
     let mut result = volume::scan(selection);
     for _ in 0..3 {
-        let Some(wait) = result.recheck_in else { break };
+        // Only a settle wait; not a certificate that becomes valid later.
+        let Some(wait) = result.recheck_in.filter(|w| *w <= selection.settle) else {
+            break;
+        };
         tokio::time::sleep(wait).await;
         result = volume::scan(selection);
     }

@@ -65,7 +65,8 @@ pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
             return;
         }
         progress.update(result.problems);
-        // A settling file is looked at again when its quiet time is up.
+        // A settling file is looked at again when its quiet time is up, and
+        // a certificate when it becomes valid or drops under --min-validity.
         let settled = async {
             match result.recheck_in {
                 Some(d) => tokio::time::sleep(d).await,
@@ -140,6 +141,8 @@ mod tests {
             keys: vec![],
             max_file_size: 1,
             settle: std::time::Duration::ZERO,
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
         };
         let got: Vec<PathBuf> = watch_targets(&sel).into_iter().collect();
         assert_eq!(got, [PathBuf::from("/m"), PathBuf::from("/m/sub")]);

@@ -53,6 +53,8 @@ pub fn scan(selection: &Selection) -> Scan {
     let files = selection.files();
     let mut out = Scan::default();
     let mut docs: Vec<Document> = Vec::new();
+    // PEM files that parsed, for the checks that need the clock or pairs.
+    let mut pem_files: Vec<(String, Vec<u8>)> = Vec::new();
     let now = SystemTime::now();
     for spec in &files {
         let name = spec.name.display().to_string();
@@ -97,7 +99,22 @@ pub fn scan(selection: &Selection) -> Scan {
                 continue;
             }
         }
+        if spec.format == Format::Pem {
+            pem_files.push((name, contents.bytes));
+        }
         docs.push(doc);
+    }
+
+    // Validity, --min-validity, key pairs and --ca-file. Also when a
+    // certificate becomes valid or drops under --min-validity by itself.
+    let pem_refs: Vec<(&str, &[u8])> = pem_files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let tls = check::tls::check(&pem_refs, &selection.tls, SystemTime::now());
+    out.problems.extend(tls.problems);
+    if let Some(next) = tls.next_change {
+        out.recheck_in = Some(out.recheck_in.map_or(next, |r| r.min(next)));
     }
 
     // Keys live inside documents only with --file; without it each key was
@@ -168,6 +185,8 @@ mod tests {
             keys: Key::parse_list(keys).unwrap_or_default(),
             max_file_size: 1 << 20,
             settle: std::time::Duration::ZERO,
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
         }
     }
 
@@ -236,6 +255,8 @@ mod settle_tests {
             keys: Key::parse_list("A").unwrap(),
             max_file_size: 1 << 20,
             settle: Duration::from_secs(3600),
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
         }
     }
 
