@@ -540,6 +540,65 @@ mod tests {
         }
     }
 
+    fn selection_of(args: &[&str]) -> Result<super::Selection, String> {
+        use clap::Parser;
+        let line = ["secret-gate", "check", "--mount-path", "/m"];
+        let cli = crate::cli::Cli::try_parse_from(line.iter().chain(args)).unwrap();
+        match super::Config::from_cli(&cli).map_err(|e| e.to_string())?.mode {
+            super::Mode::Check(s) => Ok(s),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pem_files_pairs_and_ca_file() {
+        use crate::check::Format;
+        let formats = |s: &super::Selection| -> Vec<(String, Format)> {
+            s.files()
+                .into_iter()
+                .map(|f| (f.name.display().to_string(), f.format))
+                .collect()
+        };
+        // Without --file: PEM by extension, conventional pairs when both are required.
+        let s = selection_of(&["--required-keys", "tls.crt,tls.key,password,svid.pem"]).unwrap();
+        assert_eq!(
+            formats(&s),
+            [
+                ("tls.crt".into(), Format::Pem),
+                ("tls.key".into(), Format::Pem),
+                ("password".into(), Format::Raw),
+                ("svid.pem".into(), Format::Pem),
+            ]
+        );
+        assert_eq!(s.tls.pairs, [("tls.crt".into(), "tls.key".into())]);
+        // --ca-file and --key-pair files are required, and PEM.
+        let s = selection_of(&["--key-pair", "cert=key", "--ca-file", "bundle"]).unwrap();
+        assert_eq!(
+            formats(&s),
+            [
+                ("cert".into(), Format::Pem),
+                ("key".into(), Format::Pem),
+                ("bundle".into(), Format::Pem)
+            ]
+        );
+        let s = selection_of(&["--file", "a.json", "--ca-file", "./ca.crt"]).unwrap();
+        assert_eq!(formats(&s)[1], ("ca.crt".into(), Format::Pem));
+        assert_eq!(s.tls.ca_file.as_deref(), Some("ca.crt"));
+        // --format raw opts out of PEM without --file.
+        let s = selection_of(&["--required-keys", "tls.crt,tls.key", "--format", "raw"]).unwrap();
+        assert!(s.tls.pairs.is_empty());
+        assert_eq!(formats(&s)[0].1, Format::Raw);
+        for bad in [
+            &["--key-pair", "tls.crt"][..],
+            &["--key-pair", "../a=b"],
+            &["--key-pair", "a=a"],
+            &["--file", "a.pem", "--format", "json", "--ca-file", "a.pem"],
+            &["--required-keys", "x", "--format", "raw", "--ca-file", "ca.crt"],
+        ] {
+            assert!(selection_of(bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn file_names_stay_under_the_mount() {
         assert_eq!(
