@@ -88,13 +88,13 @@ pub struct SelectionArgs {
     #[arg(long, env = "SECRET_GATE_REQUIRED_KEYS", value_name = "K1,K2,...")]
     pub required_keys: Option<String>,
 
-    /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env,
-    /// .pem/.crt/.cer/.key, else raw). Without --file, key files are pem by
-    /// extension and raw otherwise.
+    /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env, .pem/.crt/.cer/.key, else raw).
+    ///
+    /// Without --file, auto makes key files pem by extension and raw otherwise.
     #[arg(long, value_enum, default_value_t = Format::Auto, env = "SECRET_GATE_FORMAT")]
     pub format: Format,
 
-    /// How long a YAML, env or raw file (or a JSON scalar) must stay
+    /// How long a YAML, env, raw or PEM file (or a JSON scalar) must stay
     /// unchanged before it counts: such files can be cut short by a writer
     /// and still parse. JSON objects and arrays cannot, and files the
     /// kubelet swaps in through `..data` are complete, so neither waits.
