@@ -544,7 +544,10 @@ mod tests {
         use clap::Parser;
         let line = ["secret-gate", "check", "--mount-path", "/m"];
         let cli = crate::cli::Cli::try_parse_from(line.iter().chain(args)).unwrap();
-        match super::Config::from_cli(&cli).map_err(|e| e.to_string())?.mode {
+        match super::Config::from_cli(&cli)
+            .map_err(|e| e.to_string())?
+            .mode
+        {
             super::Mode::Check(s) => Ok(s),
             other => panic!("{other:?}"),
         }
@@ -593,7 +596,14 @@ mod tests {
             &["--key-pair", "../a=b"],
             &["--key-pair", "a=a"],
             &["--file", "a.pem", "--format", "json", "--ca-file", "a.pem"],
-            &["--required-keys", "x", "--format", "raw", "--ca-file", "ca.crt"],
+            &[
+                "--required-keys",
+                "x",
+                "--format",
+                "raw",
+                "--ca-file",
+                "ca.crt",
+            ],
         ] {
             assert!(selection_of(bad).is_err(), "{bad:?}");
         }

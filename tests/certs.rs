@@ -80,7 +80,12 @@ fn keys_of_each_algorithm_and_encoding_are_checked_against_the_certificate() {
         let fx = Fixture::new();
         fx.write("server.crt", valid_leaf(&key, None));
         fx.write("server.key", key.pem(encoding));
-        let args = ["--file", "server.crt", "--key-pair", "server.crt=server.key"];
+        let args = [
+            "--file",
+            "server.crt",
+            "--key-pair",
+            "server.crt=server.key",
+        ];
         let args = [&args[..], &["--settle-time", "0"]].concat();
         let run = fx.check().args(&args).run();
         assert_eq!(run.code(), Some(0), "{alg:?} {encoding:?}\n{}", run.dump());
@@ -112,10 +117,17 @@ fn key_pairs_from_the_environment() {
         .args(["--file", "a.crt"])
         .run();
     run.assert_code(1);
-    assert_log_contains(&fx, "- b.key: does not match the certificate in b.crt", &run);
+    assert_log_contains(
+        &fx,
+        "- b.key: does not match the certificate in b.crt",
+        &run,
+    );
     assert!(!fx.log().contains("a.key"), "{}", fx.log());
 
-    let run = fx.check().args(["--file", "a.crt", "--key-pair", "a.crt"]).run();
+    let run = fx
+        .check()
+        .args(["--file", "a.crt", "--key-pair", "a.crt"])
+        .run();
     run.assert_code(2).assert_stderr("write CERT=KEY");
 }
 
@@ -124,15 +136,24 @@ fn key_pairs_from_the_environment() {
 fn combined_pem_key_must_match_its_certificate() {
     let fx = Fixture::new();
     let (a, b) = (p256(), p256());
-    fx.write("app.pem", format!("{}{}", valid_leaf(&a, None), b.pem(Encoding::Pkcs8)));
-    let run = fx.check().args(["--file", "app.pem", "--settle-time", "0"]).run();
+    fx.write(
+        "app.pem",
+        format!("{}{}", valid_leaf(&a, None), b.pem(Encoding::Pkcs8)),
+    );
+    let run = fx
+        .check()
+        .args(["--file", "app.pem", "--settle-time", "0"])
+        .run();
     run.assert_code(1);
     assert_log_contains(
         &fx,
         "- app.pem: the private key in PEM block 2 does not match the certificate in PEM block 1",
         &run,
     );
-    fx.write("app.pem", format!("{}{}", valid_leaf(&a, None), a.pem(Encoding::Pkcs8)));
+    fx.write(
+        "app.pem",
+        format!("{}{}", valid_leaf(&a, None), a.pem(Encoding::Pkcs8)),
+    );
     fx.check()
         .args(["--file", "app.pem", "--settle-time", "0"])
         .run()
@@ -200,7 +221,10 @@ fn broken_pem_is_named_by_block() {
             "MIIBszCCAVmgAwIBAgIU",
             "- tls.crt: holds no PEM block (no -----BEGIN line)",
         ),
-        (garbled.as_str(), "- tls.crt: PEM block 1 of 1 is not valid base64"),
+        (
+            garbled.as_str(),
+            "- tls.crt: PEM block 1 of 1 is not valid base64",
+        ),
         (
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
             "- tls.crt: PEM block 1 of 1 (CERTIFICATE) is not a valid X.509 certificate",
@@ -242,7 +266,14 @@ fn min_validity_longer_than_the_remaining_life_is_named() {
     fx.write("tls.crt", leaf(&key, None, -3600, 590));
     let run = fx
         .check()
-        .args(["--file", "tls.crt", "--min-validity", "1h", "--settle-time", "0"])
+        .args([
+            "--file",
+            "tls.crt",
+            "--min-validity",
+            "1h",
+            "--settle-time",
+            "0",
+        ])
         .run();
     run.assert_code(1);
     assert_log_contains(&fx, "- tls.crt: certificate expires in 9m", &run);
@@ -266,7 +297,10 @@ fn certificate_that_becomes_valid_soon_passes_without_any_file_event() {
     fx.write("tls.crt", leaf(&key, None, 3, 86_400));
     fx.write("tls.key", key.pem(Encoding::Pkcs8));
 
-    let run = fx.check().args(["--required-keys", "tls.crt,tls.key"]).run();
+    let run = fx
+        .check()
+        .args(["--required-keys", "tls.crt,tls.key"])
+        .run();
     run.assert_code(1);
     assert_log_contains(&fx, "- tls.crt: certificate is not valid yet", &run);
     assert!(run.elapsed < Duration::from_secs(2), "{}", run.dump());
@@ -347,7 +381,10 @@ fn no_value_counts_as_missing_in_every_format() {
     }
     for file in ["s.json", "s.yaml", "s.env"] {
         fx.write(file, "<no value>\n");
-        let run = fx.check().args(["--file", file, "--settle-time", "0"]).run();
+        let run = fx
+            .check()
+            .args(["--file", file, "--settle-time", "0"])
+            .run();
         run.assert_code(1);
         assert_log_contains(&fx, &format!("- {file}: holds only `<no value>`"), &run);
     }

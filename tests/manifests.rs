@@ -1108,7 +1108,9 @@ fn fill_ready(dir: &Path, args: &GateArgs) {
     if files.is_empty() {
         let tls = Tls::new();
         for k in &keys {
-            let body = tls.for_name(k).unwrap_or_else(|| "not-a-real-secret".into());
+            let body = tls
+                .for_name(k)
+                .unwrap_or_else(|| "not-a-real-secret".into());
             fs::write(dir.join(k), body).unwrap();
         }
         return;

@@ -291,7 +291,8 @@ mod tests {
         bad_b64.replace_range(40..44, "!!!!");
         let not_x509 = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let not_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-        let params = "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n";
+        let params =
+            "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n";
         let only_params = params.to_owned();
         let with_params = format!("{params}{key}");
         let explained = format!("subject=CN = x\n{cert}\n");
@@ -308,7 +309,10 @@ mod tests {
             ("TUlJQmtUQ0NBVGVnQXdJQkFnSVVBZ", Err(PemError::NoBlocks)),
             (&only_params, Err(PemError::NothingUseful)),
             (half, Err(PemError::Truncated { block: 2, of: 2 })),
-            (&cert[..cert.len() / 2], Err(PemError::Truncated { block: 1, of: 1 })),
+            (
+                &cert[..cert.len() / 2],
+                Err(PemError::Truncated { block: 1, of: 1 }),
+            ),
             (&begin_cut, Err(PemError::BadBegin { block: 2, of: 2 })),
             (&bad_b64, Err(PemError::BadBase64 { block: 1, of: 1 })),
             (not_x509, Err(PemError::BadCertificate { block: 1, of: 1 })),

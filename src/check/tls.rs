@@ -92,7 +92,9 @@ pub fn check(files: &[(&str, &[u8])], policy: &TlsPolicy, now: SystemTime) -> Tl
         let (Some(certs), Some(keys)) = (find(cert_name), find(key_name)) else {
             continue;
         };
-        report.problems.extend(pair(cert_name, certs, key_name, keys));
+        report
+            .problems
+            .extend(pair(cert_name, certs, key_name, keys));
     }
 
     if let Some(ca_name) = &policy.ca_file {
@@ -297,9 +299,7 @@ fn broken_link(
             }
             None => {
                 let hint = if bundle.certs.len() == 1 {
-                    format!(
-                        ": issued by another CA, or an intermediate missing from {name}"
-                    )
+                    format!(": issued by another CA, or an intermediate missing from {name}")
                 } else {
                     String::new()
                 };
@@ -352,9 +352,7 @@ fn unix_seconds(t: SystemTime) -> i64 {
 fn show_time(secs: i64) -> String {
     u64::try_from(secs).map_or_else(
         |_| format!("{secs} s since 1970"),
-        |s| {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string()
-        },
+        |s| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string(),
     )
 }
 
@@ -388,7 +386,10 @@ mod tests {
         let mut p = CertificateParams::default();
         p.distinguished_name.push(rcgen::DnType::CommonName, name);
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         p.not_before = at(0);
         p.not_after = at(4_000_000_000);
         CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
@@ -434,12 +435,21 @@ mod tests {
     #[test]
     fn next_change_is_the_nearest_instant() {
         let key = KeyPair::generate().unwrap();
-        let soon = leaf_params(NOW + 3, NOW + DAY).self_signed(&key).unwrap().pem();
+        let soon = leaf_params(NOW + 3, NOW + DAY)
+            .self_signed(&key)
+            .unwrap()
+            .pem();
         let r = check(&[("c", soon.as_bytes())], &TlsPolicy::default(), now());
         let d = r.next_change.unwrap();
-        assert!(d >= Duration::from_secs(3) && d < Duration::from_secs(4), "{d:?}");
+        assert!(
+            d >= Duration::from_secs(3) && d < Duration::from_secs(4),
+            "{d:?}"
+        );
 
-        let short = leaf_params(NOW - DAY, NOW + 7200).self_signed(&key).unwrap().pem();
+        let short = leaf_params(NOW - DAY, NOW + 7200)
+            .self_signed(&key)
+            .unwrap()
+            .pem();
         let policy = TlsPolicy {
             min_validity: Duration::from_secs(3600),
             ..TlsPolicy::default()
@@ -447,9 +457,15 @@ mod tests {
         let r = check(&[("c", short.as_bytes())], &policy, now());
         assert!(r.problems.is_empty());
         let d = r.next_change.unwrap();
-        assert!(d > Duration::from_secs(3600) && d < Duration::from_secs(3602), "{d:?}");
+        assert!(
+            d > Duration::from_secs(3600) && d < Duration::from_secs(3602),
+            "{d:?}"
+        );
 
-        let far = leaf_params(NOW + 400 * DAY, NOW + 800 * DAY).self_signed(&key).unwrap().pem();
+        let far = leaf_params(NOW + 400 * DAY, NOW + 800 * DAY)
+            .self_signed(&key)
+            .unwrap()
+            .pem();
         let r = check(&[("c", far.as_bytes())], &TlsPolicy::default(), now());
         assert!(r.next_change.unwrap() <= Duration::from_secs(86_401));
     }
@@ -458,7 +474,10 @@ mod tests {
     fn pairs_table() {
         let k1 = KeyPair::generate().unwrap();
         let k2 = KeyPair::generate().unwrap();
-        let c1 = leaf_params(NOW - DAY, NOW + DAY).self_signed(&k1).unwrap().pem();
+        let c1 = leaf_params(NOW - DAY, NOW + DAY)
+            .self_signed(&k1)
+            .unwrap()
+            .pem();
         let (p1, p2) = (k1.serialize_pem(), k2.serialize_pem());
         let pairs = TlsPolicy {
             pairs: vec![("tls.crt".into(), "tls.key".into())],
@@ -467,13 +486,33 @@ mod tests {
         let combined_bad = format!("{c1}{p2}");
         let table: &[(&[(&str, &str)], &TlsPolicy, &[&str])] = &[
             (&[("tls.crt", &c1), ("tls.key", &p1)], &pairs, &[]),
-            (&[("tls.crt", &c1), ("tls.key", &p2)], &pairs, &["tls.key key-mismatch"]),
-            (&[("tls.crt", &c1), ("tls.key", &c1)], &pairs, &["tls.key no-key"]),
-            (&[("tls.crt", &p1), ("tls.key", &p1)], &pairs, &["tls.crt no-certificate"]),
+            (
+                &[("tls.crt", &c1), ("tls.key", &p2)],
+                &pairs,
+                &["tls.key key-mismatch"],
+            ),
+            (
+                &[("tls.crt", &c1), ("tls.key", &c1)],
+                &pairs,
+                &["tls.key no-key"],
+            ),
+            (
+                &[("tls.crt", &p1), ("tls.key", &p1)],
+                &pairs,
+                &["tls.crt no-certificate"],
+            ),
             // The key file not parsed (yet): its own problem says so.
             (&[("tls.crt", &c1)], &pairs, &[]),
-            (&[("a.pem", &format!("{p1}{c1}"))], &TlsPolicy::default(), &[]),
-            (&[("a.pem", &combined_bad)], &TlsPolicy::default(), &["a.pem key-mismatch"]),
+            (
+                &[("a.pem", &format!("{p1}{c1}"))],
+                &TlsPolicy::default(),
+                &[],
+            ),
+            (
+                &[("a.pem", &combined_bad)],
+                &TlsPolicy::default(),
+                &["a.pem key-mismatch"],
+            ),
         ];
         for (files, policy, want) in table {
             assert_eq!(&classes(files, policy), want, "{files:?}");
@@ -486,7 +525,8 @@ mod tests {
         let other = ca("Other");
         let inter = {
             let mut p = CertificateParams::default();
-            p.distinguished_name.push(rcgen::DnType::CommonName, "Inter");
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, "Inter");
             p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
             p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
             p.not_before = at(0);
@@ -507,8 +547,7 @@ mod tests {
         let with_inter = format!("{}{}", leaf(&inter), inter.pem());
         let root_pem = root.pem();
         let shown = |files: &[(&str, &str)]| {
-            let bytes: Vec<(&str, &[u8])> =
-                files.iter().map(|(n, b)| (*n, b.as_bytes())).collect();
+            let bytes: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_bytes())).collect();
             check(&bytes, &policy, now())
                 .problems
                 .iter()
