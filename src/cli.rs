@@ -114,8 +114,8 @@ pub struct SelectionArgs {
 
     /// The private key in KEY must match the first certificate in CERT, both
     /// PEM files under the mount (repeatable; the env var takes a
-    /// comma-separated list). Without --file, tls.crt=tls.key and
-    /// svid.pem=svid_key.pem are paired when both are required keys.
+    /// comma-separated list). Without --file, `tls.crt=tls.key` and
+    /// `svid.pem=svid_key.pem` are paired when both are required keys.
     #[arg(
         long = "key-pair",
         env = "SECRET_GATE_KEY_PAIRS",

@@ -189,7 +189,7 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Bundle, PemError> {
                 | SectionKind::EcPrivateKey),
                 der,
             ) => {
-                let spki = load_key(kind, der).ok_or(PemError::BadKey {
+                let spki = load_key(kind, der).map_err(|NotAKey| PemError::BadKey {
                     block,
                     of,
                     label: label(kind),
@@ -234,25 +234,27 @@ fn parse_cert(block: usize, der: Vec<u8>) -> Option<Cert> {
     })
 }
 
-/// Loads a private key. `Some(Some(spki))` when ring loads it;
-/// `Some(None)` when it is well-formed DER of an algorithm ring does not
-/// support; `None` when it is not a key at all.
-fn load_key(kind: SectionKind, der: Vec<u8>) -> Option<Option<Vec<u8>>> {
+/// A private-key block that holds no key.
+struct NotAKey;
+
+/// Loads a private key. `Ok(Some(spki))` when ring loads it; `Ok(None)`
+/// when it is well-formed DER of an algorithm ring does not support.
+fn load_key(kind: SectionKind, der: Vec<u8>) -> Result<Option<Vec<u8>>, NotAKey> {
     let key: PrivateKeyDer<'static> = match kind {
         SectionKind::RsaPrivateKey => PrivatePkcs1KeyDer::from(der).into(),
         SectionKind::EcPrivateKey => PrivateSec1KeyDer::from(der).into(),
         _ => PrivatePkcs8KeyDer::from(der).into(),
     };
     if let Ok(signing) = rustls::crypto::ring::sign::any_supported_type(&key) {
-        return Some(signing.public_key().map(|spki| spki.as_ref().to_vec()));
+        return Ok(signing.public_key().map(|spki| spki.as_ref().to_vec()));
     }
     // Not loadable by ring: accept it if it is one complete DER SEQUENCE.
     let der = key.secret_der();
     match x509_parser::der_parser::parse_der(der) {
         Ok((rest, obj)) if rest.is_empty() && obj.as_sequence().is_ok_and(|s| s.len() >= 2) => {
-            Some(None)
+            Ok(None)
         }
-        _ => None,
+        _ => Err(NotAKey),
     }
 }
 
@@ -280,6 +282,9 @@ mod tests {
         assert!(split_blocks(b"no markers").is_empty());
     }
 
+    /// (certificates, keys) found, or the error.
+    type Counts = Result<(usize, usize), PemError>;
+
     #[test]
     fn bundle_table() {
         let (cert, key, _) = cert_and_key(&PKCS_ECDSA_P256_SHA256);
@@ -298,7 +303,7 @@ mod tests {
         let explained = format!("subject=CN = x\n{cert}\n");
         let chain_and_key = format!("{cert}{cert2}{key2}");
         // (content, certs, keys) or the error
-        let table: Vec<(&str, Result<(usize, usize), PemError>)> = vec![
+        let table: Vec<(&str, Counts)> = vec![
             (&cert, Ok((1, 0))),
             (&key, Ok((0, 1))),
             (&combined, Ok((1, 1))),

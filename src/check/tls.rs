@@ -210,7 +210,7 @@ fn pair(cert_name: &str, certs: &Bundle, key_name: &str, keys: &Bundle) -> Optio
                  (a key and certificate from different rotations?)"
             ),
         );
-        p.item = cert_name.to_owned();
+        cert_name.clone_into(&mut p.item);
         p
     })
 }
@@ -292,22 +292,19 @@ fn broken_link(
             .iter()
             .enumerate()
             .position(|(i, c)| !visited.contains(&i) && c.subject == cert.issuer);
-        match next {
-            Some(i) => {
-                visited.push(i);
-                current = i;
-            }
-            None => {
-                let hint = if bundle.certs.len() == 1 {
-                    format!(": issued by another CA, or an intermediate missing from {name}")
-                } else {
-                    String::new()
-                };
-                return format!(
-                    "{} was issued by a CA that is neither in {ca_name} nor in {name}{hint}",
-                    role(current)
-                );
-            }
+        if let Some(i) = next {
+            visited.push(i);
+            current = i;
+        } else {
+            let hint = if bundle.certs.len() == 1 {
+                format!(": issued by another CA, or an intermediate missing from {name}")
+            } else {
+                String::new()
+            };
+            return format!(
+                "{} was issued by a CA that is neither in {ca_name} nor in {name}{hint}",
+                role(current)
+            );
         }
     }
 }
@@ -470,6 +467,9 @@ mod tests {
         assert!(r.next_change.unwrap() <= Duration::from_secs(86_401));
     }
 
+    /// (name, content) of each file.
+    type Files<'a> = &'a [(&'a str, &'a str)];
+
     #[test]
     fn pairs_table() {
         let k1 = KeyPair::generate().unwrap();
@@ -484,7 +484,7 @@ mod tests {
             ..TlsPolicy::default()
         };
         let combined_bad = format!("{c1}{p2}");
-        let table: &[(&[(&str, &str)], &TlsPolicy, &[&str])] = &[
+        let table: &[(Files, &TlsPolicy, &[&str])] = &[
             (&[("tls.crt", &c1), ("tls.key", &p1)], &pairs, &[]),
             (
                 &[("tls.crt", &c1), ("tls.key", &p2)],

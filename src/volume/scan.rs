@@ -105,17 +105,7 @@ pub fn scan(selection: &Selection) -> Scan {
         docs.push(doc);
     }
 
-    // Validity, --min-validity, key pairs and --ca-file. Also when a
-    // certificate becomes valid or drops under --min-validity by itself.
-    let pem_refs: Vec<(&str, &[u8])> = pem_files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    let tls = check::tls::check(&pem_refs, &selection.tls, SystemTime::now());
-    out.problems.extend(tls.problems);
-    if let Some(next) = tls.next_change {
-        out.recheck_in = Some(out.recheck_in.map_or(next, |r| r.min(next)));
-    }
+    tls_checks(&pem_files, selection, &mut out);
 
     // Keys live inside documents only with --file; without it each key was
     // a file, checked above. Keys are judged only once every file parsed,
@@ -134,6 +124,21 @@ pub fn scan(selection: &Selection) -> Scan {
         }
     }
     out
+}
+
+/// Validity, `--min-validity`, key pairs and `--ca-file` on the PEM files
+/// that parsed; also when to look again because a certificate becomes
+/// valid or drops under `--min-validity` by itself.
+fn tls_checks(pem_files: &[(String, Vec<u8>)], selection: &Selection, out: &mut Scan) {
+    let files: Vec<(&str, &[u8])> = pem_files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let tls = check::tls::check(&files, &selection.tls, SystemTime::now());
+    out.problems.extend(tls.problems);
+    if let Some(next) = tls.next_change {
+        out.recheck_in = Some(out.recheck_in.map_or(next, |r| r.min(next)));
+    }
 }
 
 /// True when `name`'s first component is one of the kubelet's visible

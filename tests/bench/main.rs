@@ -220,12 +220,7 @@ fn main() {
     );
 
     let step = |name: &str| println!("bench: [{:>5.1} s] {name}", started.elapsed().as_secs_f64());
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "tls") {
-        step("7/7 TLS material (BENCH_ONLY=tls)");
-        let tls = certs::tls(&bench, plan.tls);
-        let mut text = String::new();
-        report::figure7(&mut text, &tls);
-        println!("{text}");
+    if only_tls(&bench, &plan, step) {
         return;
     }
     step("1/7 detection latency, volume mode");
@@ -295,6 +290,20 @@ fn main() {
         out.display(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// `BENCH_ONLY=tls`: figure 7 alone, printed, nothing written. False
+/// when the variable asks for something else.
+fn only_tls(bench: &Bench, plan: &Plan, step: impl Fn(&str)) -> bool {
+    if !std::env::var("BENCH_ONLY").is_ok_and(|v| v == "tls") {
+        return false;
+    }
+    step("7/7 TLS material (BENCH_ONLY=tls)");
+    let tls = certs::tls(bench, plan.tls);
+    let mut text = String::new();
+    report::figure7(&mut text, &tls);
+    println!("{text}");
+    true
 }
 
 /// Rewrites the README's `sizes` block from figure 4, so the sizes the
