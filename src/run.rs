@@ -357,6 +357,8 @@ mod tests {
             keys: Key::parse_list("A").unwrap(),
             max_file_size: 1 << 20,
             settle,
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
         }
     }
 

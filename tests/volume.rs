@@ -497,7 +497,8 @@ fn env_format() {
 fn raw_format() {
     run_format_cases(&[
         ("token", "", "t0k3n", "", 0, ""),
-        ("tls.crt", "", "-----BEGIN CERTIFICATE-----\n", "", 0, ""),
+        // `auto` reads .crt files as PEM; `--format raw` only asks for bytes.
+        ("tls.crt", "raw", "-----BEGIN CERTIFICATE-----\n", "", 0, ""),
         // Raw ignores content: a file that is not JSON still counts.
         ("token.json", "raw", "{not json", "", 0, ""),
         (

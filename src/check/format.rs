@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 /// A file format, as given to `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
-    /// Pick by extension: `.json`, `.yaml`/`.yml`, `.env`; anything else is `raw`.
+    /// Pick by extension: `.json`, `.yaml`/`.yml`, `.env`, `.pem`/`.crt`/`.cer`/`.key`;
+    /// anything else is `raw`.
     #[default]
     Auto,
     /// A JSON object; also VSecM's older JSON array of strings, and any
@@ -23,6 +24,9 @@ pub enum Format {
     Env,
     /// Any bytes: ready when not empty or whitespace only. Has no keys.
     Raw,
+    /// PEM blocks: every certificate parses as X.509 and is valid now, every
+    /// private key parses and matches its certificate. Has no keys.
+    Pem,
 }
 
 impl Format {
@@ -36,6 +40,7 @@ impl Format {
             Some("json") => Self::Json,
             Some("yaml" | "yml") => Self::Yaml,
             Some("env") => Self::Env,
+            Some(ext) if super::pem::EXTENSIONS.contains(&ext) => Self::Pem,
             _ => Self::Raw,
         }
     }
@@ -43,7 +48,7 @@ impl Format {
     /// Whether documents of this format can carry keys.
     #[must_use]
     pub const fn has_keys(self) -> bool {
-        !matches!(self, Self::Raw)
+        !matches!(self, Self::Raw | Self::Pem)
     }
 
     /// The name used in messages.
@@ -55,6 +60,7 @@ impl Format {
             Self::Yaml => "YAML",
             Self::Env => "env",
             Self::Raw => "raw",
+            Self::Pem => "PEM",
         }
     }
 }
@@ -103,6 +109,8 @@ pub enum ParseError {
     TooManyAliases,
     #[error("holds {0}, which carries no secret")]
     NoValue(&'static str),
+    #[error("{0}")]
+    Pem(super::pem::PemError),
 }
 
 /// " at line L column C", or nothing when the position is unknown.
@@ -119,11 +127,24 @@ impl ParseError {
     /// diagnosis can say "still being written?".
     #[must_use]
     pub const fn maybe_partial(&self) -> bool {
-        matches!(
-            self,
-            Self::Empty | Self::Truncated { .. } | Self::Syntax { .. }
-        )
+        match self {
+            Self::Pem(err) => err.maybe_partial(),
+            _ => matches!(
+                self,
+                Self::Empty | Self::Truncated { .. } | Self::Syntax { .. }
+            ),
+        }
     }
+}
+
+/// What Vault Agent and consul-template render for a missing value.
+pub const NO_VALUE: &str = "<no value>";
+
+/// True when `bytes` are only `<no value>` (and whitespace): a template
+/// rendered without its data.
+#[must_use]
+pub fn is_no_value(bytes: &[u8]) -> bool {
+    bytes.trim_ascii() == NO_VALUE.as_bytes()
 }
 
 /// Parses `bytes` in `format` (which must already be resolved).
@@ -131,8 +152,16 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Document, ParseError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty);
     }
+    if is_no_value(bytes) {
+        return Err(ParseError::NoValue(
+            "only `<no value>`, a template rendered without its data",
+        ));
+    }
     match format {
         Format::Raw | Format::Auto => Ok(Document::default()),
+        Format::Pem => super::pem::parse_bundle(bytes)
+            .map(|_| Document::default())
+            .map_err(ParseError::Pem),
         Format::Json => parse_json(text(bytes)?),
         Format::Yaml => parse_yaml(text(bytes)?),
         Format::Env => parse_env(text(bytes)?),
@@ -449,7 +478,10 @@ mod tests {
             (".env", Format::Raw),
             ("app.env", Format::Env),
             ("password", Format::Raw),
-            ("tls.crt", Format::Raw),
+            ("tls.crt", Format::Pem),
+            ("svid_key.pem", Format::Pem),
+            ("a.cer", Format::Pem),
+            ("tls.key", Format::Pem),
         ];
         for (name, want) in table {
             assert_eq!(Format::Auto.resolve(Path::new(name)), want, "{name}");
@@ -485,6 +517,13 @@ mod tests {
             (Format::Raw, "x", true),
             (Format::Raw, " \n\t", false),
             (Format::Raw, "", false),
+            (Format::Raw, "<no value>\n", false),
+            (Format::Json, "<no value>", false),
+            (Format::Yaml, " <no value>", false),
+            (Format::Env, "<no value>", false),
+            (Format::Raw, "<no value> x", true),
+            (Format::Pem, "<no value>", false),
+            (Format::Pem, "not pem", false),
         ];
         for (format, content, parses) in table {
             let got = parse(*format, content.as_bytes());

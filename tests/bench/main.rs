@@ -7,6 +7,9 @@
 //! - [`safe`]: time to ready against a model of VSecM's init container
 //!   (figure 2), idle footprint (figure 3), 200 gates at once (figure 6),
 //!   all against the shipped `fake-safe`.
+//! - [`certs`]: `check` on TLS material against openssl on the same files
+//!   (figure 7).
+//! - [`inputs`]: what hostile 1 MiB inputs cost `check` (figure 8).
 //! - [`procfs`] reads peak RSS and CPU time from /proc; [`process`] runs
 //!   and reaps processes with bounded waits; [`stats`] and [`report`] turn
 //!   runs into the markdown.
@@ -18,7 +21,7 @@
 //!
 //! `BENCH_QUICK=1` makes a short run with fewer repetitions for working on
 //! the harness; it writes `<target>/bench/benchmarks-quick.md` and leaves
-//! `docs/` alone.
+//! `docs/` alone. `BENCH_ONLY=tls` runs figure 7 alone and prints it.
 //!
 //! Cargo.toml sets `autotests = false`, so this file is only the bench
 //! target (`harness = false`): the helpers' `#[cfg(test)]` unit tests are
@@ -27,7 +30,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 #![cfg_attr(test, allow(dead_code))]
 
+mod certs;
 mod inputs;
+#[path = "../common/pki.rs"]
+mod pki;
 mod process;
 mod procfs;
 mod report;
@@ -67,6 +73,7 @@ pub struct Plan {
     pub idle_runs: usize,
     pub scale: usize,
     pub load_clients: usize,
+    pub tls: usize,
     pub register_at: Duration,
     /// When the start-up sample of figure 3 is taken.
     pub first_sample: Duration,
@@ -87,6 +94,7 @@ impl Plan {
                 idle_runs: 1,
                 scale: 3,
                 load_clients: 20,
+                tls: 5,
                 register_at: Duration::from_secs(8),
                 first_sample: Duration::from_millis(500),
                 idle: Duration::from_secs(10),
@@ -102,6 +110,7 @@ impl Plan {
                 idle_runs: 3,
                 scale: 15,
                 load_clients: 200,
+                tls: 20,
                 register_at: Duration::from_secs(20),
                 first_sample: Duration::from_millis(500),
                 idle: Duration::from_secs(10),
@@ -169,6 +178,7 @@ pub struct Results {
     /// Figure 7: hostile inputs.
     pub inputs: Vec<inputs::InputSeries>,
     pub load: [safe::LoadResult; 2],
+    pub tls: certs::TlsFigure,
     /// When the secret was registered in figure 6, after the first start.
     pub register_at: Duration,
     /// `secret-gate safe`'s default back-off base and cap.
@@ -214,7 +224,10 @@ fn main() {
     );
 
     let step = |name: &str| println!("bench: [{:>5.1} s] {name}", started.elapsed().as_secs_f64());
-    step("1/6 detection latency, volume mode");
+    if only_tls(&bench, &plan, step) {
+        return;
+    }
+    step("1/8 detection latency, volume mode");
     let mut latency = volume::detection_latency_interleaved(
         &bench,
         &[volume::Waiter::Gate, volume::Waiter::Inotifywait],
@@ -232,25 +245,27 @@ fn main() {
             plan.latency_sleep5,
         ),
     ]);
-    step("2/6 time to ready, safe mode");
+    step("2/8 time to ready, safe mode");
     let ready = safe::time_to_ready(&bench, plan.ready_gate, plan.ready_model);
-    step("3/6 idle footprint");
+    step("3/8 idle footprint");
     let idle_volume = volume::idle(&bench, plan.idle_runs);
     let idle_safe = safe::idle(&bench, plan.idle_runs);
-    step("4/6 sizes");
+    step("4/8 sizes");
     let sizes = sizes(&gate, &target);
-    step("5/6 scale of check");
+    step("5/8 scale of check");
     let scale = volume::scale(&bench, plan.scale);
-    step("5/6 hostile inputs");
+    step("8/8 hostile inputs");
     let inputs = inputs::input_cost(&bench, plan.scale.min(5));
     // A random phase within VSecM's 5 s tick, the same for both sides: at
     // a whole multiple of 5 s the model's lockstep ticks would race the
     // registration to the millisecond.
     let register_at = plan.register_at + Duration::from_millis(fastrand::u64(0..5000));
-    step("6/6 safe load: gates");
+    step("6/8 safe load: gates");
     let (gates, offsets) = safe::load_gates(&bench, plan.load_clients, register_at);
-    step("6/6 safe load: VSecM model");
+    step("6/8 safe load: VSecM model");
     let model = safe::load_vsecm_model(&bench, &offsets, register_at);
+    step("7/8 TLS material");
+    let tls = certs::tls(&bench, plan.tls);
     machine.load_after = loadavg();
 
     let results = Results {
@@ -265,6 +280,7 @@ fn main() {
         scale,
         inputs,
         load: [gates, model],
+        tls,
         register_at,
         backoff: safe::default_backoff(),
         elapsed: started.elapsed(),
@@ -285,6 +301,20 @@ fn main() {
         out.display(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// `BENCH_ONLY=tls`: figure 7 alone, printed, nothing written. False
+/// when the variable asks for something else.
+fn only_tls(bench: &Bench, plan: &Plan, step: impl Fn(&str)) -> bool {
+    if !std::env::var("BENCH_ONLY").is_ok_and(|v| v == "tls") {
+        return false;
+    }
+    step("7/8 TLS material (BENCH_ONLY=tls)");
+    let tls = certs::tls(bench, plan.tls);
+    let mut text = String::new();
+    report::figure7(&mut text, &tls);
+    println!("{text}");
+    true
 }
 
 /// Rewrites the README's `sizes` block from figure 4, so the sizes the

@@ -86,7 +86,8 @@ pub fn render(r: &Results) -> String {
     figure4(&mut out, r);
     figure5(&mut out, r);
     figure6(&mut out, r);
-    figure7(&mut out, r);
+    figure7(&mut out, &r.tls);
+    figure8(&mut out, r);
     raw(&mut out, r);
     out
 }
@@ -165,11 +166,38 @@ fn summary_rows(r: &Results) -> Vec<[String; 6]> {
     let mut rows = speed_rows(r);
     rows.extend(footprint_rows(r));
     rows.extend(scale_rows(r));
+    rows.extend(tls_rows(&r.tls));
     rows.extend(input_rows(r));
     rows
 }
 
-/// Figure 7's worst case, against its goals.
+/// Figure 7 in the summary: each secret-gate row against the openssl row
+/// that checks as much (the bundle: the only openssl row; the pair: the
+/// row that also compares the keys).
+fn tls_rows(f: &crate::certs::TlsFigure) -> Vec<[String; 6]> {
+    let m = |i: usize| f.series.get(i).and_then(|s| median(&s.wall_ms));
+    let pairs: &[(usize, usize, &str)] = if f.openssl.is_ok() {
+        &[(0, 1, "100-certificate bundle"), (2, 4, "RSA-4096 pair")]
+    } else {
+        &[]
+    };
+    pairs
+        .iter()
+        .map(|(gate, ossl, what)| {
+            let ratio_v = div(m(*ossl), m(*gate));
+            [
+                format!("7. `check`, {what} (median)"),
+                ms_of(m(*gate)),
+                format!("openssl {}", ms_of(m(*ossl))),
+                or_dash(ratio_v.map(ratio)),
+                "≥ 1× (as fast as openssl)".to_owned(),
+                ratio_v.map_or("", |v| mark(v >= 1.0)).to_owned(),
+            ]
+        })
+        .collect()
+}
+
+/// Figure 8's worst case, against its goals.
 fn input_rows(r: &Results) -> Vec<[String; 6]> {
     let worst = |f: fn(&InputSeries) -> &Vec<f64>| {
         r.inputs
@@ -181,7 +209,7 @@ fn input_rows(r: &Results) -> Vec<[String; 6]> {
     let rss = worst(|s| &s.peak_rss);
     vec![
         [
-            "7. hostile 1 MiB inputs: worst CPU per `check` (median)".to_owned(),
+            "8. hostile 1 MiB inputs: worst CPU per `check` (median)".to_owned(),
             ms_of(cpu),
             "—".to_owned(),
             "—".to_owned(),
@@ -189,7 +217,7 @@ fn input_rows(r: &Results) -> Vec<[String; 6]> {
             verdict(cpu, inputs::CPU_GOAL_MS).to_owned(),
         ],
         [
-            "7. hostile 1 MiB inputs: worst peak RSS (median)".to_owned(),
+            "8. hostile 1 MiB inputs: worst peak RSS (median)".to_owned(),
             or_dash(rss.map(bytes)),
             "—".to_owned(),
             "—".to_owned(),
@@ -199,10 +227,10 @@ fn input_rows(r: &Results) -> Vec<[String; 6]> {
     ]
 }
 
-fn figure7(out: &mut String, r: &Results) {
+fn figure8(out: &mut String, r: &Results) {
     let _ = writeln!(
         out,
-        "## 7. Hostile inputs: what a file can cost
+        "## 8. Hostile inputs: what a file can cost
 "
     );
     let _ = writeln!(
@@ -725,6 +753,49 @@ fn figure5(out: &mut String, r: &Results) {
     let _ = writeln!(out);
 }
 
+/// Figure 7: TLS material, secret-gate against openssl.
+pub fn figure7(out: &mut String, f: &crate::certs::TlsFigure) {
+    let _ = writeln!(
+        out,
+        "## 7. Certificates and keys: `secret-gate check` against openssl\n"
+    );
+    let _ = writeln!(
+        out,
+        "Wall time from the first `spawn()` to the last exit, on the same files in the same run: a bundle of \
+         100 ECDSA P-256 leaves signed by one CA (`--file bundle.pem --min-validity 1h`), and an RSA-4096 leaf \
+         with its PKCS#8 key as `tls.crt` and `tls.key` (`--required-keys tls.crt,tls.key --min-validity 1h`, \
+         which pairs them). The openssl rows run their commands one after another; `openssl x509` reads only \
+         the first certificate of a file. Files are dated an hour back, so no settle time applies. The cases \
+         run interleaved. openssl: {}.\n",
+        match &f.openssl {
+            Ok(v) => format!("`{v}`"),
+            Err(e) => format!("not measured: {e}"),
+        }
+    );
+    let _ = writeln!(
+        out,
+        "| case | checks | processes | median | p90 | max | runs |\n|---|---|---|---|---|---|---|"
+    );
+    for s in &f.series {
+        let sum = Summary::of(&s.wall_ms);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            s.label,
+            s.covers,
+            s.processes,
+            ms_of(sum.map(|s| s.median)),
+            ms_of(sum.map(|s| s.p90)),
+            ms_of(sum.map(|s| s.max)),
+            s.wall_ms.len(),
+        );
+    }
+    for s in &f.series {
+        failures(out, &s.label, &s.failures);
+    }
+    let _ = writeln!(out);
+}
+
 fn figure6(out: &mut String, r: &Results) {
     let gates = &r.load[0];
     let backoff = r.backoff.map_or_else(
@@ -964,6 +1035,10 @@ fn raw(out: &mut String, r: &Results) {
     for s in &r.scale {
         let runs: Vec<String> = s.wall_ms.iter().map(|&v| ms(v)).collect();
         let _ = writeln!(out, "**5. {}**: {}\n", s.label, runs.join(", "));
+    }
+    for s in &r.tls.series {
+        let runs: Vec<String> = s.wall_ms.iter().map(|&v| ms(v)).collect();
+        let _ = writeln!(out, "**7. {}**: {}\n", s.label, runs.join(", "));
     }
     for l in &r.load {
         let buckets: Vec<String> = l.buckets.iter().map(ToString::to_string).collect();

@@ -417,7 +417,7 @@ pub fn scale(bench: &Bench, runs: usize) -> Vec<ScaleSeries> {
 
 /// Writes a file dated an hour ago, like a volume filled long before the
 /// check runs, so no settle time (`--settle-time`) applies.
-fn write_old(path: &Path, contents: &str) {
+pub fn write_old(path: &Path, contents: &str) {
     std::fs::write(path, contents).expect("write a secret file");
     let file = std::fs::File::options()
         .write(true)
