@@ -228,23 +228,7 @@ fn main() {
         return;
     }
     step("1/8 detection latency, volume mode");
-    let mut latency = volume::detection_latency_interleaved(
-        &bench,
-        &[volume::Waiter::Gate, volume::Waiter::Inotifywait],
-        plan.latency_gate,
-    );
-    latency.extend([
-        volume::detection_latency(
-            &bench,
-            volume::Waiter::Shell { interval_s: 1 },
-            plan.latency_sleep1,
-        ),
-        volume::detection_latency(
-            &bench,
-            volume::Waiter::Shell { interval_s: 5 },
-            plan.latency_sleep5,
-        ),
-    ]);
+    let latency = figure1(&bench, &plan);
     step("2/8 time to ready, safe mode");
     let ready = safe::time_to_ready(&bench, plan.ready_gate, plan.ready_model);
     step("3/8 idle footprint");
@@ -315,6 +299,28 @@ fn only_tls(bench: &Bench, plan: &Plan, step: impl Fn(&str)) -> bool {
     report::figure7(&mut text, &tls);
     println!("{text}");
     true
+}
+
+/// Figure 1: the gate and `inotifywait` interleaved, then the shell loops.
+fn figure1(bench: &Bench, plan: &Plan) -> Vec<volume::LatencySeries> {
+    let mut latency = volume::detection_latency_interleaved(
+        bench,
+        &[volume::Waiter::Gate, volume::Waiter::Inotifywait],
+        plan.latency_gate,
+    );
+    latency.extend([
+        volume::detection_latency(
+            bench,
+            volume::Waiter::Shell { interval_s: 1 },
+            plan.latency_sleep1,
+        ),
+        volume::detection_latency(
+            bench,
+            volume::Waiter::Shell { interval_s: 5 },
+            plan.latency_sleep5,
+        ),
+    ]);
+    latency
 }
 
 /// Rewrites the README's `sizes` block from figure 4, so the sizes the
