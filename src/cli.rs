@@ -88,13 +88,16 @@ pub struct SelectionArgs {
     #[arg(long, env = "SECRET_GATE_REQUIRED_KEYS", value_name = "K1,K2,...")]
     pub required_keys: Option<String>,
 
-    /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env, else raw).
+    /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env, .pem/.crt/.cer/.key, else raw).
+    ///
+    /// Without --file, auto makes key files pem by extension and raw otherwise.
     #[arg(long, value_enum, default_value_t = Format::Auto, env = "SECRET_GATE_FORMAT")]
     pub format: Format,
 
-    /// How long a YAML, env or raw file (or a JSON scalar) must stay
-    /// unchanged before it counts: such files can be cut short by a writer
-    /// and still parse. JSON objects and arrays cannot, and files the
+    /// How long a YAML, env, raw or PEM file (or a JSON scalar) must stay
+    /// unchanged, as the gate itself observed it (same inode, size and
+    /// change time), before it counts: such files can be cut short by a
+    /// writer and still parse. JSON objects and arrays cannot, and files the
     /// kubelet swaps in through `..data` are complete, so neither waits.
     #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "SECRET_GATE_SETTLE_TIME", value_name = "DURATION")]
     pub settle_time: Duration,
@@ -103,6 +106,36 @@ pub struct SelectionArgs {
     /// B, KiB, MiB suffixes.
     #[arg(long, default_value = "1MiB", value_parser = parse_size, env = "SECRET_GATE_MAX_FILE_SIZE", value_name = "BYTES")]
     pub max_file_size: u64,
+
+    /// PEM files: how long each end-entity certificate must still be valid
+    /// (0: only not expired). watch also wakes up when a certificate becomes
+    /// valid or drops under this, without a file event.
+    #[arg(long, default_value = "0", value_parser = parse_duration, env = "SECRET_GATE_MIN_VALIDITY", value_name = "DURATION", help_heading = "Certificates (PEM files)")]
+    pub min_validity: Duration,
+
+    /// The private key in KEY must match the first certificate in CERT, both
+    /// PEM files under the mount (repeatable; the env var takes a
+    /// comma-separated list). Without --file, `tls.crt=tls.key` and
+    /// `svid.pem=svid_key.pem` are paired when both are required keys.
+    #[arg(
+        long = "key-pair",
+        env = "SECRET_GATE_KEY_PAIRS",
+        value_name = "CERT=KEY",
+        value_delimiter = ',',
+        help_heading = "Certificates (PEM files)"
+    )]
+    pub key_pairs: Vec<String>,
+
+    /// A PEM bundle under the mount (e.g. ca.crt) that the first certificate
+    /// of every other PEM file holding an end-entity certificate must chain
+    /// to; the rest of that file serves as intermediates.
+    #[arg(
+        long,
+        env = "SECRET_GATE_CA_FILE",
+        value_name = "NAME",
+        help_heading = "Certificates (PEM files)"
+    )]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where the diagnosis goes on a non-zero exit.
@@ -155,9 +188,15 @@ pub struct SafeArgs {
 
     /// Format of the secret. auto: without --required-keys or --output-dir
     /// any non-empty secret is ready, as in VSecM; with them, the secret is
-    /// JSON if it starts with { or [, else YAML.
+    /// JSON if it starts with { or [, else YAML. pem: certificates and keys
+    /// (see --min-validity).
     #[arg(long, value_enum, default_value_t = Format::Auto, env = "SECRET_GATE_FORMAT")]
     pub format: Format,
+
+    /// With --format pem: how long the secret's end-entity certificates must
+    /// still be valid (0: only not expired).
+    #[arg(long, default_value = "0", value_parser = parse_duration, env = "SECRET_GATE_MIN_VALIDITY", value_name = "DURATION")]
+    pub min_validity: Duration,
 
     /// Write the secret to this file, atomically, once it is ready.
     #[arg(

@@ -91,6 +91,12 @@ impl Progress {
         s.problems = problems;
     }
 
+    /// How many checks have been recorded.
+    #[must_use]
+    pub fn checks(&self) -> u64 {
+        self.inner.borrow().checks
+    }
+
     /// Records an error that is not itself a missing secret (a watcher
     /// error, a failed request), for the diagnosis. Logged by the caller.
     pub fn set_last_error(&self, error: impl Into<String>) {
@@ -168,17 +174,41 @@ fn join(problems: &[Problem]) -> String {
         .join("; ")
 }
 
-/// Writes `text` to the termination log, cut to the kubelet's limit. Failure is logged, never fatal: the exit code stands.
+/// Writes `text` to the termination log, cut to the kubelet's limit.
+/// Failure is logged, never fatal: the exit code stands.
 pub fn write_termination_log(path: &Path, text: &str) {
     let text = truncate(text, TERMINATION_LOG_LIMIT);
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()));
+    let result = open_termination_log(path, true).and_then(|mut f| f.write_all(text.as_bytes()));
     if let Err(error) = result {
         tracing::warn!(path = %path.display(), %error, "could not write the termination log");
+    }
+}
+
+/// Opens a termination log for writing without ever waiting: the open is
+/// non-blocking (a FIFO with no reader fails at once instead of hanging),
+/// and only a regular file or a character device (such as `/dev/stderr`)
+/// is written to. With `write_now`, a missing file is created and a regular
+/// file truncated; without it the path is only probed.
+pub fn open_termination_log(path: &Path, write_now: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(write_now)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        // Truncate only once we know it is a regular file.
+        if write_now {
+            file.set_len(0)?;
+        }
+        Ok(file)
+    } else if kind.is_char_device() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::other(
+            "not a regular file or character device; not written",
+        ))
     }
 }
 

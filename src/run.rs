@@ -76,11 +76,7 @@ pub fn main_entry() -> ExitCode {
                 return ExitCode::Ready; // --help, --version
             }
             if let Some(path) = termination_log_from_raw_args() {
-                let rendered = err.render().to_string();
-                let text = rendered.trim_start_matches("error: ").trim_end();
-                let text = text
-                    .trim_end_matches("For more information, try '--help'.")
-                    .trim_end();
+                let text = usage_error_text(&err);
                 write_termination_log(
                     &path,
                     &format!("secret-gate: configuration error: {text}\n"),
@@ -93,23 +89,42 @@ pub fn main_entry() -> ExitCode {
 }
 
 /// `--termination-log` (or its variable, or the default) when the command
-/// line itself could not be parsed.
+/// line itself could not be parsed. Arguments need not be UTF-8.
 fn termination_log_from_raw_args() -> Option<PathBuf> {
-    let args: Vec<String> = std::env::args().collect();
-    let from_args = args.iter().enumerate().find_map(|(i, a)| {
-        a.strip_prefix("--termination-log=")
-            .map(ToOwned::to_owned)
-            .or_else(|| {
-                (a == "--termination-log")
-                    .then(|| args.get(i + 1).cloned())
-                    .flatten()
-            })
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let from_args = args.iter().enumerate().find_map(|(i, arg)| {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = arg.as_bytes();
+        if let Some(value) = bytes.strip_prefix(b"--termination-log=") {
+            return Some(PathBuf::from(std::ffi::OsStr::from_bytes(value)));
+        }
+        (bytes == b"--termination-log")
+            .then(|| args.get(i + 1).map(PathBuf::from))
+            .flatten()
     });
     from_args
-        .or_else(|| std::env::var("SECRET_GATE_TERMINATION_LOG").ok())
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("SECRET_GATE_TERMINATION_LOG").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
         .or_else(crate::config::default_termination_log)
+}
+
+/// The text of a clap error for the termination log: one or two lines, not
+/// a usage dump.
+fn usage_error_text(err: &clap::Error) -> String {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return "a subcommand is missing: use `secret-gate watch`, `secret-gate check` or \
+                `secret-gate safe` (see --help)"
+            .to_owned();
+    }
+    let rendered = err.render().to_string();
+    let text = rendered.trim_start_matches("error: ").trim_end();
+    text.trim_end_matches("For more information, try '--help'.")
+        .trim_end()
+        .to_owned()
 }
 
 /// Runs the parsed command line to an exit code. `warnings` are logged
@@ -171,7 +186,7 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
     let progress = Progress::new();
     let started = Instant::now();
     let (mode, timeout) = match &config.mode {
-        Mode::Check(selection) => return check_once(config, selection).await,
+        Mode::Check(selection) => return check_once(config, selection, shutdown).await,
         Mode::Watch(c) => {
             tracing::info!(
                 mount = %c.selection.mount.display(),
@@ -226,12 +241,31 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
         if let Mode::Safe(c) = &config.mode {
             if !c.wait_before_exit.is_zero() {
                 tokio::select! {
-                    stop = &mut shutdown => return stop.exit_code(),
+                    stop = &mut shutdown => {
+                        let wait = rounded(c.wait_before_exit);
+                        let diagnosis = format!(
+                            "secret-gate: {mode}: stopped by {} while waiting {wait} before exit \
+                             (--wait-before-exit); the secret was ready\n",
+                            stop.name()
+                        );
+                        tracing::error!("{}", diagnosis.trim_end());
+                        if let Some(path) = &config.termination_log {
+                            write_termination_log(path, &diagnosis);
+                        }
+                        return stop.exit_code();
+                    }
                     () = tokio::time::sleep(c.wait_before_exit) => {}
                 }
             }
         }
         return ExitCode::Ready;
+    }
+    if let (Mode::Watch(c), 0) = (&config.mode, progress.checks()) {
+        progress.set_last_error(format!(
+            "the first look at {} had not finished; a filesystem call may be stuck \
+             (a dead network or FUSE mount?)",
+            c.selection.mount.display()
+        ));
     }
     let diagnosis = progress.diagnosis(&format!("{mode}: {headline}"));
     tracing::error!("{}", diagnosis.trim_end().replace('\n', " | "));
@@ -241,27 +275,46 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
     code
 }
 
-/// One check. A file that is only settling (written moments ago, in a
-/// format that can be cut short) is looked at again once its settle time
-/// is up, so `check` right after a complete write still says ready.
-async fn check_once(config: &Config, selection: &crate::config::Selection) -> ExitCode {
-    let mut result = volume::scan(selection);
-    for _ in 0..3 {
-        let Some(wait) = result.recheck_in else { break };
-        tokio::time::sleep(wait).await;
-        result = volume::scan(selection);
-    }
-    if result.problems.is_empty() {
-        tracing::info!(mount = %selection.mount.display(), "ready");
-        return ExitCode::Ready;
-    }
+/// `check`: one look, raced against SIGTERM/SIGINT like `watch`.
+async fn check_once(
+    config: &Config,
+    selection: &crate::config::Selection,
+    shutdown: impl Future<Output = Stop>,
+) -> ExitCode {
+    let started = Instant::now();
+    let (result, stopped) = tokio::select! {
+        biased;
+        stop = shutdown => (None, Some(stop)),
+        result = volume::check_once(selection) => (Some(result), None),
+    };
     let progress = Progress::new();
-    progress.update(result.problems);
-    let diagnosis = progress.diagnosis("check: not ready");
+    let (code, headline) = match (result, stopped) {
+        (Some(result), _) if result.problems.is_empty() => {
+            tracing::info!(mount = %selection.mount.display(), "ready");
+            return ExitCode::Ready;
+        }
+        (Some(result), _) => {
+            progress.record(result.problems);
+            (ExitCode::NotReady, "check: not ready".to_owned())
+        }
+        (None, stop) => {
+            let stop = stop.unwrap_or(Stop::Terminate);
+            let elapsed = rounded(started.elapsed());
+            (
+                stop.exit_code(),
+                format!(
+                    "check: stopped by {} after {elapsed} while checking",
+                    stop.name()
+                ),
+            )
+        }
+    };
+    let diagnosis = progress.diagnosis(&headline);
+    tracing::error!("{}", diagnosis.trim_end().replace('\n', " | "));
     if let Some(path) = &config.termination_log {
         write_termination_log(path, &diagnosis);
     }
-    ExitCode::NotReady
+    code
 }
 
 fn file_list(selection: &crate::config::Selection) -> String {
@@ -281,4 +334,91 @@ fn show_timeout(timeout: Option<Duration>) -> String {
 fn rounded(d: Duration) -> String {
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     humantime::format_duration(Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The one `select!`, driven under paused time: ready, deadline and
+    //! signal, for `watch` and `check`.
+    use super::{run, Stop};
+    use crate::check::{Format, Key};
+    use crate::config::{Config, FileSpec, Layout, Mode, Selection, WatchConfig};
+    use crate::exit::ExitCode;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn selection(mount: &Path, settle: Duration) -> Selection {
+        Selection {
+            mount: mount.to_path_buf(),
+            layout: Layout::Files(vec![FileSpec {
+                name: "app.env".into(),
+                format: Format::Env,
+            }]),
+            keys: Key::parse_list("A").unwrap(),
+            max_file_size: 1 << 20,
+            settle,
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
+        }
+    }
+
+    fn watch(mount: &Path, settle: Duration) -> Config {
+        Config {
+            mode: Mode::Watch(WatchConfig {
+                selection: selection(mount, settle),
+                timeout: Some(Duration::from_secs(5)),
+                poll_interval: Duration::from_secs(1),
+                poll_only: true,
+            }),
+            termination_log: None,
+        }
+    }
+
+    fn check(mount: &Path, settle: Duration) -> Config {
+        Config {
+            mode: Mode::Check(selection(mount, settle)),
+            termination_log: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_deadline_and_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let never = std::future::pending::<Stop>;
+        // Not there: the deadline ends the wait.
+        assert_eq!(
+            run(&watch(dir.path(), Duration::ZERO), never()).await,
+            ExitCode::NotReady
+        );
+        // A signal ends it first.
+        let term = async { Stop::Terminate };
+        assert_eq!(
+            run(&watch(dir.path(), Duration::ZERO), term).await,
+            ExitCode::Terminated
+        );
+        // There: ready, for both subcommands.
+        std::fs::write(dir.path().join("app.env"), "A=x").unwrap();
+        assert_eq!(
+            run(&watch(dir.path(), Duration::ZERO), never()).await,
+            ExitCode::Ready
+        );
+        assert_eq!(
+            run(&check(dir.path(), Duration::ZERO), never()).await,
+            ExitCode::Ready
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn check_gives_way_to_a_signal_while_a_file_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.env"), "A=x").unwrap();
+        let interrupt = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Stop::Interrupt
+        };
+        let started = tokio::time::Instant::now();
+        let code = run(&check(dir.path(), Duration::from_secs(3600)), interrupt).await;
+        assert_eq!(code, ExitCode::Interrupted);
+        assert!(started.elapsed() < Duration::from_secs(3600));
+    }
 }

@@ -434,6 +434,27 @@ fn sigterm_while_waiting_exits_143() {
 }
 
 #[test]
+fn sigterm_during_wait_before_exit_is_explained() {
+    let fake = FakeSafe::start(&[]);
+    fake.register("example", SECRET);
+    let fx = Fixture::new();
+    let mut running = gate(&fake, &fx)
+        .env("VSECM_INIT_CONTAINER_WAIT_BEFORE_EXIT", "60000")
+        .spawn();
+    running.expect_stderr("ready");
+    running.signal("TERM");
+    let done = finish(running);
+    done.assert_code(143);
+    let log = fx.log();
+    assert!(
+        log.contains("stopped by SIGTERM while waiting 1m before exit (--wait-before-exit)"),
+        "{log}\n{}",
+        done.dump()
+    );
+    assert!(log.contains("the secret was ready"), "{log}");
+}
+
+#[test]
 fn vsecm_env_only_pod_spec_works_unchanged() {
     // Only the variables a vsecm-ist-init-container pod spec sets.
     let fake = FakeSafe::start(&[]);

@@ -497,7 +497,8 @@ fn env_format() {
 fn raw_format() {
     run_format_cases(&[
         ("token", "", "t0k3n", "", 0, ""),
-        ("tls.crt", "", "-----BEGIN CERTIFICATE-----\n", "", 0, ""),
+        // `auto` reads .crt files as PEM; `--format raw` only asks for bytes.
+        ("tls.crt", "raw", "-----BEGIN CERTIFICATE-----\n", "", 0, ""),
         // Raw ignores content: a file that is not JSON still counts.
         ("token.json", "raw", "{not json", "", 0, ""),
         (
@@ -842,7 +843,7 @@ fn stopped_by(signal: &str, code: i32) {
         .watch()
         .args(["--file", "secrets.json", "--timeout", "60s"])
         .spawn();
-    gate.expect_stderr("waiting");
+    gate.expect_stderr(NOT_READY_YET);
     gate.signal(signal);
     let run = gate.wait(HANG_LIMIT);
     run.assert_code(code);
@@ -1261,14 +1262,11 @@ fn a_file_that_keeps_settling_is_named_in_the_diagnosis() {
     run.assert_code(1);
     let log = fx.log();
     assert!(
-        log.contains("- password: changed "),
+        log.contains("- password: unchanged for "),
         "{log}\n{}",
         run.dump()
     );
-    assert!(
-        log.contains("waiting until it has been unchanged for 3600000ms"),
-        "{log}"
-    );
+    assert!(log.contains("of the 3600000ms settle time"), "{log}");
 }
 
 #[test]
@@ -1307,7 +1305,7 @@ fn a_timestamp_set_back_does_not_skip_the_settle_time() {
         .args(["--settle-time", "1h", "--timeout", "1s"])
         .run();
     run.assert_code(1);
-    assert!(fx.log().contains("app.env: changed "), "{}", fx.log());
+    assert!(fx.log().contains("app.env: unchanged for "), "{}", fx.log());
 }
 
 #[test]
@@ -1380,4 +1378,243 @@ fn progress_is_logged_when_the_set_of_missing_keys_changes() {
     );
     fx.replace("s.json", r#"{"a":"1","b":"2","c":"3"}"#);
     gate.wait(HANG_LIMIT).assert_code(0);
+}
+
+// ---------------------------------------------------------------------------
+// Hardening: one version per scan, settle time on the gate's own clock,
+// inputs that must never hang or pass early
+// ---------------------------------------------------------------------------
+
+/// Replays the kubelet's update sequence as fast as it can, alternating two
+/// payloads that each lack one key, until `stop` is set.
+fn alternate_incomplete_payloads(
+    mount: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u32> {
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let mut kubelet = AtomicWriter::new(&mount);
+        let mut swaps = 0u32;
+        // Bounded: the test sets `stop`, and this gives up after 60 s.
+        let start = std::time::Instant::now();
+        while !stop.load(Ordering::Relaxed) && start.elapsed() < HANG_LIMIT {
+            let payload: &[(&str, &[u8])] = if swaps % 2 == 0 {
+                &[("username", b"user1")]
+            } else {
+                &[("password", b"pass2")]
+            };
+            kubelet.write(payload);
+            swaps += 1;
+        }
+        swaps
+    })
+}
+
+#[test]
+fn a_scan_never_mixes_two_kubelet_versions() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let fx = Fixture::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = alternate_incomplete_payloads(fx.mount.clone(), Arc::clone(&stop));
+    let keys = ["--required-keys", "username,password"];
+
+    let watchers: Vec<_> = (0..3)
+        .map(|_| {
+            Gate::new("watch")
+                .arg("--mount-path")
+                .arg(&fx.mount)
+                .args(keys)
+                .args(["--timeout", "3s", "--termination-log", "/dev/null"])
+                .spawn()
+        })
+        .collect();
+    let mut passed = 0;
+    for _ in 0..300 {
+        let run = Gate::new("check")
+            .arg("--mount-path")
+            .arg(&fx.mount)
+            .args(keys)
+            .args(["--termination-log", "/dev/null"])
+            .run();
+        if run.code() == Some(0) {
+            passed += 1;
+        }
+    }
+    for watcher in watchers {
+        watcher.wait(HANG_LIMIT).assert_code(1);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = writer.join().unwrap();
+    assert_eq!(
+        passed, 0,
+        "check passed on a mix of versions ({swaps} swaps)"
+    );
+    assert!(swaps > 100, "the writer made only {swaps} swaps");
+
+    // Not vacuous: a version holding both keys passes.
+    let mut kubelet = AtomicWriter::new(&fx.mount);
+    kubelet.write(&[("username", b"user2"), ("password", b"pass2")]);
+    fx.check().args(keys).run().assert_code(0);
+}
+
+#[test]
+fn a_slow_writer_that_never_pauses_long_never_passes() {
+    use std::io::Write as _;
+    let fx = Fixture::new();
+    let path = fx.path("app.env");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(b"PASSWORD=").unwrap();
+    let mut gate = fx
+        .watch()
+        .args(["--file", "app.env", "--required-keys", "PASSWORD"])
+        .args(["--timeout", READY_TIMEOUT])
+        .spawn();
+    gate.expect_stderr(NOT_READY_YET);
+    // One byte every 0.3 ms, each a valid env file: never quiet for the
+    // 250 ms settle time until the end.
+    for _ in 0..3000 {
+        file.write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    gate.assert_running("while the writer was still appending");
+    drop(file);
+    gate.wait(HANG_LIMIT).assert_code(0);
+}
+
+#[test]
+fn a_look_alike_data_directory_does_not_skip_the_settle_time() {
+    let fx = Fixture::new();
+    std::fs::create_dir(fx.path("..data")).unwrap();
+    fx.write("..data/app.env", "A=hun");
+    symlink("..data/app.env", fx.path("app.env")).unwrap();
+    let run = fx
+        .watch()
+        .args(["--file", "app.env", "--required-keys", "A"])
+        .args(["--settle-time", "1h", "--timeout", "1s"])
+        .run();
+    run.assert_code(1);
+    assert!(fx.log().contains("app.env: unchanged for "), "{}", fx.log());
+}
+
+#[test]
+fn a_termination_log_that_is_a_fifo_never_blocks() {
+    let fx = Fixture::new();
+    let fifo = fx.root.path().join("out/fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = Gate::new("check")
+        .arg("--mount-path")
+        .arg(&fx.mount)
+        .args(["--required-keys", "password", "--termination-log"])
+        .arg(&fifo)
+        .run();
+    run.assert_code(1);
+    run.assert_stderr("could not write the termination log");
+    // An argument error, which finds the log from the raw arguments.
+    let run = Gate::new("check")
+        .args(["--bogus", "--termination-log"])
+        .arg(&fifo)
+        .run();
+    run.assert_code(2);
+}
+
+#[test]
+fn arguments_that_are_not_utf8_do_not_crash_the_error_path() {
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fixture::new();
+    let run = fx
+        .check()
+        .arg("--required-keys")
+        .arg(std::ffi::OsStr::from_bytes(b"pass\xffword"))
+        .arg("--bogus")
+        .run();
+    run.assert_code(2);
+    assert!(
+        fx.log().starts_with("secret-gate: configuration error:"),
+        "{}",
+        fx.log()
+    );
+}
+
+#[test]
+fn no_subcommand_says_so_in_the_termination_log() {
+    let fx = Fixture::new();
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.env("SECRET_GATE_TERMINATION_LOG", &fx.log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let status = cmd.status().unwrap();
+    assert_eq!(status.code(), Some(2));
+    let log = fx.log();
+    assert!(log.contains("a subcommand is missing"), "{log}");
+    assert!(log.len() < 300, "{log}");
+}
+
+#[test]
+fn mount_errors_name_the_real_cause() {
+    let fx = Fixture::new();
+    let too_long = fx.mount.join("x".repeat(300));
+    let run = Gate::new("check")
+        .arg("--mount-path")
+        .arg(&too_long)
+        .args(["--required-keys", "password", "--termination-log"])
+        .arg(&fx.log)
+        .run();
+    run.assert_code(1);
+    assert!(
+        fx.log().contains("is too long for this system"),
+        "{}",
+        fx.log()
+    );
+
+    if is_root() {
+        // Searchable by nobody: only the mount's parent is closed.
+        fx.open_to_others();
+        let closed = fx.root.path().join("closed");
+        std::fs::create_dir_all(closed.join("mount")).unwrap();
+        chmod(&closed, 0o700);
+        std::fs::remove_file(&fx.log).unwrap();
+        let run = Gate::new("check")
+            .arg("--mount-path")
+            .arg(closed.join("mount"))
+            .args(["--required-keys", "password", "--termination-log"])
+            .arg(&fx.log)
+            .unprivileged()
+            .run();
+        run.assert_code(1);
+        let log = fx.log();
+        assert!(log.contains("permission denied"), "{log}\n{}", run.dump());
+        assert!(!log.contains("does not exist"), "{log}");
+    }
+}
+
+#[test]
+fn a_huge_json_number_is_a_value() {
+    let fx = Fixture::new();
+    fx.write("s.json", format!(r#"{{"n":{}}}"#, "7".repeat(400)));
+    fx.check()
+        .args(["--file", "s.json", "--required-keys", "n"])
+        .run()
+        .assert_code(0);
+}
+
+#[test]
+fn costly_yaml_is_refused_promptly() {
+    let fx = Fixture::new();
+    fx.write("deep.yaml", "a: ".to_owned() + &"{b: ".repeat(200_000));
+    fx.write("list.yaml", "- item\n".repeat(140_000));
+    let run = fx.check().args(["--file", "deep.yaml"]).run();
+    run.assert_code(1);
+    assert!(
+        fx.log().contains("nests deeper than 128 levels"),
+        "{}",
+        fx.log()
+    );
+    let run = fx.check().args(["--file", "list.yaml"]).run();
+    run.assert_code(1);
+    assert!(fx.log().contains("YAML values"), "{}", fx.log());
 }

@@ -3,11 +3,14 @@
 
 pub mod format;
 pub mod key;
+pub mod pem;
+pub mod tls;
 
 use std::fmt;
 
 pub use format::{parse, Document, Format, ParseError};
 pub use key::Key;
+pub use tls::TlsPolicy;
 
 /// One reason the gate is not ready. It names a file or key and what is
 /// wrong, and never carries a secret value.
@@ -61,7 +64,9 @@ impl fmt::Display for Problem {
 }
 
 /// Describes a parse failure of `size` bytes. `source` is `"file"` for a
-/// file, which may be mid-write, or `"secret"` for a fetched value.
+/// file, which may be mid-write, `"whole file"` for a file known to have
+/// been written whole (the kubelet swapped it in), or `"secret"` for a
+/// fetched value.
 #[must_use]
 pub fn describe_parse_error(err: &ParseError, size: usize, source: &str) -> String {
     match (source, err) {
@@ -71,6 +76,7 @@ pub fn describe_parse_error(err: &ParseError, size: usize, source: &str) -> Stri
             format!("{err} (file is {size} bytes; still being written?)")
         }
         (_, ParseError::Empty) => err.to_string(),
+        ("whole file", _) => format!("{err} (file is {size} bytes)"),
         _ => format!("{err} ({source} is {size} bytes)"),
     }
 }

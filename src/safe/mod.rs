@@ -102,8 +102,12 @@ enum NotAccepted {
 /// Checks the secret and writes it out.
 fn accept(config: &SafeConfig, data: &str) -> Result<(), NotAccepted> {
     let format = resolve_format(config, data);
-    // VSecM's own rule, when no document is needed: any non-empty data.
-    let doc = if format == Format::Raw && config.format == Format::Auto {
+    // VSecM's own rule, when no document is needed: any non-empty data
+    // (but not a template rendered without its data).
+    let doc = if format == Format::Raw
+        && config.format == Format::Auto
+        && !check::format::is_no_value(data.as_bytes())
+    {
         Document::default()
     } else {
         check::parse(format, data.as_bytes()).map_err(|e| {
@@ -123,6 +127,17 @@ fn accept(config: &SafeConfig, data: &str) -> Result<(), NotAccepted> {
         .collect();
     if !missing.is_empty() {
         return Err(NotAccepted::NotYet(missing));
+    }
+    if format == Format::Pem {
+        let policy = check::TlsPolicy {
+            min_validity: config.min_validity,
+            ..check::TlsPolicy::default()
+        };
+        let now = std::time::SystemTime::now();
+        let report = check::tls::check(&[("Safe", data.as_bytes())], &policy, now);
+        if !report.problems.is_empty() {
+            return Err(NotAccepted::NotYet(report.problems));
+        }
     }
     write_output(config, data, &doc)
         .map_err(|e| NotAccepted::Output(Problem::new("output", "output", e.to_string())))

@@ -17,9 +17,9 @@ use tokio::time::{interval, MissedTickBehavior};
 
 use crate::config::{Selection, WatchConfig};
 use crate::report::Progress;
-use watcher::DirWatcher;
+use watcher::{DirWatcher, Triggers};
 
-pub use scan::{scan, Scan};
+pub use scan::{scan, Scan, Scanner};
 
 /// The directories whose entries decide readiness: the mount itself and
 /// the parent of every nested `--file`.
@@ -35,37 +35,50 @@ fn watch_targets(selection: &Selection) -> BTreeSet<PathBuf> {
 
 /// Returns once every secret of the selection is ready. Never returns
 /// otherwise: the caller races it against the deadline and signals.
+///
+/// Every filesystem call (setting up and moving inotify watches, the scan
+/// itself) runs on the blocking pool, so a mount whose `stat` never returns
+/// cannot hold the runtime thread: the deadline and signals still win.
 pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
     let selection = Arc::new(config.selection.clone());
-    let mut watcher = if config.poll_only {
-        tracing::info!(every = ?config.poll_interval, "polling only (--poll-only)");
-        None
-    } else {
-        match DirWatcher::new(watch_targets(&selection)) {
-            Ok(w) => Some(w),
-            Err(err) => {
-                fall_back(&err, config, progress);
-                None
-            }
-        }
+    let mut state = Looker {
+        selection: Arc::clone(&selection),
+        scanner: Scanner::new(),
+        watcher: None,
+        setup: !config.poll_only,
     };
+    if config.poll_only {
+        tracing::info!(every = ?config.poll_interval, "polling only (--poll-only)");
+    }
+    let mut triggers: Option<Triggers> = None;
     let mut ticker = interval(config.poll_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker.reset();
 
     loop {
-        if let Some(w) = watcher.as_mut() {
-            if let Err(err) = w.sync() {
-                fall_back(&err, config, progress);
-                watcher = None;
-            }
+        let Some(look) = off_thread(state).await else {
+            progress.set_last_error("the file check failed unexpectedly; retrying");
+            return std::future::pending().await;
+        };
+        state = look.state;
+        if let Some(t) = look.started {
+            triggers = Some(t);
         }
-        let result = scan_off_thread(&selection).await;
+        if let Some(err) = look.watch_error {
+            fall_back(&err, config, progress);
+            triggers = None;
+        }
+        let result = look.scan;
         if result.problems.is_empty() {
+            // Release inotify now, on its own thread's schedule, rather
+            // than in the exit path of the process.
+            drop(state);
+            drop(triggers);
             return;
         }
         progress.update(result.problems);
-        // A settling file is looked at again when its quiet time is up.
+        // A settling file is looked at again when its quiet time is up, and
+        // a certificate when it becomes valid or drops under --min-validity.
         let settled = async {
             match result.recheck_in {
                 Some(d) => tokio::time::sleep(d).await,
@@ -73,9 +86,9 @@ pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
             }
         };
 
-        if let Some(w) = watcher.as_mut() {
+        if let Some(t) = triggers.as_mut() {
             tokio::select! {
-                error = w.next_batch() => {
+                error = t.next_batch() => {
                     if let Some(error) = error {
                         tracing::warn!(%error, "inotify reported an error; re-scanning everything");
                         progress.set_last_error(format!("inotify: {error}"));
@@ -93,21 +106,102 @@ pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
     }
 }
 
-/// Runs a scan on the blocking pool, so a read stuck on a dead network
-/// filesystem cannot stall the runtime: signals and the deadline still win.
-async fn scan_off_thread(selection: &Arc<Selection>) -> Scan {
-    let selection = Arc::clone(selection);
-    match tokio::task::spawn_blocking(move || scan(&selection)).await {
-        Ok(result) => result,
-        Err(error) => Scan {
-            problems: vec![crate::check::Problem::new(
-                "scan",
-                "internal",
-                format!("the file check failed: {error}"),
-            )],
-            recheck_in: None,
-        },
+/// What the blocking pool works on between two looks.
+struct Looker {
+    selection: Arc<Selection>,
+    scanner: Scanner,
+    watcher: Option<DirWatcher>,
+    /// inotify is wanted but not started yet.
+    setup: bool,
+}
+
+/// One look: the state handed back, the scan, and what happened to inotify.
+struct Look {
+    state: Looker,
+    scan: Scan,
+    started: Option<Triggers>,
+    watch_error: Option<watcher::WatchError>,
+}
+
+/// Starts or moves the watches, then scans, on the blocking pool. `None`
+/// only if that task panicked.
+async fn off_thread(mut state: Looker) -> Option<Look> {
+    tokio::task::spawn_blocking(move || {
+        let mut started = None;
+        let mut watch_error = None;
+        if std::mem::take(&mut state.setup) {
+            match DirWatcher::new(watch_targets(&state.selection)) {
+                Ok((w, t)) => {
+                    state.watcher = Some(w);
+                    started = Some(t);
+                }
+                Err(err) => watch_error = Some(err),
+            }
+        }
+        if let Some(w) = state.watcher.as_mut() {
+            if let Err(err) = w.sync() {
+                state.watcher = None;
+                watch_error = Some(err);
+            }
+        }
+        let scan = state.scanner.scan(&state.selection);
+        Look {
+            state,
+            scan,
+            started,
+            watch_error,
+        }
+    })
+    .await
+    .ok()
+}
+
+/// `check`: one scan, on the blocking pool. A file that is only settling
+/// (written moments ago, in a format that can be cut short) is looked at
+/// again once its settle time is up, so `check` right after a complete
+/// write still says ready. The caller races it against signals.
+pub async fn check_once(selection: &Selection) -> Scan {
+    let selection = Arc::new(selection.clone());
+    let mut scanner = Scanner::new();
+    // The settle wait is bounded: at most a few rounds of --settle-time.
+    for _ in 0..4 {
+        let sel = Arc::clone(&selection);
+        let Ok((back, result)) = tokio::task::spawn_blocking(move || {
+            let result = scanner.scan(&sel);
+            (scanner, result)
+        })
+        .await
+        else {
+            return Scan {
+                problems: vec![crate::check::Problem::new(
+                    "scan",
+                    "internal",
+                    "the file check failed unexpectedly",
+                )],
+                recheck_in: None,
+            };
+        };
+        scanner = back;
+        let only_settling = result.problems.iter().all(|p| p.class == "settling");
+        match result.recheck_in {
+            // Only a settle wait: never until a certificate becomes valid.
+            Some(wait) if only_settling => tokio::time::sleep(wait.min(selection.settle)).await,
+            // Not ready whatever the settling files turn out to be: report
+            // what needs fixing, not files that only need a moment.
+            _ if !only_settling => {
+                let problems = result.problems.into_iter();
+                return Scan {
+                    problems: problems.filter(|p| p.class != "settling").collect(),
+                    recheck_in: None,
+                };
+            }
+            _ => return result,
+        }
     }
+    let sel = Arc::clone(&selection);
+    tokio::task::spawn_blocking(move || scanner.scan(&sel))
+        .await
+        .unwrap_or_default()
 }
 
 fn fall_back(err: &watcher::WatchError, config: &WatchConfig, progress: &Progress) {
@@ -140,6 +234,8 @@ mod tests {
             keys: vec![],
             max_file_size: 1,
             settle: std::time::Duration::ZERO,
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
         };
         let got: Vec<PathBuf> = watch_targets(&sel).into_iter().collect();
         assert_eq!(got, [PathBuf::from("/m"), PathBuf::from("/m/sub")]);

@@ -4,7 +4,6 @@ use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
-use std::time::SystemTime;
 
 /// Why a file could not be read. Each is a named state in the diagnosis.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,12 +26,38 @@ pub enum ReadError {
     Io(String),
 }
 
-/// A file's bytes, and when it last changed.
+/// A file's bytes, and what identified its version when they were read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contents {
     pub bytes: Vec<u8>,
-    /// The change time after the read, or now if it changed during it.
-    pub modified: Option<SystemTime>,
+    /// The file's identity and change marks, the same before and after the
+    /// read; `None` when the file changed while it was being read.
+    pub stamp: Option<Stamp>,
+}
+
+/// What tells one version of a file from the next: its inode, size and
+/// change times. Compared only with itself, never with the wall clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    ctime: (i64, i64),
+    mtime: (i64, i64),
+}
+
+impl Stamp {
+    #[must_use]
+    pub fn of(meta: &Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
 }
 
 /// Reads at most `limit` bytes of the regular file at `path`, following
@@ -58,26 +83,13 @@ pub fn read_capped(path: &Path, limit: u64) -> Result<Contents, ReadError> {
     check_type(&meta)?;
     let mut file = file;
     let bytes = read_to_limit(&mut file, limit)?;
-    // Taken after the read, so a rewrite that began before or during it
-    // counts as a change now. The change time (ctime), unlike the
+    // Taken after the read too: a rewrite that began before or during it
+    // shows as a different stamp. The change time (ctime), unlike the
     // modification time, cannot be set back by a writer or `touch -d`.
     let after = file.metadata().map_err(|e| classify(path, &e))?;
-    let changed_during_read =
-        after.len() != bytes.len() as u64 || change_time(&after) != change_time(&meta);
-    let modified = if changed_during_read {
-        Some(SystemTime::now())
-    } else {
-        change_time(&after)
-    };
-    Ok(Contents { bytes, modified })
-}
-
-/// When the file's contents or metadata last changed (ctime).
-fn change_time(meta: &Metadata) -> Option<SystemTime> {
-    use std::os::unix::fs::MetadataExt;
-    let secs = u64::try_from(meta.ctime()).ok()?;
-    let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
-    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
+    let (before, after) = (Stamp::of(&meta), Stamp::of(&after));
+    let stamp = (before == after && after.size == bytes.len() as u64).then_some(after);
+    Ok(Contents { bytes, stamp })
 }
 
 fn read_to_limit(file: &mut File, limit: u64) -> Result<Vec<u8>, ReadError> {

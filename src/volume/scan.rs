@@ -1,13 +1,32 @@
 //! One full check of a [`Selection`] on disk: every file read by path, every
 //! key looked up. Cheap enough to run after every event.
+//!
+//! Two rules keep a scan from passing on content that never existed whole:
+//! - **One version.** In a volume written by the kubelet (Secret,
+//!   `ConfigMap`, projected, CSI), `..data` is resolved once and every file
+//!   behind it is read through the resolved `..<timestamp>` directory, so a
+//!   swap in the middle of a scan cannot mix two versions ([`Version`]).
+//! - **Settled.** A file in a format that can be cut short and still parse
+//!   counts only once the gate has seen the same version of it (inode, size,
+//!   change times) for `--settle-time` on its own monotonic clock
+//!   ([`settle`]). A file's times are never compared with the wall clock.
 
-use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::check::{self, describe_parse_error, Document, Format, Problem};
 use crate::config::{Layout, Selection};
 
-use super::read::{read_capped, ReadError};
+use super::read::{read_capped, ReadError, Stamp};
+
+/// How many times a scan is repeated when the kubelet swapped `..data`
+/// while it ran and the result was not ready.
+const VERSION_RETRIES: usize = 3;
 
 /// The result of one scan.
 #[derive(Debug, Default)]
@@ -19,114 +38,322 @@ pub struct Scan {
     pub recheck_in: Option<Duration>,
 }
 
-/// Checks every file of the selection.
-#[must_use]
-pub fn scan(selection: &Selection) -> Scan {
-    let mount = &selection.mount;
-    match std::fs::metadata(mount) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Scan {
-                problems: vec![Problem::new(
-                mount.display().to_string(),
-                "mount-not-dir",
-                "is not a directory; --mount-path must name the directory the volume is mounted at",
-            )],
-                recheck_in: None,
-            }
-        }
-        Err(_) => {
-            return Scan {
-                problems: vec![Problem::new(
-                    mount.display().to_string(),
-                    "mount-missing",
-                    format!(
-                        "directory does not exist yet; waiting for {}",
-                        selection.file_names().join(", ")
-                    ),
-                )],
-                recheck_in: None,
-            }
+impl Scan {
+    fn one(problem: Problem) -> Self {
+        Self {
+            problems: vec![problem],
+            recheck_in: None,
         }
     }
 
-    let files = selection.files();
-    let mut out = Scan::default();
-    let mut docs: Vec<Document> = Vec::new();
-    let now = SystemTime::now();
-    for spec in &files {
-        let name = spec.name.display().to_string();
-        let contents = match read_capped(&mount.join(&spec.name), selection.max_file_size) {
-            Ok(contents) => contents,
-            Err(err) => {
-                out.problems
-                    .push(Problem::new(name, read_class(&err), err.to_string()));
-                continue;
-            }
-        };
-        let doc = match check::parse(spec.format, &contents.bytes) {
-            Ok(doc) => doc,
-            Err(err) => {
-                out.problems.push(Problem::new(
-                    name,
-                    "invalid",
-                    describe_parse_error(&err, contents.bytes.len(), "file"),
-                ));
-                continue;
-            }
-        };
-        // A YAML, env or raw file (or a JSON scalar) cut short by a writer
-        // may still parse: wait until it has been quiet for a while.
-        let age = contents.modified.and_then(|m| now.duration_since(m).ok());
-        let can_be_cut_short = spec.format != Format::Json || doc.roots.is_empty();
-        if let Some(age) = age.filter(|a| *a < selection.settle) {
-            if can_be_cut_short && !swapped_in_by_kubelet(mount, &spec.name) {
-                let left = selection.settle.saturating_sub(age);
-                out.recheck_in = Some(out.recheck_in.map_or(left, |r| r.min(left)));
-                out.problems.push(Problem::new(
-                    name,
-                    "settling",
-                    format!(
-                        "changed {}ms ago; waiting until it has been unchanged for {}ms \
-                         ({} can be cut short and still parse)",
-                        age.as_millis(),
-                        selection.settle.as_millis(),
-                        spec.format
-                    ),
-                ));
-                continue;
-            }
-        }
-        docs.push(doc);
+    fn recheck_within(&mut self, wait: Duration) {
+        self.recheck_in = Some(self.recheck_in.map_or(wait, |r| r.min(wait)));
     }
-
-    // Keys live inside documents only with --file; without it each key was
-    // a file, checked above. Keys are judged only once every file parsed,
-    // so a half-written file never reports a misleading "key missing".
-    if matches!(selection.layout, Layout::Files(_)) && out.problems.is_empty() {
-        let refs: Vec<&Document> = docs.iter().collect();
-        let subject = files
-            .iter()
-            .filter(|f| f.format.has_keys())
-            .map(|f| f.name.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        for key in check::missing_keys(&selection.keys, &refs) {
-            out.problems
-                .push(Problem::key_missing(subject.clone(), key));
-        }
-    }
-    out
 }
 
-/// True when `name`'s first component is one of the kubelet's visible
-/// links into `..data/` (Secret, `ConfigMap`, projected and CSI volumes):
-/// such files are written completely before the atomic swap.
-fn swapped_in_by_kubelet(mount: &Path, name: &Path) -> bool {
-    let Some(first) = name.components().next() else {
-        return false;
+/// When the gate first saw a file's current version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    pub stamp: Stamp,
+    pub since: Instant,
+}
+
+/// Whether a file that can be cut short has been quiet long enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Settled,
+    /// Look again after this long; the file has been quiet for the rest.
+    Wait {
+        quiet_for: Duration,
+        left: Duration,
+    },
+}
+
+/// The settle rule. `previous` is the last sighting of this file, `stamp`
+/// what this read saw (`None`: it changed during the read), `now` the
+/// gate's monotonic clock. Returns the verdict and the sighting to keep.
+#[must_use]
+pub fn settle(
+    previous: Option<Sighting>,
+    stamp: Option<Stamp>,
+    now: Instant,
+    settle_time: Duration,
+) -> (Settle, Option<Sighting>) {
+    if settle_time.is_zero() {
+        return (Settle::Settled, None);
+    }
+    let Some(stamp) = stamp else {
+        let wait = Settle::Wait {
+            quiet_for: Duration::ZERO,
+            left: settle_time,
+        };
+        return (wait, None);
     };
-    std::fs::read_link(mount.join(first)).is_ok_and(|target| target.starts_with("..data"))
+    let sighting = match previous {
+        Some(p) if p.stamp == stamp => p,
+        _ => Sighting { stamp, since: now },
+    };
+    let quiet_for = now.saturating_duration_since(sighting.since);
+    if quiet_for >= settle_time {
+        (Settle::Settled, Some(sighting))
+    } else {
+        let left = settle_time.saturating_sub(quiet_for);
+        (Settle::Wait { quiet_for, left }, Some(sighting))
+    }
+}
+
+/// Checks a selection again and again, remembering what it saw of each
+/// file so that [`settle`] can judge quiet time across scans.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    sightings: HashMap<PathBuf, Sighting>,
+}
+
+/// Checks every file of the selection once, with no memory of earlier
+/// scans (so a file that must settle is reported as settling).
+#[must_use]
+pub fn scan(selection: &Selection) -> Scan {
+    Scanner::default().scan(selection)
+}
+
+impl Scanner {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks every file of the selection. In a kubelet volume every file
+    /// is read from one version of `..data`; if `..data` moved while the
+    /// scan ran and it found problems, it is scanned again (bounded).
+    pub fn scan(&mut self, selection: &Selection) -> Scan {
+        let mut result = self.scan_once(selection);
+        for _ in 0..VERSION_RETRIES {
+            let Some(version) = result.1 else { break };
+            if result.0.problems.is_empty() || Version::of(&selection.mount) == Some(version) {
+                break;
+            }
+            result = self.scan_once(selection);
+        }
+        result.0
+    }
+
+    fn scan_once(&mut self, selection: &Selection) -> (Scan, Option<Version>) {
+        let mount = &selection.mount;
+        if let Some(problem) = mount_problem(selection) {
+            return (Scan::one(problem), None);
+        }
+        let version = Version::of(mount);
+        let files = selection.files();
+        let mut out = Scan::default();
+        let mut docs: Vec<Document> = Vec::new();
+        // PEM files that parsed, for the checks that need the clock or pairs.
+        let mut pem_files: Vec<(String, Vec<u8>)> = Vec::new();
+        for spec in &files {
+            let name = spec.name.display().to_string();
+            let through_kubelet = version.as_ref().and_then(|v| v.resolve(mount, &spec.name));
+            let path = through_kubelet
+                .clone()
+                .unwrap_or_else(|| mount.join(&spec.name));
+            let contents = match read_capped(&path, selection.max_file_size) {
+                Ok(contents) => contents,
+                Err(err) => {
+                    self.sightings.remove(&spec.name);
+                    out.problems
+                        .push(Problem::new(name, read_class(&err), err.to_string()));
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            // A file the kubelet swapped in was complete before the swap.
+            let describe_as = if through_kubelet.is_some() {
+                "whole file"
+            } else {
+                "file"
+            };
+            let doc = match check::parse(spec.format, &contents.bytes) {
+                Ok(doc) => doc,
+                Err(err) => {
+                    out.problems.push(Problem::new(
+                        name.clone(),
+                        "invalid",
+                        describe_parse_error(&err, contents.bytes.len(), describe_as),
+                    ));
+                    continue;
+                }
+            };
+            // A YAML, env or raw file (or a JSON scalar) cut short by a
+            // writer may still parse: wait until it has been quiet a while.
+            let can_be_cut_short = spec.format != Format::Json || doc.roots.is_empty();
+            if can_be_cut_short && through_kubelet.is_none() {
+                let previous = self.sightings.get(&spec.name).copied();
+                let (verdict, keep) = settle(previous, contents.stamp, now, selection.settle);
+                match keep {
+                    Some(s) => self.sightings.insert(spec.name.clone(), s),
+                    None => self.sightings.remove(&spec.name),
+                };
+                if let Settle::Wait { quiet_for, left } = verdict {
+                    out.recheck_within(left);
+                    out.problems.push(Problem::new(
+                        name,
+                        "settling",
+                        format!(
+                            "unchanged for {}ms of the {}ms settle time \
+                             ({} can be cut short and still parse)",
+                            quiet_for.as_millis(),
+                            selection.settle.as_millis(),
+                            spec.format
+                        ),
+                    ));
+                    continue;
+                }
+            }
+            if spec.format == Format::Pem {
+                pem_files.push((name, contents.bytes));
+            }
+            docs.push(doc);
+        }
+
+        tls_checks(&pem_files, selection, &mut out);
+
+        // Keys live inside documents only with --file; without it each key
+        // was a file, checked above. Keys are judged only once every file
+        // parsed, so a half-written file never reports a misleading "key
+        // missing".
+        if matches!(selection.layout, Layout::Files(_)) && out.problems.is_empty() {
+            let refs: Vec<&Document> = docs.iter().collect();
+            let subject = files
+                .iter()
+                .filter(|f| f.format.has_keys())
+                .map(|f| f.name.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            for key in check::missing_keys(&selection.keys, &refs) {
+                out.problems
+                    .push(Problem::key_missing(subject.clone(), key));
+            }
+        }
+        (out, version)
+    }
+}
+
+/// Validity, `--min-validity`, key pairs and `--ca-file` on the PEM files
+/// that parsed; also when to look again because a certificate becomes
+/// valid or drops under `--min-validity` by itself.
+fn tls_checks(pem_files: &[(String, Vec<u8>)], selection: &Selection, out: &mut Scan) {
+    let files: Vec<(&str, &[u8])> = pem_files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let tls = check::tls::check(&files, &selection.tls, std::time::SystemTime::now());
+    out.problems.extend(tls.problems);
+    if let Some(next) = tls.next_change {
+        out.recheck_within(next);
+    }
+}
+
+/// Why the mount directory itself cannot be scanned, if it cannot.
+fn mount_problem(selection: &Selection) -> Option<Problem> {
+    let mount = &selection.mount;
+    let shown = mount.display().to_string();
+    let err =
+        match std::fs::metadata(mount) {
+            Ok(meta) if meta.is_dir() => return None,
+            Ok(_) => return Some(Problem::new(
+                shown,
+                "mount-not-dir",
+                "is not a directory; --mount-path must name the directory the volume is mounted at",
+            )),
+            Err(err) => err,
+        };
+    let (class, what) = match err.raw_os_error() {
+        Some(libc::ENOENT) => (
+            "mount-missing",
+            format!(
+                "directory does not exist yet; waiting for {}",
+                selection.file_names().join(", ")
+            ),
+        ),
+        Some(libc::EACCES) => (
+            "mount-permission",
+            "cannot be reached: permission denied on it or a parent directory \
+             (the gate needs search permission on every directory of the path)"
+                .to_owned(),
+        ),
+        Some(libc::ENAMETOOLONG) => (
+            "mount-invalid",
+            "path, or a name in it, is too long for this system; use a shorter --mount-path"
+                .to_owned(),
+        ),
+        Some(libc::ENOTDIR) => (
+            "mount-invalid",
+            "a parent of this path is not a directory; check --mount-path".to_owned(),
+        ),
+        Some(libc::ELOOP) => (
+            "mount-invalid",
+            "path has a symlink loop; check --mount-path".to_owned(),
+        ),
+        _ => ("mount-io", format!("cannot be read: {}", io_reason(&err))),
+    };
+    Some(Problem::new(shown, class, what))
+}
+
+/// An I/O error's reason without the "(os error N)" noise.
+fn io_reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_owned()
+}
+
+/// One version of a kubelet-written volume: the `..<timestamp>` directory
+/// that `..data` pointed at when the scan began.
+///
+/// The layout is recognised exactly: `..data` is a symlink whose target is
+/// a single name starting with `..`, and that name is a real directory in
+/// the same mount. A plain directory named `..data` is not a version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(OsString);
+
+impl Version {
+    /// The version `mount/..data` points at now, if the mount is a kubelet
+    /// volume.
+    #[must_use]
+    pub fn of(mount: &Path) -> Option<Self> {
+        let target = std::fs::read_link(mount.join("..data")).ok()?;
+        let mut components = target.components();
+        let (Some(Component::Normal(name)), None) = (components.next(), components.next()) else {
+            return None;
+        };
+        let text = name.to_str()?;
+        if !text.starts_with("..") || text == "..data" || text == "..data_tmp" || text.len() < 3 {
+            return None;
+        }
+        let meta = std::fs::symlink_metadata(mount.join(name)).ok()?;
+        meta.is_dir().then(|| Self(name.to_owned()))
+    }
+
+    /// Where `name` (relative to the mount) really lives in this version,
+    /// when its first component is one of the kubelet's visible links
+    /// `first -> ..data/first`. `None` for files outside the layout.
+    #[must_use]
+    pub fn resolve(&self, mount: &Path, name: &Path) -> Option<PathBuf> {
+        let mut parts = name.components();
+        let Some(Component::Normal(first)) = parts.next() else {
+            return None;
+        };
+        let link = std::fs::read_link(mount.join(first)).ok()?;
+        let mut target = link.components();
+        let points_into_data = target.next() == Some(Component::Normal("..data".as_ref()))
+            && target.next() == Some(Component::Normal(first))
+            && target.next().is_none();
+        if !points_into_data {
+            return None;
+        }
+        let mut real = mount.join(&self.0).join(first);
+        // Joining an empty rest would add a trailing `/`.
+        if !parts.as_path().as_os_str().is_empty() {
+            real.push(parts.as_path());
+        }
+        Some(real)
+    }
 }
 
 fn read_class(err: &ReadError) -> &'static str {
@@ -143,7 +370,6 @@ fn read_class(err: &ReadError) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::scan;
     use crate::check::{Format, Key};
     use crate::config::{FileSpec, Layout, Selection};
@@ -168,6 +394,8 @@ mod tests {
             keys: Key::parse_list(keys).unwrap_or_default(),
             max_file_size: 1 << 20,
             settle: std::time::Duration::ZERO,
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
         }
     }
 
@@ -215,16 +443,36 @@ mod tests {
             "{got:?}"
         );
     }
+
+    #[test]
+    fn mount_errors_are_named_for_what_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let long = dir.path().join("x".repeat(300));
+        let table = [
+            (dir.path().join("file"), "is not a directory"),
+            (
+                dir.path().join("file/below"),
+                "a parent of this path is not a directory",
+            ),
+            (long, "is too long for this system"),
+        ];
+        for (mount, want) in table {
+            let got = shown(&scan(&selection(&mount, &["s.json"], "")));
+            assert!(got[0].contains(want), "{}: {got:?}", mount.display());
+        }
+    }
 }
 
 #[cfg(test)]
 mod settle_tests {
-    #![allow(clippy::unwrap_used)]
-    use super::scan;
+    use super::{scan, settle, Scanner, Settle, Sighting};
     use crate::check::{Format, Key};
     use crate::config::{FileSpec, Layout, Selection};
+    use crate::volume::read::read_capped;
     use std::os::unix::fs::symlink;
     use std::time::Duration;
+    use tokio::time::Instant;
 
     fn selection(dir: &std::path::Path, file: &str, format: Format) -> Selection {
         Selection {
@@ -236,6 +484,46 @@ mod settle_tests {
             keys: Key::parse_list("A").unwrap(),
             max_file_size: 1 << 20,
             settle: Duration::from_secs(3600),
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
+        }
+    }
+
+    #[test]
+    fn the_settle_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "one").unwrap();
+        let a = read_capped(&path, 100).unwrap().stamp.unwrap();
+        std::fs::write(dir.path().join("g"), "other").unwrap();
+        let b = read_capped(&dir.path().join("g"), 100)
+            .unwrap()
+            .stamp
+            .unwrap();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let seen = |since| Some(Sighting { stamp: a, since });
+        let wait = |quiet, left| Settle::Wait {
+            quiet_for: ms(quiet),
+            left: ms(left),
+        };
+        // (previous, stamp now, now, settle time) -> verdict
+        let table = [
+            // No settle time: always settled, nothing kept.
+            (None, Some(a), t0, ms(0), Settle::Settled),
+            // First sighting: the whole settle time is left.
+            (None, Some(a), t0, ms(250), wait(0, 250)),
+            // Changed during the read: never settled.
+            (seen(t0), None, t0 + ms(900), ms(250), wait(0, 250)),
+            // Same version, quiet for part of the time.
+            (seen(t0), Some(a), t0 + ms(100), ms(250), wait(100, 150)),
+            // Same version, quiet long enough.
+            (seen(t0), Some(a), t0 + ms(250), ms(250), Settle::Settled),
+            // Another version: the clock starts again.
+            (seen(t0), Some(b), t0 + ms(900), ms(250), wait(0, 250)),
+        ];
+        for (i, (previous, stamp, now, time, want)) in table.into_iter().enumerate() {
+            assert_eq!(settle(previous, stamp, now, time).0, want, "row {i}");
         }
     }
 
@@ -262,6 +550,20 @@ mod settle_tests {
     }
 
     #[test]
+    fn a_file_counts_once_quiet_for_the_settle_time_across_scans() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("app.env"), "A=x").unwrap();
+        let mut sel = selection(d, "app.env", Format::Env);
+        sel.settle = Duration::from_millis(30);
+        let mut scanner = Scanner::new();
+        let first = scanner.scan(&sel);
+        assert_eq!(first.problems[0].class, "settling");
+        std::thread::sleep(first.recheck_in.unwrap());
+        assert!(scanner.scan(&sel).problems.is_empty());
+    }
+
+    #[test]
     fn kubelet_links_are_complete_by_construction() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -272,5 +574,40 @@ mod settle_tests {
         assert!(scan(&selection(d, "app.env", Format::Env))
             .problems
             .is_empty());
+    }
+
+    #[test]
+    fn a_look_alike_data_directory_is_not_the_kubelet() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("..data")).unwrap();
+        std::fs::write(d.join("..data/app.env"), "A=hun").unwrap();
+        symlink("..data/app.env", d.join("app.env")).unwrap();
+        let s = scan(&selection(d, "app.env", Format::Env));
+        assert_eq!(s.problems[0].class, "settling", "{:?}", s.problems);
+    }
+
+    #[test]
+    fn every_file_is_read_from_the_version_data_pointed_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // ..data points at a version holding only `username`, while a
+        // stale visible link `password` is left from another version.
+        std::fs::create_dir(d.join("..v1")).unwrap();
+        std::fs::create_dir(d.join("..v2")).unwrap();
+        std::fs::write(d.join("..v1/username"), "u").unwrap();
+        std::fs::write(d.join("..v2/password"), "p").unwrap();
+        symlink("..v1", d.join("..data")).unwrap();
+        symlink("..data/username", d.join("username")).unwrap();
+        symlink("..data/password", d.join("password")).unwrap();
+        let mut sel = selection(d, "x", Format::Raw);
+        sel.layout = Layout::KeyPerFile;
+        sel.keys = Key::parse_list("username,password").unwrap();
+        let got: Vec<String> = scan(&sel)
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(got, ["password: missing"]);
     }
 }

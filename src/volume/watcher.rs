@@ -51,10 +51,10 @@ impl From<notify::Error> for WatchError {
 }
 
 /// The directories the gate cares about, watched at their nearest
-/// existing ancestor until they exist.
+/// existing ancestor until they exist. Its calls touch the filesystem, so
+/// they run on the blocking pool; the events arrive through [`Triggers`].
 pub struct DirWatcher {
     watcher: RecommendedWatcher,
-    rx: mpsc::Receiver<Trigger>,
     /// Directories we want to see events for.
     targets: BTreeSet<PathBuf>,
     /// What is watched now: path -> (device, inode) when it was added, so a
@@ -65,7 +65,7 @@ pub struct DirWatcher {
 impl DirWatcher {
     /// Starts an inotify instance for `targets` (directories that may not
     /// exist yet). Call [`Self::sync`] before the first check.
-    pub fn new(targets: BTreeSet<PathBuf>) -> Result<Self, WatchError> {
+    pub fn new(targets: BTreeSet<PathBuf>) -> Result<(Self, Triggers), WatchError> {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Never block here: this runs on notify's thread.
@@ -76,12 +76,12 @@ impl DirWatcher {
             };
             let _ = tx.try_send(trigger);
         })?;
-        Ok(Self {
+        let watcher = Self {
             watcher,
-            rx,
             targets,
             watched: HashMap::new(),
-        })
+        };
+        Ok((watcher, Triggers { rx }))
     }
 
     /// Moves watches to where they belong now: down to a target once it
@@ -145,7 +145,14 @@ impl DirWatcher {
         }
         Ok(added)
     }
+}
 
+/// The receiving end of a [`DirWatcher`]'s events.
+pub struct Triggers {
+    rx: mpsc::Receiver<Trigger>,
+}
+
+impl Triggers {
     /// Waits for the next trigger, then takes every other pending one too,
     /// so a burst of events costs one check. Returns the last error seen.
     pub async fn next_batch(&mut self) -> Option<String> {
@@ -153,9 +160,9 @@ impl DirWatcher {
         match self.rx.recv().await {
             Some(Trigger::Error(e)) => error = Some(e),
             Some(Trigger::Changed) => {}
-            // The watcher is owned by self, so the sender cannot be dropped
-            // first; treat it as a plain wake-up anyway.
-            None => return Some("inotify event channel closed".into()),
+            // The watcher was dropped (it fell back to polling): never
+            // wake up again.
+            None => std::future::pending().await,
         }
         while let Ok(trigger) = self.rx.try_recv() {
             if let Trigger::Error(e) = trigger {

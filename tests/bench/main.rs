@@ -8,6 +8,9 @@
 //!   (figure 2), idle footprint (figure 3), 200 gates at once (figure 6)
 //!   and 1,000 in-process gates against a booting Safe (figure 6b), all
 //!   against the shipped `fake-safe`.
+//! - [`certs`]: `check` on TLS material against openssl on the same files
+//!   (figure 7).
+//! - [`inputs`]: what hostile 1 MiB inputs cost `check` (figure 8).
 //! - [`procfs`] reads peak RSS and CPU time from /proc; [`process`] runs
 //!   and reaps processes with bounded waits; [`stats`] and [`report`] turn
 //!   runs into the markdown.
@@ -23,6 +26,7 @@
 //! safe half of 3, 6 and 6b) and `BENCH_ONLY=6` only figure 6 and 6b; either
 //! writes `<target>/bench/benchmarks-only.md` (or the quick file) and leaves
 //! `docs/` alone.
+//! `BENCH_ONLY=tls` runs figure 7 alone and prints it.
 //!
 //! Cargo.toml sets `autotests = false`, so this file is only the bench
 //! target (`harness = false`): the helpers' `#[cfg(test)]` unit tests are
@@ -31,6 +35,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 #![cfg_attr(test, allow(dead_code))]
 
+mod certs;
+mod inputs;
+#[path = "../common/pki.rs"]
+mod pki;
 mod process;
 mod procfs;
 mod report;
@@ -70,6 +78,7 @@ pub struct Plan {
     pub idle_runs: usize,
     pub scale: usize,
     pub load_clients: usize,
+    pub tls: usize,
     pub register_at: Duration,
     /// Figure 6b: in-process clients, and how long the Safe answers 503.
     pub boot_clients: usize,
@@ -93,6 +102,7 @@ impl Plan {
                 idle_runs: 1,
                 scale: 3,
                 load_clients: 20,
+                tls: 5,
                 register_at: Duration::from_secs(8),
                 boot_clients: 100,
                 unavailable: Duration::from_secs(10),
@@ -102,7 +112,7 @@ impl Plan {
             }
         } else {
             Self {
-                latency_gate: 20,
+                latency_gate: 40,
                 latency_sleep1: 10,
                 latency_sleep5: 6,
                 ready_gate: 20,
@@ -110,6 +120,7 @@ impl Plan {
                 idle_runs: 3,
                 scale: 15,
                 load_clients: 200,
+                tls: 20,
                 register_at: Duration::from_secs(20),
                 boot_clients: 1000,
                 unavailable: Duration::from_secs(10),
@@ -176,10 +187,13 @@ pub struct Results {
     pub idle_safe: volume::IdleSeries,
     pub sizes: Sizes,
     pub scale: Vec<volume::ScaleSeries>,
+    /// Figure 7: hostile inputs.
+    pub inputs: Vec<inputs::InputSeries>,
     pub load: [safe::LoadResult; 2],
     /// Figure 6b: in-process gates and the VSecM model against a Safe that
     /// answers 503 for its first `plan.unavailable`.
     pub boot: [safe::LoadResult; 2],
+    pub tls: certs::TlsFigure,
     /// When the secret was registered in figure 6, after the first start.
     pub register_at: Duration,
     /// `secret-gate safe`'s default back-off base and cap.
@@ -200,7 +214,7 @@ fn main() {
     // Which figures to run: all, the safe-mode ones, or figure 6 alone.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let (run_volume, run_safe_small) = match only.as_str() {
-        "" => (true, true),
+        "" | "tls" => (true, true),
         "safe" => (false, true),
         "6" => (false, false),
         other => panic!("BENCH_ONLY={other:?}: use safe or 6"),
@@ -237,31 +251,22 @@ fn main() {
     );
 
     let step = |name: &str| println!("bench: [{:>5.1} s] {name}", started.elapsed().as_secs_f64());
-    step("1/6 detection latency, volume mode");
+    if only_tls(&bench, &plan, step) {
+        return;
+    }
+    step("1/8 detection latency, volume mode");
     let latency = if run_volume {
-        vec![
-            volume::detection_latency(&bench, volume::Waiter::Gate, plan.latency_gate),
-            volume::detection_latency(
-                &bench,
-                volume::Waiter::Shell { interval_s: 1 },
-                plan.latency_sleep1,
-            ),
-            volume::detection_latency(
-                &bench,
-                volume::Waiter::Shell { interval_s: 5 },
-                plan.latency_sleep5,
-            ),
-        ]
+        figure1(&bench, &plan)
     } else {
         Vec::new()
     };
-    step("2/6 time to ready, safe mode");
+    step("2/8 time to ready, safe mode");
     let ready = if run_safe_small {
         safe::time_to_ready(&bench, plan.ready_gate, plan.ready_model)
     } else {
         [safe::ReadySeries::skipped(), safe::ReadySeries::skipped()]
     };
-    step("3/6 idle footprint");
+    step("3/8 idle footprint");
     let idle_volume = if run_volume {
         volume::idle(&bench, plan.idle_runs)
     } else {
@@ -272,11 +277,17 @@ fn main() {
     } else {
         volume::IdleSeries::skipped()
     };
-    step("4/6 sizes");
+    step("4/8 sizes");
     let sizes = sizes(&gate, &target);
-    step("5/6 scale of check");
+    step("5/8 scale of check");
     let scale = if run_volume {
         volume::scale(&bench, plan.scale)
+    } else {
+        Vec::new()
+    };
+    step("8/8 hostile inputs");
+    let inputs = if run_volume {
+        inputs::input_cost(&bench, plan.scale.min(5))
     } else {
         Vec::new()
     };
@@ -284,14 +295,23 @@ fn main() {
     // a whole multiple of 5 s the model's lockstep ticks would race the
     // registration to the millisecond.
     let register_at = plan.register_at + Duration::from_millis(fastrand::u64(0..5000));
-    step("6/6 safe load: gates");
+    step("6/8 safe load: gates");
     let (gates, offsets) = safe::load_gates(&bench, plan.load_clients, register_at);
-    step("6/6 safe load: VSecM model");
+    step("6/8 safe load: VSecM model");
     let model = safe::load_vsecm_model(&bench, &offsets, register_at);
-    step("6/6 booting Safe: in-process gates");
+    step("6/8 booting Safe: in-process gates");
     let boot_gates = safe::load_booting_safe(&bench, plan.boot_clients, plan.unavailable, true);
-    step("6/6 booting Safe: VSecM model");
+    step("6/8 booting Safe: VSecM model");
     let boot_model = safe::load_booting_safe(&bench, plan.boot_clients, plan.unavailable, false);
+    step("7/8 TLS material");
+    let tls = if run_volume {
+        certs::tls(&bench, plan.tls)
+    } else {
+        certs::TlsFigure {
+            series: Vec::new(),
+            openssl: Err("not run (BENCH_ONLY)".to_owned()),
+        }
+    };
     machine.load_after = loadavg();
 
     let results = Results {
@@ -304,8 +324,10 @@ fn main() {
         idle_safe,
         sizes,
         scale,
+        inputs,
         load: [gates, model],
         boot: [boot_gates, boot_model],
+        tls,
         register_at,
         backoff: safe::default_backoff(),
         elapsed: started.elapsed(),
@@ -329,6 +351,42 @@ fn main() {
         out.display(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// `BENCH_ONLY=tls`: figure 7 alone, printed, nothing written. False
+/// when the variable asks for something else.
+fn only_tls(bench: &Bench, plan: &Plan, step: impl Fn(&str)) -> bool {
+    if !std::env::var("BENCH_ONLY").is_ok_and(|v| v == "tls") {
+        return false;
+    }
+    step("7/8 TLS material (BENCH_ONLY=tls)");
+    let tls = certs::tls(bench, plan.tls);
+    let mut text = String::new();
+    report::figure7(&mut text, &tls);
+    println!("{text}");
+    true
+}
+
+/// Figure 1: the gate and `inotifywait` interleaved, then the shell loops.
+fn figure1(bench: &Bench, plan: &Plan) -> Vec<volume::LatencySeries> {
+    let mut latency = volume::detection_latency_interleaved(
+        bench,
+        &[volume::Waiter::Gate, volume::Waiter::Inotifywait],
+        plan.latency_gate,
+    );
+    latency.extend([
+        volume::detection_latency(
+            bench,
+            volume::Waiter::Shell { interval_s: 1 },
+            plan.latency_sleep1,
+        ),
+        volume::detection_latency(
+            bench,
+            volume::Waiter::Shell { interval_s: 5 },
+            plan.latency_sleep5,
+        ),
+    ]);
+    latency
 }
 
 /// Rewrites the README's `sizes` block from figure 4, so the sizes the

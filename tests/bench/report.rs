@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::inputs::{self, InputSeries};
 use crate::safe::{LoadResult, ReadySeries};
 use crate::stats::{bytes, count, mark, ms, ratio, Summary};
 use crate::volume::{IdleRun, IdleSeries, LatencySeries};
@@ -10,7 +11,9 @@ use crate::Results;
 
 const MIB: f64 = 1024.0 * 1024.0;
 /// Figure 1: median from the rename to the exit.
-const LATENCY_TARGET_MS: f64 = 5.0;
+/// Figure 1's goal: the gate's median within this factor of
+/// `inotifywait`'s, measured in the same run.
+const LATENCY_FLOOR_FACTOR: f64 = 1.5;
 /// Figure 2: median from spawn to exit 0.
 const READY_TARGET_MS: f64 = 100.0;
 /// Figure 3: CPU per 10 s of waiting, after start-up.
@@ -92,6 +95,8 @@ pub fn render(r: &Results) -> String {
     figure4(&mut out, r);
     figure5(&mut out, r);
     figure6(&mut out, r);
+    figure7(&mut out, &r.tls);
+    figure8(&mut out, r);
     raw(&mut out, r);
     out
 }
@@ -170,32 +175,146 @@ fn summary_rows(r: &Results) -> Vec<[String; 6]> {
     let mut rows = speed_rows(r);
     rows.extend(footprint_rows(r));
     rows.extend(scale_rows(r));
+    rows.extend(tls_rows(&r.tls));
+    rows.extend(input_rows(r));
     rows
+}
+
+/// Figure 7 in the summary: each secret-gate row against the openssl row
+/// that checks as much (the bundle: the only openssl row; the pair: the
+/// row that also compares the keys).
+fn tls_rows(f: &crate::certs::TlsFigure) -> Vec<[String; 6]> {
+    let m = |i: usize| f.series.get(i).and_then(|s| median(&s.wall_ms));
+    let pairs: &[(usize, usize, &str)] = if f.openssl.is_ok() {
+        &[(0, 1, "100-certificate bundle"), (2, 4, "RSA-4096 pair")]
+    } else {
+        &[]
+    };
+    pairs
+        .iter()
+        .map(|(gate, ossl, what)| {
+            let ratio_v = div(m(*ossl), m(*gate));
+            [
+                format!("7. `check`, {what} (median)"),
+                ms_of(m(*gate)),
+                format!("openssl {}", ms_of(m(*ossl))),
+                or_dash(ratio_v.map(ratio)),
+                "≥ 1× (as fast as openssl)".to_owned(),
+                ratio_v.map_or("", |v| mark(v >= 1.0)).to_owned(),
+            ]
+        })
+        .collect()
+}
+
+/// Figure 8's worst case, against its goals.
+fn input_rows(r: &Results) -> Vec<[String; 6]> {
+    let worst = |f: fn(&InputSeries) -> &Vec<f64>| {
+        r.inputs
+            .iter()
+            .filter_map(|s| median(f(s)))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    let cpu = worst(|s| &s.cpu_ms);
+    let rss = worst(|s| &s.peak_rss);
+    vec![
+        [
+            "8. hostile 1 MiB inputs: worst CPU per `check` (median)".to_owned(),
+            ms_of(cpu),
+            "—".to_owned(),
+            "—".to_owned(),
+            format!("≤ {}", ms(inputs::CPU_GOAL_MS)),
+            verdict(cpu, inputs::CPU_GOAL_MS).to_owned(),
+        ],
+        [
+            "8. hostile 1 MiB inputs: worst peak RSS (median)".to_owned(),
+            or_dash(rss.map(bytes)),
+            "—".to_owned(),
+            "—".to_owned(),
+            format!("< {}", bytes(inputs::RSS_GOAL_BYTES)),
+            verdict(rss, inputs::RSS_GOAL_BYTES).to_owned(),
+        ],
+    ]
+}
+
+fn figure8(out: &mut String, r: &Results) {
+    let _ = writeln!(
+        out,
+        "## 8. Hostile inputs: what a file can cost
+"
+    );
+    let _ = writeln!(
+        out,
+        "Each case is one file of at most 1 MiB (the default `--max-file-size`) shaped to be expensive \
+         for its parser, checked with `secret-gate check --file NAME --settle-time 0s`. CPU (user + \
+         system) and peak RSS of the one process come from GNU time (`/usr/bin/time -f`, from `wait4`). \
+         Depth and value counts are bounded by a linear pass before the parser sees the text, so a \
+         refusal costs less than a parse. The goal: any input accepted or refused within {} of CPU \
+         and under {} of memory (the shipped manifests limit the gate to `memory: 32Mi`).\n",
+        ms(inputs::CPU_GOAL_MS),
+        bytes(inputs::RSS_GOAL_BYTES)
+    );
+    let _ = writeln!(
+        out,
+        "| input | verdict | CPU, median | CPU, max | peak RSS, median | runs | |\n|---|---|---|---|---|---|---|"
+    );
+    for s in &r.inputs {
+        let cpu = Summary::of(&s.cpu_ms);
+        let rss = median(&s.peak_rss);
+        let ok = match (cpu, rss) {
+            (Some(c), Some(m)) => mark(c.max <= inputs::CPU_GOAL_MS && m < inputs::RSS_GOAL_BYTES),
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {ok} |",
+            s.label,
+            if s.verdict.is_empty() {
+                "—"
+            } else {
+                &s.verdict
+            },
+            ms_of(cpu.map(|c| c.median)),
+            ms_of(cpu.map(|c| c.max)),
+            or_dash(rss.map(bytes)),
+            s.cpu_ms.len(),
+        );
+    }
+    for s in &r.inputs {
+        failures(out, &s.label, &s.failures);
+    }
+    let _ = writeln!(out);
 }
 
 /// Figures 1 and 2.
 fn speed_rows(r: &Results) -> Vec<[String; 6]> {
     let watch = r.latency.first().and_then(|s| median(&latency_values(s)));
-    let sleep1 = r.latency.get(1).and_then(|s| median(&latency_values(s)));
-    let sleep5 = r.latency.get(2).and_then(|s| median(&latency_values(s)));
+    let floor = r.latency.get(1).and_then(|s| median(&latency_values(s)));
+    let sleep1 = r.latency.get(2).and_then(|s| median(&latency_values(s)));
+    let sleep5 = r.latency.get(3).and_then(|s| median(&latency_values(s)));
     let fetch = median(&r.ready[0].ms);
     let ticker = median(&r.ready[1].ms);
+    let target = floor.map(|f| f * LATENCY_FLOOR_FACTOR);
     vec![
         [
             "1. detection latency, volume mode (median)".to_owned(),
             ms_of(watch),
             format!(
-                "`sleep 1` loop {}; `sleep 5` loop {}",
+                "`inotifywait` {}; `sleep 1` loop {}; `sleep 5` loop {}",
+                ms_of(floor),
                 ms_of(sleep1),
                 ms_of(sleep5)
             ),
             format!(
-                "{}; {}",
+                "{}; {}; {}",
+                or_dash(div(floor, watch).map(ratio)),
                 or_dash(div(sleep1, watch).map(ratio)),
                 or_dash(div(sleep5, watch).map(ratio))
             ),
-            format!("≤ {}", ms(LATENCY_TARGET_MS)),
-            verdict(watch, LATENCY_TARGET_MS).to_owned(),
+            format!(
+                "≤ {LATENCY_FLOOR_FACTOR}× `inotifywait` ({})",
+                ms_of(target)
+            ),
+            target.map_or("", |t| verdict(watch, t)).to_owned(),
         ],
         [
             "2. time to ready, secret already in the Safe (median)".to_owned(),
@@ -343,26 +462,30 @@ fn figure1(out: &mut String, r: &Results) {
          measured the same way, with a random phase over their whole interval; `sleep 5` is VSecM's \
          poll interval. A loop that sleeps N s should show a median near N/2. For the gate, the last \
          column shows when its `ready` log line reached the harness through the stderr pipe: the \
-         moment it decided; what follows until `wait` returns is the process exiting. Most of that \
-         exit time is the kernel tearing down the inotify instance (fsnotify waits for an SRCU grace \
-         period, `synchronize_srcu`, seen with strace as a slow `close()` of the inotify descriptor): \
-         from well under 1 ms to tens of ms, so the exit-based median lands on either side of the \
-         5 ms target from one run to the next. Every inotify-based waiter pays it.\n"
+         moment it decided; what follows until `wait` returns is the process exiting. The floor is \
+         `inotifywait -e moved_to D` (inotify-tools), which exits on the first event without reading \
+         anything: it runs interleaved with the gate, run by run, with the same random phase, and is \
+         timed the same way. The goal is a gate median at most {LATENCY_FLOOR_FACTOR}× the floor's. \
+         On ready the gate drops its inotify watcher before it leaves the runtime, so the kernel \
+         tears the inotify instance down (an SRCU grace period) off the exit path where it can.\n"
     );
     let gate = r.latency.first().and_then(|s| median(&latency_values(s)));
+    let floor = r.latency.get(1).and_then(|s| median(&latency_values(s)));
     let _ = writeln!(
         out,
         "| waiter | median | p90 | max | runs | ÷ secret-gate | target | | rename → `ready` logged, median (max) |\n|---|---|---|---|---|---|---|---|---|"
     );
     for (i, s) in r.latency.iter().enumerate() {
         let sum = Summary::of(&latency_values(s));
-        let (target, ok) = if i == 0 {
-            (
-                format!("≤ {}", ms(LATENCY_TARGET_MS)),
-                verdict(gate, LATENCY_TARGET_MS),
-            )
-        } else {
-            ("—".to_owned(), "")
+        let (target, ok) = match (i, floor) {
+            (0, Some(f)) => (
+                format!(
+                    "≤ {LATENCY_FLOOR_FACTOR}× `inotifywait` ({})",
+                    ms(f * LATENCY_FLOOR_FACTOR)
+                ),
+                verdict(gate, f * LATENCY_FLOOR_FACTOR),
+            ),
+            _ => ("—".to_owned(), ""),
         };
         let decided: Vec<f64> = s.runs.iter().filter_map(|r| r.decided_ms).collect();
         let decided = Summary::of(&decided).map_or_else(
@@ -614,8 +737,9 @@ fn figure5(out: &mut String, r: &Results) {
          file-count cases use the dir-per-key layout (no `--file`: `--required-keys k0,k1,…` and one \
          file per key, as a Secret volume mounts them); every file is opened, size-checked and read. \
          The JSON cases use `--file` with `--required-keys zz_last`, a key placed at the end of the \
-         document; the 1 MiB case passes `--max-file-size 2MiB`. Every file is dated an hour back, as in \
-         a volume filled before the check runs, so no settle time applies. `secret-gate --version` shows what \
+         document; the 1 MiB case passes `--max-file-size 2MiB`. Every case passes `--settle-time 0s`, so the figure \
+         measures the scan: with the default, `check` waits 250 ms once for raw, YAML and env files \
+         outside a kubelet volume, because only what the gate itself observed counts as settled. `secret-gate --version` shows what \
          process start alone costs. The cases run interleaved, one run of each in turn.\n"
     );
     let _ = writeln!(
@@ -643,6 +767,49 @@ fn figure5(out: &mut String, r: &Results) {
         );
     }
     for s in &r.scale {
+        failures(out, &s.label, &s.failures);
+    }
+    let _ = writeln!(out);
+}
+
+/// Figure 7: TLS material, secret-gate against openssl.
+pub fn figure7(out: &mut String, f: &crate::certs::TlsFigure) {
+    let _ = writeln!(
+        out,
+        "## 7. Certificates and keys: `secret-gate check` against openssl\n"
+    );
+    let _ = writeln!(
+        out,
+        "Wall time from the first `spawn()` to the last exit, on the same files in the same run: a bundle of \
+         100 ECDSA P-256 leaves signed by one CA (`--file bundle.pem --min-validity 1h`), and an RSA-4096 leaf \
+         with its PKCS#8 key as `tls.crt` and `tls.key` (`--required-keys tls.crt,tls.key --min-validity 1h`, \
+         which pairs them). The openssl rows run their commands one after another; `openssl x509` reads only \
+         the first certificate of a file. Files are dated an hour back, so no settle time applies. The cases \
+         run interleaved. openssl: {}.\n",
+        match &f.openssl {
+            Ok(v) => format!("`{v}`"),
+            Err(e) => format!("not measured: {e}"),
+        }
+    );
+    let _ = writeln!(
+        out,
+        "| case | checks | processes | median | p90 | max | runs |\n|---|---|---|---|---|---|---|"
+    );
+    for s in &f.series {
+        let sum = Summary::of(&s.wall_ms);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            s.label,
+            s.covers,
+            s.processes,
+            ms_of(sum.map(|s| s.median)),
+            ms_of(sum.map(|s| s.p90)),
+            ms_of(sum.map(|s| s.max)),
+            s.wall_ms.len(),
+        );
+    }
+    for s in &f.series {
         failures(out, &s.label, &s.failures);
     }
     let _ = writeln!(out);
@@ -1017,6 +1184,10 @@ fn raw(out: &mut String, r: &Results) {
     for s in &r.scale {
         let runs: Vec<String> = s.wall_ms.iter().map(|&v| ms(v)).collect();
         let _ = writeln!(out, "**5. {}**: {}\n", s.label, runs.join(", "));
+    }
+    for s in &r.tls.series {
+        let runs: Vec<String> = s.wall_ms.iter().map(|&v| ms(v)).collect();
+        let _ = writeln!(out, "**7. {}**: {}\n", s.label, runs.join(", "));
     }
     for l in r.load.iter().chain(&r.boot) {
         let buckets: Vec<String> = l.buckets.iter().map(ToString::to_string).collect();
