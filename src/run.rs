@@ -409,6 +409,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn check_returns_once_ready_even_when_a_certificate_changes_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["gate.test".to_owned()]).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).unwrap();
+        let settle = Duration::from_secs(3600);
+        let mut sel = selection(dir.path(), settle);
+        sel.layout = Layout::KeyPerFile;
+        sel.keys = Key::parse_list("tls.crt").unwrap();
+        sel.key_format = Format::Auto;
+        let config = Config {
+            mode: Mode::Check(sel),
+            termination_log: None,
+        };
+        let started = tokio::time::Instant::now();
+        let code = run(&config, std::future::pending::<Stop>()).await;
+        assert_eq!(code, ExitCode::Ready);
+        // One settle wait, not one per round until the certificate expires.
+        assert!(started.elapsed() < settle * 2, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn check_gives_way_to_a_signal_while_a_file_settles() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("app.env"), "A=x").unwrap();

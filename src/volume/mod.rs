@@ -182,6 +182,9 @@ pub async fn check_once(selection: &Selection) -> Scan {
             };
         };
         scanner = back;
+        if result.problems.is_empty() {
+            return result;
+        }
         let only_settling = result.problems.iter().all(|p| p.class == "settling");
         match result.recheck_in {
             // Only a settle wait: never until a certificate becomes valid.

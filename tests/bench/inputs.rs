@@ -146,7 +146,9 @@ fn one(bench: &Bench, dir: &Path, name: &str) -> Result<(String, f64, f64), Stri
         return Err("no exit within 60 s".to_owned());
     }
     let text = std::fs::read_to_string(&stats).map_err(|e| e.to_string())?;
-    let fields: Vec<&str> = text.split_whitespace().collect();
+    // GNU time puts "Command exited with non-zero status N" first.
+    let last = text.lines().last().unwrap_or_default();
+    let fields: Vec<&str> = last.split_whitespace().collect();
     let [code, user, sys, kib] = fields[..] else {
         return Err(format!("unexpected GNU time output: {text}"));
     };

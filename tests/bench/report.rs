@@ -784,8 +784,9 @@ pub fn figure7(out: &mut String, f: &crate::certs::TlsFigure) {
          100 ECDSA P-256 leaves signed by one CA (`--file bundle.pem --min-validity 1h`), and an RSA-4096 leaf \
          with its PKCS#8 key as `tls.crt` and `tls.key` (`--required-keys tls.crt,tls.key --min-validity 1h`, \
          which pairs them). The openssl rows run their commands one after another; `openssl x509` reads only \
-         the first certificate of a file. Files are dated an hour back, so no settle time applies. The cases \
-         run interleaved. openssl: {}.\n",
+         the first certificate of a file. The gate runs with `--settle-time 0s`, so the figure measures the \
+         check: in a kubelet volume (a `kubernetes.io/tls` Secret, cert-manager's CSI driver) no settle time \
+         applies anyway; elsewhere `check` waits it out once (250 ms by default). The cases run interleaved. openssl: {}.\n",
         match &f.openssl {
             Ok(v) => format!("`{v}`"),
             Err(e) => format!("not measured: {e}"),
