@@ -577,6 +577,21 @@ mod settle_tests {
     }
 
     #[test]
+    fn a_file_the_kubelet_swapped_in_is_never_still_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("..2026_11_23")).unwrap();
+        std::fs::write(d.join("..2026_11_23/s.json"), r#"{"A":"#).unwrap();
+        symlink("..2026_11_23", d.join("..data")).unwrap();
+        symlink("..data/s.json", d.join("s.json")).unwrap();
+        let got = scan(&selection(d, "s.json", Format::Json)).problems;
+        assert_eq!(
+            got[0].to_string(),
+            "s.json: JSON ends early at line 1 column 5 (file is 5 bytes)"
+        );
+    }
+
+    #[test]
     fn a_look_alike_data_directory_is_not_the_kubelet() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
