@@ -45,10 +45,12 @@ image-release: ## Build the image with the Rust builder stage in Containerfile (
 e2e: image ## Run the image in real pods with podman kube play (needs podman, runc, busybox-static)
 	$(CARGO) test $(FLAGS) --all-features --test e2e_pod -- --ignored --test-threads=1
 
-bench: ## Measure latency, footprint, size and load against baselines; writes docs/benchmarks.md
+bench: ## Measure latency, footprint, size, load and TLS checks against baselines; writes docs/benchmarks.md
 	@command -v inotifywait >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq inotify-tools >/dev/null) \
 		|| echo "bench: could not install inotify-tools; figure 1 will report inotifywait's runs as failed"
 	$(MAKE) image || echo "bench: no image (podman unavailable?); the size tables will say so"
+	command -v openssl >/dev/null 2>&1 || apt-get install -y openssl >/dev/null 2>&1 \
+		|| echo "bench: no openssl; figure 7 will have no openssl baseline"
 	$(CARGO) build $(FLAGS) --release --bin secret-gate
 	mkdir -p target/bench && cp target/release/secret-gate target/bench/secret-gate
 	$(CARGO) bench $(FLAGS) --features fake-safe --bench gate

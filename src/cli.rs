@@ -93,11 +93,13 @@ pub struct SelectionArgs {
     #[arg(long, env = "SECRET_GATE_REQUIRED_KEYS", value_name = "K1,K2,...")]
     pub required_keys: Option<String>,
 
-    /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env, else raw).
+    /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env, .pem/.crt/.cer/.key, else raw).
+    ///
+    /// Without --file, auto makes key files pem by extension and raw otherwise.
     #[arg(long, value_enum, default_value_t = Format::Auto, env = "SECRET_GATE_FORMAT")]
     pub format: Format,
 
-    /// How long a YAML, env or raw file (or a JSON scalar) must stay
+    /// How long a YAML, env, raw or PEM file (or a JSON scalar) must stay
     /// unchanged, as the gate itself observed it (same inode, size and
     /// change time), before it counts: such files can be cut short by a
     /// writer and still parse. JSON objects and arrays cannot, and files the
@@ -109,6 +111,36 @@ pub struct SelectionArgs {
     /// B, KiB, MiB suffixes.
     #[arg(long, default_value = "1MiB", value_parser = parse_size, env = "SECRET_GATE_MAX_FILE_SIZE", value_name = "BYTES")]
     pub max_file_size: u64,
+
+    /// PEM files: how long each end-entity certificate must still be valid
+    /// (0: only not expired). watch also wakes up when a certificate becomes
+    /// valid or drops under this, without a file event.
+    #[arg(long, default_value = "0", value_parser = parse_duration, env = "SECRET_GATE_MIN_VALIDITY", value_name = "DURATION", help_heading = "Certificates (PEM files)")]
+    pub min_validity: Duration,
+
+    /// The private key in KEY must match the first certificate in CERT, both
+    /// PEM files under the mount (repeatable; the env var takes a
+    /// comma-separated list). Without --file, `tls.crt=tls.key` and
+    /// `svid.pem=svid_key.pem` are paired when both are required keys.
+    #[arg(
+        long = "key-pair",
+        env = "SECRET_GATE_KEY_PAIRS",
+        value_name = "CERT=KEY",
+        value_delimiter = ',',
+        help_heading = "Certificates (PEM files)"
+    )]
+    pub key_pairs: Vec<String>,
+
+    /// A PEM bundle under the mount (e.g. ca.crt) that the first certificate
+    /// of every other PEM file holding an end-entity certificate must chain
+    /// to; the rest of that file serves as intermediates.
+    #[arg(
+        long,
+        env = "SECRET_GATE_CA_FILE",
+        value_name = "NAME",
+        help_heading = "Certificates (PEM files)"
+    )]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where the diagnosis goes on a non-zero exit.
@@ -243,9 +275,15 @@ pub struct SafeArgs {
 
     /// Format of the secret. auto: without --required-keys or --output-dir
     /// any non-empty secret is ready, as in VSecM; with them, the secret is
-    /// JSON if it starts with { or [, else YAML.
+    /// JSON if it starts with { or [, else YAML. pem: certificates and keys
+    /// (see --min-validity).
     #[arg(long, value_enum, default_value_t = Format::Auto, env = "SECRET_GATE_FORMAT")]
     pub format: Format,
+
+    /// With --format pem: how long the secret's end-entity certificates must
+    /// still be valid (0: only not expired).
+    #[arg(long, default_value = "0", value_parser = parse_duration, env = "SECRET_GATE_MIN_VALIDITY", value_name = "DURATION")]
+    pub min_validity: Duration,
 
     /// Write the secret to this file, atomically, once it is ready.
     #[arg(
@@ -261,7 +299,8 @@ pub struct SafeArgs {
     #[arg(long, env = "SECRET_GATE_OUTPUT_DIR", value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
 
-    /// Octal mode of the files written by --output and --output-dir.
+    /// Octal mode of the files written by --output and --output-dir
+    /// (permission bits only: no setuid, setgid or sticky bit).
     #[arg(long, default_value = "0440", value_parser = parse_mode, env = "SECRET_GATE_FILE_MODE", value_name = "MODE")]
     pub file_mode: u32,
 
@@ -316,13 +355,17 @@ pub struct SafeArgs {
     )]
     pub workload_spiffeid_prefix: String,
 
-    /// Base of the jittered exponential back-off between attempts; a bare
-    /// number is milliseconds, as in VSecM. The first attempt is immediate.
+    /// Steady pace while the Safe has no secret for this pod yet: the first
+    /// attempt is immediate, the next within one interval (at random, so a
+    /// fleet spreads out), then one every 90-100% of the interval. Also the
+    /// base of the back-off on failures. A bare number is milliseconds, as
+    /// in VSecM.
     #[arg(long, env = "VSECM_INIT_CONTAINER_POLL_INTERVAL", default_value = "5000", value_parser = parse_millis_or_duration, value_name = "MS|DURATION")]
     pub poll_interval: Duration,
 
-    /// Longest wait between two attempts (the back-off cap), at most 30s;
-    /// raised to the poll interval if lower.
+    /// Longest wait between two attempts after failures (the back-off cap,
+    /// also the limit on a Safe's Retry-After), at most 30s; raised to the
+    /// poll interval if lower.
     #[arg(long, env = "SECRET_GATE_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub max_backoff: Duration,
 
@@ -495,6 +538,12 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
     if mode > 0o7777 {
         return Err(format!("{t:?} is not a file mode (at most 7777)"));
     }
+    if mode & 0o7000 != 0 {
+        return Err(format!(
+            "mode {t} sets the setuid, setgid or sticky bit, which a secret file must not have; \
+             use permission bits only, e.g. 0440"
+        ));
+    }
     if mode & 0o400 == 0 {
         return Err(format!(
             "mode {t} does not let the owner read the file; use e.g. 0440"
@@ -564,7 +613,9 @@ mod tests {
     fn modes() {
         assert_eq!(parse_mode("0440").unwrap(), 0o440);
         assert_eq!(parse_mode("600").unwrap(), 0o600);
-        for bad in ["0040", "999", "rw", "77777"] {
+        for bad in [
+            "0040", "999", "rw", "77777", "4755", "2440", "1644", "0o4400",
+        ] {
             assert!(parse_mode(bad).is_err(), "{bad}");
         }
     }

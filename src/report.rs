@@ -35,6 +35,18 @@ struct State {
     last_error: Option<String>,
     last_log: Option<Instant>,
     checks: u64,
+    in_flight: Option<InFlight>,
+}
+
+/// What the source is waiting for right now (a request, a connection),
+/// so a deadline that cuts it short can say so.
+#[derive(Debug)]
+struct InFlight {
+    /// What is awaited, e.g. "the Workload API at unix:///…".
+    what: String,
+    /// What has not arrived yet, e.g. "no SVID".
+    pending: String,
+    since: Instant,
 }
 
 impl Progress {
@@ -91,12 +103,46 @@ impl Progress {
         self.inner.borrow_mut().last_error = Some(error.into());
     }
 
-    /// The diagnosis for the termination log: a headline, what is still
-    /// missing or invalid, and the last error seen.
+    /// Says what the source is about to wait for: `what` (e.g. "the
+    /// Workload API at unix:///…") and what has not arrived yet (e.g. "no
+    /// SVID"). If the deadline passes before [`Self::clear_in_flight`], the
+    /// diagnosis reads "still waiting for {what}: {pending} after {time}".
+    /// Calling it again with the same `what` keeps the start time.
+    pub fn set_in_flight(&self, what: impl Into<String>, pending: impl Into<String>) {
+        let what = what.into();
+        let mut s = self.inner.borrow_mut();
+        let since = match &s.in_flight {
+            Some(f) if f.what == what => f.since,
+            _ => Instant::now(),
+        };
+        s.in_flight = Some(InFlight {
+            what,
+            pending: pending.into(),
+            since,
+        });
+    }
+
+    /// The wait named by [`Self::set_in_flight`] is over.
+    pub fn clear_in_flight(&self) {
+        self.inner.borrow_mut().in_flight = None;
+    }
+
+    /// The diagnosis for the termination log: a headline, what an attempt
+    /// cut short by the deadline was waiting for, the last error seen, and
+    /// what is still missing or invalid.
     #[must_use]
     pub fn diagnosis(&self, headline: &str) -> String {
         let s = self.inner.borrow();
         let mut text = format!("secret-gate: {headline}\n");
+        if let Some(f) = &s.in_flight {
+            let _ = writeln!(
+                text,
+                "still waiting for {}: {} after {}",
+                f.what,
+                f.pending,
+                rounded(f.since.elapsed())
+            );
+        }
         // The last error goes before the list, so the 4 KiB cut of the
         // termination log drops problems, not the error.
         let repeated = |err: &String| {
@@ -112,6 +158,12 @@ impl Progress {
         }
         text
     }
+}
+
+/// A duration rounded to milliseconds, for people.
+fn rounded(d: Duration) -> String {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
 }
 
 fn join(problems: &[Problem]) -> String {
@@ -199,5 +251,22 @@ mod tests {
             text,
             "secret-gate: not ready after 1s\nlast error: Safe answered 503\n- s.json: key \"password\" missing\n"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_cut_short_says_what_it_was_waiting_for() {
+        let p = Progress::new();
+        p.set_in_flight("the Workload API at unix:///x.sock", "no SVID");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        assert_eq!(
+            p.diagnosis("safe: not ready after 2s (--timeout)"),
+            "secret-gate: safe: not ready after 2s (--timeout)\n\
+             still waiting for the Workload API at unix:///x.sock: no SVID after 2s\n"
+        );
+        p.set_in_flight("the Workload API at unix:///x.sock", "no answer");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(p.diagnosis("h").contains(": no answer after 2s 500ms\n"));
+        p.clear_in_flight();
+        assert_eq!(p.diagnosis("h"), "secret-gate: h\n");
     }
 }

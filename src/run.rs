@@ -375,6 +375,8 @@ mod tests {
             keys: Key::parse_list("A").unwrap(),
             max_file_size: 1 << 20,
             settle,
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
         }
     }
 
@@ -422,6 +424,27 @@ mod tests {
             run(&check(dir.path(), Duration::ZERO), never()).await,
             ExitCode::Ready
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn check_returns_once_ready_even_when_a_certificate_changes_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["gate.test".to_owned()]).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).unwrap();
+        let settle = Duration::from_secs(3600);
+        let mut sel = selection(dir.path(), settle);
+        sel.layout = Layout::KeyPerFile;
+        sel.keys = Key::parse_list("tls.crt").unwrap();
+        sel.key_format = Format::Auto;
+        let config = Config {
+            mode: Mode::Check(sel),
+            termination_log: None,
+        };
+        let started = tokio::time::Instant::now();
+        let code = run(&config, std::future::pending::<Stop>()).await;
+        assert_eq!(code, ExitCode::Ready);
+        // One settle wait, not one per round until the certificate expires.
+        assert!(started.elapsed() < settle * 2, "{:?}", started.elapsed());
     }
 
     #[tokio::test(start_paused = true)]

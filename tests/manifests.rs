@@ -24,6 +24,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+#[path = "common/pki.rs"]
+mod pki;
+
 /// The user every container runs as (distroless "nonroot").
 const NONROOT: i64 = 65532;
 /// Images that identify the gate and the secret writers it waits for.
@@ -1128,6 +1131,42 @@ fn run_gate(args: &GateArgs) -> (i32, String) {
     }
 }
 
+/// A CA, and a leaf with its key issued by it: PEM files a gate that
+/// checks pairs and chains accepts.
+struct Tls {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+impl Tls {
+    fn new() -> Self {
+        let ca = pki::ca("manifest test CA", None);
+        let key = pki::Key::new(pki::Alg::EcdsaP256);
+        Self {
+            cert: pki::valid_leaf(&key, Some(&ca)),
+            key: key.pem(pki::Encoding::Pkcs8),
+            ca: ca.pem(),
+        }
+    }
+
+    /// The PEM for a key file named like a certificate, key or CA bundle;
+    /// `None` for other names.
+    fn for_name(&self, name: &str) -> Option<String> {
+        let ext = Path::new(name).extension()?.to_str()?;
+        if !["pem", "crt", "cer", "key"].contains(&ext) {
+            return None;
+        }
+        Some(if name.contains("key") {
+            self.key.clone()
+        } else if name.starts_with("ca") || name.contains("bundle") {
+            self.ca.clone()
+        } else {
+            self.cert.clone()
+        })
+    }
+}
+
 /// Writes files under `dir` that satisfy the gate's selection.
 fn fill_ready(dir: &Path, args: &GateArgs) {
     let keys = args.required_keys();
@@ -1139,8 +1178,12 @@ fn fill_ready(dir: &Path, args: &GateArgs) {
     }
     let files = args.files();
     if files.is_empty() {
+        let tls = Tls::new();
         for k in &keys {
-            fs::write(dir.join(k), "not-a-real-secret").unwrap();
+            let body = tls
+                .for_name(k)
+                .unwrap_or_else(|| "not-a-real-secret".into());
+            fs::write(dir.join(k), body).unwrap();
         }
         return;
     }
@@ -1221,7 +1264,7 @@ fn the_binary_accepts_every_gates_arguments() {
             ran += 1;
         }
     }
-    assert!(ran >= 3, "expected a gate in each example, ran {ran}");
+    assert!(ran >= 4, "expected a gate in each example, ran {ran}");
 }
 
 /// A volume gate exits 0 on a mount that holds what it asks for, and 1 (with

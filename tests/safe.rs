@@ -391,7 +391,7 @@ fn output_dir_never_writes_outside_itself() {
         .assert_code(1);
     assert!(
         fx.log()
-            .contains("top-level key number 1 of the secret cannot be a file name in --output-dir (it contains `/` or NUL)"),
+            .contains("top-level key 1 of 2 of the secret cannot be a file name in --output-dir (it contains `/` or NUL)"),
         "{}",
         fx.log()
     );
@@ -431,6 +431,27 @@ fn sigterm_while_waiting_exits_143() {
         "{}",
         fx.log()
     );
+}
+
+#[test]
+fn sigterm_during_wait_before_exit_is_explained() {
+    let fake = FakeSafe::start(&[]);
+    fake.register("example", SECRET);
+    let fx = Fixture::new();
+    let mut running = gate(&fake, &fx)
+        .env("VSECM_INIT_CONTAINER_WAIT_BEFORE_EXIT", "60000")
+        .spawn();
+    running.expect_stderr("ready");
+    running.signal("TERM");
+    let done = finish(running);
+    done.assert_code(143);
+    let log = fx.log();
+    assert!(
+        log.contains("stopped by SIGTERM while waiting 1m before exit (--wait-before-exit)"),
+        "{log}\n{}",
+        done.dump()
+    );
+    assert!(log.contains("the secret was ready"), "{log}");
 }
 
 #[test]
@@ -599,4 +620,223 @@ fn output_file_without_keys_takes_any_non_empty_secret_as_vsecm_does() {
         .run()
         .assert_code(0);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "p4ss{word");
+}
+
+/// A gate with no Safe behind it, for configuration errors.
+fn bare_gate(fx: &Fixture) -> Gate {
+    Gate::new("safe")
+        .env("SPIFFE_ENDPOINT_SOCKET", "unix:///nonexistent/agent.sock")
+        .args(["--timeout", "1s", "--termination-log"])
+        .arg(&fx.log)
+}
+
+#[test]
+fn a_url_with_credentials_is_refused_and_never_shown() {
+    let fx = Fixture::new();
+    for format in ["text", "json"] {
+        let done = bare_gate(&fx)
+            .env(
+                "VSECM_SAFE_ENDPOINT_URL",
+                "https://admin:PW-CANARY-91c2@safe.example:8443/",
+            )
+            .args(["--log-level", "trace", "--log-format", format])
+            .run();
+        done.assert_code(2);
+        done.assert_stderr("user name or password");
+        for text in [&done.stdout, &done.stderr, &fx.log()] {
+            assert!(
+                !text.contains("CANARY") && !text.contains("admin"),
+                "leaks: {}",
+                done.dump()
+            );
+        }
+    }
+}
+
+#[test]
+fn an_invalid_port_is_a_usage_error() {
+    let fx = Fixture::new();
+    for url in [
+        "https://safe:99999/",
+        "https://safe:abc/",
+        "https://safe:0/",
+    ] {
+        let done = bare_gate(&fx).env("VSECM_SAFE_ENDPOINT_URL", url).run();
+        done.assert_code(2);
+        assert!(
+            done.stderr.contains("not a number from 1 to 65535")
+                || done.stderr.contains("is not a URL"),
+            "{url}: {}",
+            done.dump()
+        );
+        assert!(fx.log().contains("configuration error"), "{}", fx.log());
+    }
+}
+
+#[test]
+fn file_modes_with_special_bits_are_refused() {
+    let fx = Fixture::new();
+    for mode in ["4755", "2750", "1640", "6440"] {
+        let done = bare_gate(&fx)
+            .arg("--output")
+            .arg(fx.mount.join("s"))
+            .args(["--file-mode", mode])
+            .run();
+        done.assert_code(2);
+        done.assert_stderr("setuid, setgid or sticky");
+    }
+}
+
+#[test]
+fn an_output_error_names_the_key_by_position_not_by_name() {
+    let fake = FakeSafe::start(&[]);
+    // A key longer than a file name may be: the write must fail, and the
+    // message must not show the key (in YAML a key may be content).
+    let key = format!("KEY-CANARY-{}", "k".repeat(300));
+    fake.register("example", &format!(r#"{{"a":"1","{key}":"2","z":"3"}}"#));
+    let fx = Fixture::new();
+    let done = gate(&fake, &fx)
+        .arg("--output-dir")
+        .arg(fx.mount.join("out"))
+        .args(["--timeout", "1s"])
+        .run();
+    done.assert_code(1);
+    let log = fx.log();
+    assert!(
+        log.contains("cannot write the file for top-level key 1 of 3 in"),
+        "{log}"
+    );
+    for text in [&done.stdout, &done.stderr, &log] {
+        assert!(
+            !text.contains("KEY-CANARY"),
+            "leaks the key: {}",
+            done.dump()
+        );
+    }
+}
+
+#[test]
+fn a_socket_path_that_is_a_regular_file_is_not_a_socket() {
+    let fx = Fixture::new();
+    let file = fx.root.path().join("agent.sock");
+    std::fs::write(&file, b"").unwrap();
+    // The attempt timeout (5 s) is longer than --timeout: the answer must
+    // not need a sync timeout.
+    let done = bare_gate(&fx)
+        .env(
+            "SPIFFE_ENDPOINT_SOCKET",
+            format!("unix://{}", file.display()),
+        )
+        .run();
+    done.assert_code(1);
+    let log = fx.log();
+    assert!(
+        log.contains("is not a socket (it is a regular file)"),
+        "{log}"
+    );
+    assert!(!log.contains("initial synchronization"), "{log}");
+}
+
+#[test]
+fn a_missing_socket_is_reported_on_the_first_attempt_at_once() {
+    let fx = Fixture::new();
+    let started = std::time::Instant::now();
+    let mut running = Gate::new("safe")
+        .env("SPIFFE_ENDPOINT_SOCKET", "unix:///nonexistent/agent.sock")
+        .args(["--timeout", "30s", "--termination-log"])
+        .arg(&fx.log)
+        .spawn();
+    running.expect_stderr("no socket at /nonexistent/agent.sock: no such file");
+    // Well before the 5 s attempt timeout.
+    assert!(started.elapsed() < Duration::from_secs(4));
+    running.signal("TERM");
+    finish(running).assert_code(143);
+
+    // The issue's own reproduction: --timeout 2s, default attempt timeout.
+    let done = Gate::new("safe")
+        .env("SPIFFE_ENDPOINT_SOCKET", "unix:///nonexistent/agent.sock")
+        .args(["--timeout", "2s", "--termination-log"])
+        .arg(&fx.log)
+        .run();
+    done.assert_code(1);
+    assert!(
+        fx.log()
+            .contains("Workload API not reachable at unix:///nonexistent/agent.sock: no socket at"),
+        "{}",
+        fx.log()
+    );
+}
+
+#[test]
+fn a_deadline_while_the_workload_api_is_silent_says_so() {
+    let fx = Fixture::new();
+    let socket = fx.root.path().join("silent.sock");
+    // Accepts connections (the kernel queues them) and never answers.
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let endpoint = format!("unix://{}", socket.display());
+    let done = Gate::new("safe")
+        .env("SPIFFE_ENDPOINT_SOCKET", &endpoint)
+        .args(["--timeout", "1s", "--termination-log"])
+        .arg(&fx.log)
+        .run();
+    done.assert_code(1);
+    let log = fx.log();
+    assert!(
+        log.contains(&format!(
+            "still waiting for the Workload API at {endpoint}: no SVID after"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_deadline_while_the_safe_is_slow_says_so() {
+    let fake = FakeSafe::start(&[]);
+    fake.register("example", SECRET);
+    fake.fault(&["--delay", "10s"]);
+    let fx = Fixture::new();
+    let done = gate(&fake, &fx).args(["--timeout", "1s"]).run();
+    done.assert_code(1);
+    let log = fx.log();
+    assert!(
+        log.contains("still waiting for the Safe at https://")
+            && log.contains("/workload/v1/secrets: no answer after"),
+        "{log}"
+    );
+}
+
+#[test]
+fn retry_after_from_a_booting_safe_is_honoured() {
+    let fake = FakeSafe::start(&["--unavailable-for", "3s", "--retry-after", "2"]);
+    fake.register("example", SECRET);
+    let fx = Fixture::new();
+    Gate::new("safe")
+        .env("SPIFFE_ENDPOINT_SOCKET", fake.spiffe_endpoint())
+        .env("VSECM_SAFE_ENDPOINT_URL", fake.safe_url())
+        .env("VSECM_INIT_CONTAINER_POLL_INTERVAL", "50")
+        .args([
+            "--max-backoff",
+            "5s",
+            "--timeout",
+            "30s",
+            "--termination-log",
+        ])
+        .arg(&fx.log)
+        .run()
+        .assert_code(0);
+    let requests = fake.requests();
+    let statuses: Vec<u16> = requests.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    // Without Retry-After the 50 ms back-off would have made many more.
+    assert!(
+        statuses.iter().filter(|s| **s == 503).count() <= 2,
+        "{statuses:?}"
+    );
+    for pair in requests.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= 2_000_000,
+            "asked for 2 s, waited {gap} µs: {requests:?}"
+        );
+    }
 }

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 /// A file format, as given to `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
-    /// Pick by extension: `.json`, `.yaml`/`.yml`, `.env`; anything else is `raw`.
+    /// Pick by extension: `.json`, `.yaml`/`.yml`, `.env`, `.pem`/`.crt`/`.cer`/`.key`;
+    /// anything else is `raw`.
     #[default]
     Auto,
     /// A JSON object; also VSecM's older JSON array of strings, and any
@@ -23,6 +24,9 @@ pub enum Format {
     Env,
     /// Any bytes: ready when not empty or whitespace only. Has no keys.
     Raw,
+    /// PEM blocks: every certificate parses as X.509 and is valid now, every
+    /// private key parses and matches its certificate. Has no keys.
+    Pem,
 }
 
 impl Format {
@@ -36,6 +40,7 @@ impl Format {
             Some("json") => Self::Json,
             Some("yaml" | "yml") => Self::Yaml,
             Some("env") => Self::Env,
+            Some(ext) if super::pem::EXTENSIONS.contains(&ext) => Self::Pem,
             _ => Self::Raw,
         }
     }
@@ -43,7 +48,7 @@ impl Format {
     /// Whether documents of this format can carry keys.
     #[must_use]
     pub const fn has_keys(self) -> bool {
-        !matches!(self, Self::Raw)
+        !matches!(self, Self::Raw | Self::Pem)
     }
 
     /// The name used in messages.
@@ -55,6 +60,7 @@ impl Format {
             Self::Yaml => "YAML",
             Self::Env => "env",
             Self::Raw => "raw",
+            Self::Pem => "PEM",
         }
     }
 }
@@ -97,10 +103,14 @@ pub enum ParseError {
     },
     #[error("nests deeper than 128 levels")]
     TooDeep,
-    #[error("holds more than {0} YAML nodes, more than a secret file should; use JSON for large documents")]
-    TooManyNodes(usize),
+    #[error("holds more than {limit} {format} values, more than a secret should")]
+    TooManyNodes { format: &'static str, limit: usize },
+    #[error("expands YAML aliases beyond the parser's limit")]
+    TooManyAliases,
     #[error("holds {0}, which carries no secret")]
     NoValue(&'static str),
+    #[error("{0}")]
+    Pem(super::pem::PemError),
 }
 
 /// " at line L column C", or nothing when the position is unknown.
@@ -117,11 +127,24 @@ impl ParseError {
     /// diagnosis can say "still being written?".
     #[must_use]
     pub const fn maybe_partial(&self) -> bool {
-        matches!(
-            self,
-            Self::Empty | Self::Truncated { .. } | Self::Syntax { .. }
-        )
+        match self {
+            Self::Pem(err) => err.maybe_partial(),
+            _ => matches!(
+                self,
+                Self::Empty | Self::Truncated { .. } | Self::Syntax { .. }
+            ),
+        }
     }
+}
+
+/// What Vault Agent and consul-template render for a missing value.
+pub const NO_VALUE: &str = "<no value>";
+
+/// True when `bytes` are only `<no value>` (and whitespace): a template
+/// rendered without its data.
+#[must_use]
+pub fn is_no_value(bytes: &[u8]) -> bool {
+    bytes.trim_ascii() == NO_VALUE.as_bytes()
 }
 
 /// Parses `bytes` in `format` (which must already be resolved).
@@ -129,8 +152,16 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Document, ParseError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty);
     }
+    if is_no_value(bytes) {
+        return Err(ParseError::NoValue(
+            "only `<no value>`, a template rendered without its data",
+        ));
+    }
     match format {
         Format::Raw | Format::Auto => Ok(Document::default()),
+        Format::Pem => super::pem::parse_bundle(bytes)
+            .map(|_| Document::default())
+            .map_err(ParseError::Pem),
         Format::Json => parse_json(text(bytes)?),
         Format::Yaml => parse_yaml(text(bytes)?),
         Format::Env => parse_env(text(bytes)?),
@@ -141,9 +172,97 @@ fn text(bytes: &[u8]) -> Result<&str, ParseError> {
     std::str::from_utf8(bytes).map_err(|e| ParseError::InvalidUtf8(e.valid_up_to()))
 }
 
+/// The most values accepted in a JSON document: far more than any secret
+/// holds, and it keeps the parsed tree of any input up to `--max-file-size`
+/// (1 MiB) well inside the gate's memory limit.
+pub const MAX_JSON_VALUES: usize = 100_000;
+
+/// Counts the values a JSON text would build (commas and openings outside
+/// strings), refusing it before parsing when there are too many.
+fn json_bounds(text: &str) -> Result<(), ParseError> {
+    let (mut values, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b'[' | b'{' => values += 1,
+            _ => {}
+        }
+        if values > MAX_JSON_VALUES {
+            return Err(ParseError::TooManyNodes {
+                format: "JSON",
+                limit: MAX_JSON_VALUES,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn parse_json(text: &str) -> Result<Document, ParseError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| json_error(&e))?;
+    json_bounds(text)?;
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        // A number beyond f64's range is still valid JSON: if the text is
+        // valid when numbers are only skipped, keep those numbers as text.
+        Err(e) if e.to_string().starts_with("number out of range") => {
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| json_error(&e))?;
+            serde_json::from_str(&numbers_as_strings(text)).map_err(|e| json_error(&e))?
+        }
+        Err(e) => return Err(json_error(&e)),
+    };
     tree_document(value)
+}
+
+/// Puts every number outside strings in quotes, so a parser that cannot
+/// represent it still builds the document. Only used on text already known
+/// to be valid JSON.
+fn numbers_as_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped, mut in_number) = (false, false, false);
+    for c in text.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            out.push(c);
+            continue;
+        }
+        let number_char = if in_number {
+            c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E')
+        } else {
+            c.is_ascii_digit() || c == '-'
+        };
+        match (in_number, number_char) {
+            (false, true) => {
+                out.push('"');
+                in_number = true;
+            }
+            (true, false) => {
+                out.push('"');
+                in_number = false;
+            }
+            _ => {}
+        }
+        if c == '"' {
+            in_string = true;
+        }
+        out.push(c);
+    }
+    if in_number {
+        out.push('"');
+    }
+    out
 }
 
 /// Maps a `serde_json` error without its message text beyond the fixed
@@ -225,7 +344,10 @@ fn yaml_bounds(text: &str) -> Result<(), ParseError> {
             _ => {}
         }
         if nodes > MAX_YAML_NODES {
-            return Err(ParseError::TooManyNodes(MAX_YAML_NODES));
+            return Err(ParseError::TooManyNodes {
+                format: "YAML",
+                limit: MAX_YAML_NODES,
+            });
         }
     }
     Ok(())
@@ -241,6 +363,9 @@ fn parse_yaml(text: &str) -> Result<Document, ParseError> {
             .map_or(full.as_str(), |(head, _)| head);
         if reason.contains("recursion limit") {
             return ParseError::TooDeep;
+        }
+        if reason.contains("repetition limit") {
+            return ParseError::TooManyAliases;
         }
         ParseError::Syntax {
             format: "YAML",
@@ -353,7 +478,10 @@ mod tests {
             (".env", Format::Raw),
             ("app.env", Format::Env),
             ("password", Format::Raw),
-            ("tls.crt", Format::Raw),
+            ("tls.crt", Format::Pem),
+            ("svid_key.pem", Format::Pem),
+            ("a.cer", Format::Pem),
+            ("tls.key", Format::Pem),
         ];
         for (name, want) in table {
             assert_eq!(Format::Auto.resolve(Path::new(name)), want, "{name}");
@@ -389,6 +517,13 @@ mod tests {
             (Format::Raw, "x", true),
             (Format::Raw, " \n\t", false),
             (Format::Raw, "", false),
+            (Format::Raw, "<no value>\n", false),
+            (Format::Json, "<no value>", false),
+            (Format::Yaml, " <no value>", false),
+            (Format::Env, "<no value>", false),
+            (Format::Raw, "<no value> x", true),
+            (Format::Pem, "<no value>", false),
+            (Format::Pem, "not pem", false),
         ];
         for (format, content, parses) in table {
             let got = parse(*format, content.as_bytes());
@@ -429,14 +564,33 @@ mod tests {
     }
 
     #[test]
+    fn json_with_too_many_values_is_refused_before_parsing() {
+        let many = format!("[{}]", vec!["1"; super::MAX_JSON_VALUES + 1].join(","));
+        assert_eq!(
+            parse(Format::Json, many.as_bytes()),
+            Err(ParseError::TooManyNodes {
+                format: "JSON",
+                limit: super::MAX_JSON_VALUES
+            })
+        );
+        // Commas inside strings are not values.
+        let commas = format!(r#"{{"k":"{}"}}"#, ",".repeat(super::MAX_JSON_VALUES * 2));
+        assert!(parse(Format::Json, commas.as_bytes()).is_ok());
+        let escaped = r#"{"k":"a\",[","v":"x"}"#;
+        assert!(parse(Format::Json, escaped.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn huge_numbers_are_values_not_torn_writes() {
         let big = "9".repeat(400);
-        let doc = parse(
-            Format::Json,
-            format!(r#"{{"n":{big},"e":1e999}}"#).as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(doc.roots.len(), 1);
+        let text = format!(r#"{{"n":{big},"e":-1.5e999,"t":true,"f":false,"z":null,"s":"1e999"}}"#);
+        let doc = parse(Format::Json, text.as_bytes()).unwrap();
+        let want = serde_json::json!(
+            {"n": big, "e": "-1.5e999", "t": true, "f": false, "z": null, "s": "1e999"}
+        );
+        assert_eq!(doc.roots, [want]);
+        // Still invalid JSON is still invalid.
+        assert!(parse(Format::Json, format!(r#"{{"n":{big},}}"#).as_bytes()).is_err());
         assert!(parse(Format::Json, big.as_bytes()).is_ok());
     }
 
@@ -455,7 +609,28 @@ mod tests {
         let list = "- x\n".repeat(super::MAX_YAML_NODES + 1);
         assert_eq!(
             parse(Format::Yaml, list.as_bytes()),
-            Err(ParseError::TooManyNodes(super::MAX_YAML_NODES))
+            Err(ParseError::TooManyNodes {
+                format: "YAML",
+                limit: super::MAX_YAML_NODES
+            })
+        );
+        let laughs = (1..10).fold("a: &a [x,x,x,x,x,x,x,x,x]\n".to_owned(), |doc, i| {
+            let refs = vec![
+                format!(
+                    "*{}",
+                    if i == 1 {
+                        "a".to_owned()
+                    } else {
+                        format!("n{}", i - 1)
+                    }
+                );
+                9
+            ];
+            doc + &format!("n{i}: &n{i} [{}]\n", refs.join(","))
+        });
+        assert_eq!(
+            parse(Format::Yaml, laughs.as_bytes()),
+            Err(ParseError::TooManyAliases)
         );
         // Within the bounds, a long list is fine.
         let list = "- x\n".repeat(super::MAX_YAML_NODES / 2);

@@ -61,8 +61,9 @@ impl Key {
         matches!(self, Self::Name(n) if !n.contains('/') && n != "." && n != "..")
     }
 
-    /// Looks the key up in `root`. `None` when it is absent, `null` or `""`:
-    /// such a key does not count as present.
+    /// Looks the key up in `root`. `None` when it is absent, `null`, `""`
+    /// or `<no value>` (a template rendered without its data): such a key
+    /// does not count as present.
     #[must_use]
     pub fn find<'v>(&self, root: &'v Value) -> Option<&'v Value> {
         let found = match self {
@@ -71,7 +72,7 @@ impl Key {
         };
         match found {
             Value::Null => None,
-            Value::String(s) if s.is_empty() => None,
+            Value::String(s) if s.is_empty() || s == super::format::NO_VALUE => None,
             other => Some(other),
         }
     }
@@ -119,7 +120,9 @@ mod tests {
             "token": null,
             "port": 5432,
             "flags": [],
-            "db": {"password": "x", "empty": ""},
+            "db": {"password": "x", "empty": "", "unrendered": "<no value>"},
+            "tpl": "<no value>",
+            "tpl2": " <no value>",
             "a/b": {"c~d": true},
         });
         let table = [
@@ -131,6 +134,9 @@ mod tests {
             ("missing", false),
             ("/db/password", true),
             ("/db/empty", false),
+            ("/db/unrendered", false),
+            ("tpl", false),
+            ("tpl2", true),
             ("/db/missing", false),
             ("/a~1b/c~0d", true),
             ("/user/x", false),

@@ -3,11 +3,14 @@
 
 pub mod format;
 pub mod key;
+pub mod pem;
+pub mod tls;
 
 use std::fmt;
 
 pub use format::{parse, Document, Format, ParseError};
 pub use key::Key;
+pub use tls::TlsPolicy;
 
 /// One reason the gate is not ready. It names a file or key and what is
 /// wrong, and never carries a secret value.

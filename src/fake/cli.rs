@@ -81,6 +81,14 @@ pub struct ServeArgs {
     /// bundle, which clients must refuse.
     #[arg(long)]
     pub untrusted_ca: bool,
+    /// Answer every request with 503 "NOK!" for this long after start
+    /// (e.g. 10s), as VSecM Safe does while its backing store boots.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub unavailable_for: Option<Duration>,
+    /// Send "Retry-After: VALUE" (seconds, or an HTTP date) with every 503
+    /// and 429 answer. VSecM Safe sends none.
+    #[arg(long, value_name = "VALUE")]
+    pub retry_after: Option<String>,
 }
 
 impl ServeArgs {
@@ -96,6 +104,8 @@ impl ServeArgs {
             port: self.port,
             wrong_safe_id: self.wrong_safe_id,
             untrusted_ca: self.untrusted_ca,
+            unavailable_for: self.unavailable_for,
+            retry_after: self.retry_after,
         }
     }
 }

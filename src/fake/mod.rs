@@ -100,6 +100,11 @@ pub struct ServeOptions {
     /// Sign the Safe's certificate with a second CA that is not in the
     /// bundle, so clients must refuse it.
     pub untrusted_ca: bool,
+    /// Answer every request with 503 `NOK!` for this long after binding,
+    /// as VSecM Safe does while its backing store boots.
+    pub unavailable_for: Option<std::time::Duration>,
+    /// The `Retry-After` value sent with every 503 and 429 answer.
+    pub retry_after: Option<String>,
 }
 
 impl ServeOptions {
@@ -114,6 +119,8 @@ impl ServeOptions {
             port: 0,
             wrong_safe_id: false,
             untrusted_ca: false,
+            unavailable_for: None,
+            retry_after: None,
         }
     }
 }
@@ -167,6 +174,7 @@ pub struct FakeSafe {
     unix: UnixListener,
     tcp: TcpListener,
     acceptor: TlsAcceptor,
+    boot: safe_server::Boot,
 }
 
 impl std::fmt::Debug for FakeSafe {
@@ -254,6 +262,12 @@ impl FakeSafe {
             state_dir = %root.display(),
             "fake Workload API and Safe listening"
         );
+        let boot = safe_server::Boot {
+            unavailable_until: opts
+                .unavailable_for
+                .map(|d| tokio::time::Instant::now() + d),
+            retry_after: opts.retry_after.clone(),
+        };
         Ok(Self {
             endpoints,
             state,
@@ -261,6 +275,7 @@ impl FakeSafe {
             unix,
             tcp,
             acceptor,
+            boot,
         })
     }
 
@@ -281,10 +296,11 @@ impl FakeSafe {
             unix,
             tcp,
             acceptor,
+            boot,
         } = self;
         let (stop, stopped) = watch::channel(false);
         let api = WorkloadApi::new(&pki, &endpoints.trust_domain, stopped.clone());
-        let safe = Arc::new(Safe::new(state.clone(), &endpoints.trust_domain)?);
+        let safe = Arc::new(Safe::new(state.clone(), &endpoints.trust_domain)?.with_boot(boot));
 
         let mut servers = JoinSet::new();
         let mut grpc_stop = stopped.clone();

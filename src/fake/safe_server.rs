@@ -8,12 +8,14 @@
 //! | registered | 200 | `{"data":"<value>","created":"\"<RFC 3339>\"","updated":"\"<RFC 3339>\""}` |
 //! | not registered | 404 | empty |
 //! | any other method or path | 400 | empty |
+//! | `serve --unavailable-for D`, during the first D | 503 | `NOK!` |
 //! | fault status 503 | 503 | `NOK!` |
 //! | any other fault status | that status | empty |
 //! | fault oversize N | 200 | N bytes |
 //! | unreadable state | 500 | empty |
 //!
-//! No Content-Type is set, as VSecM sets none. A client whose URI SAN is
+//! With `serve --retry-after V`, every 503 and 429 carries `Retry-After: V`
+//! (VSecM itself sends none). No Content-Type is set, as VSecM sets none. A client whose URI SAN is
 //! not a workload ID of the trust domain is refused during the handshake.
 
 use std::convert::Infallible;
@@ -147,10 +149,19 @@ pub(crate) fn tls_acceptor(pki: &Pki, trust_domain: &str) -> anyhow::Result<TlsA
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// A Safe that is still booting: 503 until `unavailable_until`, and the
+/// `Retry-After` it sends with a 503 or 429.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Boot {
+    pub unavailable_until: Option<tokio::time::Instant>,
+    pub retry_after: Option<String>,
+}
+
 /// The request handler's view: where the state is and how to name callers.
 pub(crate) struct Safe {
     state: StateDir,
     workload_name: Regex,
+    boot: Boot,
 }
 
 impl Safe {
@@ -158,7 +169,13 @@ impl Safe {
         Ok(Self {
             state,
             workload_name: workload_name_regex(trust_domain)?,
+            boot: Boot::default(),
         })
+    }
+
+    pub fn with_boot(mut self, boot: Boot) -> Self {
+        self.boot = boot;
+        self
     }
 
     /// The workload name in a client certificate's SPIFFE ID, if any.
@@ -198,6 +215,18 @@ impl Safe {
         );
         let mut response = Response::new(Full::new(body));
         *response.status_mut() = status;
+        if matches!(status.as_u16(), 503 | 429) {
+            if let Some(value) = self
+                .boot
+                .retry_after
+                .as_deref()
+                .and_then(|v| hyper::header::HeaderValue::from_str(v).ok())
+            {
+                response
+                    .headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, value);
+            }
+        }
         response
     }
 
@@ -214,6 +243,13 @@ impl Safe {
         }
         if req.method() != Method::GET || req.uri().path() != SECRETS_PATH {
             return (StatusCode::BAD_REQUEST, Bytes::new());
+        }
+        if self
+            .boot
+            .unavailable_until
+            .is_some_and(|until| tokio::time::Instant::now() < until)
+        {
+            return (StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(b"NOK!"));
         }
         let Some(workload) = workload else {
             // Unreachable through the handshake check; VSecM answers 400.

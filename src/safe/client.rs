@@ -1,8 +1,9 @@
 //! One attempt against VSecM Safe: SVID from the Workload API, mTLS with
 //! the Safe authorised by SPIFFE ID, `GET /workload/v1/secrets`.
 
+use std::os::unix::fs::FileTypeExt as _;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
@@ -11,9 +12,12 @@ use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use spiffe::X509Source;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use crate::config::SafeConfig;
+use crate::report::Progress;
+use crate::safe::schedule::Pace;
 use crate::safe::SafeIdMatcher;
 
 /// What one attempt found.
@@ -21,8 +25,9 @@ use crate::safe::SafeIdMatcher;
 pub enum Outcome {
     /// 200 with a non-empty `data` field.
     Secret(Secret),
-    /// A normal "not yet" (404, 400, 503), or an error worth retrying. Each
-    /// is a distinct condition, logged once and named in the diagnosis.
+    /// A normal "not yet" (404, empty data), a booting Safe (400, 503), or
+    /// an error worth retrying. Each is a distinct condition, logged once
+    /// and named in the diagnosis.
     Failed(Failure),
 }
 
@@ -76,8 +81,11 @@ pub enum Failure {
     NotRegistered,
     #[error("Safe answered 400: its root key may not be set yet, or it found no workload name in this pod's SVID")]
     BadRequest,
+    /// `retry_after`: the Safe's `Retry-After`, if it sent one.
     #[error("Safe's backing store is not ready (Safe answered 503)")]
-    Unavailable,
+    Unavailable { retry_after: Option<Duration> },
+    #[error("Safe is refusing requests for now (Safe answered 429 Too Many Requests)")]
+    TooManyRequests { retry_after: Option<Duration> },
     #[error("Safe answered HTTP {0}")]
     Status(u16),
     #[error("Safe's response is larger than --max-body-size ({0} bytes)")]
@@ -105,7 +113,8 @@ impl Failure {
             Self::Timeout(_) => "timeout",
             Self::NotRegistered => "404",
             Self::BadRequest => "400",
-            Self::Unavailable => "503",
+            Self::Unavailable { .. } => "503",
+            Self::TooManyRequests { .. } => "429",
             Self::Status(_) => "status",
             Self::TooLarge(_) => "too-large",
             Self::BadBody(_) => "bad-body",
@@ -113,30 +122,106 @@ impl Failure {
         }
     }
 
-    /// The normal states of a Safe that has no secret for us yet, as
-    /// opposed to errors that someone may need to fix.
+    /// The normal states of a Safe that has no secret for us yet, or is
+    /// still booting (logged at info), as opposed to errors that someone
+    /// may need to fix (logged as warnings).
     #[must_use]
     pub const fn is_not_yet(&self) -> bool {
         matches!(
             self,
-            Self::NotRegistered | Self::BadRequest | Self::Unavailable | Self::Empty
+            Self::NotRegistered | Self::BadRequest | Self::Unavailable { .. } | Self::Empty
         )
+    }
+
+    /// How the next attempt is paced ([`crate::safe::schedule`]). Only a
+    /// Safe that answers normally with nothing for us (404, empty data) is
+    /// "not yet". A 400 backs off like a failure: VSecM answers it while
+    /// its root key is not set (at boot, briefly) but also for an SVID it
+    /// cannot map to a workload, which no retry fixes, so a fleet that gets
+    /// it must not keep the steady pace forever.
+    #[must_use]
+    pub const fn pace(&self) -> Pace {
+        match self {
+            Self::NotRegistered | Self::Empty => Pace::NotYet,
+            Self::Unavailable {
+                retry_after: Some(d),
+            }
+            | Self::TooManyRequests {
+                retry_after: Some(d),
+            } => Pace::RetryAfter(*d),
+            _ => Pace::Broken,
+        }
     }
 }
 
-/// Says why the Workload API could not be used, naming a missing socket.
-fn explain_source_error(socket: &str, err: &spiffe::X509SourceError) -> String {
-    if let Some(path) = socket
+/// A `Retry-After` value: seconds, or an HTTP date (a date in the past
+/// means now).
+#[must_use]
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+/// Where an attempt says what it is waiting for, so a deadline that cuts
+/// it short can say so: [`Progress`] in the gate, [`Silent`] elsewhere.
+pub trait Waiting {
+    /// See [`Progress::set_in_flight`].
+    fn set_in_flight(&self, what: String, pending: &str);
+    /// See [`Progress::clear_in_flight`].
+    fn clear_in_flight(&self);
+}
+
+impl Waiting for Progress {
+    fn set_in_flight(&self, what: String, pending: &str) {
+        Progress::set_in_flight(self, what, pending);
+    }
+
+    fn clear_in_flight(&self) {
+        Progress::clear_in_flight(self);
+    }
+}
+
+/// Reports nothing (and is `Sync`, so an attempt using it is `Send`).
+pub struct Silent;
+
+impl Waiting for Silent {
+    fn set_in_flight(&self, _: String, _: &str) {}
+    fn clear_in_flight(&self) {}
+}
+
+/// The path of a `unix:` Workload API address.
+fn socket_path(socket: &str) -> Option<&str> {
+    socket
         .strip_prefix("unix://")
         .or_else(|| socket.strip_prefix("unix:"))
-    {
-        if !std::path::Path::new(path).exists() {
-            return format!(
-                "no socket at {path} (is the SPIFFE CSI driver volume mounted, and SPIFFE_ENDPOINT_SOCKET right?)"
-            );
+}
+
+/// Checks that the Workload API's socket exists and is a socket, so the
+/// commonest misconfiguration (the volume not mounted) is reported at once
+/// instead of after a sync timeout. `stat` runs off the runtime thread.
+async fn check_socket(path: &str) -> Result<(), String> {
+    let hint = "is the SPIFFE CSI driver volume mounted, and SPIFFE_ENDPOINT_SOCKET right?";
+    match tokio::fs::metadata(path).await {
+        Ok(meta) if meta.file_type().is_socket() => Ok(()),
+        Ok(meta) => {
+            let kind = if meta.is_dir() {
+                "a directory"
+            } else if meta.is_file() {
+                "a regular file"
+            } else {
+                "not a unix socket"
+            };
+            Err(format!("{path} is not a socket (it is {kind}); {hint}"))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("no socket at {path}: no such file ({hint})"))
+        }
+        Err(e) => Err(format!("cannot use {path}: {e}")),
     }
-    err.to_string()
 }
 
 /// VSecM's 200 body. `created`/`updated` hold quoted RFC 3339 strings (a
@@ -152,6 +237,8 @@ type Refusal = (String, &'static str, String);
 /// The Safe client for a whole run: one X509Source (which follows SVID
 /// rotation in the background) and one TLS configuration built on it.
 pub struct SafeClient {
+    /// No attempt waits past this (`--timeout`).
+    deadline: Option<Instant>,
     socket: String,
     url: http::Uri,
     attempt_timeout: Duration,
@@ -168,6 +255,7 @@ impl SafeClient {
     #[must_use]
     pub fn new(config: &SafeConfig) -> Self {
         Self {
+            deadline: None,
             socket: config.endpoint_socket.clone(),
             url: config.secrets_url.clone(),
             attempt_timeout: config.attempt_timeout,
@@ -178,16 +266,35 @@ impl SafeClient {
         }
     }
 
-    /// Makes one attempt. Getting the SVID is bounded by the Workload
-    /// API's own sync timeout; connect, handshake and response together by
-    /// the attempt timeout.
+    /// No attempt waits past `deadline` (the end of `--timeout`).
+    #[must_use]
+    pub const fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Makes one attempt; see [`Self::attempt_reporting`].
     pub async fn attempt(&mut self) -> Outcome {
-        let connector = match self.connector().await {
+        self.attempt_reporting(&Silent).await
+    }
+
+    /// Makes one attempt, telling `progress` what it waits for while it
+    /// waits. Getting the SVID, and then connect, handshake and response
+    /// together, are each bounded by the attempt timeout and by the time
+    /// left before the deadline.
+    pub async fn attempt_reporting(&mut self, progress: &impl Waiting) -> Outcome {
+        let outcome = self.attempt_inner(progress).await;
+        progress.clear_in_flight();
+        outcome
+    }
+
+    async fn attempt_inner(&mut self, progress: &impl Waiting) -> Outcome {
+        let connector = match self.connector(progress).await {
             Ok(c) => c,
             Err(f) => return Outcome::Failed(f),
         };
-        let limit = self.attempt_timeout;
-        match tokio::time::timeout(limit, self.fetch(&connector)).await {
+        let limit = self.limit();
+        match tokio::time::timeout(limit, self.fetch(&connector, progress)).await {
             Ok(Ok(outcome) | Err(outcome)) => outcome,
             Err(_) => Outcome::Failed(Failure::Timeout(
                 humantime::format_duration(limit).to_string(),
@@ -195,10 +302,18 @@ impl SafeClient {
         }
     }
 
+    /// The attempt timeout, or the time left before the deadline if less.
+    fn limit(&self) -> Duration {
+        let left = self.deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        self.attempt_timeout.min(left).max(Duration::from_millis(1))
+    }
+
     /// The TLS connector, creating the X509Source on first use. A source
     /// that fails to sync is retried on the next attempt; once synced it is
     /// kept for the rest of the run.
-    async fn connector(&mut self) -> Result<TlsConnector, Failure> {
+    async fn connector(&mut self, progress: &impl Waiting) -> Result<TlsConnector, Failure> {
         if let Some(tls) = &self.tls {
             return Ok(tls.clone());
         }
@@ -206,12 +321,30 @@ impl SafeClient {
             socket: self.socket.clone(),
             detail,
         };
+        let started = Instant::now();
+        let limit = self.limit();
+        progress.set_in_flight(format!("the Workload API at {}", self.socket), "no SVID");
+        if let Some(path) = socket_path(&self.socket) {
+            match tokio::time::timeout(limit, check_socket(path)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(detail)) => return Err(unreachable(detail)),
+                Err(_) => {
+                    return Err(unreachable(format!(
+                        "stat({path}) did not return within {}",
+                        humantime::format_duration(limit)
+                    )))
+                }
+            }
+        }
+        let sync = limit
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
         let source = X509Source::builder()
             .endpoint(&self.socket)
-            .initial_sync_timeout(self.attempt_timeout)
+            .initial_sync_timeout(sync)
             .build()
             .await
-            .map_err(|e| unreachable(explain_source_error(&self.socket, &e)))?;
+            .map_err(|e| unreachable(e.to_string()))?;
         if let Ok(svid) = source.svid() {
             tracing::info!(spiffe_id = %svid.spiffe_id(), "got an X.509 SVID from the Workload API");
         }
@@ -235,8 +368,14 @@ impl SafeClient {
         Ok(tls)
     }
 
-    async fn fetch(&self, connector: &TlsConnector) -> Result<Outcome, Outcome> {
+    async fn fetch(
+        &self,
+        connector: &TlsConnector,
+        progress: &impl Waiting,
+    ) -> Result<Outcome, Outcome> {
         let fail = |f: Failure| Outcome::Failed(f);
+        let safe = format!("the Safe at {}", self.url);
+        progress.set_in_flight(safe.clone(), "no TCP connection");
         let host = self
             .url
             .host()
@@ -253,6 +392,7 @@ impl SafeClient {
                 })
             })?;
         let _ = tcp.set_nodelay(true);
+        progress.set_in_flight(safe.clone(), "no TLS handshake");
         // The name only fills SNI: the Safe is authorised by SPIFFE ID.
         let name = ServerName::try_from(host.clone()).map_err(|_| {
             fail(Failure::Connect {
@@ -270,6 +410,7 @@ impl SafeClient {
             .await
             .map_err(|e| fail(self.handshake_failure(&e)))?;
 
+        progress.set_in_flight(safe, "no answer");
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| {
@@ -307,11 +448,23 @@ impl SafeClient {
 
     async fn read(&self, response: http::Response<hyper::body::Incoming>) -> Outcome {
         let status = response.status().as_u16();
+        let retry_after = || {
+            response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        };
         let failure = match status {
             200 => None,
             404 => Some(Failure::NotRegistered),
             400 => Some(Failure::BadRequest),
-            503 => Some(Failure::Unavailable),
+            503 => Some(Failure::Unavailable {
+                retry_after: retry_after(),
+            }),
+            429 => Some(Failure::TooManyRequests {
+                retry_after: retry_after(),
+            }),
             other => Some(Failure::Status(other)),
         };
         if let Some(f) = failure {
@@ -369,5 +522,85 @@ impl SafeClient {
             },
             _ => Failure::Handshake { detail },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{check_socket, parse_retry_after, Failure};
+    use crate::safe::schedule::Pace;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        let table = [
+            ("7", Some(7)),
+            (" 120 ", Some(120)),
+            ("Sun, 06 Nov 1994 08:49:47 GMT", Some(10)),
+            ("Sun, 06 Nov 1994 08:49:00 GMT", Some(0)),
+            ("soon", None),
+            ("-1", None),
+        ];
+        for (value, want) in table {
+            assert_eq!(
+                parse_retry_after(value, now),
+                want.map(Duration::from_secs),
+                "{value}"
+            );
+        }
+        assert!(parse_retry_after("1", SystemTime::now()).is_some());
+    }
+
+    #[test]
+    fn only_a_normal_answer_with_nothing_for_us_is_not_yet() {
+        let later = Some(Duration::from_secs(3));
+        let table = [
+            (Failure::NotRegistered, Pace::NotYet),
+            (Failure::Empty, Pace::NotYet),
+            (Failure::BadRequest, Pace::Broken),
+            (Failure::Unavailable { retry_after: None }, Pace::Broken),
+            (
+                Failure::Unavailable { retry_after: later },
+                Pace::RetryAfter(Duration::from_secs(3)),
+            ),
+            (
+                Failure::TooManyRequests { retry_after: later },
+                Pace::RetryAfter(Duration::from_secs(3)),
+            ),
+            (Failure::Status(500), Pace::Broken),
+            (Failure::Timeout("5s".into()), Pace::Broken),
+            (Failure::BadBody("x".into()), Pace::Broken),
+        ];
+        for (failure, pace) in table {
+            assert_eq!(failure.pace(), pace, "{failure:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_path_or_a_non_socket_is_known_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.sock");
+        std::fs::write(&file, b"").unwrap();
+        let file = file.to_str().unwrap();
+        let err = check_socket(file).await.unwrap_err();
+        assert!(
+            err.contains("is not a socket (it is a regular file)"),
+            "{err}"
+        );
+        let err = check_socket(dir.path().to_str().unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.contains("is not a socket (it is a directory)"), "{err}");
+        let missing = dir.path().join("none.sock");
+        let err = check_socket(missing.to_str().unwrap()).await.unwrap_err();
+        assert!(
+            err.starts_with("no socket at ") && err.contains("no such file"),
+            "{err}"
+        );
+        let sock = dir.path().join("real.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        check_socket(sock.to_str().unwrap()).await.unwrap();
     }
 }

@@ -1,14 +1,16 @@
 //! Safe mode: poll VSecM Safe over SPIFFE mTLS until this workload's
 //! secret is there and passes the check, then optionally write it out.
 //!
-//! The first attempt is immediate; later ones follow [`backoff`]. Every
-//! attempt is bounded ([`client`]). Each distinct condition is logged once,
-//! when it first appears.
+//! The first attempt is immediate; later ones follow [`schedule`]: a
+//! steady, fleet-spreading pace while the secret is not there yet, back-off
+//! while something is broken. Every attempt is bounded ([`client`]). Each
+//! distinct condition is logged once, when it first appears.
 
 pub mod authorize;
 pub mod backoff;
 pub mod client;
 pub mod output;
+pub mod schedule;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -18,35 +20,37 @@ pub use authorize::SafeIdMatcher;
 use crate::check::{self, describe_parse_error, Document, Format, Problem};
 use crate::config::{Output, SafeConfig};
 use crate::report::Progress;
-use backoff::Backoff;
 use client::{Outcome, SafeClient};
+use schedule::{Pace, Schedule};
 
 /// Returns once the Safe has handed over a secret that passes the check
 /// and, when asked, it has been written out.
 pub async fn wait_ready(config: &SafeConfig, progress: &Progress) {
-    let client = SafeClient::new(config);
-    let backoff = Backoff::new(config.poll_interval, config.max_backoff);
-    wait_ready_with(config, progress, backoff, client).await;
+    let deadline = config.timeout.map(|t| tokio::time::Instant::now() + t);
+    let client = SafeClient::new(config).with_deadline(deadline);
+    let schedule = Schedule::new(config.poll_interval, config.max_backoff);
+    wait_ready_with(config, progress, schedule, client).await;
 }
 
 /// Something that makes one attempt to fetch the secret: the real
-/// [`SafeClient`], or a scripted stand-in in tests.
+/// [`SafeClient`], or a scripted stand-in in tests. While it waits, it
+/// tells `progress` what for ([`Progress::set_in_flight`]).
 pub trait Attempt {
-    fn attempt(&mut self) -> impl Future<Output = Outcome>;
+    fn attempt(&mut self, progress: &Progress) -> impl Future<Output = Outcome>;
 }
 
 impl Attempt for SafeClient {
-    fn attempt(&mut self) -> impl Future<Output = Outcome> {
-        SafeClient::attempt(self)
+    fn attempt(&mut self, progress: &Progress) -> impl Future<Output = Outcome> {
+        SafeClient::attempt_reporting(self, progress)
     }
 }
 
-/// The wait loop, with the attempts and the back-off passed in so tests can
-/// drive it under paused time.
+/// The wait loop, with the attempts and the schedule passed in so tests
+/// can drive it under paused time.
 pub async fn wait_ready_with(
     config: &SafeConfig,
     progress: &Progress,
-    mut backoff: Backoff,
+    mut schedule: Schedule,
     mut client: impl Attempt,
 ) {
     let mut seen: HashSet<(String, &'static str, String)> = HashSet::new();
@@ -54,15 +58,17 @@ pub async fn wait_ready_with(
         // `not_yet`: the normal states of a Safe or secret that is not
         // there yet, logged at info; anything else is an error someone may
         // need to fix, logged as a warning and kept as the last error.
-        let (problems, not_yet) = match client.attempt().await {
+        // `pace`: what the answer means for the next attempt.
+        let (problems, not_yet, pace) = match client.attempt(progress).await {
             Outcome::Secret(secret) => match accept(config, secret.expose()) {
                 Ok(()) => return,
-                Err(NotAccepted::NotYet(problems)) => (problems, true),
-                Err(NotAccepted::Output(problem)) => (vec![problem], false),
+                Err(NotAccepted::NotYet(problems)) => (problems, true, Pace::NotYet),
+                Err(NotAccepted::Output(problem)) => (vec![problem], false, Pace::Broken),
             },
             Outcome::Failed(failure) => (
                 vec![Problem::new("Safe", failure.class(), failure.to_string())],
                 failure.is_not_yet(),
+                failure.pace(),
             ),
         };
         for p in &problems {
@@ -79,7 +85,9 @@ pub async fn wait_ready_with(
             }
         }
         progress.record(problems);
-        tokio::time::sleep(backoff.next_delay()).await;
+        let delay = schedule.next_delay(pace);
+        tracing::debug!(next_attempt_in = ?delay, ?pace, "waiting before the next attempt");
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -94,8 +102,12 @@ enum NotAccepted {
 /// Checks the secret and writes it out.
 fn accept(config: &SafeConfig, data: &str) -> Result<(), NotAccepted> {
     let format = resolve_format(config, data);
-    // VSecM's own rule, when no document is needed: any non-empty data.
-    let doc = if format == Format::Raw && config.format == Format::Auto {
+    // VSecM's own rule, when no document is needed: any non-empty data
+    // (but not a template rendered without its data).
+    let doc = if format == Format::Raw
+        && config.format == Format::Auto
+        && !check::format::is_no_value(data.as_bytes())
+    {
         Document::default()
     } else {
         check::parse(format, data.as_bytes()).map_err(|e| {
@@ -115,6 +127,17 @@ fn accept(config: &SafeConfig, data: &str) -> Result<(), NotAccepted> {
         .collect();
     if !missing.is_empty() {
         return Err(NotAccepted::NotYet(missing));
+    }
+    if format == Format::Pem {
+        let policy = check::TlsPolicy {
+            min_validity: config.min_validity,
+            ..check::TlsPolicy::default()
+        };
+        let now = std::time::SystemTime::now();
+        let report = check::tls::check(&[("Safe", data.as_bytes())], &policy, now);
+        if !report.problems.is_empty() {
+            return Err(NotAccepted::NotYet(report.problems));
+        }
     }
     write_output(config, data, &doc)
         .map_err(|e| NotAccepted::Output(Problem::new("output", "output", e.to_string())))
@@ -163,7 +186,7 @@ fn resolve_format(config: &SafeConfig, data: &str) -> Format {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::client::{Failure, Outcome, Secret};
-    use super::{backoff::Backoff, wait_ready_with, Attempt};
+    use super::{schedule::Schedule, wait_ready_with, Attempt};
     use crate::cli::Cli;
     use crate::config::{Config, Mode, SafeConfig};
     use crate::report::Progress;
@@ -188,7 +211,7 @@ mod tests {
     }
 
     impl Attempt for Script<'_> {
-        fn attempt(&mut self) -> impl std::future::Future<Output = Outcome> {
+        fn attempt(&mut self, _: &Progress) -> impl std::future::Future<Output = Outcome> {
             self.times.borrow_mut().push(self.start.elapsed());
             let next = self.outcomes.next().unwrap();
             async move { next }
@@ -204,40 +227,108 @@ mod tests {
             times: &times,
             outcomes: outcomes.into_iter(),
         };
-        let backoff = Backoff::with_rng(
+        let schedule = Schedule::with_rng(
             config.poll_interval,
             config.max_backoff,
             fastrand::Rng::with_seed(5),
         );
-        wait_ready_with(config, &Progress::new(), backoff, script).await;
+        wait_ready_with(config, &Progress::new(), schedule, script).await;
         times.into_inner()
     }
 
+    fn gaps(times: &[Duration]) -> Vec<Duration> {
+        times
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+            .collect()
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn first_attempt_is_immediate_then_jittered_backoff_within_the_cap() {
-        let c = config(&[]);
-        let mut outcomes = vec![Outcome::Failed(Failure::NotRegistered); 12];
-        outcomes.push(Outcome::Secret(Secret::new("value".into())));
+    async fn not_yet_is_polled_at_a_steady_spread_pace() {
+        let c = config(&["--required-keys", "password"]);
+        let i = c.poll_interval;
+        let mut outcomes = vec![Outcome::Failed(Failure::NotRegistered); 6];
+        outcomes.push(Outcome::Failed(Failure::Empty));
+        outcomes.push(Outcome::Secret(Secret::new("{\"password\":".into())));
+        outcomes.push(Outcome::Secret(Secret::new("{\"password\":\"p\"}".into())));
         let times = schedule(&c, outcomes).await;
-        assert_eq!(times.len(), 13);
+        assert_eq!(times.len(), 9);
         assert_eq!(
             times[0],
             Duration::ZERO,
             "VSecM waits a full interval first; we do not"
         );
-        let gaps: Vec<Duration> = times
-            .windows(2)
-            .map(|w| w[1].saturating_sub(w[0]))
-            .collect();
-        for gap in &gaps {
-            assert!(
-                *gap >= c.poll_interval / 10 && *gap <= c.max_backoff,
-                "{gaps:?}"
-            );
+        let gaps = gaps(&times);
+        assert!(gaps[0] < i, "the first wait spreads the fleet: {gaps:?}");
+        for gap in &gaps[1..] {
+            assert!(*gap >= i * 9 / 10 && *gap <= i, "{gaps:?}");
         }
-        assert!(
-            gaps.iter().any(|g| *g > c.poll_interval),
-            "the back-off grows: {gaps:?}"
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_within_the_cap_and_not_yet_resumes_the_pace() {
+        let c = config(&[]);
+        let i = c.poll_interval;
+        let mut outcomes = vec![Outcome::Failed(Failure::Status(500)); 8];
+        outcomes.push(Outcome::Failed(Failure::BadRequest));
+        outcomes.extend(vec![Outcome::Failed(Failure::NotRegistered); 3]);
+        outcomes.push(Outcome::Secret(Secret::new("value".into())));
+        let times = schedule(&c, outcomes).await;
+        let gaps = gaps(&times);
+        for gap in &gaps[..9] {
+            assert!(*gap >= i / 10 && *gap <= c.max_backoff, "{gaps:?}");
+        }
+        assert!(gaps[..9].iter().any(|g| *g > i), "it backs off: {gaps:?}");
+        for gap in &gaps[10..] {
+            assert!(*gap >= i * 9 / 10 && *gap <= i, "{gaps:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_up_to_the_cap() {
+        let c = config(&["--max-backoff", "20s"]);
+        let after = |s| Failure::Unavailable {
+            retry_after: Some(Duration::from_secs(s)),
+        };
+        let outcomes = vec![
+            Outcome::Failed(after(12)),
+            Outcome::Failed(Failure::TooManyRequests {
+                retry_after: Some(Duration::from_secs(7)),
+            }),
+            Outcome::Failed(after(3600)),
+            Outcome::Secret(Secret::new("value".into())),
+        ];
+        let gaps = gaps(&schedule(&c, outcomes).await);
+        let slack = c.poll_interval / 10;
+        assert!(gaps[0] >= Duration::from_secs(12) && gaps[0] <= Duration::from_secs(12) + slack);
+        assert!(gaps[1] >= Duration::from_secs(7) && gaps[1] <= Duration::from_secs(7) + slack);
+        assert_eq!(gaps[2], Duration::from_secs(20), "bounded by --max-backoff");
+    }
+
+    /// An attempt that never ends, as against a Workload API that accepts
+    /// the connection and never answers.
+    struct Hang;
+
+    impl Attempt for Hang {
+        fn attempt(&mut self, progress: &Progress) -> impl std::future::Future<Output = Outcome> {
+            progress.set_in_flight("the Workload API at unix:///x.sock", "no SVID");
+            std::future::pending()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_during_an_attempt_says_what_it_waited_for() {
+        let c = config(&[]);
+        let progress = Progress::new();
+        let schedule = Schedule::new(c.poll_interval, c.max_backoff);
+        let wait = wait_ready_with(&c, &progress, schedule, Hang);
+        assert!(tokio::time::timeout(Duration::from_secs(2), wait)
+            .await
+            .is_err());
+        assert_eq!(
+            progress.diagnosis("safe: not ready after 2s (--timeout)"),
+            "secret-gate: safe: not ready after 2s (--timeout)\n\
+             still waiting for the Workload API at unix:///x.sock: no SVID after 2s\n"
         );
     }
 

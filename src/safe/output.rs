@@ -19,9 +19,18 @@ pub enum OutputError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Writing one key's file failed. The key (the file's name) is not
+    /// shown: in a YAML secret a "key" may be content.
+    #[error("cannot write the file for top-level key {index} of {total} in {dir}: {source}")]
+    KeyIo {
+        index: usize,
+        total: usize,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     /// The key itself is not shown: in a YAML secret a "key" may be content.
-    #[error("top-level key number {0} of the secret cannot be a file name in --output-dir ({1}); this secret can never be written there: change it, or use --output")]
-    BadName(usize, &'static str),
+    #[error("top-level key {0} of {1} of the secret cannot be a file name in --output-dir ({2}); this secret can never be written there: change it, or use --output")]
+    BadName(usize, usize, &'static str),
     #[error("--output-dir needs a JSON or YAML object with top-level keys; the secret has none, so it can never be written there: use --output")]
     NoKeys,
 }
@@ -56,6 +65,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), OutputEr
 /// is written as it is; any other value as JSON text.
 pub fn files_for_dir(doc: &Document) -> Result<Vec<(String, Vec<u8>)>, OutputError> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let total = doc
+        .roots
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(serde_json::Map::keys)
+        .filter(|k| seen.insert(k.as_str()))
+        .count();
     for root in &doc.roots {
         let Value::Object(map) = root else { continue };
         for (key, value) in map {
@@ -72,7 +89,7 @@ pub fn files_for_dir(doc: &Document) -> Result<Vec<(String, Vec<u8>)>, OutputErr
                 None
             };
             if let Some(why) = why {
-                return Err(OutputError::BadName(files.len() + 1, why));
+                return Err(OutputError::BadName(files.len() + 1, total, why));
             }
             let bytes = match value {
                 Value::String(s) => s.as_bytes().to_vec(),
@@ -94,8 +111,21 @@ pub fn write_dir(dir: &Path, doc: &Document, mode: u32) -> Result<Vec<String>, O
         path: dir.to_path_buf(),
         source,
     })?;
-    for (name, bytes) in &files {
-        write_atomic(&dir.join(name), bytes, mode)?;
+    let total = files.len();
+    for (i, (name, bytes)) in files.iter().enumerate() {
+        // Name the key by position: its name may be content.
+        write_atomic(&dir.join(name), bytes, mode).map_err(|e| {
+            let source = match e {
+                OutputError::Io { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            };
+            OutputError::KeyIo {
+                index: i + 1,
+                total,
+                dir: dir.to_path_buf(),
+                source,
+            }
+        })?;
     }
     Ok(files.into_iter().map(|(name, _)| name).collect())
 }
@@ -103,7 +133,7 @@ pub fn write_dir(dir: &Path, doc: &Document, mode: u32) -> Result<Vec<String>, O
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::{files_for_dir, write_atomic, OutputError};
+    use super::{files_for_dir, write_atomic, write_dir, OutputError};
     use crate::check::{parse, Format};
     use std::os::unix::fs::PermissionsExt;
 
@@ -143,11 +173,27 @@ mod tests {
         for bad in [r#"{"../x":"v"}"#, r#"{"a/b":"v"}"#, r#"{"":"v"}"#] {
             let doc = parse(Format::Json, bad.as_bytes()).unwrap();
             assert!(
-                matches!(files_for_dir(&doc), Err(OutputError::BadName(1, _))),
+                matches!(files_for_dir(&doc), Err(OutputError::BadName(1, 1 | 2, _))),
                 "{bad}"
             );
         }
+        let doc = parse(Format::Json, br#"{"ok":"v","../x":"v","z":1}"#).unwrap();
+        let err = files_for_dir(&doc).unwrap_err().to_string();
+        assert!(err.starts_with("top-level key 1 of 3 "), "{err}");
+        assert!(!err.contains("../x"), "{err}");
+
         let doc = parse(Format::Json, br#""plain""#).unwrap();
         assert!(matches!(files_for_dir(&doc), Err(OutputError::NoKeys)));
+    }
+
+    #[test]
+    fn a_write_error_names_the_key_by_position_never_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "k".repeat(300); // longer than NAME_MAX
+        let text = format!(r#"{{"a":"1","{long}":"2"}}"#);
+        let doc = parse(Format::Json, text.as_bytes()).unwrap();
+        let err = write_dir(dir.path(), &doc, 0o440).unwrap_err().to_string();
+        assert!(err.contains("top-level key 2 of 2"), "{err}");
+        assert!(!err.contains("kkkk"), "{err}");
     }
 }

@@ -77,7 +77,8 @@ pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
             return;
         }
         progress.update(result.problems);
-        // A settling file is looked at again when its quiet time is up.
+        // A settling file is looked at again when its quiet time is up, and
+        // a certificate when it becomes valid or drops under --min-validity.
         let settled = async {
             match result.recheck_in {
                 Some(d) => tokio::time::sleep(d).await,
@@ -181,9 +182,13 @@ pub async fn check_once(selection: &Selection) -> Scan {
             };
         };
         scanner = back;
+        if result.problems.is_empty() {
+            return result;
+        }
         let only_settling = result.problems.iter().all(|p| p.class == "settling");
         match result.recheck_in {
-            Some(wait) if only_settling => tokio::time::sleep(wait).await,
+            // Only a settle wait: never until a certificate becomes valid.
+            Some(wait) if only_settling => tokio::time::sleep(wait.min(selection.settle)).await,
             // Not ready whatever the settling files turn out to be: report
             // what needs fixing, not files that only need a moment.
             _ if !only_settling => {
@@ -232,6 +237,8 @@ mod tests {
             keys: vec![],
             max_file_size: 1,
             settle: std::time::Duration::ZERO,
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
         };
         let got: Vec<PathBuf> = watch_targets(&sel).into_iter().collect();
         assert_eq!(got, [PathBuf::from("/m"), PathBuf::from("/m/sub")]);

@@ -146,6 +146,8 @@ impl Scanner {
         let files = selection.files();
         let mut out = Scan::default();
         let mut docs: Vec<Document> = Vec::new();
+        // PEM files that parsed, for the checks that need the clock or pairs.
+        let mut pem_files: Vec<(String, Vec<u8>)> = Vec::new();
         for spec in &files {
             let name = spec.name.display().to_string();
             let through_kubelet = version.as_ref().and_then(|v| v.resolve(mount, &spec.name));
@@ -205,8 +207,13 @@ impl Scanner {
                     continue;
                 }
             }
+            if spec.format == Format::Pem {
+                pem_files.push((name, contents.bytes));
+            }
             docs.push(doc);
         }
+
+        tls_checks(&pem_files, selection, &mut out);
 
         // Keys live inside documents only with --file; without it each key
         // was a file, checked above. Keys are judged only once every file
@@ -226,6 +233,21 @@ impl Scanner {
             }
         }
         (out, version)
+    }
+}
+
+/// Validity, `--min-validity`, key pairs and `--ca-file` on the PEM files
+/// that parsed; also when to look again because a certificate becomes
+/// valid or drops under `--min-validity` by itself.
+fn tls_checks(pem_files: &[(String, Vec<u8>)], selection: &Selection, out: &mut Scan) {
+    let files: Vec<(&str, &[u8])> = pem_files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let tls = check::tls::check(&files, &selection.tls, std::time::SystemTime::now());
+    out.problems.extend(tls.problems);
+    if let Some(next) = tls.next_change {
+        out.recheck_within(next);
     }
 }
 
@@ -372,6 +394,8 @@ mod tests {
             keys: Key::parse_list(keys).unwrap_or_default(),
             max_file_size: 1 << 20,
             settle: std::time::Duration::ZERO,
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
         }
     }
 
@@ -431,7 +455,7 @@ mod tests {
                 dir.path().join("file/below"),
                 "a parent of this path is not a directory",
             ),
-            (long, "path is too long"),
+            (long, "is too long for this system"),
         ];
         for (mount, want) in table {
             let got = shown(&scan(&selection(&mount, &["s.json"], "")));
@@ -460,6 +484,8 @@ mod settle_tests {
             keys: Key::parse_list("A").unwrap(),
             max_file_size: 1 << 20,
             settle: Duration::from_secs(3600),
+            key_format: Format::Auto,
+            tls: crate::check::TlsPolicy::default(),
         }
     }
 
@@ -548,6 +574,21 @@ mod settle_tests {
         assert!(scan(&selection(d, "app.env", Format::Env))
             .problems
             .is_empty());
+    }
+
+    #[test]
+    fn a_file_the_kubelet_swapped_in_is_never_still_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("..2026_11_23")).unwrap();
+        std::fs::write(d.join("..2026_11_23/s.json"), r#"{"A":"#).unwrap();
+        symlink("..2026_11_23", d.join("..data")).unwrap();
+        symlink("..data/s.json", d.join("s.json")).unwrap();
+        let got = scan(&selection(d, "s.json", Format::Json)).problems;
+        assert_eq!(
+            got[0].to_string(),
+            "s.json: JSON ends early at line 1 column 5 (file is 5 bytes)"
+        );
     }
 
     #[test]

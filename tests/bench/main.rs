@@ -5,10 +5,14 @@
 //! - [`volume`]: detection latency against shell poll loops (figure 1),
 //!   idle footprint (figure 3) and `check` as the selection grows (figure 5).
 //! - [`safe`]: time to ready against a model of VSecM's init container
-//!   (figure 2), idle footprint (figure 3), 200 gates at once (figure 6),
-//!   all against the shipped `fake-safe`.
+//!   (figure 2), idle footprint (figure 3), 200 gates at once (figure 6)
+//!   and 1,000 in-process gates against a booting Safe (figure 6b), all
+//!   against the shipped `fake-safe`.
+//! - [`certs`]: `check` on TLS material against openssl on the same files
+//!   (figure 7).
+//! - [`inputs`]: what hostile 1 MiB inputs cost `check` (figure 8).
 //! - [`sidecar`]: `watch --keep-running` idle over a long quiet spell, and
-//!   a long run of kubelet-style rotations with one POST each (figure 7).
+//!   a long run of kubelet-style rotations with one POST each (figure 9).
 //! - [`procfs`] reads peak RSS and CPU time from /proc; [`process`] runs
 //!   and reaps processes with bounded waits; [`stats`] and [`report`] turn
 //!   runs into the markdown.
@@ -20,7 +24,12 @@
 //!
 //! `BENCH_QUICK=1` makes a short run with fewer repetitions for working on
 //! the harness; it writes `<target>/bench/benchmarks-quick.md` and leaves
-//! `docs/` alone. `BENCH_ONLY=sidecar` runs figure 7 alone and prints it.
+//! `docs/` alone. `BENCH_ONLY=safe` runs only the safe-mode figures (2, the
+//! safe half of 3, 6 and 6b) and `BENCH_ONLY=6` only figure 6 and 6b; either
+//! writes `<target>/bench/benchmarks-only.md` (or the quick file) and leaves
+//! `docs/` alone.
+//! `BENCH_ONLY=tls` runs figure 7 alone and prints it.
+//! `BENCH_ONLY=sidecar` runs figure 9 alone and prints it.
 //!
 //! Cargo.toml sets `autotests = false`, so this file is only the bench
 //! target (`harness = false`): the helpers' `#[cfg(test)]` unit tests are
@@ -29,6 +38,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 #![cfg_attr(test, allow(dead_code))]
 
+mod certs;
+mod inputs;
+#[path = "../common/pki.rs"]
+mod pki;
 mod process;
 mod procfs;
 mod report;
@@ -69,7 +82,11 @@ pub struct Plan {
     pub idle_runs: usize,
     pub scale: usize,
     pub load_clients: usize,
+    pub tls: usize,
     pub register_at: Duration,
+    /// Figure 6b: in-process clients, and how long the Safe answers 503.
+    pub boot_clients: usize,
+    pub unavailable: Duration,
     /// When the start-up sample of figure 3 is taken.
     pub first_sample: Duration,
     /// When the last sample of figure 3 is taken, and the process killed.
@@ -93,7 +110,10 @@ impl Plan {
                 idle_runs: 1,
                 scale: 3,
                 load_clients: 20,
+                tls: 5,
                 register_at: Duration::from_secs(8),
+                boot_clients: 100,
+                unavailable: Duration::from_secs(10),
                 first_sample: Duration::from_millis(500),
                 idle: Duration::from_secs(10),
                 sidecar_idle: Duration::from_secs(10),
@@ -110,7 +130,10 @@ impl Plan {
                 idle_runs: 3,
                 scale: 15,
                 load_clients: 200,
+                tls: 20,
                 register_at: Duration::from_secs(20),
+                boot_clients: 1000,
+                unavailable: Duration::from_secs(10),
                 first_sample: Duration::from_millis(500),
                 idle: Duration::from_secs(10),
                 sidecar_idle: Duration::from_secs(60),
@@ -176,8 +199,14 @@ pub struct Results {
     pub idle_safe: volume::IdleSeries,
     pub sizes: Sizes,
     pub scale: Vec<volume::ScaleSeries>,
+    /// Figure 7: hostile inputs.
+    pub inputs: Vec<inputs::InputSeries>,
     pub load: [safe::LoadResult; 2],
-    /// Figure 7.
+    /// Figure 6b: in-process gates and the VSecM model against a Safe that
+    /// answers 503 for its first `plan.unavailable`.
+    pub boot: [safe::LoadResult; 2],
+    pub tls: certs::TlsFigure,
+    /// Figure 9.
     pub sidecar: sidecar::SidecarResult,
     /// When the secret was registered in figure 6, after the first start.
     pub register_at: Duration,
@@ -191,13 +220,20 @@ const IMAGE: &str = "localhost/secret-gate:dev";
 
 #[expect(
     clippy::too_many_lines,
-    reason = "one step per figure, in the order of the report"
+    reason = "one linear list of measurement steps, easier to read in one place"
 )]
 fn main() {
     let started = Instant::now();
-    let plan =
-        Plan::new(std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0"));
-    let quick = plan.quick;
+    let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
+    // Which figures to run: all, the safe-mode ones, or figure 6 alone.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let (run_volume, run_safe_small) = match only.as_str() {
+        "" | "tls" | "sidecar" => (true, true),
+        "safe" => (false, true),
+        "6" => (false, false),
+        other => panic!("BENCH_ONLY={other:?}: use safe or 6"),
+    };
+    let plan = Plan::new(quick);
     let target = target_dir();
     let gate = std::env::var_os("SECRET_GATE_BENCH_BIN")
         .map_or_else(|| target.join("bench/secret-gate"), PathBuf::from);
@@ -232,43 +268,73 @@ fn main() {
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "sidecar") {
         return only_sidecar(&bench, &plan);
     }
-    step("1/7 detection latency, volume mode");
-    let mut latency = volume::detection_latency_interleaved(
-        &bench,
-        &[volume::Waiter::Gate, volume::Waiter::Inotifywait],
-        plan.latency_gate,
-    );
-    latency.extend([
-        volume::detection_latency(
-            &bench,
-            volume::Waiter::Shell { interval_s: 1 },
-            plan.latency_sleep1,
-        ),
-        volume::detection_latency(
-            &bench,
-            volume::Waiter::Shell { interval_s: 5 },
-            plan.latency_sleep5,
-        ),
-    ]);
-    step("2/7 time to ready, safe mode");
-    let ready = safe::time_to_ready(&bench, plan.ready_gate, plan.ready_model);
-    step("3/7 idle footprint");
-    let idle_volume = volume::idle(&bench, plan.idle_runs);
-    let idle_safe = safe::idle(&bench, plan.idle_runs);
-    step("4/7 sizes");
+    if only_tls(&bench, &plan, step) {
+        return;
+    }
+    step("1/9 detection latency, volume mode");
+    let latency = if run_volume {
+        figure1(&bench, &plan)
+    } else {
+        Vec::new()
+    };
+    step("2/9 time to ready, safe mode");
+    let ready = if run_safe_small {
+        safe::time_to_ready(&bench, plan.ready_gate, plan.ready_model)
+    } else {
+        [safe::ReadySeries::skipped(), safe::ReadySeries::skipped()]
+    };
+    step("3/9 idle footprint");
+    let idle_volume = if run_volume {
+        volume::idle(&bench, plan.idle_runs)
+    } else {
+        [volume::IdleSeries::skipped(), volume::IdleSeries::skipped()]
+    };
+    let idle_safe = if run_safe_small {
+        safe::idle(&bench, plan.idle_runs)
+    } else {
+        volume::IdleSeries::skipped()
+    };
+    step("4/9 sizes");
     let sizes = sizes(&gate, &target);
-    step("5/7 scale of check");
-    let scale = volume::scale(&bench, plan.scale);
+    step("5/9 scale of check");
+    let scale = if run_volume {
+        volume::scale(&bench, plan.scale)
+    } else {
+        Vec::new()
+    };
+    step("8/9 hostile inputs");
+    let inputs = if run_volume {
+        inputs::input_cost(&bench, plan.scale.min(5))
+    } else {
+        Vec::new()
+    };
     // A random phase within VSecM's 5 s tick, the same for both sides: at
     // a whole multiple of 5 s the model's lockstep ticks would race the
     // registration to the millisecond.
     let register_at = plan.register_at + Duration::from_millis(fastrand::u64(0..5000));
-    step("6/7 safe load: gates");
+    step("6/9 safe load: gates");
     let (gates, offsets) = safe::load_gates(&bench, plan.load_clients, register_at);
-    step("6/7 safe load: VSecM model");
+    step("6/9 safe load: VSecM model");
     let model = safe::load_vsecm_model(&bench, &offsets, register_at);
-    step("7/7 keep-running: idle and rotations");
-    let sidecar = sidecar::keep_running(&bench, plan.sidecar_idle, plan.rotations);
+    step("6/9 booting Safe: in-process gates");
+    let boot_gates = safe::load_booting_safe(&bench, plan.boot_clients, plan.unavailable, true);
+    step("6/9 booting Safe: VSecM model");
+    let boot_model = safe::load_booting_safe(&bench, plan.boot_clients, plan.unavailable, false);
+    step("7/9 TLS material");
+    let tls = if run_volume {
+        certs::tls(&bench, plan.tls)
+    } else {
+        certs::TlsFigure {
+            series: Vec::new(),
+            openssl: Err("not run (BENCH_ONLY)".to_owned()),
+        }
+    };
+    step("9/9 keep-running: idle and rotations");
+    let sidecar = if run_volume {
+        sidecar::keep_running(&bench, plan.sidecar_idle, plan.rotations)
+    } else {
+        sidecar::SidecarResult::default()
+    };
     machine.load_after = loadavg();
 
     let results = Results {
@@ -281,20 +347,26 @@ fn main() {
         idle_safe,
         sizes,
         scale,
+        inputs,
         load: [gates, model],
+        boot: [boot_gates, boot_model],
+        tls,
         sidecar,
         register_at,
         backoff: safe::default_backoff(),
         elapsed: started.elapsed(),
     };
     let text = report::render(&results);
+    let partial = !only.is_empty();
     let out = if quick {
         target.join("bench/benchmarks-quick.md")
+    } else if partial {
+        target.join("bench/benchmarks-only.md")
     } else {
         Path::new(MANIFEST_DIR).join("docs/benchmarks.md")
     };
     std::fs::write(&out, &text).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
-    if !quick {
+    if !quick && !partial {
         update_readme_sizes(&results.sizes);
     }
     println!("{}", report::summary(&results));
@@ -305,12 +377,48 @@ fn main() {
     );
 }
 
-/// `BENCH_ONLY=sidecar`: figure 7 alone, printed to stdout.
+/// `BENCH_ONLY=tls`: figure 7 alone, printed, nothing written. False
+/// when the variable asks for something else.
+fn only_tls(bench: &Bench, plan: &Plan, step: impl Fn(&str)) -> bool {
+    if !std::env::var("BENCH_ONLY").is_ok_and(|v| v == "tls") {
+        return false;
+    }
+    step("7/9 TLS material (BENCH_ONLY=tls)");
+    let tls = certs::tls(bench, plan.tls);
+    let mut text = String::new();
+    report::figure7(&mut text, &tls);
+    println!("{text}");
+    true
+}
+
+/// Figure 1: the gate and `inotifywait` interleaved, then the shell loops.
+fn figure1(bench: &Bench, plan: &Plan) -> Vec<volume::LatencySeries> {
+    let mut latency = volume::detection_latency_interleaved(
+        bench,
+        &[volume::Waiter::Gate, volume::Waiter::Inotifywait],
+        plan.latency_gate,
+    );
+    latency.extend([
+        volume::detection_latency(
+            bench,
+            volume::Waiter::Shell { interval_s: 1 },
+            plan.latency_sleep1,
+        ),
+        volume::detection_latency(
+            bench,
+            volume::Waiter::Shell { interval_s: 5 },
+            plan.latency_sleep5,
+        ),
+    ]);
+    latency
+}
+
+/// `BENCH_ONLY=sidecar`: figure 9 alone, printed to stdout.
 fn only_sidecar(bench: &Bench, plan: &Plan) {
-    println!("bench: 7/7 keep-running: idle and rotations");
+    println!("bench: 9/9 keep-running: idle and rotations");
     let result = sidecar::keep_running(bench, plan.sidecar_idle, plan.rotations);
     let mut out = String::new();
-    report::figure7(&mut out, plan, &result);
+    report::figure9(&mut out, plan, &result);
     println!("{out}");
 }
 

@@ -1,5 +1,6 @@
 //! Safe mode against the shipped fake Safe: time to ready (figure 2), idle
-//! footprint (figure 3) and 200 gates at once (figure 6).
+//! footprint (figure 3), 200 gates at once (figure 6) and 1,000 in-process
+//! gates against a booting Safe (figure 6b).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser as _;
 use secret_gate::cli::Cli;
 use secret_gate::config::{Config, Mode, SafeConfig};
+use secret_gate::report::Progress;
 use secret_gate::safe::client::{Outcome, SafeClient};
 
 use crate::process::{command, stderr_to, Running};
@@ -38,10 +40,15 @@ impl FakeSafe {
     /// Starts a fake with a fresh state directory `<scratch>/<name>` and
     /// waits (at most 30 s) until it has written `DIR/env`.
     pub fn start(bench: &Bench, name: &str) -> Result<Self, String> {
+        Self::start_with(bench, name, &[])
+    }
+
+    /// [`Self::start`] with extra `fake-safe serve` arguments.
+    pub fn start_with(bench: &Bench, name: &str, extra: &[&str]) -> Result<Self, String> {
         let dir = bench.scratch.join(name);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mut cmd = command(&bench.fake);
-        cmd.args(["serve", "--state-dir"]).arg(&dir);
+        cmd.args(["serve", "--state-dir"]).arg(&dir).args(extra);
         stderr_to(&mut cmd, &dir.join("fake-safe.log"));
         let mut proc = Running::spawn(&mut cmd);
         let env_path = dir.join("env");
@@ -164,6 +171,17 @@ pub struct ReadySeries {
     pub label: String,
     pub ms: Vec<f64>,
     pub failures: Vec<String>,
+}
+
+impl ReadySeries {
+    /// A series not measured in this run (`BENCH_ONLY`).
+    pub fn skipped() -> Self {
+        Self {
+            label: "not run (BENCH_ONLY)".into(),
+            ms: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
 }
 
 /// Figure 2: the secret is registered before the gate starts.
@@ -315,7 +333,7 @@ impl LoadResult {
 /// Figure 6, secret-gate: `n` gates at once, registration at `register_at`.
 pub fn load_gates(bench: &Bench, n: usize, register_at: Duration) -> (LoadResult, Vec<Duration>) {
     let mut result = LoadResult {
-        label: format!("{n} × `secret-gate safe` (default back-off)"),
+        label: format!("{n} × `secret-gate safe` (default policy)"),
         clients: n,
         ..LoadResult::default()
     };
@@ -408,7 +426,7 @@ pub fn load_vsecm_model(bench: &Bench, offsets: &[Duration], register_at: Durati
             return result;
         }
     };
-    let config = match safe_config(&fake) {
+    let config = match safe_config(&fake, &[]) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             result.failures.push(e);
@@ -472,10 +490,10 @@ pub fn load_vsecm_model(bench: &Bench, offsets: &[Duration], register_at: Durati
     result
 }
 
-/// The `SafeConfig` a gate with default settings would run with, pointed
-/// at `fake`.
-fn safe_config(fake: &FakeSafe) -> Result<SafeConfig, String> {
-    let cli = Cli::try_parse_from([
+/// The `SafeConfig` a gate with default settings (plus `extra`) would run
+/// with, pointed at `fake`.
+fn safe_config(fake: &FakeSafe, extra: &[&str]) -> Result<SafeConfig, String> {
+    let args = [
         "secret-gate",
         "safe",
         "--spiffe-endpoint-socket",
@@ -484,15 +502,127 @@ fn safe_config(fake: &FakeSafe) -> Result<SafeConfig, String> {
         &fake.url,
         "--trust-domain",
         &fake.trust_domain,
-    ])
-    .map_err(|e| e.to_string())?;
+    ];
+    let cli = Cli::try_parse_from(args.iter().chain(extra)).map_err(|e| e.to_string())?;
     match Config::from_cli(&cli).map_err(|e| e.to_string())?.mode {
         Mode::Safe(config) => Ok(*config),
         other => Err(format!("expected safe mode, got {other:?}")),
     }
 }
 
-/// The back-off base and cap of `secret-gate safe` with no flags, read
+/// Figure 6b: `n` clients that all start at once against a fresh fake
+/// that has the secret registered but answers 503 for its first
+/// `unavailable` (a booting Safe, without `Retry-After`, as VSecM sends
+/// none). `gates`: each client is the gate's own wait loop
+/// (`secret_gate::safe::wait_ready`, default policy, its own client and
+/// X.509 source), run in-process; otherwise VSecM's ticker as in
+/// [`load_vsecm_model`]. Latencies run from the end of the 503 window.
+pub fn load_booting_safe(
+    bench: &Bench,
+    n: usize,
+    unavailable: Duration,
+    gates: bool,
+) -> LoadResult {
+    let mut result = LoadResult {
+        label: if gates {
+            format!("{n} × the gate's wait loop, in-process (default policy)")
+        } else {
+            format!("VSecM model: {n} × fixed 5 s ticker, first fetch after 5 s")
+        },
+        clients: n,
+        ..LoadResult::default()
+    };
+    let name = if gates { "boot-gates" } else { "boot-model" };
+    let window = format!("{}ms", unavailable.as_millis());
+    let fake = match FakeSafe::start_with(bench, name, &["--unavailable-for", &window])
+        .and_then(|f| f.register().map(|()| f))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            result.failures.push(e);
+            return result;
+        }
+    };
+    // The window opened when the fake bound its port, just before it wrote
+    // DIR/env: taking "now" as its start makes the window look a little
+    // longer than it is, never shorter.
+    let (up, up_wall) = (
+        Instant::now() + unavailable,
+        SystemTime::now() + unavailable,
+    );
+    let config = match safe_config(&fake, &["--required-keys", "username,password"]) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            result.failures.push(e);
+            return result;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let me = std::process::id();
+    let before = procfs::sample(me);
+    let (t0, t0_wall) = (Instant::now(), SystemTime::now());
+    let give_up = up + Duration::from_secs(45);
+    let outcomes: Vec<Result<Instant, String>> = runtime.block_on(async {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let mut set = tokio::task::JoinSet::new();
+                for i in 0..n {
+                    let config = Arc::clone(&config);
+                    if gates {
+                        set.spawn_local(async move {
+                            let progress = Progress::new();
+                            let wait = secret_gate::safe::wait_ready(&config, &progress);
+                            let limit = give_up.saturating_duration_since(Instant::now());
+                            let done = tokio::time::timeout(limit, wait).await;
+                            (
+                                i,
+                                done.map(|()| Instant::now()).map_err(|_| {
+                                    "gate: not ready within 45 s of the Safe coming up".to_owned()
+                                }),
+                            )
+                        });
+                    } else {
+                        set.spawn_local(async move { (i, ticker(config, t0, give_up).await) });
+                    }
+                }
+                let mut outcomes = vec![Err("did not finish".to_owned()); n];
+                while let Some(joined) = set.join_next().await {
+                    if let Ok((i, outcome)) = joined {
+                        outcomes[i] = outcome;
+                    }
+                }
+                outcomes
+            })
+            .await
+    });
+    let mut last = up;
+    for outcome in outcomes {
+        match outcome {
+            Ok(t) => {
+                result.latencies_ms.push(ms_between(up, t));
+                last = last.max(t);
+            }
+            Err(e) => result.failures.push(e),
+        }
+    }
+    result.span_ms = ms_between(t0, last);
+    let after = procfs::sample(me);
+    let own = |s: &procfs::Sample| {
+        s.stat
+            .map_or(0, |t| procfs::ticks_to_ns(t.utime + t.stime, bench.ticks))
+    };
+    result.clients_cpu_s = ns_to_ms(own(&after).saturating_sub(own(&before))) / 1000.0;
+    result.fake_cpu_s =
+        ns_to_ms(procfs::sample(fake.pid()).cpu_ns(bench.ticks).unwrap_or(0)) / 1000.0;
+    result.analyse(&fake.requests(), unix_micros(t0_wall), unix_micros(up_wall));
+    result
+}
+
+/// The poll interval and back-off cap of `secret-gate safe` with no flags, read
 /// through the crate's own CLI and config (so the text cannot drift).
 pub fn default_backoff() -> Option<(Duration, Duration)> {
     let cli = Cli::try_parse_from(["secret-gate", "safe"]).ok()?;

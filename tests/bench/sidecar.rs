@@ -22,7 +22,7 @@ use crate::procfs;
 use crate::volume::ns_to_ms;
 use crate::Bench;
 
-/// What figure 7 measured.
+/// What figure 9 measured.
 #[derive(Debug, Clone, Default)]
 pub struct SidecarResult {
     /// How long the idle run lasted after the first sample.
@@ -110,7 +110,7 @@ fn webhook() -> (String, mpsc::Receiver<Instant>) {
     (url, rx)
 }
 
-/// Runs figure 7.
+/// Runs figure 9.
 pub fn keep_running(bench: &Bench, idle: Duration, rotations: usize) -> SidecarResult {
     let mut result = SidecarResult {
         rotations,

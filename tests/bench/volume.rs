@@ -230,6 +230,17 @@ pub struct IdleSeries {
     pub failures: Vec<String>,
 }
 
+impl IdleSeries {
+    /// A series not measured in this run (`BENCH_ONLY`).
+    pub fn skipped() -> Self {
+        Self {
+            label: "not run (BENCH_ONLY)".into(),
+            runs: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+}
+
 /// Samples `proc` at `first` and `last` after its start, then kills it.
 /// `with_children` adds the CPU of reaped children (for the shell loop,
 /// whose `sleep` processes do part of its work).
@@ -417,7 +428,7 @@ pub fn scale(bench: &Bench, runs: usize) -> Vec<ScaleSeries> {
 
 /// Writes a file dated an hour ago, like a volume filled long before the
 /// check runs, so no settle time (`--settle-time`) applies.
-fn write_old(path: &Path, contents: &str) {
+pub fn write_old(path: &Path, contents: &str) {
     std::fs::write(path, contents).expect("write a secret file");
     let file = std::fs::File::options()
         .write(true)
@@ -436,6 +447,10 @@ fn check_args(dir: &Path, file: Option<&str>, keys: &str, max: Option<&str>) -> 
         keys.to_owned(),
         "--termination-log".to_owned(),
         path_arg(&dir.join("termination-log")),
+        // The figure measures the scan: a file that can be cut short (the
+        // raw one-per-key files here) otherwise waits the settle time once.
+        "--settle-time".to_owned(),
+        "0s".to_owned(),
     ];
     if let Some(f) = file {
         args.extend(["--file".to_owned(), f.to_owned()]);

@@ -1,0 +1,179 @@
+//! When to ask the Safe again: a steady, fleet-spreading pace while the
+//! Safe answers normally but has nothing for us yet, exponential back-off
+//! only while something is broken, and the Safe's own `Retry-After`.
+//!
+//! - **Not yet** (404, empty `data`, keys missing, a secret that does not
+//!   parse): the first wait is uniform in `[0, interval)`, so a fleet that
+//!   started together spreads evenly over one interval; every later wait is
+//!   uniform in `[0.9 × interval, interval]`. The gap never exceeds the
+//!   interval, so a secret registered late is noticed at most one interval
+//!   later (half of one on average), as with VSecM's fixed ticker, and the
+//!   small jitter keeps pods from drifting into step.
+//! - **Broken** (connect, TLS and Workload API errors, timeouts, 5xx, 400,
+//!   a malformed answer): exponential back-off from the interval, each wait
+//!   uniform in the upper half of its ceiling, capped by `--max-backoff`
+//!   ([`Backoff`]).
+//! - **Retry-After** on 503 or 429: wait at least what the Safe asked, plus
+//!   up to a tenth of the interval (a fleet told the same date does not
+//!   return at one instant), never more than `--max-backoff`.
+//!
+//! A not-yet answer ends a run of failures: the back-off starts over.
+
+use std::time::Duration;
+
+use super::backoff::Backoff;
+
+/// What the last attempt says about the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// The Safe answered normally but has nothing (complete) for us yet.
+    NotYet,
+    /// Something failed: back off.
+    Broken,
+    /// The Safe asked to be left alone this long (503/429 `Retry-After`).
+    RetryAfter(Duration),
+}
+
+/// The delays between attempts; see the module documentation.
+#[derive(Debug)]
+pub struct Schedule {
+    interval: Duration,
+    cap: Duration,
+    backoff: Backoff,
+    /// Whether a wait has been drawn yet (the first spreads the fleet).
+    spread: bool,
+    rng: fastrand::Rng,
+}
+
+impl Schedule {
+    /// `interval`: `VSECM_INIT_CONTAINER_POLL_INTERVAL`; `cap`: `--max-backoff`.
+    #[must_use]
+    pub fn new(interval: Duration, cap: Duration) -> Self {
+        Self::with_rng(interval, cap, fastrand::Rng::new())
+    }
+
+    /// A schedule with a seeded random source, for tests.
+    #[must_use]
+    pub fn with_rng(interval: Duration, cap: Duration, mut rng: fastrand::Rng) -> Self {
+        let backoff = Backoff::with_rng(interval, cap, fastrand::Rng::with_seed(rng.u64(..)));
+        Self {
+            interval,
+            cap: cap.max(interval),
+            backoff,
+            spread: false,
+            rng,
+        }
+    }
+
+    /// The wait before the next attempt.
+    pub fn next_delay(&mut self, pace: Pace) -> Duration {
+        let first = !self.spread;
+        self.spread = true;
+        match pace {
+            Pace::NotYet => {
+                self.backoff.reset();
+                if first {
+                    self.uniform(Duration::ZERO, self.interval)
+                } else {
+                    self.uniform(
+                        self.interval.saturating_sub(self.interval / 10),
+                        self.interval,
+                    )
+                }
+            }
+            Pace::Broken => self.backoff.next_delay(),
+            Pace::RetryAfter(asked) => {
+                // Count it as a failure, so the back-off goes on growing if
+                // the Safe stops sending Retry-After.
+                let _ = self.backoff.next_delay();
+                let asked = asked.min(self.cap);
+                let extra = self.uniform(Duration::ZERO, self.interval / 10);
+                (asked + extra).min(self.cap)
+            }
+        }
+    }
+
+    /// Uniform in `[low, high]`.
+    fn uniform(&mut self, low: Duration, high: Duration) -> Duration {
+        let span = u64::try_from(high.saturating_sub(low).as_nanos()).unwrap_or(u64::MAX);
+        low + Duration::from_nanos(self.rng.u64(0..=span))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{Pace, Schedule};
+    use std::time::Duration;
+
+    const INTERVAL: Duration = Duration::from_secs(5);
+    const CAP: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn not_yet_keeps_a_steady_pace_within_one_interval() {
+        let mut s = Schedule::with_rng(INTERVAL, CAP, fastrand::Rng::with_seed(1));
+        let first = s.next_delay(Pace::NotYet);
+        assert!(first < INTERVAL, "{first:?}");
+        for _ in 0..100 {
+            let d = s.next_delay(Pace::NotYet);
+            assert!(d >= INTERVAL * 9 / 10 && d <= INTERVAL, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn a_fleet_spreads_evenly_over_the_interval() {
+        // 1,000 pods that start together: their first waits fill each
+        // tenth of the interval about equally, and no two are equal.
+        let mut buckets = [0usize; 10];
+        let mut firsts = Vec::new();
+        for seed in 0..1000 {
+            let mut s = Schedule::with_rng(INTERVAL, CAP, fastrand::Rng::with_seed(seed));
+            let d = s.next_delay(Pace::NotYet);
+            firsts.push(d);
+            let tenth = usize::try_from(d.as_nanos() * 10 / INTERVAL.as_nanos()).unwrap();
+            buckets[tenth.min(9)] += 1;
+        }
+        for n in buckets {
+            assert!((60..=140).contains(&n), "{buckets:?}");
+        }
+        firsts.sort();
+        firsts.dedup();
+        assert_eq!(firsts.len(), 1000);
+    }
+
+    #[test]
+    fn failures_back_off_and_a_not_yet_starts_over() {
+        let mut s = Schedule::with_rng(INTERVAL, CAP, fastrand::Rng::with_seed(2));
+        let mut ceilings = Vec::new();
+        for _ in 0..6 {
+            ceilings.push(s.backoff.ceiling());
+            let d = s.next_delay(Pace::Broken);
+            let ceiling = *ceilings.last().unwrap();
+            assert!(d >= ceiling / 2 && d <= ceiling, "{d:?}");
+        }
+        assert_eq!(
+            ceilings.iter().map(Duration::as_secs).collect::<Vec<_>>(),
+            [5, 10, 20, 30, 30, 30]
+        );
+        let d = s.next_delay(Pace::NotYet);
+        assert!(d <= INTERVAL, "{d:?}");
+        assert_eq!(s.backoff.ceiling(), INTERVAL, "back-off starts over");
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_the_cap() {
+        let mut s = Schedule::with_rng(INTERVAL, CAP, fastrand::Rng::with_seed(3));
+        for asked in [1, 7, 29] {
+            let asked = Duration::from_secs(asked);
+            let d = s.next_delay(Pace::RetryAfter(asked));
+            assert!(
+                d >= asked && d <= asked + INTERVAL / 10 && d <= CAP,
+                "{d:?}"
+            );
+        }
+        assert_eq!(
+            s.next_delay(Pace::RetryAfter(Duration::from_secs(3600))),
+            CAP
+        );
+    }
+}

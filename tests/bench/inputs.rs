@@ -1,0 +1,166 @@
+//! Figure 7: what hostile inputs cost. Each case is one file of at most the
+//! default `--max-file-size` (1 MiB), shaped to be expensive for its parser;
+//! `secret-gate check` must accept or refuse it within the CPU and memory
+//! goals. CPU and peak RSS come from GNU time (`/usr/bin/time -f`), which
+//! reads them from `wait4`'s rusage of the one child.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::process::{command, Running};
+use crate::Bench;
+
+/// The goals: CPU per `check` and peak RSS, from issue 7.
+pub const CPU_GOAL_MS: f64 = 200.0;
+pub const RSS_GOAL_BYTES: f64 = 32.0 * 1024.0 * 1024.0;
+
+const MIB: usize = 1 << 20;
+
+/// One case of figure 7.
+#[derive(Debug, Clone)]
+pub struct InputSeries {
+    pub label: String,
+    /// `ready` or `refused`, from the exit code of the last run.
+    pub verdict: String,
+    pub cpu_ms: Vec<f64>,
+    pub peak_rss: Vec<f64>,
+    pub failures: Vec<String>,
+}
+
+/// `n` lines made by `line`, joined.
+fn lines(n: usize, line: impl Fn(usize) -> String) -> String {
+    (0..n).map(line).collect::<Vec<_>>().concat()
+}
+
+/// The hostile files: (file name, what it is, content).
+fn cases() -> Vec<(&'static str, &'static str, String)> {
+    let cut = |mut s: String| {
+        s.truncate(MIB);
+        s
+    };
+    let numbers = |n: usize| format!("[{}]", vec!["1"; n].join(","));
+    let laughs = (1..10).fold("a: &a [x,x,x,x,x,x,x,x,x]\n".to_owned(), |doc, i| {
+        let prev = if i == 1 {
+            "a".to_owned()
+        } else {
+            format!("n{}", i - 1)
+        };
+        let refs = vec![format!("*{prev}"); 9].join(",");
+        doc + &format!("n{i}: &n{i} [{refs}]\n")
+    });
+    vec![
+        (
+            "flow.yaml",
+            "YAML, nested flow mappings (`{b: ` × 50,000)",
+            "a: ".to_owned() + &"{b: ".repeat(50_000) + &"}".repeat(50_000),
+        ),
+        ("brackets.yaml", "YAML, 1 MiB of `[`", "[".repeat(MIB)),
+        (
+            "list.yaml",
+            "YAML, a list of 262,000 items",
+            cut("- x\n".repeat(262_000)),
+        ),
+        (
+            "largest.yaml",
+            "YAML, 19,000 entries of 40 B (within the node limit)",
+            lines(19_000, |i| format!("k{i}: {}\n", "v".repeat(40))),
+        ),
+        ("laughs.yaml", "YAML, aliases that expand 9^9 times", laughs),
+        ("brackets.json", "JSON, 1 MiB of `[`", "[".repeat(MIB)),
+        (
+            "numbers.json",
+            "JSON, 1 MiB array of 524,000 numbers",
+            numbers(524_000),
+        ),
+        (
+            "largest.json",
+            "JSON, 99,000 numbers (within the value limit)",
+            numbers(99_000),
+        ),
+        (
+            "many.env",
+            "env, 100,000 lines",
+            cut(lines(100_000, |i| format!("K{i}=v\n"))),
+        ),
+    ]
+}
+
+/// Figure 7: `runs` runs of each case, interleaved.
+pub fn input_cost(bench: &Bench, runs: usize) -> Vec<InputSeries> {
+    let dir = bench.scratch.join("inputs");
+    std::fs::create_dir_all(&dir).expect("create the inputs directory");
+    let cases = cases();
+    let mut out: Vec<InputSeries> = cases
+        .iter()
+        .map(|(name, label, content)| {
+            std::fs::write(dir.join(name), content).expect("write a hostile input");
+            InputSeries {
+                label: format!("{label}, {} B", content.len()),
+                verdict: String::new(),
+                cpu_ms: Vec::new(),
+                peak_rss: Vec::new(),
+                failures: Vec::new(),
+            }
+        })
+        .collect();
+    if !Path::new("/usr/bin/time").exists() {
+        for s in &mut out {
+            s.failures
+                .push("/usr/bin/time (GNU time) is not installed".to_owned());
+        }
+        return out;
+    }
+    for _ in 0..runs {
+        for ((name, _, _), series) in cases.iter().zip(out.iter_mut()) {
+            match one(bench, &dir, name) {
+                Ok((verdict, cpu, rss)) => {
+                    series.verdict = verdict;
+                    series.cpu_ms.push(cpu);
+                    series.peak_rss.push(rss);
+                }
+                Err(e) => series.failures.push(e),
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+/// One `check` under GNU time: (verdict, CPU ms, peak RSS bytes).
+fn one(bench: &Bench, dir: &Path, name: &str) -> Result<(String, f64, f64), String> {
+    let stats: PathBuf = dir.join("time.out");
+    let mut cmd = command("/usr/bin/time");
+    cmd.arg("-o")
+        .arg(&stats)
+        .args(["-f", "%x %U %S %M"])
+        .arg(&bench.gate)
+        .args(["check", "--mount-path"])
+        .arg(dir)
+        .args(["--file", name, "--settle-time", "0s", "--termination-log"])
+        .arg(dir.join("termination-log"))
+        .stderr(Stdio::null());
+    let mut p = Running::spawn(&mut cmd);
+    if p.wait_timeout(Duration::from_secs(60)).is_none() {
+        p.kill();
+        return Err("no exit within 60 s".to_owned());
+    }
+    let text = std::fs::read_to_string(&stats).map_err(|e| e.to_string())?;
+    // GNU time puts "Command exited with non-zero status N" first.
+    let last = text.lines().last().unwrap_or_default();
+    let fields: Vec<&str> = last.split_whitespace().collect();
+    let [code, user, sys, kib] = fields[..] else {
+        return Err(format!("unexpected GNU time output: {text}"));
+    };
+    let num = |s: &str| s.parse::<f64>().map_err(|e| format!("{s}: {e}"));
+    let verdict = match code {
+        "0" => "ready",
+        "1" => "refused",
+        other => return Err(format!("exit {other}")),
+    };
+    Ok((
+        verdict.to_owned(),
+        (num(user)? + num(sys)?) * 1000.0,
+        num(kib)? * 1024.0,
+    ))
+}
