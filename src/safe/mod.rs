@@ -101,7 +101,22 @@ enum NotAccepted {
 
 /// Checks the secret and writes it out.
 fn accept(config: &SafeConfig, data: &str) -> Result<(), NotAccepted> {
-    let format = resolve_format(config, data);
+    let doc = check_secret(config, config.output.as_ref(), data).map_err(NotAccepted::NotYet)?;
+    write_output(config, data, &doc)
+        .map_err(|e| NotAccepted::Output(Problem::new("output", "output", e.to_string())))
+}
+
+/// The check of a fetched secret, shared by the one-shot wait and
+/// `--keep-running`: parse it in its format (VSecM's own rule, any
+/// non-empty data, when no document is needed), find the required keys,
+/// and check PEM material. `output` is where it will go (`--keep-running` may name it by VSecM's
+/// variable). The problems say why it is not ready yet.
+pub fn check_secret(
+    config: &SafeConfig,
+    output: Option<&Output>,
+    data: &str,
+) -> Result<Document, Vec<Problem>> {
+    let format = resolve_format(config, output, data);
     // VSecM's own rule, when no document is needed: any non-empty data
     // (but not a template rendered without its data).
     let doc = if format == Format::Raw
@@ -111,14 +126,14 @@ fn accept(config: &SafeConfig, data: &str) -> Result<(), NotAccepted> {
         Document::default()
     } else {
         check::parse(format, data.as_bytes()).map_err(|e| {
-            NotAccepted::NotYet(vec![Problem::new(
+            vec![Problem::new(
                 "Safe",
                 "invalid",
                 format!(
                     "secret is {}",
                     describe_parse_error(&e, data.len(), "secret")
                 ),
-            )])
+            )]
         })?
     };
     let missing: Vec<Problem> = check::missing_keys(&config.keys, &[&doc])
@@ -126,7 +141,7 @@ fn accept(config: &SafeConfig, data: &str) -> Result<(), NotAccepted> {
         .map(|k| Problem::key_missing("Safe", k))
         .collect();
     if !missing.is_empty() {
-        return Err(NotAccepted::NotYet(missing));
+        return Err(missing);
     }
     if format == Format::Pem {
         let policy = check::TlsPolicy {
@@ -136,11 +151,10 @@ fn accept(config: &SafeConfig, data: &str) -> Result<(), NotAccepted> {
         let now = std::time::SystemTime::now();
         let report = check::tls::check(&[("Safe", data.as_bytes())], &policy, now);
         if !report.problems.is_empty() {
-            return Err(NotAccepted::NotYet(report.problems));
+            return Err(report.problems);
         }
     }
-    write_output(config, data, &doc)
-        .map_err(|e| NotAccepted::Output(Problem::new("output", "output", e.to_string())))
+    Ok(doc)
 }
 
 fn write_output(
@@ -165,12 +179,11 @@ fn write_output(
 /// `--format auto` in safe mode. Without required keys or `--output-dir`
 /// no document is needed, and any non-empty secret is ready, as in VSecM.
 /// Otherwise: JSON if it looks like JSON, else YAML.
-fn resolve_format(config: &SafeConfig, data: &str) -> Format {
+fn resolve_format(config: &SafeConfig, output: Option<&Output>, data: &str) -> Format {
     if config.format != Format::Auto {
         return config.format;
     }
-    let needs_document =
-        !config.keys.is_empty() || matches!(config.output, Some(Output::Dir { .. }));
+    let needs_document = !config.keys.is_empty() || matches!(output, Some(Output::Dir { .. }));
     if !needs_document {
         return Format::Raw;
     }

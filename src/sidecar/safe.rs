@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::check::{self, describe_parse_error, Document, Format, Problem};
+use crate::check::{Document, Problem};
 use crate::cli::OnDelete;
 use crate::config::{Output, SafeConfig};
 use crate::report::Progress;
@@ -23,9 +23,10 @@ use crate::safe::backoff::Backoff;
 use crate::safe::client::{Failure, Outcome, SafeClient};
 use crate::safe::output;
 
-use super::state::{content_hash, Tracker};
+use super::state::Tracker;
 use super::versioned;
 use super::KeepRunning;
+use crate::volume::scan::content_hash;
 
 /// Polls forever; see the module docs.
 pub async fn keep_syncing(
@@ -160,54 +161,19 @@ fn report(
     progress.record(problems);
 }
 
-/// The check of the one-shot mode: parse in the format, find the keys.
+/// The one-shot mode's check of a fetched secret, and for `--output-dir`
+/// that it can be written one file per key.
 fn check_secret(
     config: &SafeConfig,
     output: Option<&Output>,
     data: &str,
 ) -> Result<Document, Vec<Problem>> {
-    let format = resolve_format(config, output, data);
-    let doc = if format == Format::Raw && config.format == Format::Auto {
-        Document::default()
-    } else {
-        check::parse(format, data.as_bytes()).map_err(|e| {
-            vec![Problem::new(
-                "Safe",
-                "invalid",
-                format!(
-                    "secret is {}",
-                    describe_parse_error(&e, data.len(), "secret")
-                ),
-            )]
-        })?
-    };
-    let missing: Vec<Problem> = check::missing_keys(&config.keys, &[&doc])
-        .into_iter()
-        .map(|k| Problem::key_missing("Safe", k))
-        .collect();
-    if !missing.is_empty() {
-        return Err(missing);
-    }
+    let doc = crate::safe::check_secret(config, output, data)?;
     if matches!(output, Some(Output::Dir { .. })) {
         output::files_for_dir(&doc)
             .map_err(|e| vec![Problem::new("output", "output", e.to_string())])?;
     }
     Ok(doc)
-}
-
-fn resolve_format(config: &SafeConfig, output: Option<&Output>, data: &str) -> Format {
-    if config.format != Format::Auto {
-        return config.format;
-    }
-    if config.keys.is_empty() && !matches!(output, Some(Output::Dir { .. })) {
-        return Format::Raw;
-    }
-    let trimmed = data.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        Format::Json
-    } else {
-        Format::Yaml
-    }
 }
 
 /// Writes a passing secret, on the blocking pool.

@@ -3,96 +3,22 @@
 //! settling file's quiet time), each followed by a full scan by path on the
 //! blocking pool; every scan is an observation for the [`Tracker`].
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{interval, MissedTickBehavior};
 
-use crate::config::{Selection, WatchConfig};
+use crate::config::WatchConfig;
 use crate::report::Progress;
-use crate::volume::read::read_capped;
-use crate::volume::watcher::{DirWatcher, Triggers, WatchError};
-use crate::volume::{Scan, Scanner};
+use crate::volume::watcher::Triggers;
+use crate::volume::{off_thread, Looker, Scanner};
 
-use super::state::{content_hash, Tracker};
+use super::state::Tracker;
 
 /// The least time a new version must stay the same before it is
 /// notified: a kubelet swap is several events within microseconds, all
 /// drained by one wake-up; this covers a writer's follow-up write.
 const MIN_DEBOUNCE: Duration = Duration::from_millis(10);
-
-fn watch_targets(selection: &Selection) -> BTreeSet<PathBuf> {
-    let mut targets = BTreeSet::from([selection.mount.clone()]);
-    for file in selection.files() {
-        if let Some(parent) = file.name.parent().filter(|p| !p.as_os_str().is_empty()) {
-            targets.insert(selection.mount.join(parent));
-        }
-    }
-    targets
-}
-
-struct Looker {
-    selection: Arc<Selection>,
-    scanner: Scanner,
-    watcher: Option<DirWatcher>,
-    setup: bool,
-}
-
-struct Look {
-    state: Looker,
-    scan: Scan,
-    /// Each file with a hash of what was read, `None` if unreadable.
-    files: Vec<(String, Option<u64>)>,
-    started: Option<Triggers>,
-    watch_error: Option<WatchError>,
-}
-
-/// Moves the watches, scans, and hashes each file, on the blocking pool.
-async fn look(mut state: Looker) -> Option<Look> {
-    tokio::task::spawn_blocking(move || {
-        let mut started = None;
-        let mut watch_error = None;
-        if std::mem::take(&mut state.setup) {
-            match DirWatcher::new(watch_targets(&state.selection)) {
-                Ok((w, t)) => {
-                    state.watcher = Some(w);
-                    started = Some(t);
-                }
-                Err(err) => watch_error = Some(err),
-            }
-        }
-        if let Some(w) = state.watcher.as_mut() {
-            if let Err(err) = w.sync() {
-                state.watcher = None;
-                watch_error = Some(err);
-            }
-        }
-        let scan = state.scanner.scan(&state.selection);
-        let files = state
-            .selection
-            .files()
-            .iter()
-            .map(|f| {
-                let path = state.selection.mount.join(&f.name);
-                let hash = read_capped(&path, state.selection.max_file_size)
-                    .ok()
-                    .map(|c| content_hash(&c.bytes));
-                (f.name.display().to_string(), hash)
-            })
-            .collect();
-        Look {
-            state,
-            scan,
-            files,
-            started,
-            watch_error,
-        }
-    })
-    .await
-    .ok()
-}
 
 /// Checks forever. Before the first ready, problems go to `progress` (the
 /// diagnosis if the deadline passes); after it, flips go to the tracker.
@@ -110,7 +36,7 @@ pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker.reset();
     loop {
-        let Some(look) = look(state).await else {
+        let Some(look) = off_thread(state).await else {
             progress.set_last_error("the file check failed unexpectedly");
             tracing::error!("the file check failed unexpectedly; stopping checks");
             return std::future::pending().await;
@@ -129,7 +55,7 @@ pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress
         let scan = look.scan;
         let mut again = scan.recheck_in;
         if scan.problems.is_empty() {
-            let version = look
+            let version = scan
                 .files
                 .iter()
                 .map(|(name, hash)| (name.clone(), hash.unwrap_or_default()))
@@ -140,9 +66,9 @@ pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress
         } else if scan.problems.iter().all(|p| p.class == "settling") && tracker.was_ready() {
             // A file rewritten in place is given its settle time before
             // it counts either way.
-            tracker.saw(&look.files);
+            tracker.saw(&scan.files);
         } else {
-            tracker.saw(&look.files);
+            tracker.saw(&scan.files);
             if tracker.was_ready() {
                 tracker.not_ready(&scan.problems);
             } else {

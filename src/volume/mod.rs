@@ -23,7 +23,7 @@ pub use scan::{scan, Scan, Scanner};
 
 /// The directories whose entries decide readiness: the mount itself and
 /// the parent of every nested `--file`.
-fn watch_targets(selection: &Selection) -> BTreeSet<PathBuf> {
+pub(crate) fn watch_targets(selection: &Selection) -> BTreeSet<PathBuf> {
     let mut targets = BTreeSet::from([selection.mount.clone()]);
     for file in selection.files() {
         if let Some(parent) = file.name.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -107,25 +107,25 @@ pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
 }
 
 /// What the blocking pool works on between two looks.
-struct Looker {
-    selection: Arc<Selection>,
-    scanner: Scanner,
-    watcher: Option<DirWatcher>,
+pub(crate) struct Looker {
+    pub selection: Arc<Selection>,
+    pub scanner: Scanner,
+    pub watcher: Option<DirWatcher>,
     /// inotify is wanted but not started yet.
-    setup: bool,
+    pub setup: bool,
 }
 
 /// One look: the state handed back, the scan, and what happened to inotify.
-struct Look {
-    state: Looker,
-    scan: Scan,
-    started: Option<Triggers>,
-    watch_error: Option<watcher::WatchError>,
+pub(crate) struct Look {
+    pub state: Looker,
+    pub scan: Scan,
+    pub started: Option<Triggers>,
+    pub watch_error: Option<watcher::WatchError>,
 }
 
 /// Starts or moves the watches, then scans, on the blocking pool. `None`
 /// only if that task panicked.
-async fn off_thread(mut state: Looker) -> Option<Look> {
+pub(crate) async fn off_thread(mut state: Looker) -> Option<Look> {
     tokio::task::spawn_blocking(move || {
         let mut started = None;
         let mut watch_error = None;
@@ -178,7 +178,7 @@ pub async fn check_once(selection: &Selection) -> Scan {
                     "internal",
                     "the file check failed unexpectedly",
                 )],
-                recheck_in: None,
+                ..Scan::default()
             };
         };
         scanner = back;
@@ -195,7 +195,7 @@ pub async fn check_once(selection: &Selection) -> Scan {
                 let problems = result.problems.into_iter();
                 return Scan {
                     problems: problems.filter(|p| p.class != "settling").collect(),
-                    recheck_in: None,
+                    ..Scan::default()
                 };
             }
             _ => return result,

@@ -36,13 +36,17 @@ pub struct Scan {
     /// When a file is settling, how soon to look again even without an
     /// event: the end of its settle time.
     pub recheck_in: Option<Duration>,
+    /// Each file of the selection with a hash of the bytes this scan read
+    /// (from one version, like the check itself); `None` if unreadable.
+    /// Tells one passing version from the next without keeping content.
+    pub files: Vec<(String, Option<u64>)>,
 }
 
 impl Scan {
     fn one(problem: Problem) -> Self {
         Self {
             problems: vec![problem],
-            recheck_in: None,
+            ..Self::default()
         }
     }
 
@@ -154,7 +158,10 @@ impl Scanner {
             let path = through_kubelet
                 .clone()
                 .unwrap_or_else(|| mount.join(&spec.name));
-            let contents = match read_capped(&path, selection.max_file_size) {
+            let read = read_capped(&path, selection.max_file_size);
+            let hash = read.as_ref().ok().map(|c| content_hash(&c.bytes));
+            out.files.push((name.clone(), hash));
+            let contents = match read {
                 Ok(contents) => contents,
                 Err(err) => {
                     self.sightings.remove(&spec.name);
@@ -249,6 +256,16 @@ fn tls_checks(pem_files: &[(String, Vec<u8>)], selection: &Selection, out: &mut 
     if let Some(next) = tls.next_change {
         out.recheck_within(next);
     }
+}
+
+/// A hash of some bytes, to tell versions apart (not a secret-safe digest:
+/// it never leaves the process).
+#[must_use]
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// Why the mount directory itself cannot be scanned, if it cannot.
