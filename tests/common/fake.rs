@@ -66,9 +66,13 @@ impl FakeSafe {
             env: BTreeMap::new(),
         };
         let env_path = fake.dir().join("env");
+        let stdout_path = fake.dir().join("stdout.log");
         let deadline = Instant::now() + WAIT_LIMIT;
         loop {
-            if let Ok(text) = fs::read_to_string(&env_path) {
+            // Ready means both: the env file is written, and then the
+            // "ready" line printed once everything listens.
+            let printed = fs::read_to_string(&stdout_path).is_ok_and(|o| o.contains("ready"));
+            if let (true, Ok(text)) = (printed, fs::read_to_string(&env_path)) {
                 fake.env = parse_env(&text);
                 break;
             }
