@@ -177,6 +177,16 @@ fn parse_url(text: &str) -> Result<http::Uri, String> {
     let bad = |why: &str| {
         format!("--on-change-url {text:?} {why}: write e.g. http://127.0.0.1:9090/-/reload")
     };
+    // Credentials would reach every notification's log line: refuse them,
+    // without echoing the URL.
+    let authority = text.split("://").nth(1).unwrap_or(text).split('/').next();
+    if authority.is_some_and(|a| a.contains('@')) {
+        return Err(
+            "--on-change-url must not carry credentials (user:password@host): \
+                    they would be logged; put the app's reload endpoint on the pod's loopback"
+                .to_owned(),
+        );
+    }
     let uri: http::Uri = text.parse().map_err(|_| bad("is not a URL"))?;
     if uri.scheme_str() != Some("http") {
         return Err(bad(
@@ -300,4 +310,22 @@ fn stopped(
         write_termination_log(path, &text);
     }
     stop.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    #[test]
+    fn webhook_urls() {
+        assert!(parse_url("http://127.0.0.1:9090/-/reload").is_ok());
+        for bad in ["https://app/-/reload", "http:///x", "not a url"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+        let err = parse_url("http://admin:s3cr3t@app:9090/-/reload").unwrap_err();
+        assert!(
+            err.contains("credentials") && !err.contains("s3cr3t"),
+            "{err}"
+        );
+    }
 }
