@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use crate::exit::ExitCode;
-use crate::report::write_termination_log;
+use crate::report::report_stop;
 
 /// Replaces this process with `command` (program and arguments). Returns
 /// only if the exec failed: 127 when the program does not exist, 126 when
@@ -27,10 +27,7 @@ pub fn replace_process(command: &[OsString], termination_log: Option<&Path>) -> 
     tracing::info!(command = %Path::new(program).display(), "ready; running the command in place of the gate");
     let error = std::process::Command::new(program).args(args).exec();
     let (code, diagnosis) = explain(program, &error);
-    tracing::error!("{}", diagnosis.trim_end());
-    if let Some(path) = termination_log {
-        write_termination_log(path, &diagnosis);
-    }
+    report_stop(termination_log, &diagnosis);
     code
 }
 

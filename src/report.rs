@@ -174,6 +174,15 @@ fn join(problems: &[Problem]) -> String {
         .join("; ")
 }
 
+/// Says why the gate stops with a non-zero code: the diagnosis as one
+/// error line on stderr, and whole in the termination log (if any).
+pub fn report_stop(termination_log: Option<&Path>, diagnosis: &str) {
+    tracing::error!("{}", diagnosis.trim_end().replace('\n', " | "));
+    if let Some(path) = termination_log {
+        write_termination_log(path, diagnosis);
+    }
+}
+
 /// Writes `text` to the termination log, cut to the kubelet's limit.
 /// Failure is logged, never fatal: the exit code stands.
 pub fn write_termination_log(path: &Path, text: &str) {

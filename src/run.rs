@@ -12,7 +12,7 @@ use clap::Parser;
 use crate::cli::{self, Cli};
 use crate::config::{Config, Mode};
 use crate::exit::ExitCode;
-use crate::report::{write_termination_log, Progress};
+use crate::report::{report_stop, write_termination_log, Progress};
 use crate::{logging, safe, volume};
 
 /// A signal that stops the gate.
@@ -266,10 +266,7 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
                              (--wait-before-exit); the secret was ready\n",
                             stop.name()
                         );
-                        tracing::error!("{}", diagnosis.trim_end());
-                        if let Some(path) = &config.termination_log {
-                            write_termination_log(path, &diagnosis);
-                        }
+                        report_stop(config.termination_log.as_deref(), &diagnosis);
                         return stop.exit_code();
                     }
                     () = tokio::time::sleep(c.wait_before_exit) => {}
@@ -278,6 +275,15 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
         }
         return ExitCode::Ready;
     }
+    note_unfinished_first_look(config, &progress);
+    let diagnosis = progress.diagnosis(&format!("{mode}: {headline}"));
+    report_stop(config.termination_log.as_deref(), &diagnosis);
+    code
+}
+
+/// If a volume was never looked at to the end (a `stat` or read that does
+/// not return), says so: otherwise the diagnosis would list nothing.
+pub(crate) fn note_unfinished_first_look(config: &Config, progress: &Progress) {
     if let (Mode::Watch(c), 0) = (&config.mode, progress.checks()) {
         progress.set_last_error(format!(
             "the first look at {} had not finished; a filesystem call may be stuck \
@@ -285,12 +291,6 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
             c.selection.mount.display()
         ));
     }
-    let diagnosis = progress.diagnosis(&format!("{mode}: {headline}"));
-    tracing::error!("{}", diagnosis.trim_end().replace('\n', " | "));
-    if let Some(path) = &config.termination_log {
-        write_termination_log(path, &diagnosis);
-    }
-    code
 }
 
 /// `check`: one look, raced against SIGTERM/SIGINT like `watch`.
@@ -328,10 +328,7 @@ async fn check_once(
         }
     };
     let diagnosis = progress.diagnosis(&headline);
-    tracing::error!("{}", diagnosis.trim_end().replace('\n', " | "));
-    if let Some(path) = &config.termination_log {
-        write_termination_log(path, &diagnosis);
-    }
+    report_stop(config.termination_log.as_deref(), &diagnosis);
     code
 }
 
@@ -349,7 +346,7 @@ fn show_timeout(timeout: Option<Duration>) -> String {
 }
 
 /// A duration rounded to milliseconds, for people.
-fn rounded(d: Duration) -> String {
+pub(crate) fn rounded(d: Duration) -> String {
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     humantime::format_duration(Duration::from_millis(ms)).to_string()
 }

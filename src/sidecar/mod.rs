@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use crate::cli::{AfterArgs, Cli, Command, OnDelete};
 use crate::config::{Config, Mode, Output};
 use crate::exit::ExitCode;
-use crate::report::{write_termination_log, Progress};
-use crate::run::Stop;
+use crate::report::{report_stop, write_termination_log, Progress};
+use crate::run::{note_unfinished_first_look, rounded, Stop};
 
 use notify::{Notifier, Targets};
 use state::{Shared, Tracker};
@@ -236,7 +236,7 @@ pub async fn run(
     let progress = Progress::new();
     let mut tracker = Tracker::new(shared.clone(), notifier);
     tracing::info!(
-        timeout = %timeout.map_or_else(|| "none".to_owned(), |d| humantime::format_duration(d).to_string()),
+        timeout = %timeout.map_or_else(|| "none".to_owned(), rounded),
         "secret-gate {mode}: waiting for secrets, then keeping running (--keep-running)"
     );
     let looping = async {
@@ -259,18 +259,18 @@ pub async fn run(
             return stopped(config, mode, stop, started, false, &shared);
         }
         () = deadline => {
-            let limit = timeout.map(|d| humantime::format_duration(d).to_string()).unwrap_or_default();
+            let limit = timeout.map(rounded).unwrap_or_default();
             format!("{mode}: not ready after {limit} (--timeout)")
         }
         () = shared.first_ready() => String::new(),
         () = &mut looping => format!("{mode}: the check loop stopped unexpectedly"),
     };
     if !headline.is_empty() {
-        let diagnosis = progress.diagnosis(&headline);
-        tracing::error!("{}", diagnosis.trim_end().replace('\n', " | "));
-        if let Some(path) = &config.termination_log {
-            write_termination_log(path, &diagnosis);
-        }
+        note_unfinished_first_look(config, &progress);
+        report_stop(
+            config.termination_log.as_deref(),
+            &progress.diagnosis(&headline),
+        );
         return ExitCode::NotReady;
     }
     tracing::info!(elapsed = ?started.elapsed(), "ready; keeping running until SIGTERM");
@@ -298,9 +298,7 @@ fn stopped(
         (true, true) => "while ready",
         (true, false) => "while not ready",
     };
-    let elapsed = humantime::format_duration(Duration::from_millis(
-        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    ));
+    let elapsed = rounded(started.elapsed());
     let text = format!(
         "secret-gate: {mode}: stopped by {} after {elapsed} {state} (--keep-running)\n",
         stop.name()
