@@ -1,13 +1,17 @@
-//! The command line, as clap types. Converted once into a validated
-//! [`crate::config::Config`]; nothing else in the crate sees these types.
-//! The doc comments here are the `--help` text.
+//! The command line, as clap types. The only module that uses clap: it
+//! parses ([`parse`]), and maps its own value enums into the core types
+//! once. [`crate::config`] turns the result into a validated
+//! [`crate::config::Config`]; nothing past it sees these types. The doc
+//! comments here are the `--help` text.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::check::Format;
+use crate::spiffe_id::{DEFAULT_SAFE_ID, DEFAULT_WORKLOAD_ID};
 
 /// Hold a pod back until its secrets exist, parse and carry their keys.
 ///
@@ -96,8 +100,8 @@ pub struct SelectionArgs {
     /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env, .pem/.crt/.cer/.key, else raw).
     ///
     /// Without --file, auto makes key files pem by extension and raw otherwise.
-    #[arg(long, value_enum, default_value_t = Format::Auto, env = "SECRET_GATE_FORMAT")]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto, env = "SECRET_GATE_FORMAT")]
+    pub format: FormatArg,
 
     /// How long a YAML, env, raw or PEM file (or a JSON scalar) must stay
     /// unchanged, as the gate itself observed it (same inode, size and
@@ -228,7 +232,7 @@ pub struct AfterArgs {
     /// Once ready, exec this command in place of the gate (same PID, same
     /// environment, signals go straight to it). Give it last, after `--`.
     #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<std::ffi::OsString>,
+    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -277,8 +281,8 @@ pub struct SafeArgs {
     /// any non-empty secret is ready, as in VSecM; with them, the secret is
     /// JSON if it starts with { or [, else YAML. pem: certificates and keys
     /// (see --min-validity).
-    #[arg(long, value_enum, default_value_t = Format::Auto, env = "SECRET_GATE_FORMAT")]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto, env = "SECRET_GATE_FORMAT")]
+    pub format: FormatArg,
 
     /// With --format pem: how long the secret's end-entity certificates must
     /// still be valid (0: only not expired).
@@ -340,7 +344,7 @@ pub struct SafeArgs {
     #[arg(
         long,
         env = "VSECM_SPIFFEID_PREFIX_SAFE",
-        default_value = "^spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/[^/]+$",
+        default_value = DEFAULT_SAFE_ID,
         value_name = "PREFIX"
     )]
     pub safe_spiffeid_prefix: String,
@@ -350,7 +354,7 @@ pub struct SafeArgs {
     #[arg(
         long,
         env = "VSECM_SPIFFEID_PREFIX_WORKLOAD",
-        default_value = "^spiffe://vsecm.com/workload/[^/]+/ns/[^/]+/sa/[^/]+/n/[^/]+$",
+        default_value = DEFAULT_WORKLOAD_ID,
         value_name = "PREFIX"
     )]
     pub workload_spiffeid_prefix: String,
@@ -401,6 +405,51 @@ pub struct SafeArgs {
     pub after: AfterArgs,
 }
 
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Pick by extension: `.json`, `.yaml`/`.yml`, `.env`, `.pem`/`.crt`/`.cer`/`.key`;
+    /// anything else is `raw`.
+    Auto,
+    /// A JSON object; also VSecM's older JSON array of strings, and any
+    /// other non-empty JSON value (which has no keys).
+    Json,
+    /// A YAML document; keys and pointers work as for JSON.
+    Yaml,
+    /// `KEY=VALUE` lines; `#` comments, blank lines and `export ` are allowed.
+    Env,
+    /// Any bytes: ready when not empty or whitespace only. Has no keys.
+    Raw,
+    /// PEM blocks: every certificate parses as X.509 and is valid now, every
+    /// private key parses and matches its certificate. Has no keys.
+    Pem,
+}
+
+impl FormatArg {
+    /// The format given, or `None` for `auto` (chosen per file by
+    /// extension, or sniffed from the secret).
+    #[must_use]
+    pub const fn given(self) -> Option<Format> {
+        match self {
+            Self::Auto => None,
+            Self::Json => Some(Format::Json),
+            Self::Yaml => Some(Format::Yaml),
+            Self::Env => Some(Format::Env),
+            Self::Raw => Some(Format::Raw),
+            Self::Pem => Some(Format::Pem),
+        }
+    }
+
+    /// The name used in messages.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self.given() {
+            None => "auto",
+            Some(format) => format.name(),
+        }
+    }
+}
+
 /// `--on-delete`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnDelete {
@@ -408,6 +457,15 @@ pub enum OnDelete {
     Keep,
     /// Remove the files written; turn not-ready.
     Remove,
+}
+
+impl From<OnDelete> for crate::sidecar::OnDelete {
+    fn from(value: OnDelete) -> Self {
+        match value {
+            OnDelete::Keep => Self::Keep,
+            OnDelete::Remove => Self::Remove,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -424,6 +482,109 @@ pub enum LogLevel {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl Cli {
+    /// `--log-format` and `--log-level`, for [`crate::logging::init`].
+    #[must_use]
+    pub const fn logging(&self) -> crate::logging::Settings {
+        use crate::logging::{Format, Level};
+        crate::logging::Settings {
+            format: match self.log_format {
+                LogFormat::Text => Format::Text,
+                LogFormat::Json => Format::Json,
+            },
+            level: match self.log_level {
+                LogLevel::Error => Level::Error,
+                LogLevel::Warn => Level::Warn,
+                LogLevel::Info => Level::Info,
+                LogLevel::Debug => Level::Debug,
+                LogLevel::Trace => Level::Trace,
+                LogLevel::Off => Level::Off,
+            },
+        }
+    }
+
+    /// `--termination-log` (or `SECRET_GATE_TERMINATION_LOG`), if given.
+    #[must_use]
+    pub const fn termination_log(&self) -> Option<&PathBuf> {
+        match &self.command {
+            Command::Watch(a) => a.report.termination_log.as_ref(),
+            Command::Check(a) => a.report.termination_log.as_ref(),
+            Command::Safe(a) => a.report.termination_log.as_ref(),
+        }
+    }
+}
+
+/// Why the command line could not be parsed, or `--help`/`--version`.
+#[derive(Debug)]
+pub struct UsageError {
+    error: clap::Error,
+}
+
+impl UsageError {
+    /// Prints clap's own message (or the help text) to stderr or stdout.
+    pub fn print(&self) {
+        let _ = self.error.print();
+    }
+
+    /// `--help` or `--version`: not an error at all.
+    #[must_use]
+    pub fn is_help(&self) -> bool {
+        !self.error.use_stderr()
+    }
+
+    /// The error for the termination log: one or two lines, not a usage
+    /// dump.
+    #[must_use]
+    pub fn short_text(&self) -> String {
+        use clap::error::ErrorKind;
+        if matches!(
+            self.error.kind(),
+            ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            return "a subcommand is missing: use `secret-gate watch`, `secret-gate check` or \
+                    `secret-gate safe` (see --help)"
+                .to_owned();
+        }
+        let rendered = self.error.render().to_string();
+        let text = rendered.trim_start_matches("error: ").trim_end();
+        text.trim_end_matches("For more information, try '--help'.")
+            .trim_end()
+            .to_owned()
+    }
+}
+
+/// Parses this process's command line (arguments need not be UTF-8).
+pub fn parse() -> Result<Cli, UsageError> {
+    Cli::try_parse().map_err(|error| UsageError { error })
+}
+
+/// Parses `args` (the first is the program name), as [`parse`] does.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, UsageError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    Cli::try_parse_from(args).map_err(|error| UsageError { error })
+}
+
+/// `--termination-log` (or `SECRET_GATE_TERMINATION_LOG`) on a command
+/// line that clap could not parse: `--termination-log PATH` or
+/// `--termination-log=PATH`, else the variable.
+#[must_use]
+pub fn raw_termination_log(args: &[OsString]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let from_args = args.iter().enumerate().find_map(|(i, arg)| {
+        let bytes = arg.as_bytes();
+        if let Some(value) = bytes.strip_prefix(b"--termination-log=") {
+            return Some(PathBuf::from(std::ffi::OsStr::from_bytes(value)));
+        }
+        (bytes == b"--termination-log")
+            .then(|| args.get(i + 1).map(PathBuf::from))
+            .flatten()
+    });
+    from_args.or_else(|| std::env::var_os("SECRET_GATE_TERMINATION_LOG").map(PathBuf::from))
 }
 
 /// VSecM's variables whose empty or unparsable values VSecM itself

@@ -1,7 +1,7 @@
 //! Exec mode: once ready, become the command given after `--` (the
 //! convention of linkerd-await, dockerize and wait4x).
 //!
-//! The exec happens in the thin entry ([`crate::run::run_cli`]), after the
+//! The exec happens in the thin entry ([`crate::entry`]), after the
 //! async runtime is shut down, so no task or thread of the gate is left
 //! half-way. Every file descriptor the gate opens is close-on-exec (inotify
 //! is opened with `IN_CLOEXEC`, sockets with `SOCK_CLOEXEC`, the

@@ -1,32 +1,44 @@
 //! secret-gate holds a pod back until its secrets are present and valid.
 //!
-//! The modules follow the flow of a run:
-//! - [`cli`] holds the clap types, turned once into a validated [`config`].
+//! The modules follow the flow of a run. Dependencies point one way,
+//! down this list: cli → config → the sources → check.
+//! - [`entry`] is the program: parse, start logging, validate, start the
+//!   runtime, run, exec. `main.rs` only calls it.
+//! - [`cli`] holds the clap types (the only module that uses clap), turned
+//!   once into a validated [`config::Config`] by [`config`].
 //! - [`run`] is the one place that decides when to stop: ready, deadline or
-//!   signal, mapped to an [`exit`] code.
-//! - The sources: [`volume`] watches a mounted directory (inotify, with a
-//!   polling safety net); [`safe`] polls VSecM Safe over SPIFFE mTLS.
-//! - [`check`] decides what "ready" means for some bytes: the format
-//!   parsers and the key lookup, shared by both sources.
-//! - [`report`] logs progress and writes the termination-log diagnosis;
-//!   [`logging`] sets up `tracing`.
+//!   a [`signals`] stop, mapped to an [`exit`] code.
 //! - [`sidecar`] keeps running after the first ready (`--keep-running`:
 //!   probes, metrics, change notifications); [`exec`] runs the app in the
 //!   gate's place (`-- CMD`).
-//! - `fake` (feature `fake-safe`) is the fake Safe and Workload API.
+//! - The sources, each owning its configuration: [`volume`] watches a
+//!   mounted directory (inotify, with a polling safety net); [`safe`] polls
+//!   VSecM Safe over SPIFFE mTLS.
+//! - [`check`] decides what "ready" means for some bytes: the format
+//!   parsers, the key lookup and the certificate checks, shared by both
+//!   sources. A new format goes here.
+//! - Leaves that depend on nothing else in the crate: [`problem`] (the
+//!   diagnosis vocabulary) and [`spiffe_id`] (VSecM's SPIFFE-ID rule).
+//! - [`report`] logs progress and writes the termination-log diagnosis;
+//!   [`logging`] sets up `tracing`.
+//!
+//! The fake Safe and Workload API used by the tests and the demo are the
+//! workspace crate `fake-safe`, not part of this one.
 
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod entry;
 pub mod exec;
 pub mod exit;
-#[cfg(feature = "fake-safe")]
-pub mod fake;
 pub mod logging;
+pub mod problem;
 pub mod report;
 pub mod run;
 pub mod safe;
 pub mod sidecar;
+pub mod signals;
+pub mod spiffe_id;
 pub mod volume;
 
 pub use exit::ExitCode;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::check::Problem;
+use crate::problem::{Identity, Problem};
 
 /// The kubelet keeps at most this much of a termination message.
 pub const TERMINATION_LOG_LIMIT: usize = 4096;
@@ -31,7 +31,7 @@ pub struct Progress {
 #[derive(Debug, Default)]
 struct State {
     problems: Vec<Problem>,
-    classes: BTreeSet<(String, &'static str, String)>,
+    identities: BTreeSet<Identity>,
     last_error: Option<String>,
     last_log: Option<Instant>,
     checks: u64,
@@ -70,10 +70,9 @@ impl Progress {
     fn store(&self, problems: Vec<Problem>, log_changes: bool) {
         let mut s = self.inner.borrow_mut();
         s.checks += 1;
-        let classes: BTreeSet<(String, &'static str, String)> =
-            problems.iter().map(Problem::identity).collect();
+        let identities: BTreeSet<Identity> = problems.iter().map(Problem::identity).collect();
         let now = Instant::now();
-        let changed = s.last_log.is_none() || classes != s.classes;
+        let changed = s.last_log.is_none() || identities != s.identities;
         let due = s
             .last_log
             .is_some_and(|t| now.duration_since(t) >= HEARTBEAT);
@@ -87,7 +86,7 @@ impl Progress {
             }
             tracing::debug!(waiting_for = %join(&problems), "still not ready");
         }
-        s.classes = classes;
+        s.identities = identities;
         s.problems = problems;
     }
 
@@ -160,18 +159,29 @@ impl Progress {
     }
 }
 
-/// A duration rounded to milliseconds, for people.
-fn rounded(d: Duration) -> String {
-    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    humantime::format_duration(Duration::from_millis(ms)).to_string()
-}
-
 fn join(problems: &[Problem]) -> String {
     problems
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// `/dev/termination-log` when it exists and can be written without
+/// waiting (see [`open_termination_log`]).
+#[must_use]
+pub fn default_termination_log() -> Option<std::path::PathBuf> {
+    let path = Path::new("/dev/termination-log");
+    open_termination_log(path, false)
+        .ok()
+        .map(|_| path.to_path_buf())
+}
+
+/// A duration rounded to milliseconds, for people.
+#[must_use]
+pub fn rounded(d: Duration) -> String {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
 }
 
 /// Says why the gate stops with a non-zero code: the diagnosis as one
@@ -237,7 +247,7 @@ pub fn truncate(text: &str, limit: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::{truncate, Progress};
-    use crate::check::Problem;
+    use crate::problem::{Kind, Problem};
 
     #[test]
     fn truncate_respects_char_boundaries() {
@@ -251,7 +261,7 @@ mod tests {
         let p = Progress::new();
         p.update(vec![Problem::new(
             "s.json",
-            "key-missing",
+            Kind::KeyMissing,
             "key \"password\" missing",
         )]);
         p.set_last_error("Safe answered 503");

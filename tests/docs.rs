@@ -141,7 +141,7 @@ fn readme_pod_example_parses_and_its_gate_args_are_valid() {
         std::iter::once("secret-gate".to_owned()).chain(args.iter().cloned()),
     );
     let cli = parsed.unwrap_or_else(|e| panic!("README args {args:?}: {e}"));
-    secret_gate::config::Config::from_cli(&cli).unwrap();
+    secret_gate::config::Config::from_cli(&cli, None).unwrap();
     // The native sidecar comes before the gate.
     assert_eq!(inits[0]["restartPolicy"], "Always");
 }

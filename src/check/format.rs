@@ -8,13 +8,11 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-/// A file format, as given to `--format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+/// A secret's format. `--format auto` is not one: it chooses one of these
+/// by a file's extension ([`Format::by_extension`]) or, in safe mode, by
+/// sniffing the secret ([`crate::safe::SecretFormat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// Pick by extension: `.json`, `.yaml`/`.yml`, `.env`, `.pem`/`.crt`/`.cer`/`.key`;
-    /// anything else is `raw`.
-    #[default]
-    Auto,
     /// A JSON object; also VSecM's older JSON array of strings, and any
     /// other non-empty JSON value (which has no keys).
     Json,
@@ -30,12 +28,11 @@ pub enum Format {
 }
 
 impl Format {
-    /// Resolves `Auto` for a file name; other formats are returned as they are.
+    /// The format `--format auto` picks for a file name: `.json`,
+    /// `.yaml`/`.yml`, `.env`, `.pem`/`.crt`/`.cer`/`.key`; anything else
+    /// is raw.
     #[must_use]
-    pub fn resolve(self, file: &Path) -> Self {
-        if self != Self::Auto {
-            return self;
-        }
+    pub fn by_extension(file: &Path) -> Self {
         match file.extension().and_then(|e| e.to_str()) {
             Some("json") => Self::Json,
             Some("yaml" | "yml") => Self::Yaml,
@@ -55,7 +52,6 @@ impl Format {
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
-            Self::Auto => "auto",
             Self::Json => "JSON",
             Self::Yaml => "YAML",
             Self::Env => "env",
@@ -147,7 +143,7 @@ pub fn is_no_value(bytes: &[u8]) -> bool {
     bytes.trim_ascii() == NO_VALUE.as_bytes()
 }
 
-/// Parses `bytes` in `format` (which must already be resolved).
+/// Parses `bytes` in `format`.
 pub fn parse(format: Format, bytes: &[u8]) -> Result<Document, ParseError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty);
@@ -158,7 +154,7 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Document, ParseError> {
         ));
     }
     match format {
-        Format::Raw | Format::Auto => Ok(Document::default()),
+        Format::Raw => Ok(Document::default()),
         Format::Pem => super::pem::parse_bundle(bytes)
             .map(|_| Document::default())
             .map_err(ParseError::Pem),
@@ -484,9 +480,8 @@ mod tests {
             ("tls.key", Format::Pem),
         ];
         for (name, want) in table {
-            assert_eq!(Format::Auto.resolve(Path::new(name)), want, "{name}");
+            assert_eq!(Format::by_extension(Path::new(name)), want, "{name}");
         }
-        assert_eq!(Format::Json.resolve(Path::new("x.yaml")), Format::Json);
     }
 
     #[test]

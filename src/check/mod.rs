@@ -6,62 +6,9 @@ pub mod key;
 pub mod pem;
 pub mod tls;
 
-use std::fmt;
-
 pub use format::{parse, Document, Format, ParseError};
 pub use key::Key;
 pub use tls::TlsPolicy;
-
-/// One reason the gate is not ready. It names a file or key and what is
-/// wrong, and never carries a secret value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// What the problem is about: a file name, or `Safe`.
-    pub subject: String,
-    /// What is wrong, in words a person can act on.
-    pub what: String,
-    /// A stable class, used with `item` to notice when the set of problems
-    /// changes without logging every byte count of a file being written.
-    pub class: &'static str,
-    /// Which key (or other item) of the subject, when there are several.
-    pub item: String,
-}
-
-impl Problem {
-    pub fn new(subject: impl Into<String>, class: &'static str, what: impl Into<String>) -> Self {
-        Self {
-            subject: subject.into(),
-            what: what.into(),
-            class,
-            item: String::new(),
-        }
-    }
-
-    /// `subject: key "k" missing`.
-    #[must_use]
-    pub fn key_missing(subject: impl Into<String>, key: &Key) -> Self {
-        Self {
-            item: key.as_str().to_owned(),
-            ..Self::new(
-                subject,
-                "key-missing",
-                format!("key {:?} missing", key.as_str()),
-            )
-        }
-    }
-
-    /// What identifies the problem across checks.
-    #[must_use]
-    pub fn identity(&self) -> (String, &'static str, String) {
-        (self.subject.clone(), self.class, self.item.clone())
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.subject, self.what)
-    }
-}
 
 /// Describes a parse failure of `size` bytes. `source` is `"file"` for a
 /// file, which may be mid-write, `"whole file"` for a file known to have

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::pki_types::{CertificateDer, UnixTime};
 
 use super::pem::{parse_bundle, Bundle, Cert};
-use super::Problem;
+use crate::problem::{Kind, Problem};
 
 /// What the TLS checks require beyond each file parsing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,11 +58,11 @@ pub fn check(files: &[(&str, &[u8])], policy: &TlsPolicy, now: SystemTime) -> Tl
         for (index, cert) in bundle.certs.iter().enumerate() {
             let which = bundle.cert_name(index);
             let problem = validity(cert, &which, now_secs, policy, is_ca_file, &mut soonest);
-            if let Some((class, what)) = problem {
-                if class != "expires-soon" {
+            if let Some((kind, what)) = problem {
+                if kind != Kind::ExpiresSoon {
                     out_of_date.push(name);
                 }
-                let mut p = Problem::new(*name, class, what);
+                let mut p = Problem::new(*name, kind, what);
                 p.item = cert.block.to_string();
                 report.problems.push(p);
             }
@@ -73,7 +73,7 @@ pub fn check(files: &[(&str, &[u8])], policy: &TlsPolicy, now: SystemTime) -> Tl
                 if key.spki.as_ref().is_some_and(|k| *k != leaf.spki) {
                     let mut p = Problem::new(
                         *name,
-                        "key-mismatch",
+                        Kind::KeyMismatch,
                         format!(
                             "the private key in PEM block {} does not match the certificate in \
                              PEM block {} (a key and certificate from different rotations?)",
@@ -102,7 +102,7 @@ pub fn check(files: &[(&str, &[u8])], policy: &TlsPolicy, now: SystemTime) -> Tl
             if ca.certs.is_empty() {
                 report.problems.push(Problem::new(
                     ca_name.as_str(),
-                    "chain",
+                    Kind::Chain,
                     "holds no certificate, but --ca-file names it as the CA bundle",
                 ));
             } else if !out_of_date.contains(&ca_name.as_str()) {
@@ -114,7 +114,7 @@ pub fn check(files: &[(&str, &[u8])], policy: &TlsPolicy, now: SystemTime) -> Tl
                     if let Err(why) = chain(name, bundle, ca_name, ca, now) {
                         report.problems.push(Problem::new(
                             *name,
-                            "chain",
+                            Kind::Chain,
                             format!("does not chain to --ca-file {ca_name}: {why}"),
                         ));
                     }
@@ -140,11 +140,11 @@ fn validity(
     policy: &TlsPolicy,
     is_ca_file: bool,
     soonest: &mut impl FnMut(i64),
-) -> Option<(&'static str, String)> {
+) -> Option<(Kind, String)> {
     if now < cert.not_before {
         soonest(cert.not_before);
         return Some((
-            "not-yet-valid",
+            Kind::NotYetValid,
             format!(
                 "{which} is not valid yet: valid from {} (in {}; is the clock of the issuer or of this node off?)",
                 show_time(cert.not_before),
@@ -154,7 +154,7 @@ fn validity(
     }
     if now > cert.not_after {
         return Some((
-            "expired",
+            Kind::Expired,
             format!(
                 "{which} expired {} ago (notAfter {}); renew it",
                 show_secs(now - cert.not_after),
@@ -170,7 +170,7 @@ fn validity(
     let left = cert.not_after - now;
     if left < min {
         return Some((
-            "expires-soon",
+            Kind::ExpiresSoon,
             format!(
                 "{which} expires in {} (notAfter {}), less than --min-validity {}",
                 show_secs(left),
@@ -189,14 +189,14 @@ fn pair(cert_name: &str, certs: &Bundle, key_name: &str, keys: &Bundle) -> Optio
     let Some(leaf) = certs.certs.first() else {
         return Some(Problem::new(
             cert_name,
-            "no-certificate",
+            Kind::NoCertificate,
             format!("holds no certificate, but it is paired with the key {key_name}"),
         ));
     };
     let Some(key) = keys.keys.first() else {
         return Some(Problem::new(
             key_name,
-            "no-key",
+            Kind::NoKey,
             format!("holds no private key, but it is paired with the certificate {cert_name}"),
         ));
     };
@@ -204,7 +204,7 @@ fn pair(cert_name: &str, certs: &Bundle, key_name: &str, keys: &Bundle) -> Optio
     (*spki != leaf.spki).then(|| {
         let mut p = Problem::new(
             key_name,
-            "key-mismatch",
+            Kind::KeyMismatch,
             format!(
                 "does not match the certificate in {cert_name} \
                  (a key and certificate from different rotations?)"
@@ -402,7 +402,7 @@ mod tests {
         check(&bytes, policy, now())
             .problems
             .iter()
-            .map(|p| format!("{} {}", p.subject, p.class))
+            .map(|p| format!("{} {:?}", p.subject, p.kind))
             .collect()
     }
 
@@ -417,10 +417,10 @@ mod tests {
         let none = TlsPolicy::default();
         let table: &[(i64, i64, &TlsPolicy, &[&str])] = &[
             (NOW - DAY, NOW + DAY, &none, &[]),
-            (NOW - DAY, NOW - 1, &none, &["c expired"]),
-            (NOW + 5, NOW + DAY, &none, &["c not-yet-valid"]),
+            (NOW - DAY, NOW - 1, &none, &["c Expired"]),
+            (NOW + 5, NOW + DAY, &none, &["c NotYetValid"]),
             (NOW - DAY, NOW + 600, &none, &[]),
-            (NOW - DAY, NOW + 600, &hour, &["c expires-soon"]),
+            (NOW - DAY, NOW + 600, &hour, &["c ExpiresSoon"]),
             (NOW - DAY, NOW + 7200, &hour, &[]),
         ];
         for (from, until, policy, want) in table {
@@ -489,17 +489,17 @@ mod tests {
             (
                 &[("tls.crt", &c1), ("tls.key", &p2)],
                 &pairs,
-                &["tls.key key-mismatch"],
+                &["tls.key KeyMismatch"],
             ),
             (
                 &[("tls.crt", &c1), ("tls.key", &c1)],
                 &pairs,
-                &["tls.key no-key"],
+                &["tls.key NoKey"],
             ),
             (
                 &[("tls.crt", &p1), ("tls.key", &p1)],
                 &pairs,
-                &["tls.crt no-certificate"],
+                &["tls.crt NoCertificate"],
             ),
             // The key file not parsed (yet): its own problem says so.
             (&[("tls.crt", &c1)], &pairs, &[]),
@@ -511,7 +511,7 @@ mod tests {
             (
                 &[("a.pem", &combined_bad)],
                 &TlsPolicy::default(),
-                &["a.pem key-mismatch"],
+                &["a.pem KeyMismatch"],
             ),
         ];
         for (files, policy, want) in table {

@@ -15,23 +15,15 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-use crate::config::SafeConfig;
+use crate::problem::SafeKind;
 use crate::report::Progress;
-use crate::safe::schedule::Pace;
-use crate::safe::SafeIdMatcher;
+use crate::spiffe_id::SpiffeIdMatcher;
 
-/// What one attempt found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// 200 with a non-empty `data` field.
-    Secret(Secret),
-    /// A normal "not yet" (404, empty data), a booting Safe (400, 503), or
-    /// an error worth retrying. Each is a distinct condition, logged once
-    /// and named in the diagnosis.
-    Failed(Failure),
-}
+use super::schedule::Pace;
+use super::SafeConfig;
 
-/// A secret value. Its `Debug` is redacted, so a stray `{:?}` cannot leak it.
+/// A secret value: what an attempt got from a 200 with a non-empty `data`
+/// field. Its `Debug` is redacted, so a stray `{:?}` cannot leak it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -54,21 +46,18 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Why an attempt did not yield a secret. Never carries a secret value.
+/// Why an attempt did not yield a secret: a normal "not yet" (404, empty
+/// data), a booting Safe (400, 503), or an error worth retrying. Each is a
+/// distinct condition ([`Failure::kind`]), logged once and named in the
+/// diagnosis. Never carries a secret value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     #[error("Workload API not reachable at {socket}: {detail}")]
     WorkloadApi { socket: String, detail: String },
     #[error("cannot connect to the Safe at {url}: {detail}")]
     Connect { url: String, detail: String },
-    #[error(
-        "Safe rejected: server presented {presented} which does not match {variable} ({rule})"
-    )]
-    WrongSafeId {
-        presented: String,
-        variable: &'static str,
-        rule: String,
-    },
+    #[error("Safe rejected: {0}")]
+    WrongSafeId(Refusal),
     #[error("cannot use this pod's SVID for TLS: {0}")]
     Tls(String),
     #[error("Safe's certificate is not signed by the trust bundle from the Workload API ({detail}); is VSECM_SAFE_ENDPOINT_URL pointing at the right server?")]
@@ -98,27 +87,40 @@ pub enum Failure {
     Empty,
 }
 
+/// The Safe presented a SPIFFE ID that a VSecM prefix variable does not
+/// allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("server presented {presented} which does not match {variable} ({rule})")]
+pub struct Refusal {
+    /// The SPIFFE ID the Safe presented.
+    pub presented: String,
+    /// The variable whose rule it failed.
+    pub variable: &'static str,
+    /// That rule, as text.
+    pub rule: String,
+}
+
 impl Failure {
-    /// A stable name for the condition, so each is logged once.
+    /// The kind of condition, so each is logged once.
     #[must_use]
-    pub fn class(&self) -> &'static str {
+    pub const fn kind(&self) -> SafeKind {
         match self {
-            Self::WorkloadApi { .. } => "workload-api",
-            Self::Connect { .. } => "connect",
-            Self::WrongSafeId { .. } => "wrong-safe-id",
-            Self::Tls(_) => "tls",
-            Self::Read(_) => "read",
-            Self::UntrustedSafe { .. } => "untrusted-safe",
-            Self::Handshake { .. } => "handshake",
-            Self::Timeout(_) => "timeout",
-            Self::NotRegistered => "404",
-            Self::BadRequest => "400",
-            Self::Unavailable { .. } => "503",
-            Self::TooManyRequests { .. } => "429",
-            Self::Status(_) => "status",
-            Self::TooLarge(_) => "too-large",
-            Self::BadBody(_) => "bad-body",
-            Self::Empty => "empty",
+            Self::WorkloadApi { .. } => SafeKind::WorkloadApi,
+            Self::Connect { .. } => SafeKind::Connect,
+            Self::WrongSafeId(_) => SafeKind::WrongSafeId,
+            Self::Tls(_) => SafeKind::Tls,
+            Self::Read(_) => SafeKind::Read,
+            Self::UntrustedSafe { .. } => SafeKind::UntrustedSafe,
+            Self::Handshake { .. } => SafeKind::Handshake,
+            Self::Timeout(_) => SafeKind::Timeout,
+            Self::NotRegistered => SafeKind::NotRegistered,
+            Self::BadRequest => SafeKind::BadRequest,
+            Self::Unavailable { .. } => SafeKind::Unavailable,
+            Self::TooManyRequests { .. } => SafeKind::TooManyRequests,
+            Self::Status(_) => SafeKind::Status,
+            Self::TooLarge(_) => SafeKind::TooLarge,
+            Self::BadBody(_) => SafeKind::BadBody,
+            Self::Empty => SafeKind::Empty,
         }
     }
 
@@ -231,9 +233,6 @@ struct SecretResponse {
     data: Option<String>,
 }
 
-/// A server ID the authoriser refused: (ID, variable, rule).
-type Refusal = (String, &'static str, String);
-
 /// The Safe client for a whole run: one X509Source (which follows SVID
 /// rotation in the background) and one TLS configuration built on it.
 pub struct SafeClient {
@@ -248,7 +247,7 @@ pub struct SafeClient {
     refused: Arc<Mutex<Option<Refusal>>>,
     /// `VSECM_SPIFFEID_PREFIX_SAFE` and `VSECM_SPIFFEID_PREFIX_WORKLOAD`:
     /// the Safe's ID must pass both, as in VSecM.
-    matchers: [SafeIdMatcher; 2],
+    matchers: [SpiffeIdMatcher; 2],
 }
 
 impl SafeClient {
@@ -274,7 +273,7 @@ impl SafeClient {
     }
 
     /// Makes one attempt; see [`Self::attempt_reporting`].
-    pub async fn attempt(&mut self) -> Outcome {
+    pub async fn attempt(&mut self) -> Result<Secret, Failure> {
         self.attempt_reporting(&Silent).await
     }
 
@@ -282,24 +281,22 @@ impl SafeClient {
     /// waits. Getting the SVID, and then connect, handshake and response
     /// together, are each bounded by the attempt timeout and by the time
     /// left before the deadline.
-    pub async fn attempt_reporting(&mut self, progress: &impl Waiting) -> Outcome {
+    pub async fn attempt_reporting(&mut self, progress: &impl Waiting) -> Result<Secret, Failure> {
         let outcome = self.attempt_inner(progress).await;
         progress.clear_in_flight();
         outcome
     }
 
-    async fn attempt_inner(&mut self, progress: &impl Waiting) -> Outcome {
-        let connector = match self.connector(progress).await {
-            Ok(c) => c,
-            Err(f) => return Outcome::Failed(f),
-        };
+    async fn attempt_inner(&mut self, progress: &impl Waiting) -> Result<Secret, Failure> {
+        let connector = self.connector(progress).await?;
         let limit = self.limit();
-        match tokio::time::timeout(limit, self.fetch(&connector, progress)).await {
-            Ok(Ok(outcome) | Err(outcome)) => outcome,
-            Err(_) => Outcome::Failed(Failure::Timeout(
-                humantime::format_duration(limit).to_string(),
-            )),
-        }
+        tokio::time::timeout(limit, self.fetch(&connector, progress))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::Timeout(
+                    humantime::format_duration(limit).to_string(),
+                ))
+            })
     }
 
     /// The attempt timeout, or the time left before the deadline if less.
@@ -357,7 +354,11 @@ impl SafeClient {
                     return true;
                 };
                 if let Ok(mut slot) = refused.lock() {
-                    *slot = Some((text, failed.variable, failed.describe()));
+                    *slot = Some(Refusal {
+                        presented: text,
+                        variable: failed.variable,
+                        rule: failed.describe(),
+                    });
                 }
                 false
             })
@@ -372,8 +373,7 @@ impl SafeClient {
         &self,
         connector: &TlsConnector,
         progress: &impl Waiting,
-    ) -> Result<Outcome, Outcome> {
-        let fail = |f: Failure| Outcome::Failed(f);
+    ) -> Result<Secret, Failure> {
         let safe = format!("the Safe at {}", self.url);
         progress.set_in_flight(safe.clone(), "no TCP connection");
         let host = self
@@ -385,38 +385,30 @@ impl SafeClient {
         let port = self.url.port_u16().unwrap_or(443);
         let tcp = TcpStream::connect((host.as_str(), port))
             .await
-            .map_err(|e| {
-                fail(Failure::Connect {
-                    url: format!("{host}:{port}"),
-                    detail: e.to_string(),
-                })
+            .map_err(|e| Failure::Connect {
+                url: format!("{host}:{port}"),
+                detail: e.to_string(),
             })?;
         let _ = tcp.set_nodelay(true);
         progress.set_in_flight(safe.clone(), "no TLS handshake");
         // The name only fills SNI: the Safe is authorised by SPIFFE ID.
-        let name = ServerName::try_from(host.clone()).map_err(|_| {
-            fail(Failure::Connect {
-                url: host.clone(),
-                detail: "host is neither a DNS name nor an IP address".into(),
-            })
+        let name = ServerName::try_from(host.clone()).map_err(|_| Failure::Connect {
+            url: host.clone(),
+            detail: "host is neither a DNS name nor an IP address".into(),
         })?;
-        *self.refused.lock().map_err(|_| {
-            fail(Failure::Handshake {
-                detail: "internal lock poisoned".into(),
-            })
+        *self.refused.lock().map_err(|_| Failure::Handshake {
+            detail: "internal lock poisoned".into(),
         })? = None;
         let tls = connector
             .connect(name, tcp)
             .await
-            .map_err(|e| fail(self.handshake_failure(&e)))?;
+            .map_err(|e| self.handshake_failure(&e))?;
 
         progress.set_in_flight(safe, "no answer");
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
-            .map_err(|e| {
-                fail(Failure::Handshake {
-                    detail: e.to_string(),
-                })
+            .map_err(|e| Failure::Handshake {
+                detail: e.to_string(),
             })?;
         let driver = tokio::spawn(conn);
         let authority = self
@@ -431,22 +423,26 @@ impl SafeClient {
                 concat!("secret-gate/", env!("CARGO_PKG_VERSION")),
             )
             .body(Empty::<Bytes>::new())
-            .map_err(|e| fail(Failure::BadBody(e.to_string())))?;
-        let response = sender.send_request(request).await.map_err(|e| {
-            fail(Failure::Connect {
+            .map_err(|e| Failure::BadBody(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| Failure::Connect {
                 url: self.url.to_string(),
                 detail: e.to_string(),
-            })
-        });
-        let outcome = match response {
+            });
+        let secret = match response {
             Ok(response) => self.read(response).await,
-            Err(outcome) => outcome,
+            Err(failure) => Err(failure),
         };
         driver.abort();
-        Ok(outcome)
+        secret
     }
 
-    async fn read(&self, response: http::Response<hyper::body::Incoming>) -> Outcome {
+    async fn read(
+        &self,
+        response: http::Response<hyper::body::Incoming>,
+    ) -> Result<Secret, Failure> {
         let status = response.status().as_u16();
         let retry_after = || {
             response
@@ -468,23 +464,21 @@ impl SafeClient {
             other => Some(Failure::Status(other)),
         };
         if let Some(f) = failure {
-            return Outcome::Failed(f);
+            return Err(f);
         }
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
         let body = match Limited::new(response.into_body(), limit).collect().await {
             Ok(body) => body.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Outcome::Failed(Failure::TooLarge(self.max_body))
+                return Err(Failure::TooLarge(self.max_body))
             }
-            Err(e) => return Outcome::Failed(Failure::Read(e.to_string())),
+            Err(e) => return Err(Failure::Read(e.to_string())),
         };
         match serde_json::from_slice::<SecretResponse>(&body) {
-            Ok(SecretResponse { data: Some(data) }) if !data.is_empty() => {
-                Outcome::Secret(Secret::new(data))
-            }
-            Ok(_) => Outcome::Failed(Failure::Empty),
+            Ok(SecretResponse { data: Some(data) }) if !data.is_empty() => Ok(Secret::new(data)),
+            Ok(_) => Err(Failure::Empty),
             // Position only: the body holds the secret.
-            Err(e) => Outcome::Failed(Failure::BadBody(format!(
+            Err(e) => Err(Failure::BadBody(format!(
                 "not JSON with a data field, at line {} column {}",
                 e.line(),
                 e.column()
@@ -494,26 +488,15 @@ impl SafeClient {
 
     fn handshake_failure(&self, err: &std::io::Error) -> Failure {
         let refused = self.refused.lock().ok().and_then(|mut s| s.take());
-        if let Some((presented, variable, rule)) = refused {
-            return Failure::WrongSafeId {
-                presented,
-                variable,
-                rule,
-            };
+        if let Some(refusal) = refused {
+            return Failure::WrongSafeId(refusal);
         }
         let detail = err.to_string();
         let rustls_err = err
             .get_ref()
             .and_then(|e| e.downcast_ref::<rustls::Error>());
         match rustls_err {
-            Some(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature,
-            )) => Failure::UntrustedSafe { detail },
-            Some(rustls::Error::InvalidCertificate(other))
-                if format!("{other:?}").contains("UnknownIssuer") =>
-            {
-                Failure::UntrustedSafe { detail }
-            }
+            Some(e) if is_untrusted(e) => Failure::UntrustedSafe { detail },
             Some(rustls::Error::AlertReceived(alert)) => Failure::Handshake {
                 detail: format!(
                     "the Safe refused this pod's client certificate (TLS alert {alert:?}); \
@@ -525,12 +508,61 @@ impl SafeClient {
     }
 }
 
+/// Whether a handshake failed because the Safe's certificate is not
+/// signed by the trust bundle: rustls found no path to a root, or the
+/// Workload API gave no bundle for the Safe's trust domain at all.
+fn is_untrusted(err: &rustls::Error) -> bool {
+    use rustls::CertificateError;
+    match err {
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => true,
+        rustls::Error::InvalidCertificate(CertificateError::Other(other))
+        | rustls::Error::Other(other) => matches!(
+            other.0.downcast_ref::<spiffe_rustls::Error>(),
+            Some(spiffe_rustls::Error::NoBundle(_))
+        ),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::{check_socket, parse_retry_after, Failure};
+    use super::{check_socket, is_untrusted, parse_retry_after, Failure};
     use crate::safe::schedule::Pace;
+    use std::sync::Arc;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn an_untrusted_safe_is_known_by_type() {
+        use rustls::{CertificateError, Error, OtherError};
+        let no_bundle = || {
+            let domain = spiffe::TrustDomain::new("elsewhere.test").unwrap();
+            OtherError(Arc::new(spiffe_rustls::Error::NoBundle(domain)))
+        };
+        let unrelated = || OtherError(Arc::new(spiffe_rustls::Error::SourceClosed));
+        let table = [
+            (
+                Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                true,
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::Other(no_bundle())),
+                true,
+            ),
+            (Error::Other(no_bundle()), true),
+            (Error::InvalidCertificate(CertificateError::Expired), false),
+            (Error::Other(unrelated()), false),
+            (
+                Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+                false,
+            ),
+        ];
+        for (error, untrusted) in table {
+            assert_eq!(is_untrusted(&error), untrusted, "{error:?}");
+        }
+    }
 
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {

@@ -6,21 +6,21 @@
 //! while something is broken. Every attempt is bounded ([`client`]). Each
 //! distinct condition is logged once, when it first appears.
 
-pub mod authorize;
 pub mod backoff;
 pub mod client;
+pub mod config;
 pub mod output;
 pub mod schedule;
 
 use std::collections::HashSet;
 use std::future::Future;
 
-pub use authorize::SafeIdMatcher;
+pub use config::{Output, SafeConfig, SecretFormat};
 
-use crate::check::{self, describe_parse_error, Document, Format, Problem};
-use crate::config::{Output, SafeConfig};
+use crate::check::{self, describe_parse_error, Document, Format};
+use crate::problem::{Identity, Kind, Problem};
 use crate::report::Progress;
-use client::{Outcome, SafeClient};
+use client::{Failure, SafeClient, Secret};
 use schedule::{Pace, Schedule};
 
 /// Returns once the Safe has handed over a secret that passes the check
@@ -36,11 +36,11 @@ pub async fn wait_ready(config: &SafeConfig, progress: &Progress) {
 /// [`SafeClient`], or a scripted stand-in in tests. While it waits, it
 /// tells `progress` what for ([`Progress::set_in_flight`]).
 pub trait Attempt {
-    fn attempt(&mut self, progress: &Progress) -> impl Future<Output = Outcome>;
+    fn attempt(&mut self, progress: &Progress) -> impl Future<Output = Result<Secret, Failure>>;
 }
 
 impl Attempt for SafeClient {
-    fn attempt(&mut self, progress: &Progress) -> impl Future<Output = Outcome> {
+    fn attempt(&mut self, progress: &Progress) -> impl Future<Output = Result<Secret, Failure>> {
         SafeClient::attempt_reporting(self, progress)
     }
 }
@@ -53,20 +53,24 @@ pub async fn wait_ready_with(
     mut schedule: Schedule,
     mut client: impl Attempt,
 ) {
-    let mut seen: HashSet<(String, &'static str, String)> = HashSet::new();
+    let mut seen: HashSet<Identity> = HashSet::new();
     loop {
         // `not_yet`: the normal states of a Safe or secret that is not
         // there yet, logged at info; anything else is an error someone may
         // need to fix, logged as a warning and kept as the last error.
         // `pace`: what the answer means for the next attempt.
         let (problems, not_yet, pace) = match client.attempt(progress).await {
-            Outcome::Secret(secret) => match accept(config, secret.expose()) {
+            Ok(secret) => match accept(config, secret.expose()) {
                 Ok(()) => return,
                 Err(NotAccepted::NotYet(problems)) => (problems, true, Pace::NotYet),
                 Err(NotAccepted::Output(problem)) => (vec![problem], false, Pace::Broken),
             },
-            Outcome::Failed(failure) => (
-                vec![Problem::new("Safe", failure.class(), failure.to_string())],
+            Err(failure) => (
+                vec![Problem::new(
+                    "Safe",
+                    Kind::Safe(failure.kind()),
+                    failure.to_string(),
+                )],
                 failure.is_not_yet(),
                 failure.pace(),
             ),
@@ -103,7 +107,7 @@ enum NotAccepted {
 fn accept(config: &SafeConfig, data: &str) -> Result<(), NotAccepted> {
     let doc = check_secret(config, config.output.as_ref(), data).map_err(NotAccepted::NotYet)?;
     write_output(config, data, &doc)
-        .map_err(|e| NotAccepted::Output(Problem::new("output", "output", e.to_string())))
+        .map_err(|e| NotAccepted::Output(Problem::new("output", Kind::Output, e.to_string())))
 }
 
 /// The check of a fetched secret, shared by the one-shot wait and
@@ -119,16 +123,14 @@ pub fn check_secret(
     let format = resolve_format(config, output, data);
     // VSecM's own rule, when no document is needed: any non-empty data
     // (but not a template rendered without its data).
-    let doc = if format == Format::Raw
-        && config.format == Format::Auto
-        && !check::format::is_no_value(data.as_bytes())
-    {
+    let doc = if format.is_none() && !check::format::is_no_value(data.as_bytes()) {
         Document::default()
     } else {
+        let format = format.unwrap_or(Format::Raw);
         check::parse(format, data.as_bytes()).map_err(|e| {
             vec![Problem::new(
                 "Safe",
-                "invalid",
+                Kind::Invalid,
                 format!(
                     "secret is {}",
                     describe_parse_error(&e, data.len(), "secret")
@@ -138,12 +140,12 @@ pub fn check_secret(
     };
     let missing: Vec<Problem> = check::missing_keys(&config.keys, &[&doc])
         .into_iter()
-        .map(|k| Problem::key_missing("Safe", k))
+        .map(|k| Problem::key_missing("Safe", k.as_str()))
         .collect();
     if !missing.is_empty() {
         return Err(missing);
     }
-    if format == Format::Pem {
+    if format == Some(Format::Pem) {
         let policy = check::TlsPolicy {
             min_validity: config.min_validity,
             ..check::TlsPolicy::default()
@@ -176,41 +178,40 @@ fn write_output(
     Ok(())
 }
 
-/// `--format auto` in safe mode. Without required keys or `--output-dir`
-/// no document is needed, and any non-empty secret is ready, as in VSecM.
-/// Otherwise: JSON if it looks like JSON, else YAML.
-fn resolve_format(config: &SafeConfig, output: Option<&Output>, data: &str) -> Format {
-    if config.format != Format::Auto {
-        return config.format;
-    }
-    let needs_document = !config.keys.is_empty() || matches!(output, Some(Output::Dir { .. }));
-    if !needs_document {
-        return Format::Raw;
-    }
-    let trimmed = data.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        Format::Json
-    } else {
-        Format::Yaml
-    }
+/// The format to parse the secret in. Sniffed (`--format auto`): without
+/// required keys or `--output-dir` no document is needed (`None`: any
+/// non-empty secret is ready, as in VSecM); otherwise JSON if it looks like
+/// JSON, else YAML.
+fn resolve_format(config: &SafeConfig, output: Option<&Output>, data: &str) -> Option<Format> {
+    let SecretFormat::Given(format) = config.format else {
+        let needs_document = !config.keys.is_empty() || matches!(output, Some(Output::Dir { .. }));
+        if !needs_document {
+            return None;
+        }
+        let trimmed = data.trim_start();
+        return Some(if trimmed.starts_with('{') || trimmed.starts_with('[') {
+            Format::Json
+        } else {
+            Format::Yaml
+        });
+    };
+    Some(format)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::client::{Failure, Outcome, Secret};
-    use super::{schedule::Schedule, wait_ready_with, Attempt};
-    use crate::cli::Cli;
-    use crate::config::{Config, Mode, SafeConfig};
+    use super::client::{Failure, Secret};
+    use super::{schedule::Schedule, wait_ready_with, Attempt, SafeConfig};
+    use crate::config::{Config, Mode};
     use crate::report::Progress;
-    use clap::Parser;
     use std::cell::RefCell;
     use std::time::Duration;
     use tokio::time::Instant;
 
     fn config(args: &[&str]) -> SafeConfig {
-        let cli = Cli::try_parse_from(["secret-gate", "safe"].iter().chain(args)).unwrap();
-        match Config::from_cli(&cli).unwrap().mode {
+        let cli = crate::cli::parse_from(["secret-gate", "safe"].iter().chain(args)).unwrap();
+        match Config::from_cli(&cli, None).unwrap().mode {
             Mode::Safe(c) => *c,
             other => panic!("{other:?}"),
         }
@@ -220,11 +221,14 @@ mod tests {
     struct Script<'a> {
         start: Instant,
         times: &'a RefCell<Vec<Duration>>,
-        outcomes: std::vec::IntoIter<Outcome>,
+        outcomes: std::vec::IntoIter<Result<Secret, Failure>>,
     }
 
     impl Attempt for Script<'_> {
-        fn attempt(&mut self, _: &Progress) -> impl std::future::Future<Output = Outcome> {
+        fn attempt(
+            &mut self,
+            _: &Progress,
+        ) -> impl std::future::Future<Output = Result<Secret, Failure>> {
             self.times.borrow_mut().push(self.start.elapsed());
             let next = self.outcomes.next().unwrap();
             async move { next }
@@ -233,7 +237,10 @@ mod tests {
 
     /// Runs the loop against scripted outcomes under paused time and
     /// returns when each attempt happened.
-    async fn schedule(config: &SafeConfig, outcomes: Vec<Outcome>) -> Vec<Duration> {
+    async fn schedule(
+        config: &SafeConfig,
+        outcomes: Vec<Result<Secret, Failure>>,
+    ) -> Vec<Duration> {
         let times = RefCell::new(Vec::new());
         let script = Script {
             start: Instant::now(),
@@ -260,10 +267,10 @@ mod tests {
     async fn not_yet_is_polled_at_a_steady_spread_pace() {
         let c = config(&["--required-keys", "password"]);
         let i = c.poll_interval;
-        let mut outcomes = vec![Outcome::Failed(Failure::NotRegistered); 6];
-        outcomes.push(Outcome::Failed(Failure::Empty));
-        outcomes.push(Outcome::Secret(Secret::new("{\"password\":".into())));
-        outcomes.push(Outcome::Secret(Secret::new("{\"password\":\"p\"}".into())));
+        let mut outcomes = vec![Err(Failure::NotRegistered); 6];
+        outcomes.push(Err(Failure::Empty));
+        outcomes.push(Ok(Secret::new("{\"password\":".into())));
+        outcomes.push(Ok(Secret::new("{\"password\":\"p\"}".into())));
         let times = schedule(&c, outcomes).await;
         assert_eq!(times.len(), 9);
         assert_eq!(
@@ -282,10 +289,10 @@ mod tests {
     async fn failures_back_off_within_the_cap_and_not_yet_resumes_the_pace() {
         let c = config(&[]);
         let i = c.poll_interval;
-        let mut outcomes = vec![Outcome::Failed(Failure::Status(500)); 8];
-        outcomes.push(Outcome::Failed(Failure::BadRequest));
-        outcomes.extend(vec![Outcome::Failed(Failure::NotRegistered); 3]);
-        outcomes.push(Outcome::Secret(Secret::new("value".into())));
+        let mut outcomes = vec![Err(Failure::Status(500)); 8];
+        outcomes.push(Err(Failure::BadRequest));
+        outcomes.extend(vec![Err(Failure::NotRegistered); 3]);
+        outcomes.push(Ok(Secret::new("value".into())));
         let times = schedule(&c, outcomes).await;
         let gaps = gaps(&times);
         for gap in &gaps[..9] {
@@ -304,12 +311,12 @@ mod tests {
             retry_after: Some(Duration::from_secs(s)),
         };
         let outcomes = vec![
-            Outcome::Failed(after(12)),
-            Outcome::Failed(Failure::TooManyRequests {
+            Err(after(12)),
+            Err(Failure::TooManyRequests {
                 retry_after: Some(Duration::from_secs(7)),
             }),
-            Outcome::Failed(after(3600)),
-            Outcome::Secret(Secret::new("value".into())),
+            Err(after(3600)),
+            Ok(Secret::new("value".into())),
         ];
         let gaps = gaps(&schedule(&c, outcomes).await);
         let slack = c.poll_interval / 10;
@@ -323,7 +330,10 @@ mod tests {
     struct Hang;
 
     impl Attempt for Hang {
-        fn attempt(&mut self, progress: &Progress) -> impl std::future::Future<Output = Outcome> {
+        fn attempt(
+            &mut self,
+            progress: &Progress,
+        ) -> impl std::future::Future<Output = Result<Secret, Failure>> {
             progress.set_in_flight("the Workload API at unix:///x.sock", "no SVID");
             std::future::pending()
         }
@@ -348,7 +358,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_keys_any_non_empty_secret_is_ready_as_in_vsecm() {
         let c = config(&[]);
-        let times = schedule(&c, vec![Outcome::Secret(Secret::new("[p4ss{word".into()))]).await;
+        let times = schedule(&c, vec![Ok(Secret::new("[p4ss{word".into()))]).await;
         assert_eq!(times.len(), 1);
     }
 
@@ -356,9 +366,9 @@ mod tests {
     async fn with_keys_the_secret_must_parse_and_carry_them() {
         let c = config(&["--required-keys", "password"]);
         let outcomes = vec![
-            Outcome::Secret(Secret::new(r#"{"password":"#.into())),
-            Outcome::Secret(Secret::new(r#"{"user":"u"}"#.into())),
-            Outcome::Secret(Secret::new("password: p\n".into())),
+            Ok(Secret::new(r#"{"password":"#.into())),
+            Ok(Secret::new(r#"{"user":"u"}"#.into())),
+            Ok(Secret::new("password: p\n".into())),
         ];
         assert_eq!(schedule(&c, outcomes).await.len(), 3);
     }

@@ -15,17 +15,16 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::check::{Document, Problem};
-use crate::cli::OnDelete;
-use crate::config::{Output, SafeConfig};
+use crate::check::Document;
+use crate::problem::{Identity, Kind, Problem};
 use crate::report::Progress;
 use crate::safe::backoff::Backoff;
-use crate::safe::client::{Failure, Outcome, SafeClient};
-use crate::safe::output;
+use crate::safe::client::{Failure, SafeClient};
+use crate::safe::{output, Output, SafeConfig};
 
 use super::state::Tracker;
 use super::versioned;
-use super::KeepRunning;
+use super::{KeepRunning, OnDelete};
 use crate::volume::scan::content_hash;
 
 /// Polls forever; see the module docs.
@@ -48,12 +47,12 @@ pub async fn keep_syncing(
     let mut rng = fastrand::Rng::new();
     let mut written: Option<u64> = None;
     let mut served = false;
-    let mut seen: HashSet<(String, &'static str, String)> = HashSet::new();
+    let mut seen: HashSet<Identity> = HashSet::new();
     loop {
-        let outcome = client.attempt().await;
+        let attempt = client.attempt().await;
         tracker.checked();
-        let steady = match outcome {
-            Outcome::Secret(secret) => {
+        let steady = match attempt {
+            Ok(secret) => {
                 tracker.shared().metrics.safe_request("200");
                 let data = secret.expose();
                 match check_secret(config, output.as_ref(), data) {
@@ -85,9 +84,12 @@ pub async fn keep_syncing(
                     }
                 }
             }
-            Outcome::Failed(failure) => {
-                tracker.shared().metrics.safe_request(failure.class());
-                let problem = Problem::new("Safe", failure.class(), failure.to_string());
+            Err(failure) => {
+                tracker
+                    .shared()
+                    .metrics
+                    .safe_request(failure.kind().label());
+                let problem = Problem::new("Safe", Kind::Safe(failure.kind()), failure.to_string());
                 if served && tracker.was_ready() && failure == Failure::NotRegistered {
                     if written.take().is_some() {
                         deleted(output.as_ref(), opts.on_delete, &label).await;
@@ -96,7 +98,7 @@ pub async fn keep_syncing(
                         OnDelete::Keep => "the secret was deleted in the Safe (404); the last good files are kept (--on-delete keep)",
                         OnDelete::Remove => "the secret was deleted in the Safe (404); the files were removed (--on-delete remove)",
                     };
-                    tracker.not_ready(&[Problem::new("Safe", "deleted", what)]);
+                    tracker.not_ready(&[Problem::new("Safe", Kind::Deleted, what)]);
                     false
                 } else if tracker.was_ready() {
                     // Nothing on disk changed: keep the state, say it once.
@@ -138,7 +140,7 @@ fn jittered(interval: Duration, rng: &mut fastrand::Rng) -> Duration {
 fn report(
     tracker: &mut Tracker,
     progress: &Progress,
-    seen: &mut HashSet<(String, &'static str, String)>,
+    seen: &mut HashSet<Identity>,
     problems: Vec<Problem>,
     not_yet: bool,
 ) {
@@ -171,14 +173,14 @@ fn check_secret(
     let doc = crate::safe::check_secret(config, output, data)?;
     if matches!(output, Some(Output::Dir { .. })) {
         output::files_for_dir(&doc)
-            .map_err(|e| vec![Problem::new("output", "output", e.to_string())])?;
+            .map_err(|e| vec![Problem::new("output", Kind::Output, e.to_string())])?;
     }
     Ok(doc)
 }
 
 /// Writes a passing secret, on the blocking pool.
 async fn write(output: Option<&Output>, data: &str, doc: &Document) -> Result<(), Problem> {
-    let problem = |e: output::OutputError| Problem::new("output", "output", e.to_string());
+    let problem = |e: output::OutputError| Problem::new("output", Kind::Output, e.to_string());
     let task = match output.cloned() {
         None => return Ok(()),
         Some(Output::File { path, mode }) => {
@@ -203,7 +205,7 @@ async fn write(output: Option<&Output>, data: &str, doc: &Document) -> Result<()
         Ok(result) => result.map_err(problem),
         Err(_) => Err(Problem::new(
             "output",
-            "output",
+            Kind::Output,
             "writing failed unexpectedly",
         )),
     }

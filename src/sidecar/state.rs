@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::check::Problem;
+use crate::problem::Problem;
 
 use super::notify::Notifier;
 
@@ -213,7 +213,7 @@ pub struct Tracker {
     /// The last hash seen of each file, for the change timestamps.
     seen: BTreeMap<String, u64>,
     /// The problems last logged while not ready after having been ready.
-    logged: Vec<(String, &'static str, String)>,
+    logged: Vec<crate::problem::Identity>,
 }
 
 impl Tracker {
@@ -380,7 +380,7 @@ fn changed_names(old: &Version, new: &Version) -> String {
 #[cfg(test)]
 mod tests {
     use super::{Shared, Tracker};
-    use crate::check::Problem;
+    use crate::problem::{Kind, Problem};
     use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
@@ -401,7 +401,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(150)).await;
         assert_eq!(t.ready(v2.clone(), d), None);
         assert_eq!(t.confirmed, Some(v2));
-        t.not_ready(&[Problem::new("a", "missing", "does not exist")]);
+        t.not_ready(&[Problem::new("a", Kind::Missing, "does not exist")]);
         assert!(!t.shared().is_ready());
         let text = t.shared().metrics.encode();
         assert!(text.contains("secret_gate_ready 0"), "{text}");

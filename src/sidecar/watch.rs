@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::time::{interval, MissedTickBehavior};
 
-use crate::config::WatchConfig;
 use crate::report::Progress;
 use crate::volume::watcher::Triggers;
+use crate::volume::WatchConfig;
 use crate::volume::{off_thread, Looker, Scanner};
 
 use super::state::Tracker;
@@ -63,7 +63,12 @@ pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress
             if let Some(wait) = tracker.ready(version, debounce) {
                 again = Some(again.map_or(wait, |a| a.min(wait)));
             }
-        } else if scan.problems.iter().all(|p| p.class == "settling") && tracker.was_ready() {
+        } else if scan
+            .problems
+            .iter()
+            .all(|p| p.kind == crate::problem::Kind::Settling)
+            && tracker.was_ready()
+        {
             // A file rewritten in place is given its settle time before
             // it counts either way.
             tracker.saw(&scan.files);

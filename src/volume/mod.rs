@@ -5,6 +5,7 @@
 //! is never taken as proof of readiness: only a scan that finds every file
 //! parsed and every key present is.
 
+pub mod config;
 pub mod read;
 pub mod scan;
 pub mod watcher;
@@ -15,10 +16,11 @@ use std::sync::Arc;
 
 use tokio::time::{interval, MissedTickBehavior};
 
-use crate::config::{Selection, WatchConfig};
+use crate::problem::{Kind, Problem};
 use crate::report::Progress;
 use watcher::{DirWatcher, Triggers};
 
+pub use config::{FileSpec, KeyFormat, Layout, Selection, WatchConfig};
 pub use scan::{scan, Scan, Scanner};
 
 /// The directories whose entries decide readiness: the mount itself and
@@ -156,7 +158,18 @@ pub(crate) async fn off_thread(mut state: Looker) -> Option<Look> {
     .ok()
 }
 
-/// `check`: one scan, on the blocking pool. A file that is only settling
+/// `check`: [`check_once`], its problems recorded in `progress`. Returns
+/// whether the secrets are ready.
+pub async fn check(selection: &Selection, progress: &Progress) -> bool {
+    let result = check_once(selection).await;
+    let ready = result.problems.is_empty();
+    if !ready {
+        progress.record(result.problems);
+    }
+    ready
+}
+
+/// One scan, on the blocking pool. A file that is only settling
 /// (written moments ago, in a format that can be cut short) is looked at
 /// again once its settle time is up, so `check` right after a complete
 /// write still says ready. The caller races it against signals.
@@ -173,9 +186,9 @@ pub async fn check_once(selection: &Selection) -> Scan {
         .await
         else {
             return Scan {
-                problems: vec![crate::check::Problem::new(
+                problems: vec![Problem::new(
                     "scan",
-                    "internal",
+                    Kind::Internal,
                     "the file check failed unexpectedly",
                 )],
                 ..Scan::default()
@@ -185,7 +198,7 @@ pub async fn check_once(selection: &Selection) -> Scan {
         if result.problems.is_empty() {
             return result;
         }
-        let only_settling = result.problems.iter().all(|p| p.class == "settling");
+        let only_settling = result.problems.iter().all(|p| p.kind == Kind::Settling);
         match result.recheck_in {
             // Only a settle wait: never until a certificate becomes valid.
             Some(wait) if only_settling => tokio::time::sleep(wait.min(selection.settle)).await,
@@ -194,7 +207,7 @@ pub async fn check_once(selection: &Selection) -> Scan {
             _ if !only_settling => {
                 let problems = result.problems.into_iter();
                 return Scan {
-                    problems: problems.filter(|p| p.class != "settling").collect(),
+                    problems: problems.filter(|p| p.kind != Kind::Settling).collect(),
                     ..Scan::default()
                 };
             }
@@ -217,7 +230,7 @@ fn fall_back(err: &watcher::WatchError, config: &WatchConfig, progress: &Progres
 mod tests {
     use super::watch_targets;
     use crate::check::Format;
-    use crate::config::{FileSpec, Layout, Selection};
+    use crate::volume::{FileSpec, Layout, Selection};
     use std::path::PathBuf;
 
     #[test]
@@ -237,7 +250,6 @@ mod tests {
             keys: vec![],
             max_file_size: 1,
             settle: std::time::Duration::ZERO,
-            key_format: Format::Auto,
             tls: crate::check::TlsPolicy::default(),
         };
         let got: Vec<PathBuf> = watch_targets(&sel).into_iter().collect();

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::check::{self, describe_parse_error, Document, Format, Problem};
-use crate::config::{Layout, Selection};
+use super::config::{Layout, Selection};
+use crate::check::{self, describe_parse_error, Document, Format};
+use crate::problem::{Kind, Problem};
 
 use super::read::{read_capped, ReadError, Stamp};
 
@@ -166,7 +167,7 @@ impl Scanner {
                 Err(err) => {
                     self.sightings.remove(&spec.name);
                     out.problems
-                        .push(Problem::new(name, read_class(&err), err.to_string()));
+                        .push(Problem::new(name, read_kind(&err), err.to_string()));
                     continue;
                 }
             };
@@ -182,7 +183,7 @@ impl Scanner {
                 Err(err) => {
                     out.problems.push(Problem::new(
                         name.clone(),
-                        "invalid",
+                        Kind::Invalid,
                         describe_parse_error(&err, contents.bytes.len(), describe_as),
                     ));
                     continue;
@@ -202,7 +203,7 @@ impl Scanner {
                     out.recheck_within(left);
                     out.problems.push(Problem::new(
                         name,
-                        "settling",
+                        Kind::Settling,
                         format!(
                             "unchanged for {}ms of the {}ms settle time \
                              ({} can be cut short and still parse)",
@@ -236,7 +237,7 @@ impl Scanner {
                 .join(", ");
             for key in check::missing_keys(&selection.keys, &refs) {
                 out.problems
-                    .push(Problem::key_missing(subject.clone(), key));
+                    .push(Problem::key_missing(subject.clone(), key.as_str()));
             }
         }
         (out, version)
@@ -277,39 +278,42 @@ fn mount_problem(selection: &Selection) -> Option<Problem> {
             Ok(meta) if meta.is_dir() => return None,
             Ok(_) => return Some(Problem::new(
                 shown,
-                "mount-not-dir",
+                Kind::MountNotDir,
                 "is not a directory; --mount-path must name the directory the volume is mounted at",
             )),
             Err(err) => err,
         };
     let (class, what) = match err.raw_os_error() {
         Some(libc::ENOENT) => (
-            "mount-missing",
+            Kind::MountMissing,
             format!(
                 "directory does not exist yet; waiting for {}",
                 selection.file_names().join(", ")
             ),
         ),
         Some(libc::EACCES) => (
-            "mount-permission",
+            Kind::MountPermission,
             "cannot be reached: permission denied on it or a parent directory \
              (the gate needs search permission on every directory of the path)"
                 .to_owned(),
         ),
         Some(libc::ENAMETOOLONG) => (
-            "mount-invalid",
+            Kind::MountInvalid,
             "path, or a name in it, is too long for this system; use a shorter --mount-path"
                 .to_owned(),
         ),
         Some(libc::ENOTDIR) => (
-            "mount-invalid",
+            Kind::MountInvalid,
             "a parent of this path is not a directory; check --mount-path".to_owned(),
         ),
         Some(libc::ELOOP) => (
-            "mount-invalid",
+            Kind::MountInvalid,
             "path has a symlink loop; check --mount-path".to_owned(),
         ),
-        _ => ("mount-io", format!("cannot be read: {}", io_reason(&err))),
+        _ => (
+            Kind::MountIo,
+            format!("cannot be read: {}", io_reason(&err)),
+        ),
     };
     Some(Problem::new(shown, class, what))
 }
@@ -373,15 +377,15 @@ impl Version {
     }
 }
 
-fn read_class(err: &ReadError) -> &'static str {
+const fn read_kind(err: &ReadError) -> Kind {
     match err {
-        ReadError::Missing => "missing",
-        ReadError::DanglingSymlink => "dangling",
-        ReadError::SymlinkLoop => "loop",
-        ReadError::NotAFile(_) => "not-a-file",
-        ReadError::PermissionDenied { .. } => "permission",
-        ReadError::TooLarge { .. } => "too-large",
-        ReadError::Io(_) => "io",
+        ReadError::Missing => Kind::Missing,
+        ReadError::DanglingSymlink => Kind::Dangling,
+        ReadError::SymlinkLoop => Kind::SymlinkLoop,
+        ReadError::NotAFile(_) => Kind::NotAFile,
+        ReadError::PermissionDenied { .. } => Kind::Permission,
+        ReadError::TooLarge { .. } => Kind::TooLarge,
+        ReadError::Io(_) => Kind::Io,
     }
 }
 
@@ -389,21 +393,21 @@ fn read_class(err: &ReadError) -> &'static str {
 mod tests {
     use super::scan;
     use crate::check::{Format, Key};
-    use crate::config::{FileSpec, Layout, Selection};
+    use crate::volume::{FileSpec, KeyFormat, Layout, Selection};
     use std::path::PathBuf;
 
     fn selection(dir: &std::path::Path, files: &[&str], keys: &str) -> Selection {
         Selection {
             mount: dir.to_path_buf(),
             layout: if files.is_empty() {
-                Layout::KeyPerFile
+                Layout::KeyPerFile(KeyFormat::ByExtension)
             } else {
                 Layout::Files(
                     files
                         .iter()
                         .map(|f| FileSpec {
                             name: PathBuf::from(f),
-                            format: Format::Auto.resolve(std::path::Path::new(f)),
+                            format: Format::by_extension(std::path::Path::new(f)),
                         })
                         .collect(),
                 )
@@ -411,7 +415,6 @@ mod tests {
             keys: Key::parse_list(keys).unwrap_or_default(),
             max_file_size: 1 << 20,
             settle: std::time::Duration::ZERO,
-            key_format: Format::Auto,
             tls: crate::check::TlsPolicy::default(),
         }
     }
@@ -485,8 +488,9 @@ mod tests {
 mod settle_tests {
     use super::{scan, settle, Scanner, Settle, Sighting};
     use crate::check::{Format, Key};
-    use crate::config::{FileSpec, Layout, Selection};
+    use crate::problem::Kind;
     use crate::volume::read::read_capped;
+    use crate::volume::{FileSpec, KeyFormat, Layout, Selection};
     use std::os::unix::fs::symlink;
     use std::time::Duration;
     use tokio::time::Instant;
@@ -501,7 +505,6 @@ mod settle_tests {
             keys: Key::parse_list("A").unwrap(),
             max_file_size: 1 << 20,
             settle: Duration::from_secs(3600),
-            key_format: Format::Auto,
             tls: crate::check::TlsPolicy::default(),
         }
     }
@@ -551,7 +554,7 @@ mod settle_tests {
         std::fs::write(d.join("app.env"), "A=hun").unwrap();
         let s = scan(&selection(d, "app.env", Format::Env));
         assert_eq!(s.problems.len(), 1);
-        assert_eq!(s.problems[0].class, "settling");
+        assert_eq!(s.problems[0].kind, Kind::Settling);
         assert!(s.recheck_in.unwrap() <= Duration::from_secs(3600));
 
         // A JSON object cannot be cut short and still parse: no wait.
@@ -563,7 +566,7 @@ mod settle_tests {
         std::fs::write(d.join("n.json"), "12").unwrap();
         let mut sel = selection(d, "n.json", Format::Json);
         sel.keys.clear();
-        assert_eq!(scan(&sel).problems[0].class, "settling");
+        assert_eq!(scan(&sel).problems[0].kind, Kind::Settling);
     }
 
     #[test]
@@ -575,7 +578,7 @@ mod settle_tests {
         sel.settle = Duration::from_millis(30);
         let mut scanner = Scanner::new();
         let first = scanner.scan(&sel);
-        assert_eq!(first.problems[0].class, "settling");
+        assert_eq!(first.problems[0].kind, Kind::Settling);
         std::thread::sleep(first.recheck_in.unwrap());
         assert!(scanner.scan(&sel).problems.is_empty());
     }
@@ -616,7 +619,7 @@ mod settle_tests {
         std::fs::write(d.join("..data/app.env"), "A=hun").unwrap();
         symlink("..data/app.env", d.join("app.env")).unwrap();
         let s = scan(&selection(d, "app.env", Format::Env));
-        assert_eq!(s.problems[0].class, "settling", "{:?}", s.problems);
+        assert_eq!(s.problems[0].kind, Kind::Settling, "{:?}", s.problems);
     }
 
     #[test]
@@ -633,7 +636,7 @@ mod settle_tests {
         symlink("..data/username", d.join("username")).unwrap();
         symlink("..data/password", d.join("password")).unwrap();
         let mut sel = selection(d, "x", Format::Raw);
-        sel.layout = Layout::KeyPerFile;
+        sel.layout = Layout::KeyPerFile(KeyFormat::ByExtension);
         sel.keys = Key::parse_list("username,password").unwrap();
         let got: Vec<String> = scan(&sel)
             .problems

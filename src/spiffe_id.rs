@@ -1,6 +1,28 @@
-//! Which SPIFFE IDs count as VSecM Safe, by VSecM's own rule.
+//! Which SPIFFE IDs a VSecM prefix variable allows, by VSecM's own rule.
+//! Used for the Safe's ID in safe mode, and by the fake Safe for workload
+//! IDs.
+//!
+//! A leaf module: it depends on nothing else in the crate.
 
 use regex::Regex;
+
+/// VSecM's default `VSECM_SPIFFEID_PREFIX_SAFE`.
+pub const DEFAULT_SAFE_ID: &str =
+    "^spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/[^/]+$";
+
+/// VSecM's default `VSECM_SPIFFEID_PREFIX_WORKLOAD`.
+pub const DEFAULT_WORKLOAD_ID: &str =
+    "^spiffe://vsecm.com/workload/[^/]+/ns/[^/]+/sa/[^/]+/n/[^/]+$";
+
+/// VSecM's workload-ID rule for any trust domain (the default of
+/// `VSECM_SPIFFEID_PREFIX_WORKLOAD` is this for `vsecm.com`).
+#[must_use]
+pub fn workload_id_pattern(trust_domain: &str) -> String {
+    format!(
+        "^spiffe://{}/workload/[^/]+/ns/[^/]+/sa/[^/]+/n/[^/]+$",
+        regex::escape(trust_domain)
+    )
+}
 
 /// Matches a SPIFFE ID against one of VSecM's prefix variables
 /// (`VSECM_SPIFFEID_PREFIX_SAFE`, `VSECM_SPIFFEID_PREFIX_WORKLOAD`).
@@ -8,7 +30,7 @@ use regex::Regex;
 /// VSecM's rule: a value that starts with `^spiffe://<trust domain>/` is a
 /// regular expression; anything else is a literal string prefix.
 #[derive(Debug, Clone)]
-pub struct SafeIdMatcher {
+pub struct SpiffeIdMatcher {
     /// The variable the rule came from, for messages.
     pub variable: &'static str,
     rule: Rule,
@@ -28,7 +50,7 @@ pub enum MatcherError {
     BadRegex(&'static str, String),
 }
 
-impl SafeIdMatcher {
+impl SpiffeIdMatcher {
     pub fn new(
         variable: &'static str,
         prefix: &str,
@@ -68,8 +90,7 @@ impl SafeIdMatcher {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::SafeIdMatcher;
+    use super::{workload_id_pattern, SpiffeIdMatcher, DEFAULT_SAFE_ID, DEFAULT_WORKLOAD_ID};
 
     const SAFE: &str =
         "spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/vsecm-safe-0";
@@ -77,8 +98,7 @@ mod tests {
 
     #[test]
     fn vsecm_rule_table() {
-        let default_regex =
-            "^spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/[^/]+$";
+        let default_regex = DEFAULT_SAFE_ID;
         let literal = "spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/";
         // (prefix, trust domain, id, matches)
         let table = [
@@ -97,8 +117,12 @@ mod tests {
                 true,
             ),
         ];
+        assert_eq!(
+            workload_id_pattern("vsecm.com").replace('\\', ""),
+            DEFAULT_WORKLOAD_ID
+        );
         for (prefix, td, id, want) in table {
-            let m = SafeIdMatcher::new("VSECM_SPIFFEID_PREFIX_SAFE", prefix, td).unwrap();
+            let m = SpiffeIdMatcher::new("VSECM_SPIFFEID_PREFIX_SAFE", prefix, td).unwrap();
             assert_eq!(m.matches(id), want, "{prefix} {td} {id}");
         }
     }
@@ -106,7 +130,7 @@ mod tests {
     #[test]
     fn bad_input_is_rejected() {
         let v = "VSECM_SPIFFEID_PREFIX_SAFE";
-        assert!(SafeIdMatcher::new(v, "", "vsecm.com").is_err());
-        assert!(SafeIdMatcher::new(v, "^spiffe://vsecm.com/(", "vsecm.com").is_err());
+        assert!(SpiffeIdMatcher::new(v, "", "vsecm.com").is_err());
+        assert!(SpiffeIdMatcher::new(v, "^spiffe://vsecm.com/(", "vsecm.com").is_err());
     }
 }

@@ -1,0 +1,163 @@
+//! What happens after the first ready (`-- CMD`, `--keep-running` and its
+//! flags), validated.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{AfterArgs, SafeArgs};
+use crate::safe::Output;
+use crate::sidecar::notify::Targets;
+use crate::sidecar::{After, KeepRunning, OnDelete};
+
+use super::{bad, ConfigError};
+
+/// Validates the after-ready flags of `watch` and `safe` (`safe` also
+/// gives its own `--keep-running` flags).
+pub(super) fn after(after: &AfterArgs, safe: Option<&SafeArgs>) -> Result<After, ConfigError> {
+    let exec = (!after.command.is_empty()).then(|| after.command.clone());
+    if !after.keep_running {
+        let stray = [
+            (after.listen.is_some(), "--listen"),
+            (!after.on_change_url.is_empty(), "--on-change-url"),
+            (after.on_change_signal.is_some(), "--on-change-signal"),
+        ];
+        if let Some((_, flag)) = stray.iter().find(|(set, _)| *set) {
+            return Err(bad(format!(
+                "{flag} needs --keep-running (SECRET_GATE_KEEP_RUNNING=true): without it the gate exits once ready"
+            )));
+        }
+        return Ok(After {
+            keep_running: None,
+            exec,
+        });
+    }
+    if exec.is_some() {
+        return Err(bad(
+            "--keep-running and `-- CMD` cannot be combined: exec replaces the gate, so nothing \
+             would keep running; run the gate as a native sidecar, or exec the app without --keep-running",
+        ));
+    }
+    let keep = keep_running(after, safe).map_err(bad)?;
+    Ok(After {
+        keep_running: Some(keep),
+        exec: None,
+    })
+}
+
+fn keep_running(after: &AfterArgs, safe: Option<&SafeArgs>) -> Result<KeepRunning, String> {
+    let listen = after.listen.as_deref().map(parse_listen).transpose()?;
+    let mut urls = Vec::new();
+    for text in after
+        .on_change_url
+        .iter()
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+    {
+        urls.push(parse_url(text)?);
+    }
+    let signal = match (&after.on_change_signal, &after.signal_process) {
+        (Some(sig), Some(name)) => {
+            let signal = crate::sidecar::notify::parse_signal(sig)
+                .map_err(|e| format!("--on-change-signal: {e}"))?;
+            if name.trim().is_empty() {
+                return Err("--signal-process is empty: give the app's process name".to_owned());
+            }
+            Some((signal, name.trim().to_owned()))
+        }
+        _ => None,
+    };
+    if after.on_change_timeout.is_zero() {
+        return Err("--on-change-timeout must be more than 0".to_owned());
+    }
+    let (sync_interval, on_delete, fallback_output) = match safe {
+        Some(a) => {
+            if a.sync_interval.is_zero() {
+                return Err(
+                    "VSECM_SIDECAR_POLL_INTERVAL / --sync-interval must be more than 0".to_owned(),
+                );
+            }
+            let fallback = match (&a.output, &a.output_dir) {
+                (None, None) => std::env::var_os("VSECM_SIDECAR_SECRETS_PATH")
+                    .filter(|v| !v.is_empty())
+                    .map(|path| Output::File {
+                        path: PathBuf::from(path),
+                        mode: a.file_mode,
+                    }),
+                _ => None,
+            };
+            (a.sync_interval, a.on_delete.into(), fallback)
+        }
+        None => (Duration::from_secs(20), OnDelete::Keep, None),
+    };
+    Ok(KeepRunning {
+        listen,
+        targets: Targets {
+            urls,
+            signal,
+            attempt_timeout: after.on_change_timeout,
+            retries: after.on_change_retries,
+            retry_base: Duration::from_millis(250),
+        },
+        sync_interval,
+        on_delete,
+        fallback_output,
+    })
+}
+
+/// `ADDR:PORT`, `[v6]:PORT`, or `:PORT` for every IPv4 address.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let t = text.trim();
+    let full = if t.starts_with(':') {
+        format!("0.0.0.0{t}")
+    } else {
+        t.to_owned()
+    };
+    full.parse().map_err(|_| {
+        format!("--listen {t:?} is not ADDR:PORT: write e.g. 0.0.0.0:8080 (the pod IP, for kubelet probes) or 127.0.0.1:8080")
+    })
+}
+
+fn parse_url(text: &str) -> Result<http::Uri, String> {
+    let bad = |why: &str| {
+        format!("--on-change-url {text:?} {why}: write e.g. http://127.0.0.1:9090/-/reload")
+    };
+    // Credentials would reach every notification's log line: refuse them,
+    // without echoing the URL.
+    let authority = text.split("://").nth(1).unwrap_or(text).split('/').next();
+    if authority.is_some_and(|a| a.contains('@')) {
+        return Err(
+            "--on-change-url must not carry credentials (user:password@host): \
+                    they would be logged; put the app's reload endpoint on the pod's loopback"
+                .to_owned(),
+        );
+    }
+    let uri: http::Uri = text.parse().map_err(|_| bad("is not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(bad(
+            "must be http:// (the app in the same pod, as with configmap-reload)",
+        ));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("has no host"));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    #[test]
+    fn webhook_urls() {
+        assert!(parse_url("http://127.0.0.1:9090/-/reload").is_ok());
+        for bad in ["https://app/-/reload", "http:///x", "not a url"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+        let err = parse_url("http://admin:s3cr3t@app:9090/-/reload").unwrap_err();
+        assert!(
+            err.contains("credentials") && !err.contains("s3cr3t"),
+            "{err}"
+        );
+    }
+}
