@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::report::{default_termination_log, write_termination_log};
 use crate::signals::Signals;
-use crate::{cli, exec, logging, run, sidecar};
+use crate::{cli, exec, logging, run};
 
 /// The whole program. A usage error (exit 2) is also written to the
 /// termination log, since a bad value in a manifest is the likeliest
@@ -82,7 +82,7 @@ fn start(config: &Config) -> ExitCode {
             }
         };
         match &config.after.keep_running {
-            Some(keep) => sidecar::run(config, keep, signals.recv()).await,
+            Some(keep) => run::keep_running::run(config, keep, signals.recv()).await,
             None => run::run(config, signals.recv()).await,
         }
     });

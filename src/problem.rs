@@ -1,5 +1,5 @@
 //! The diagnosis vocabulary: one reason the gate is not ready, and the
-//! kinds of reason. Every source reports in these terms; [`crate::report`]
+//! kinds of reason. Every source reports in these terms; the report module
 //! turns them into progress logs and the termination-log diagnosis.
 //!
 //! A leaf module: it depends on nothing else in the crate.

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 /// A secret's format. `--format auto` is not one: it chooses one of these
 /// by a file's extension ([`Format::by_extension`]) or, in safe mode, by
-/// sniffing the secret ([`crate::safe::SecretFormat`]).
+/// sniffing the secret (safe mode's `SecretFormat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// A JSON object; also VSecM's older JSON array of strings, and any

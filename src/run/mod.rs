@@ -1,6 +1,8 @@
 //! The one place that decides when to stop: ready, deadline or signal.
 //! [`run`] races them for `watch`, `check` and `safe`;
-//! [`crate::sidecar::run`] is its keep-running counterpart.
+//! [`keep_running::run`] is its counterpart for `--keep-running`.
+
+pub mod keep_running;
 
 use std::future::Future;
 use std::time::Duration;
