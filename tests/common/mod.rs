@@ -78,6 +78,14 @@ pub fn mkfifo(path: &Path) {
     Gate::program("mkfifo").arg(path).run().assert_code(0);
 }
 
+/// A free loopback port: bind to port 0, note it, release it.
+#[must_use]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or_else(|e| panic!("no free loopback port: {e}"), |a| a.port())
+}
+
 /// Sets the permission bits of `path`.
 pub fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -288,6 +296,14 @@ impl Gate {
         self.line
             .insert(0, format!("(in {})", dir.as_ref().display()));
         self.cmd.current_dir(dir);
+        self
+    }
+
+    /// Names where the command came from (a manifest, a table row) in
+    /// every failure message about it.
+    #[must_use]
+    pub fn context(mut self, what: impl std::fmt::Display) -> Self {
+        self.line.insert(0, format!("[{what}]"));
         self
     }
 
