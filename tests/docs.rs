@@ -19,6 +19,11 @@ fn help(args: &[&str]) -> String {
 
 /// Checks (or with `UPDATE_DOCS=1` rewrites) the text between
 /// `<!-- BEGIN name -->` and `<!-- END name -->` in `file`.
+#[expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn check_block(file: &str, name: &str, body: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(&path).unwrap();

@@ -18,7 +18,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    assert_log_contains, assert_log_lacks, assert_no_canary, Fixture, Gate, CANARY, HANG_LIMIT,
+    assert_log_contains, assert_log_lacks, assert_no_canary, free_port, Fixture, Gate, CANARY,
+    HANG_LIMIT,
 };
 use fake::FakeSafe;
 
@@ -42,19 +43,18 @@ fn gate(fake: &FakeSafe, fx: &Fixture) -> Gate {
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// A free loopback port: bind to port 0, note it, release it.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()

@@ -19,21 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    assert_log_contains, assert_no_canary, wait_until, AtomicWriter, Fixture, Gate, Running,
-    TornWriter, CANARY, HANG_LIMIT, READY_TIMEOUT,
+    assert_log_contains, assert_no_canary, free_port, wait_until, AtomicWriter, Fixture, Gate,
+    Running, TornWriter, CANARY, HANG_LIMIT, READY_TIMEOUT,
 };
 use fake::FakeSafe;
 
 /// Bound on every wait for a state the gate should reach.
 const LIMIT: Duration = Duration::from_secs(15);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A plain HTTP/1.1 GET; the status and the body.
 fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
@@ -56,6 +48,10 @@ fn status(addr: SocketAddr, path: &str) -> Option<u16> {
 }
 
 /// `/metrics`, parsed with a Prometheus text-format parser.
+#[expect(
+    clippy::expect_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn metrics(addr: SocketAddr) -> (prometheus_parse::Scrape, String) {
     let (code, body) = get(addr, "/metrics").expect("GET /metrics");
     assert_eq!(code, 200);
@@ -89,6 +85,10 @@ struct Webhook {
 }
 
 impl Webhook {
+    #[expect(
+        clippy::unwrap_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn start(statuses: &[u16]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -141,6 +141,10 @@ impl Webhook {
         format!("http://{}/-/reload", self.addr)
     }
 
+    #[expect(
+        clippy::unwrap_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn count(&self) -> usize {
         self.requests.lock().unwrap().len()
     }
@@ -614,6 +618,10 @@ struct Target {
 const TARGET_NAME: &str = "sg-hup-target";
 
 impl Target {
+    #[expect(
+        clippy::unwrap_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn start(dir: &Path) -> Self {
         let shell = dir.join(TARGET_NAME);
         std::fs::copy("/bin/sh", &shell).unwrap();

@@ -1011,11 +1011,11 @@ fn assert_never_leaks(file: &str, format: &str, content: &str, keys: &str, want:
         let run = gate.run();
         let what = format!("{file} {content:?} keys {keys:?}");
         assert_eq!(run.code(), Some(want), "{what}\n{}", run.dump());
-        let context = format!("{what}\n{}", run.dump());
-        assert_no_canary(&run.stdout, "stdout", &context);
-        assert_no_canary(&run.stderr, "stderr", &context);
+        let shown = format!("{what}\n{}", run.dump());
+        assert_no_canary(&run.stdout, "stdout", &shown);
+        assert_no_canary(&run.stderr, "stderr", &shown);
         let log = fx.log();
-        assert_no_canary(&log, "termination log", &context);
+        assert_no_canary(&log, "termination log", &shown);
         if want != 0 {
             assert!(!log.is_empty(), "no diagnosis: {what}\n{}", run.dump());
         }
