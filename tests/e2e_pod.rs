@@ -52,7 +52,7 @@ use std::process::ExitStatus;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{chmod, pause, Gate, Running};
+use common::{assert_no_canary, chmod, pause, Gate, Running, CANARY};
 use fake::FakeSafe;
 use serde_json::{json, Value};
 
@@ -1029,7 +1029,7 @@ fn keep_running_gate_answers_probes_from_the_host() {
         chmod(&tmp, 0o644);
         fs::rename(&tmp, secrets.join("secrets.json")).expect("rename");
     };
-    write(r#"{"username":"admin","password":"e2e-CANARY-pw"}"#);
+    write(&format!(r#"{{"username":"admin","password":"{CANARY}"}}"#));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -1076,17 +1076,20 @@ fn keep_running_gate_answers_probes_from_the_host() {
     assert_eq!(http_status(port, "/other").map(|(s, _)| s), Some(404));
     write(r#"{"username":"admin"}"#);
     wait_http(&pod, port, "/readyz", 503);
-    write(r#"{"username":"admin","password":"e2e-CANARY-pw2"}"#);
+    write(&format!(
+        r#"{{"username":"admin","password":"{CANARY}-2"}}"#
+    ));
     wait_http(&pod, port, "/readyz", 200);
     let (status, metrics) = http_status(port, "/metrics").expect("GET /metrics");
     assert_eq!(status, 200);
     assert!(metrics.contains("secret_gate_ready 1"), "{metrics}");
-    assert!(!metrics.contains("CANARY"), "{metrics}");
+    assert_no_canary(&metrics, "/metrics", "");
     let logs = pod.logs("gate");
     let text = format!("{}{}", logs.stdout, logs.stderr);
     assert!(
-        text.contains("not ready any more") && !text.contains("CANARY"),
+        text.contains("not ready any more"),
         "{}",
         logs.describe("podman logs gate")
     );
+    assert_no_canary(&text, "the gate's logs", &logs.describe("podman logs gate"));
 }
