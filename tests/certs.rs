@@ -4,7 +4,6 @@
 //!
 //! Every run has a `--timeout` or is a `check`, and every wait in the test
 //! is bounded. Nothing asserts speed.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 #[path = "common/pki.rs"]
@@ -12,20 +11,14 @@ mod pki;
 
 use std::time::Duration;
 
-use common::{pause, AtomicWriter, Finished, Fixture, TornWriter, HANG_LIMIT, READY_TIMEOUT};
+use common::{
+    assert_log_contains, assert_log_lacks, pause, AtomicWriter, Fixture, TornWriter, HANG_LIMIT,
+    READY_TIMEOUT,
+};
 use pki::{ca, leaf, valid_leaf, Alg, Encoding, Key};
 
 /// How long a writer leaves the gate alone between two steps.
 const STEP_MS: u64 = 300;
-
-fn assert_log_contains(fx: &Fixture, needle: &str, run: &Finished) {
-    let log = fx.log();
-    assert!(
-        log.contains(needle),
-        "termination log lacks {needle:?}\n--- log ---\n{log}\n{}",
-        run.dump()
-    );
-}
 
 fn p256() -> Key {
     Key::new(Alg::EcdsaP256)
@@ -122,7 +115,7 @@ fn key_pairs_from_the_environment() {
         "- b.key: does not match the certificate in b.crt",
         &run,
     );
-    assert!(!fx.log().contains("a.key"), "{}", fx.log());
+    assert_log_lacks(&fx, "a.key", &run);
 
     let run = fx
         .check()
@@ -447,16 +440,18 @@ fn private_key_bytes_never_appear_in_any_output_at_trace() {
 // Safe mode
 // ---------------------------------------------------------------------------
 
-#[cfg(feature = "fake-safe")]
 #[path = "common/fake.rs"]
+#[expect(
+    clippy::expect_used,
+    reason = "the fake Safe's helpers fail the test with expect(); they are test code, not the product"
+)]
 mod fake;
 
-#[cfg(feature = "fake-safe")]
 mod safe {
-    use super::common::{Fixture, Gate};
+    use super::common::{assert_log_contains, Fixture, Gate};
     use super::fake::FakeSafe;
+    use super::p256;
     use super::pki::{leaf, valid_leaf, Encoding};
-    use super::{assert_log_contains, p256};
 
     fn gate(fake: &FakeSafe, fx: &Fixture) -> Gate {
         Gate::new("safe")

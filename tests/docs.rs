@@ -2,26 +2,28 @@
 //! carry the verbatim `--help` text, and docs/secret-gate.1 is the man page
 //! generated from the same clap definition. Run with `UPDATE_DOCS=1` (or
 //! `make docs`) to rewrite them after changing a flag.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use clap::{CommandFactory, Parser};
+use common::Gate;
 
 fn help(args: &[&str]) -> String {
     // A clean environment, so `[env: X=value]` shows no local values.
-    let out = Command::new(env!("CARGO_BIN_EXE_secret-gate"))
-        .args(args)
-        .env_clear()
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{args:?}");
-    String::from_utf8(out.stdout).unwrap()
+    let out = Gate::binary().env_clear().args(args).run();
+    out.assert_code(0);
+    out.stdout
 }
 
 /// Checks (or with `UPDATE_DOCS=1` rewrites) the text between
 /// `<!-- BEGIN name -->` and `<!-- END name -->` in `file`.
+#[expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn check_block(file: &str, name: &str, body: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(&path).unwrap();

@@ -33,24 +33,26 @@
 //!
 //! podman reads [`tests/e2e/containers.conf`](e2e/containers.conf) through
 //! `CONTAINERS_CONF`, unless the environment already names a file.
-#![cfg(feature = "fake-safe")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-// Not `mod common;`: this file needs only two one-line helpers from it
-// (below), and so builds whether or not tests/common/mod.rs is committed.
+mod common;
 #[path = "common/fake.rs"]
+#[expect(
+    clippy::expect_used,
+    reason = "the fake Safe's helpers fail the test with expect(); they are test code, not the product"
+)]
 mod fake;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{Read as _, Seek as _, Write as _};
-use std::os::unix::fs::{symlink, MetadataExt as _, PermissionsExt as _};
+use std::io::Write as _;
+use std::os::unix::fs::{symlink, MetadataExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{assert_no_canary, chmod, pause, Gate, Running, CANARY};
 use fake::FakeSafe;
 use serde_json::{json, Value};
 
@@ -85,12 +87,10 @@ fn containers_conf() -> OsString {
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/containers.conf").into())
 }
 
-fn podman_command(args: &[&str]) -> Command {
-    let mut cmd = Command::new("podman");
-    cmd.args(args)
+fn podman_command(args: &[&str]) -> Gate {
+    Gate::program("podman")
+        .args(args)
         .env("CONTAINERS_CONF", containers_conf())
-        .stdin(Stdio::null());
-    cmd
 }
 
 /// A finished (or killed) command.
@@ -120,46 +120,22 @@ impl Ran {
     }
 }
 
-fn read_back(mut file: File) -> String {
-    let mut bytes = Vec::new();
-    let _ = file.rewind();
-    let _ = file.read_to_end(&mut bytes);
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Runs `cmd`, killing it after `limit`. Output goes to anonymous temp
-/// files, so a chatty command cannot block on a full pipe. Never panics:
+/// Runs `cmd`, killing it after `limit`. Never panics on the command's
+/// account (a command that cannot start is reported in the result):
 /// cleanup code uses it too.
-fn run_limited(cmd: &mut Command, limit: Duration) -> Ran {
-    let files = (|| Ok::<_, std::io::Error>((tempfile::tempfile()?, tempfile::tempfile()?)))();
-    let (out, err) = match files {
-        Ok(files) => files,
-        Err(e) => return not_started(&format!("temp file: {e}")),
+fn run_limited(cmd: Gate, limit: Duration) -> Ran {
+    let mut running = match cmd.try_spawn() {
+        Ok(running) => running,
+        Err(e) => return not_started(&format!("cannot start podman: {e}")),
     };
-    let child = match (out.try_clone(), err.try_clone()) {
-        (Ok(o), Ok(e)) => cmd.stdout(o).stderr(e).spawn(),
-        (Err(e), _) | (_, Err(e)) => Err(e),
-    };
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) => return not_started(&format!("cannot start {:?}: {e}", cmd.get_program())),
-    };
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => pause(20),
-            Ok(None) | Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
+    let status = running.exit_within(limit);
+    if status.is_none() {
+        running.kill();
+    }
     Ran {
         status,
-        stdout: read_back(out),
-        stderr: read_back(err),
+        stdout: running.stdout(),
+        stderr: running.stderr(),
     }
 }
 
@@ -173,7 +149,7 @@ fn not_started(why: &str) -> Ran {
 
 /// `podman <args>`, bounded by [`PODMAN_LIMIT`].
 fn podman(args: &[&str]) -> Ran {
-    run_limited(&mut podman_command(args), PODMAN_LIMIT)
+    run_limited(podman_command(args), PODMAN_LIMIT)
 }
 
 /// `podman <args>`; panics with its output unless it succeeds.
@@ -347,6 +323,10 @@ fn pod(
 
 /// The pod as YAML, checked field by field against the Kubernetes types so
 /// that a misspelt field fails here instead of being ignored by podman.
+#[expect(
+    clippy::expect_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn to_yaml(pod: &Value) -> String {
     let yaml = serde_yaml_ng::to_string(pod).expect("pod to YAML");
     let mut unknown = Vec::new();
@@ -384,8 +364,7 @@ struct Event {
 struct Pod {
     name: String,
     dir: PathBuf,
-    play: Option<Child>,
-    play_status: Option<ExitStatus>,
+    play: Running,
     started: Instant,
     /// A second before `kube play` started, for `podman events --since`.
     since_unix_s: u64,
@@ -393,7 +372,11 @@ struct Pod {
 
 impl Pod {
     /// Writes `spec` to `<dir>/pod.yaml` and starts `podman kube play
-    /// --replace` on it, with its output in `<dir>/play.{stdout,stderr}`.
+    /// --replace` on it.
+    #[expect(
+        clippy::expect_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn play(spec: &Value, dir: &Path) -> Self {
         let name = spec["metadata"]["name"]
             .as_str()
@@ -402,21 +385,16 @@ impl Pod {
         let yaml_path = dir.join("pod.yaml");
         fs::write(&yaml_path, to_yaml(spec)).expect("write pod.yaml");
         let since_unix_s = unix_ns(SystemTime::now()) / 1_000_000_000 - 1;
-        let stdout = File::create(dir.join("play.stdout")).expect("play.stdout");
-        let stderr = File::create(dir.join("play.stderr")).expect("play.stderr");
         let yaml_arg = yaml_path.to_string_lossy().into_owned();
-        let child = podman_command(&["kube", "play", "--replace", &yaml_arg])
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
+        let play = podman_command(&["kube", "play", "--replace", &yaml_arg])
+            .try_spawn()
             .unwrap_or_else(|e| {
                 panic!("podman cannot run containers here: cannot start podman: {e}")
             });
         Self {
             name,
             dir: dir.to_path_buf(),
-            play: Some(child),
-            play_status: None,
+            play,
             started: Instant::now(),
             since_unix_s: u64::try_from(since_unix_s).expect("time"),
         }
@@ -428,43 +406,41 @@ impl Pod {
 
     /// True while `podman kube play` has not exited.
     fn playing(&mut self) -> bool {
-        if self.play_status.is_none() {
-            if let Some(child) = self.play.as_mut() {
-                self.play_status = child.try_wait().expect("try_wait kube play");
-            }
-        }
-        self.play_status.is_none()
+        self.play.is_running()
+    }
+
+    /// How `podman kube play` exited; `None` while it runs.
+    fn play_status(&mut self) -> Option<ExitStatus> {
+        self.play.exit_within(Duration::ZERO)
     }
 
     /// Waits for `podman kube play` to exit, at most [`PLAY_LIMIT`] after
     /// it started; on a hang, kills it and panics with a report.
     fn wait_play(&mut self) -> ExitStatus {
-        while self.playing() {
-            if self.started.elapsed() >= PLAY_LIMIT {
-                if let Some(child) = self.play.as_mut() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-                panic!(
-                    "podman kube play did not finish within {PLAY_LIMIT:?}; killed it\n{}",
-                    self.report()
-                );
-            }
-            pause(50);
+        let left = PLAY_LIMIT.saturating_sub(self.started.elapsed());
+        if let Some(status) = self.play.exit_within(left) {
+            return status;
         }
-        self.play_status.expect("exited")
+        self.play.kill();
+        panic!(
+            "podman kube play did not finish within {PLAY_LIMIT:?}; killed it\n{}",
+            self.report()
+        );
     }
 
     fn play_output(&self) -> String {
-        let read = |name: &str| fs::read_to_string(self.dir.join(name)).unwrap_or_default();
         format!(
             "--- kube play stdout ---\n{}\n--- kube play stderr ---\n{}",
-            read("play.stdout").trim_end(),
-            read("play.stderr").trim_end()
+            self.play.stdout().trim_end(),
+            self.play.stderr().trim_end()
         )
     }
 
     /// The container's state; `None` if there is no such container.
+    #[expect(
+        clippy::expect_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn state(&self, container: &str) -> Option<State> {
         let name = self.container(container);
         let ran = podman(&[
@@ -516,10 +492,10 @@ impl Pod {
                 state => state.is_some(),
             };
             let playing = self.playing();
+            let play_status = self.play_status();
             assert!(
-                playing || self.play_status.is_some_and(|s| s.success()),
-                "podman kube play failed ({:?}) before {container} was {status}\n{}",
-                self.play_status,
+                playing || play_status.is_some_and(|s| s.success()),
+                "podman kube play failed ({play_status:?}) before {container} was {status}\n{}",
                 self.report()
             );
             // podman removes an init container once it has exited 0.
@@ -613,12 +589,7 @@ impl Pod {
 
 impl Drop for Pod {
     fn drop(&mut self) {
-        if let Some(mut child) = self.play.take() {
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        }
+        self.play.kill();
         let removed = podman(&["pod", "rm", "--force", "--time", "0", &self.name]);
         if !removed.ok() && !removed.stderr.contains("no pod with name") {
             eprintln!(
@@ -640,6 +611,10 @@ struct TestDir {
 }
 
 impl TestDir {
+    #[expect(
+        clippy::expect_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn new() -> Self {
         let root = tempfile::Builder::new()
             .prefix("secret-gate-e2e.")
@@ -678,15 +653,10 @@ fn pod_name(test: &str) -> String {
     format!("secret-gate-e2e-{test}-{}", std::process::id())
 }
 
-fn pause(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
-}
-
+#[expect(
+    clippy::expect_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn unix_ns(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
@@ -742,6 +712,10 @@ struct TornWrite {
 /// Writes `secrets.json` the way a sidecar without `rename` does: create
 /// (truncate), half the document, a pause, the rest. Checks between the
 /// steps that the app has not started and `kube play` still waits.
+#[expect(
+    clippy::expect_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn torn_write(pod: &mut Pod, dir: &TestDir) -> TornWrite {
     let head = r#"{"username":"admin","pass"#;
     let tail = r#"word":"e2e-pw"}"#;
@@ -862,7 +836,7 @@ fn a_gate_that_times_out_keeps_the_app_from_ever_starting() {
         "kube play succeeded without a secret\n{}",
         pod.report()
     );
-    let play_stderr = fs::read_to_string(dir.path().join("play.stderr")).unwrap_or_default();
+    let play_stderr = pod.play.stderr();
     assert!(
         play_stderr.contains("exited with code 1"),
         "kube play should report the gate's exit code 1 (not ready)\n{}",
@@ -1055,7 +1029,7 @@ fn keep_running_gate_answers_probes_from_the_host() {
         chmod(&tmp, 0o644);
         fs::rename(&tmp, secrets.join("secrets.json")).expect("rename");
     };
-    write(r#"{"username":"admin","password":"e2e-CANARY-pw"}"#);
+    write(&format!(r#"{{"username":"admin","password":"{CANARY}"}}"#));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -1102,17 +1076,20 @@ fn keep_running_gate_answers_probes_from_the_host() {
     assert_eq!(http_status(port, "/other").map(|(s, _)| s), Some(404));
     write(r#"{"username":"admin"}"#);
     wait_http(&pod, port, "/readyz", 503);
-    write(r#"{"username":"admin","password":"e2e-CANARY-pw2"}"#);
+    write(&format!(
+        r#"{{"username":"admin","password":"{CANARY}-2"}}"#
+    ));
     wait_http(&pod, port, "/readyz", 200);
     let (status, metrics) = http_status(port, "/metrics").expect("GET /metrics");
     assert_eq!(status, 200);
     assert!(metrics.contains("secret_gate_ready 1"), "{metrics}");
-    assert!(!metrics.contains("CANARY"), "{metrics}");
+    assert_no_canary(&metrics, "/metrics", "");
     let logs = pod.logs("gate");
     let text = format!("{}{}", logs.stdout, logs.stderr);
     assert!(
-        text.contains("not ready any more") && !text.contains("CANARY"),
+        text.contains("not ready any more"),
         "{}",
         logs.describe("podman logs gate")
     );
+    assert_no_canary(&text, "the gate's logs", &logs.describe("podman logs gate"));
 }

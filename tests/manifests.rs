@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The example manifests under `manifests/` are part of the product: people
 //! copy them. These tests read every YAML document there into the real
 //! Kubernetes types (k8s-openapi) and fail on any field the types do not
@@ -13,8 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
@@ -24,8 +22,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+mod common;
 #[path = "common/pki.rs"]
 mod pki;
+
+use common::Gate;
 
 /// The user every container runs as (distroless "nonroot").
 const NONROOT: i64 = 65532;
@@ -107,6 +108,10 @@ fn manifests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests")
 }
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -130,6 +135,10 @@ fn is_kustomization(path: &Path) -> bool {
 
 /// Splits a multi-document YAML file at `---` lines and drops documents that
 /// hold only comments.
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn documents(text: &str) -> Vec<String> {
     let mut docs = vec![String::new()];
     for line in text.lines() {
@@ -163,6 +172,10 @@ fn strict<T: DeserializeOwned>(doc: &str, origin: &str) -> T {
     value
 }
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn load_all() -> Vec<Doc> {
     let root = manifests_dir();
     let mut out = Vec::new();
@@ -217,6 +230,10 @@ struct PodRef<'a> {
     spec: &'a PodSpec,
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn pods(docs: &[Doc]) -> Vec<PodRef<'_>> {
     let mut out = Vec::new();
     for doc in docs {
@@ -328,6 +345,10 @@ impl GateArgs {
         }
     }
 
+    #[expect(
+        clippy::expect_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn subcommand(&self) -> &str {
         self.args
             .iter()
@@ -337,6 +358,10 @@ impl GateArgs {
     }
 
     /// The values of `--flag` (as `--flag=v` or `--flag v`), else of `env`.
+    #[expect(
+        clippy::expect_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn values(&self, flag: &str, env: &str) -> Vec<String> {
         let mut out = Vec::new();
         let mut it = self.args.iter();
@@ -432,6 +457,10 @@ impl GateArgs {
     }
 
     /// Where the gate's output goes in safe mode: --output's directory or --output-dir.
+    #[expect(
+        clippy::unwrap_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn output_dir(&self) -> Option<String> {
         self.value("--output-dir", "SECRET_GATE_OUTPUT_DIR")
             .or_else(|| {
@@ -446,6 +475,10 @@ impl GateArgs {
     }
 
     /// The path whose volume carries the secret to the app.
+    #[expect(
+        clippy::expect_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn secret_path(&self) -> String {
         match self.subcommand() {
             "watch" | "check" => self.mount_path().expect("watch gate without --mount-path"),
@@ -673,6 +706,10 @@ fn check_resources(at: &str, c: &Container) {
     }
 }
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn millicores(q: &str) -> u64 {
     match q.strip_suffix('m') {
         Some(m) => m.parse().unwrap(),
@@ -680,6 +717,10 @@ fn millicores(q: &str) -> u64 {
     }
 }
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn bytes(q: &str) -> u64 {
     for (suffix, scale) in [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)] {
         if let Some(n) = q.strip_suffix(suffix) {
@@ -784,6 +825,10 @@ fn native_sidecars_come_before_the_gate_and_no_writer_is_a_regular_container() {
 /// A keep-running gate serves /readyz on the port its probes use: a
 /// startupProbe (holds later containers back until ready) and a
 /// readinessProbe (takes the pod out of endpoints while broken).
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn check_probes(origin: &str, gate: &Container) {
     let args = GateArgs::of(gate);
     let listen = args
@@ -1032,6 +1077,10 @@ fn spiffe_ids_name_the_workload_and_are_scoped_to_its_namespace() {
 
 /// A `ClusterSPIFFEID` selects exactly its example's pod, in its namespace,
 /// and renders to an ID from which Safe reads a fixed workload name.
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn check_cluster_spiffe_id(
     doc: &Doc,
     id: &ClusterSpiffeId,
@@ -1103,32 +1152,16 @@ fn check_cluster_spiffe_id(
 // The real binary accepts every gate's arguments
 // ---------------------------------------------------------------------------
 
-/// Runs secret-gate with exactly `args`/`env` (nothing inherited) and returns
-/// its exit code; fails the test if it runs longer than a bound.
+/// secret-gate with exactly `args`/`env` (nothing inherited), not started.
+fn gate(args: &GateArgs) -> Gate {
+    Gate::binary().env_clear().envs(&args.env).args(&args.args)
+}
+
+/// Runs secret-gate with exactly `args`/`env` and returns its exit code and
+/// stderr; fails the test if it runs longer than 30 s.
 fn run_gate(args: &GateArgs) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_secret-gate"))
-        .args(&args.args)
-        .env_clear()
-        .envs(&args.env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-            return (status.code().unwrap_or(-1), stderr);
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("secret-gate {:?} ran for more than 30s", args.args);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let done = gate(args).spawn().wait(Duration::from_secs(30));
+    (done.code().unwrap_or(-1), done.stderr)
 }
 
 /// A CA, and a leaf with its key issued by it: PEM files a gate that
@@ -1168,6 +1201,10 @@ impl Tls {
 }
 
 /// Writes files under `dir` that satisfy the gate's selection.
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn fill_ready(dir: &Path, args: &GateArgs) {
     let keys = args.required_keys();
     for k in &keys {
@@ -1269,6 +1306,10 @@ fn the_binary_accepts_every_gates_arguments() {
 
 /// A volume gate exits 0 on a mount that holds what it asks for, and 1 (with
 /// a diagnosis) on an empty one at its deadline; never 2, a usage error.
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn run_volume_gate(at: &str, manifest: &GateArgs, tmp: &Path) {
     let termination_log = tmp.join("termination-log");
     let base = manifest.with(
@@ -1311,6 +1352,10 @@ fn run_volume_gate(at: &str, manifest: &GateArgs, tmp: &Path) {
 
 /// A keep-running volume gate on a ready mount logs "ready" and keeps
 /// running until SIGTERM (143); on an empty one it gives up at its deadline.
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn run_keep_running_gate(at: &str, manifest: &GateArgs, tmp: &Path) {
     let ready = tmp.join("ready");
     fs::create_dir(&ready).unwrap();
@@ -1326,54 +1371,16 @@ fn run_keep_running_gate(at: &str, manifest: &GateArgs, tmp: &Path) {
             "SECRET_GATE_MOUNT_PATH",
             ready.to_str().unwrap(),
         );
-    let stderr_path = tmp.join("stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_secret-gate"))
-        .args(&args.args)
-        .env_clear()
-        .envs(&args.env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = fs::read_to_string(&stderr_path).unwrap_or_default();
-        if log.contains("keeping running until SIGTERM") {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "{at}: {:?} exited with {status} on a ready mount\n{log}",
-                args.args
-            );
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("{at}: {:?} never became ready\n{log}", args.args);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("{at}: did not exit on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert_eq!(code, Some(143), "{at}: SIGTERM while keeping running");
+    let mut running = gate(&args).context(at).spawn();
+    running.expect_stderr("keeping running until SIGTERM");
+    running.signal("TERM");
+    let done = running.wait(Duration::from_secs(10));
+    assert_eq!(
+        done.code(),
+        Some(143),
+        "{at}: SIGTERM while keeping running\n{}",
+        done.dump()
+    );
 
     // Nothing there: it gives up at the deadline with 1.
     let empty = tmp.join("empty");
@@ -1391,6 +1398,10 @@ fn run_keep_running_gate(at: &str, manifest: &GateArgs, tmp: &Path) {
 
 /// A safe-mode gate with no Workload API must treat that as "not ready"
 /// (exit 1), never as a usage error (exit 2).
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn run_safe_gate(at: &str, manifest: &GateArgs, tmp: &Path) {
     let termination_log = tmp.join("termination-log");
     let socket = format!("unix://{}", tmp.join("no-agent.sock").display());

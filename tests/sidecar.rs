@@ -2,37 +2,30 @@
 //! files: exec mode (`-- CMD`), `--keep-running` with `/readyz`, `/livez`
 //! and `/metrics`, change notifications by POST and by signal, and
 //! `safe --keep-running` against the shipped fake Safe.
-#![cfg(feature = "fake-safe")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 #[path = "common/fake.rs"]
+#[expect(
+    clippy::expect_used,
+    reason = "the fake Safe's helpers fail the test with expect(); they are test code, not the product"
+)]
 mod fake;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    wait_until, AtomicWriter, Fixture, Gate, Running, TornWriter, HANG_LIMIT, READY_TIMEOUT,
+    assert_log_contains, assert_no_canary, free_port, wait_until, AtomicWriter, Fixture, Gate,
+    Running, TornWriter, CANARY, HANG_LIMIT, READY_TIMEOUT,
 };
 use fake::FakeSafe;
 
 /// Bound on every wait for a state the gate should reach.
 const LIMIT: Duration = Duration::from_secs(15);
-
-const CANARY: &str = "pw-CANARY-5e1d";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A plain HTTP/1.1 GET; the status and the body.
 fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
@@ -55,6 +48,10 @@ fn status(addr: SocketAddr, path: &str) -> Option<u16> {
 }
 
 /// `/metrics`, parsed with a Prometheus text-format parser.
+#[expect(
+    clippy::expect_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn metrics(addr: SocketAddr) -> (prometheus_parse::Scrape, String) {
     let (code, body) = get(addr, "/metrics").expect("GET /metrics");
     assert_eq!(code, 200);
@@ -88,6 +85,10 @@ struct Webhook {
 }
 
 impl Webhook {
+    #[expect(
+        clippy::unwrap_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn start(statuses: &[u16]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -140,6 +141,10 @@ impl Webhook {
         format!("http://{}/-/reload", self.addr)
     }
 
+    #[expect(
+        clippy::unwrap_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn count(&self) -> usize {
         self.requests.lock().unwrap().len()
     }
@@ -151,8 +156,15 @@ impl Drop for Webhook {
     }
 }
 
-const GOOD_V1: &str = r#"{"username":"admin","password":"pw-CANARY-5e1d"}"#;
-const GOOD_V2: &str = r#"{"username":"admin","password":"pw-CANARY-5e1d-2"}"#;
+/// A secret that passes; its password is the canary.
+fn good_v1() -> String {
+    format!(r#"{{"username":"admin","password":"{CANARY}"}}"#)
+}
+
+/// Another version of it that passes.
+fn good_v2() -> String {
+    format!(r#"{{"username":"admin","password":"{CANARY}-2"}}"#)
+}
 
 /// `watch --keep-running --listen` on `app.json` needing `password`.
 fn keep_running(fx: &Fixture, port: u16) -> Gate {
@@ -245,27 +257,18 @@ fn exec_missing_command_is_127_and_not_executable_is_126() {
             "--",
         ])
     };
-    gate().arg("no-such-command-sg").run().assert_code(127);
-    assert!(
-        fx.log()
-            .contains("no-such-command-sg was not found in PATH"),
-        "{}",
-        fx.log()
-    );
-    gate()
-        .arg(fx.root.path().join("nope"))
-        .run()
-        .assert_code(127);
-    assert!(fx.log().contains("does not exist"), "{}", fx.log());
+    let run = gate().arg("no-such-command-sg").run();
+    run.assert_code(127);
+    assert_log_contains(&fx, "no-such-command-sg was not found in PATH", &run);
+    let run = gate().arg(fx.root.path().join("nope")).run();
+    run.assert_code(127);
+    assert_log_contains(&fx, "does not exist", &run);
     let script = fx.root.path().join("not-executable.sh");
     std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
     common::chmod(&script, 0o644);
-    gate().arg(&script).run().assert_code(126);
-    assert!(
-        fx.log().contains("cannot be executed: permission denied"),
-        "{}",
-        fx.log()
-    );
+    let run = gate().arg(&script).run();
+    run.assert_code(126);
+    assert_log_contains(&fx, "cannot be executed: permission denied", &run);
 }
 
 #[test]
@@ -309,13 +312,9 @@ fn fds_listed(stdout: &str) -> Vec<(u32, String)> {
 /// What a process started by the test itself inherits (the test runner
 /// may hold fds open without close-on-exec): the floor to compare with.
 fn inherited_fds() -> Vec<u32> {
-    let out = std::process::Command::new("ls")
-        .args(["-l", "/proc/self/fd/"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .unwrap();
-    fds_listed(&String::from_utf8_lossy(&out.stdout))
+    let out = Gate::program("ls").args(["-l", "/proc/self/fd/"]).run();
+    out.assert_code(0);
+    fds_listed(&out.stdout)
         .into_iter()
         .map(|(fd, _)| fd)
         .collect()
@@ -364,7 +363,7 @@ fn exec_leaks_no_file_descriptor_into_the_command() {
 #[test]
 fn safe_exec_leaks_no_socket_into_the_command() {
     let fake = FakeSafe::start(&[]);
-    fake.register("example", GOOD_V1);
+    fake.register("example", &good_v1());
     let fx = Fixture::new();
     // The Workload API socket, the Safe's TLS socket and the runtime's
     // were all in use.
@@ -383,25 +382,17 @@ fn safe_exec_leaks_no_socket_into_the_command() {
 fn exec_and_keep_running_and_stray_flags_are_usage_errors() {
     let fx = Fixture::new();
     let base = || fx.watch().args(["--file", "app.env"]);
-    base()
-        .args(["--keep-running", "--", "true"])
-        .run()
-        .assert_code(2);
-    assert!(fx.log().contains("cannot be combined"), "{}", fx.log());
-    base()
-        .args(["--listen", "127.0.0.1:1"])
-        .run()
-        .assert_code(2);
-    assert!(
-        fx.log().contains("--listen needs --keep-running"),
-        "{}",
-        fx.log()
-    );
-    base()
+    let run = base().args(["--keep-running", "--", "true"]).run();
+    run.assert_code(2);
+    assert_log_contains(&fx, "cannot be combined", &run);
+    let run = base().args(["--listen", "127.0.0.1:1"]).run();
+    run.assert_code(2);
+    assert_log_contains(&fx, "--listen needs --keep-running", &run);
+    let run = base()
         .args(["--keep-running", "--on-change-url", "https://x/"])
-        .run()
-        .assert_code(2);
-    assert!(fx.log().contains("must be http://"), "{}", fx.log());
+        .run();
+    run.assert_code(2);
+    assert_log_contains(&fx, "must be http://", &run);
 }
 
 // ---------------------------------------------------------- keep running
@@ -409,7 +400,7 @@ fn exec_and_keep_running_and_stray_flags_are_usage_errors() {
 #[test]
 fn torn_rewrite_flips_readyz_to_503_and_back() {
     let fx = Fixture::new();
-    fx.write("app.json", GOOD_V1);
+    fx.write("app.json", good_v1());
     let port = free_port();
     let mut running = keep_running(&fx, port).spawn();
     let at = addr(port);
@@ -421,7 +412,7 @@ fn torn_rewrite_flips_readyz_to_503_and_back() {
     torn.piece(br#"{"username":"admin","pass"#);
     wait_status(&mut running, at, "/readyz", 503);
     running.expect_stderr("not ready any more");
-    torn.piece(br#"word":"pw-CANARY-5e1d-3"}"#);
+    torn.piece(format!(r#"word":"{CANARY}-3"}}"#).as_bytes());
     wait_status(&mut running, at, "/readyz", 200);
     running.expect_stderr("ready again");
 
@@ -454,11 +445,9 @@ fn torn_rewrite_flips_readyz_to_503_and_back() {
             > 1.0e9,
         "{body}"
     );
-    assert!(
-        !body.contains("CANARY") && !body.contains("admin"),
-        "{body}"
-    );
-    assert!(!running.stderr().contains("CANARY"), "{}", running.stderr());
+    assert_no_canary(&body, "/metrics", "");
+    assert!(!body.contains("admin"), "{body}");
+    assert_no_canary(&running.stderr(), "stderr", &running.dump());
 }
 
 #[test]
@@ -466,7 +455,7 @@ fn a_kubelet_swap_sends_exactly_one_post_and_a_failing_change_none() {
     let fx = Fixture::new();
     let hook = Webhook::start(&[200]);
     let mut writer = AtomicWriter::new(&fx.mount);
-    writer.write(&[("app.json", GOOD_V1.as_bytes())]);
+    writer.write(&[("app.json", good_v1().as_bytes())]);
     let port = free_port();
     let mut running = keep_running(&fx, port)
         .args(["--on-change-url", &hook.url()])
@@ -475,7 +464,7 @@ fn a_kubelet_swap_sends_exactly_one_post_and_a_failing_change_none() {
     wait_status(&mut running, at, "/readyz", 200);
     assert_eq!(hook.count(), 0, "the first version notifies nobody");
 
-    writer.write(&[("app.json", GOOD_V2.as_bytes())]);
+    writer.write(&[("app.json", good_v2().as_bytes())]);
     assert!(
         wait_until(LIMIT, || hook.count() >= 1),
         "{}",
@@ -507,14 +496,14 @@ fn a_kubelet_swap_sends_exactly_one_post_and_a_failing_change_none() {
 fn a_failing_webhook_is_retried_and_counted() {
     let fx = Fixture::new();
     let hook = Webhook::start(&[500, 503, 204]);
-    fx.write("app.json", GOOD_V1);
+    fx.write("app.json", good_v1());
     let port = free_port();
     let mut running = keep_running(&fx, port)
         .args(["--on-change-url", &hook.url(), "--settle-time", "0"])
         .spawn();
     let at = addr(port);
     wait_status(&mut running, at, "/readyz", 200);
-    fx.replace("app.json", GOOD_V2);
+    fx.replace("app.json", good_v2());
     assert!(
         wait_until(LIMIT, || hook.count() >= 3),
         "{}",
@@ -546,7 +535,7 @@ fn a_failing_webhook_is_retried_and_counted() {
 fn a_webhook_that_never_answers_2xx_is_counted_as_failed() {
     let fx = Fixture::new();
     let hook = Webhook::start(&[500]);
-    fx.write("app.json", GOOD_V1);
+    fx.write("app.json", good_v1());
     let port = free_port();
     let mut running = keep_running(&fx, port)
         .args([
@@ -560,7 +549,7 @@ fn a_webhook_that_never_answers_2xx_is_counted_as_failed() {
         .spawn();
     let at = addr(port);
     wait_status(&mut running, at, "/readyz", 200);
-    fx.replace("app.json", GOOD_V2);
+    fx.replace("app.json", good_v2());
     let ok = wait_until(LIMIT, || {
         let (scrape, _) = metrics(at);
         sample(
@@ -577,14 +566,14 @@ fn a_webhook_that_never_answers_2xx_is_counted_as_failed() {
 #[test]
 fn sigterm_while_keeping_running_exits_143_promptly() {
     let fx = Fixture::new();
-    fx.write("app.json", GOOD_V1);
+    fx.write("app.json", good_v1());
     let port = free_port();
     let mut running = keep_running(&fx, port).spawn();
     wait_status(&mut running, addr(port), "/readyz", 200);
     running.signal("TERM");
     let done = running.wait(Duration::from_secs(5));
     done.assert_code(143);
-    assert!(fx.log().contains("stopped by SIGTERM"), "{}", fx.log());
+    assert_log_contains(&fx, "stopped by SIGTERM", &done);
 }
 
 #[test]
@@ -604,9 +593,9 @@ fn the_deadline_bounds_only_the_first_ready() {
         ])
         .run();
     done.assert_code(1);
-    assert!(fx.log().contains("not ready after 300ms"), "{}", fx.log());
+    assert_log_contains(&fx, "not ready after 300ms", &done);
     // Ready in time: it keeps running well past the timeout.
-    fx.write("app.json", GOOD_V1);
+    fx.write("app.json", good_v1());
     let mut running = fx
         .watch()
         .args(["--file", "app.json", "--keep-running", "--timeout", "2s"])
@@ -621,13 +610,18 @@ fn the_deadline_bounds_only_the_first_ready() {
 /// A shell copied under a unique name, so `--signal-process` matches it
 /// and nothing else on the machine; it appends a line per SIGHUP.
 struct Target {
-    child: std::process::Child,
-    log: PathBuf,
+    /// Killed on drop.
+    _shell: Running,
+    log: std::path::PathBuf,
 }
 
 const TARGET_NAME: &str = "sg-hup-target";
 
 impl Target {
+    #[expect(
+        clippy::unwrap_used,
+        reason = "test helper: a panic fails the calling test"
+    )]
     fn start(dir: &Path) -> Self {
         let shell = dir.join(TARGET_NAME);
         std::fs::copy("/bin/sh", &shell).unwrap();
@@ -639,16 +633,13 @@ impl Target {
             log.display(),
             ready.display()
         );
-        let child = std::process::Command::new(&shell)
-            .arg("-c")
-            .arg(script)
-            .spawn()
-            .unwrap();
+        let shell = Gate::program(&shell).arg("-c").arg(script).spawn();
         assert!(
             wait_until(LIMIT, || ready.exists()),
-            "the target did not start"
+            "the target did not start\n{}",
+            shell.dump()
         );
-        Self { child, log }
+        Self { _shell: shell, log }
     }
 
     fn hups(&self) -> usize {
@@ -659,18 +650,11 @@ impl Target {
     }
 }
 
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_passing_change_signals_the_named_process_and_a_failing_one_does_not() {
     let fx = Fixture::new();
     let target = Target::start(fx.root.path());
-    fx.write("app.json", GOOD_V1);
+    fx.write("app.json", good_v1());
     let port = free_port();
     let mut running = keep_running(&fx, port)
         .args([
@@ -688,7 +672,7 @@ fn a_passing_change_signals_the_named_process_and_a_failing_one_does_not() {
     wait_status(&mut running, at, "/readyz", 503);
     common::pause(500);
     assert_eq!(target.hups(), 0, "a failing change signals nobody");
-    fx.replace("app.json", GOOD_V2);
+    fx.replace("app.json", good_v2());
     assert!(
         wait_until(LIMIT, || target.hups() == 1),
         "{}",
@@ -702,7 +686,7 @@ fn a_passing_change_signals_the_named_process_and_a_failing_one_does_not() {
 #[test]
 fn no_process_to_signal_is_said_clearly() {
     let fx = Fixture::new();
-    fx.write("app.json", GOOD_V1);
+    fx.write("app.json", good_v1());
     let port = free_port();
     let mut running = keep_running(&fx, port)
         .args([
@@ -715,7 +699,7 @@ fn no_process_to_signal_is_said_clearly() {
         ])
         .spawn();
     wait_status(&mut running, addr(port), "/readyz", 200);
-    fx.replace("app.json", GOOD_V2);
+    fx.replace("app.json", good_v2());
     running.expect_stderr("no process named \"sg-no-such-proc\" found");
 }
 
@@ -842,7 +826,8 @@ fn safe_keep_running_switches_output_dir_versions_atomically_and_keeps_files_whe
             >= 4.0,
         "{body}"
     );
-    assert!(!body.contains("CANARY") && !running.stderr().contains("CANARY"));
+    assert_no_canary(&body, "/metrics", "");
+    assert_no_canary(&running.stderr(), "stderr", &running.dump());
 
     // Back: ready again.
     fake.register("example", &version(5));
@@ -888,7 +873,7 @@ fn safe_keep_running_output_file_is_rewritten_only_on_change() {
 #[test]
 fn check_works_as_an_exec_probe_with_the_sidecars_environment() {
     let fx = Fixture::new();
-    fx.write("app.json", GOOD_V1);
+    fx.write("app.json", good_v1());
     // The environment of a keep-running gate configured by variables, as in
     // manifests/vsecm-sidecar-probes: `check` reads what applies to it.
     let probe = |fx: &Fixture| {

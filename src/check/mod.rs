@@ -2,6 +2,8 @@
 //! came from. Volume mode and safe mode both end here.
 
 pub mod format;
+#[cfg(test)]
+mod format_table;
 pub mod key;
 pub mod pem;
 pub mod tls;

@@ -1,9 +1,15 @@
 //! Shared helpers for the integration tests.
 //!
-//! - [`Gate`] runs the real `secret-gate` binary with arguments and
-//!   environment, captures stdout and stderr while it runs, waits for it
-//!   with a bounded limit and kills it when dropped, so no test can hang
-//!   or leak a process.
+//! - [`Gate`] runs the real `secret-gate` binary (or any other program a
+//!   test needs) with arguments and environment, captures stdout and
+//!   stderr while it runs ([`Running`]), waits for it with a bounded limit
+//!   and kills it when dropped, so no test can hang or leak a process. It
+//!   is the only place the tests start processes; the fake Safe
+//!   (`fake.rs`) still has its own start-up and stop loops.
+//! - [`assert_log_has`] and [`assert_log_contains`] check the termination
+//!   log and show it, with the run, when they fail.
+//! - [`CANARY`] is the one secret value every leak test plants, and
+//!   [`assert_no_canary`] the one check that it did not leak.
 //! - [`Fixture`] is a temp directory with a mount path and a termination
 //!   log path in it.
 //! - [`AtomicWriter`] fills a directory the way the kubelet fills Secret,
@@ -19,13 +25,11 @@
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{symlink, FileExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The binary under test.
@@ -66,6 +70,20 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Makes a FIFO at `path` with mkfifo(1): the crate denies unsafe code,
+/// so no `libc::mkfifo`.
+pub fn mkfifo(path: &Path) {
+    Gate::program("mkfifo").arg(path).run().assert_code(0);
+}
+
+/// A free loopback port: bind to port 0, note it, release it.
+#[must_use]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or_else(|e| panic!("no free loopback port: {e}"), |a| a.port())
 }
 
 /// Sets the permission bits of `path`.
@@ -176,7 +194,11 @@ impl Default for Fixture {
     }
 }
 
-/// A command line for the real binary, not yet started.
+/// A command line, not yet started: the real binary ([`Gate::new`],
+/// [`Gate::binary`]) or, through [`Gate::program`], any other program a
+/// test runs (`podman`, `mkfifo`, a shell). Every test starts its
+/// processes through this, so every one of them is bounded, captured and
+/// killed on drop in the same way.
 pub struct Gate {
     cmd: Command,
     line: Vec<String>,
@@ -187,11 +209,15 @@ impl Gate {
     /// `SPIFFE_*` variables inherited from the test's environment.
     #[must_use]
     pub fn new(subcommand: &str) -> Self {
-        let mut cmd = Command::new(BIN);
-        cmd.arg(subcommand)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        Self::binary().arg(subcommand)
+    }
+
+    /// `secret-gate` with no arguments yet, for runs that give the
+    /// subcommand themselves (or none); environment as for [`Gate::new`].
+    #[must_use]
+    pub fn binary() -> Self {
+        let mut gate = Self::program(BIN);
+        gate.line = vec!["secret-gate".into()];
         for (name, _) in std::env::vars_os() {
             let inherited = name.to_str().is_some_and(|n| {
                 ["SECRET_GATE_", "VSECM_", "SPIFFE_"]
@@ -199,12 +225,21 @@ impl Gate {
                     .any(|p| n.starts_with(p))
             });
             if inherited {
-                cmd.env_remove(&name);
+                gate.cmd.env_remove(&name);
             }
         }
+        gate
+    }
+
+    /// Any other program, with the test's environment and the same
+    /// bounded waits and output capture as the gate.
+    #[must_use]
+    pub fn program(program: impl AsRef<OsStr>) -> Self {
+        let mut cmd = Command::new(program.as_ref());
+        cmd.stdin(Stdio::null());
         Self {
             cmd,
-            line: vec!["secret-gate".into(), subcommand.into()],
+            line: vec![program.as_ref().to_string_lossy().into_owned()],
         }
     }
 
@@ -235,6 +270,43 @@ impl Gate {
         self
     }
 
+    #[must_use]
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<OsStr>,
+    {
+        for (name, value) in vars {
+            self = self.env(name.as_ref(), value);
+        }
+        self
+    }
+
+    /// Starts from an empty environment: only what [`Gate::env`] adds.
+    #[must_use]
+    pub fn env_clear(mut self) -> Self {
+        self.line.insert(0, "env -i".into());
+        self.cmd.env_clear();
+        self
+    }
+
+    #[must_use]
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.line
+            .insert(0, format!("(in {})", dir.as_ref().display()));
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// Names where the command came from (a manifest, a table row) in
+    /// every failure message about it.
+    #[must_use]
+    pub fn context(mut self, what: impl std::fmt::Display) -> Self {
+        self.line.insert(0, format!("[{what}]"));
+        self
+    }
+
     /// Runs the gate as `nobody` when the tests run as root, so that file
     /// permissions apply to it. A no-op otherwise.
     #[must_use]
@@ -246,76 +318,73 @@ impl Gate {
         self
     }
 
-    /// Starts the gate.
-    #[must_use]
-    pub fn spawn(mut self) -> Running {
-        let mut child = self
-            .cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-        let stdout = Capture::start(child.stdout.take());
-        let stderr = Capture::start(child.stderr.take());
-        Running {
+    /// Starts the process; the error if it cannot be started.
+    pub fn try_spawn(mut self) -> std::io::Result<Running> {
+        let stdout = Capture::new()?;
+        let stderr = Capture::new()?;
+        self.cmd
+            .stdout(stdout.for_child()?)
+            .stderr(stderr.for_child()?);
+        let child = self.cmd.spawn()?;
+        Ok(Running {
             child,
             stdout,
             stderr,
             started: Instant::now(),
             status: None,
             line: self.line.join(" "),
-        }
+        })
     }
 
-    /// Starts the gate and waits for it to exit, at most [`HANG_LIMIT`].
+    /// Starts the process; panics if it cannot be started.
+    #[must_use]
+    pub fn spawn(self) -> Running {
+        let line = self.line.join(" ");
+        self.try_spawn()
+            .unwrap_or_else(|e| panic!("cannot start {line}: {e}"))
+    }
+
+    /// Starts the process and waits for it to exit, at most [`HANG_LIMIT`].
     #[must_use]
     pub fn run(self) -> Finished {
         self.spawn().wait(HANG_LIMIT)
     }
 }
 
-/// Collects one output stream of the child on a thread.
+/// One output stream of the child, in an anonymous temp file: a chatty
+/// child never blocks on a full pipe, and a grandchild that keeps the
+/// stream open never blocks the test. Read with `pread`, which leaves the
+/// offset the child writes at alone.
 struct Capture {
-    buf: Arc<Mutex<Vec<u8>>>,
-    thread: Option<JoinHandle<()>>,
+    file: File,
 }
 
 impl Capture {
-    fn start(stream: Option<impl Read + Send + 'static>) -> Self {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let thread = stream.map(|mut stream| {
-            let buf = Arc::clone(&buf);
-            std::thread::spawn(move || {
-                let mut chunk = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut chunk) {
-                    if n == 0 {
-                        break;
-                    }
-                    buf.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .extend_from_slice(&chunk[..n]);
-                }
-            })
-        });
-        Self { buf, thread }
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            file: tempfile::tempfile()?,
+        })
     }
 
+    fn for_child(&self) -> std::io::Result<Stdio> {
+        Ok(Stdio::from(self.file.try_clone()?))
+    }
+
+    /// Everything written so far.
     fn text(&self) -> String {
-        let buf = self
-            .buf
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        String::from_utf8_lossy(&buf).into_owned()
-    }
-
-    /// Waits for the stream to reach end of file (the child exited).
-    fn finish(&mut self) -> String {
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.file.read_at(&mut chunk, bytes.len() as u64) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            }
         }
-        self.text()
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 
-/// A running gate. Dropping it kills the process.
+/// A running process. Dropping it kills the process.
 pub struct Running {
     child: Child,
     stdout: Capture,
@@ -331,6 +400,12 @@ impl Running {
         self.child.id()
     }
 
+    /// How long since the process was started.
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// True while the process has not exited (checked with `try_wait`).
     pub fn is_running(&mut self) -> bool {
         if self.status.is_none() {
@@ -342,7 +417,7 @@ impl Running {
         self.status.is_none()
     }
 
-    /// Panics, with what the gate printed, unless it is still running.
+    /// Panics, with what the process printed, unless it is still running.
     pub fn assert_running(&mut self, when: &str) {
         let running = self.is_running();
         assert!(
@@ -353,14 +428,20 @@ impl Running {
         );
     }
 
+    /// Stdout so far.
+    #[must_use]
+    pub fn stdout(&self) -> String {
+        self.stdout.text()
+    }
+
     /// Stderr so far.
     #[must_use]
     pub fn stderr(&self) -> String {
         self.stderr.text()
     }
 
-    /// Waits until stderr contains `needle`; panics if the gate exits or
-    /// [`HANG_LIMIT`] passes first.
+    /// Waits until stderr contains `needle`; panics if the process exits
+    /// or [`HANG_LIMIT`] passes first.
     pub fn expect_stderr(&mut self, needle: &str) {
         let start = Instant::now();
         loop {
@@ -368,8 +449,8 @@ impl Running {
                 return;
             }
             if !self.is_running() {
-                // Output may still be in the pipe; read it to the end.
-                if self.stderr.finish().contains(needle) {
+                // It may have written the line just before it exited.
+                if self.stderr().contains(needle) {
                     return;
                 }
                 panic!(
@@ -390,57 +471,76 @@ impl Running {
     /// Sends a signal by name (`TERM`, `INT`) with kill(1): the crate
     /// denies unsafe code, so no `libc::kill`.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
+        let pid = self.pid().to_string();
+        let sent = Gate::program("kill")
             .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap_or_else(|e| panic!("kill -{name}: {e}"));
-        assert!(status.success(), "kill -{name} {} failed", self.pid());
+            .arg(&pid)
+            .run();
+        assert!(
+            sent.status.success(),
+            "kill -{name} {pid} failed\n{}",
+            sent.dump()
+        );
     }
 
-    /// Waits at most `limit` for the gate to exit; on a hang, kills it and
-    /// panics with its output.
-    #[must_use]
-    pub fn wait(mut self, limit: Duration) -> Finished {
-        let deadline = self.started + limit;
+    /// Waits at most `limit` from now for the process to exit; `None`,
+    /// leaving it running, if it has not by then.
+    pub fn exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
         while self.is_running() {
             if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "the gate did not exit within {limit:?}; killed it\n{}",
-                    self.dump()
-                );
+                return None;
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+        self.status
+    }
+
+    /// Kills the process (if it still runs) and reaps it.
+    pub fn kill(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+
+    /// Waits at most `limit` from now for the process to exit; on a hang,
+    /// kills it and panics with its output.
+    #[must_use]
+    pub fn wait(mut self, limit: Duration) -> Finished {
+        if self.exit_within(limit).is_none() {
+            self.kill();
+            panic!(
+                "the process did not exit within {limit:?}; killed it\n{}",
+                self.dump()
+            );
         }
         let elapsed = self.started.elapsed();
         let status = self.status.unwrap_or_else(|| unreachable!());
         Finished {
             status,
-            stdout: self.stdout.finish(),
-            stderr: self.stderr.finish(),
+            stdout: self.stdout(),
+            stderr: self.stderr(),
             elapsed,
             line: std::mem::take(&mut self.line),
         }
     }
 
-    fn dump(&self) -> String {
+    /// The command line, stdout and stderr so far, for failure messages.
+    #[must_use]
+    pub fn dump(&self) -> String {
         format!(
             "command: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
             self.line,
-            self.stdout.text(),
-            self.stderr.text()
+            self.stdout(),
+            self.stderr()
         )
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.kill();
     }
 }
 
@@ -491,6 +591,62 @@ impl Finished {
             self.line, self.status, self.elapsed, self.stdout, self.stderr
         )
     }
+}
+
+/// True if `log` has exactly `line` as one of its lines.
+#[must_use]
+pub fn has_line(log: &str, line: &str) -> bool {
+    log.lines().any(|l| l == line)
+}
+
+/// Panics, showing the termination log and the run, unless the log has
+/// exactly `line` as one of its lines.
+pub fn assert_log_has(fx: &Fixture, line: &str, run: &Finished) {
+    let log = fx.log();
+    assert!(
+        has_line(&log, line),
+        "termination log lacks the line {line:?}\n--- log ---\n{log}\n{}",
+        run.dump()
+    );
+}
+
+/// Panics, showing the termination log and the run, unless the log
+/// contains `needle`.
+pub fn assert_log_contains(fx: &Fixture, needle: &str, run: &Finished) {
+    let log = fx.log();
+    assert!(
+        log.contains(needle),
+        "termination log lacks {needle:?}\n--- log ---\n{log}\n{}",
+        run.dump()
+    );
+}
+
+/// Panics, showing the termination log and the run, if the log contains
+/// `needle`.
+pub fn assert_log_lacks(fx: &Fixture, needle: &str, run: &Finished) {
+    let log = fx.log();
+    assert!(
+        !log.contains(needle),
+        "termination log shows {needle:?}\n--- log ---\n{log}\n{}",
+        run.dump()
+    );
+}
+
+/// The secret value every leak test plants, in files, in the fake Safe and
+/// in URLs. One word of letters and digits, so that every format reads it
+/// as a single token (a JSON bare word, a YAML plain scalar, a part of an
+/// env name).
+pub const CANARY: &str = "CANARY7f3Q9zXk2VpL";
+
+/// Panics, naming `what` (stdout, a log, a metrics page) and showing
+/// `context`, if `text` holds the canary or its `CANARY` stem: a value cut
+/// short or quoted in pieces is a leak too.
+pub fn assert_no_canary(text: &str, what: &str, context: &str) {
+    let stem = &CANARY[..6];
+    assert!(
+        !text.contains(stem),
+        "{what} leaks the canary\n--- {what} ---\n{text}\n{context}"
+    );
 }
 
 /// Writes a directory the way the kubelet's `AtomicWriter` does for

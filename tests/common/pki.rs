@@ -4,6 +4,10 @@
 //!
 //! Include with `#[path = "common/pki.rs"] mod pki;`.
 #![allow(dead_code)] // each user takes a part of these helpers
+#![expect(
+    clippy::expect_used,
+    reason = "test fixtures: a certificate that cannot be made fails the calling test"
+)]
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
