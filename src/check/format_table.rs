@@ -9,7 +9,8 @@
 //! that may be mid-write, else one line per required key no document
 //! carries.
 
-use super::{describe_parse_error, missing_keys, parse, Format, Key, Problem};
+use super::{describe_parse_error, missing_keys, parse, Format, Key};
+use crate::problem::Problem;
 
 /// (file, format, content, required keys, a termination-log line or "")
 type Row = (
@@ -36,7 +37,7 @@ fn diagnose(file: &str, format: Format, content: &str, keys: &str) -> Vec<String
     };
     missing_keys(&keys, &[&doc])
         .into_iter()
-        .map(|key| format!("- {}", Problem::key_missing(file, key)))
+        .map(|key| format!("- {}", Problem::key_missing(file, key.as_str())))
         .collect()
 }
 

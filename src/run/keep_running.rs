@@ -12,7 +12,7 @@ use crate::exit::ExitCode;
 use crate::report::{report_stop, rounded, write_termination_log, Progress};
 use crate::sidecar::notify::Notifier;
 use crate::sidecar::state::{Shared, Tracker};
-use crate::sidecar::{server, watch, KeepRunning};
+use crate::sidecar::{safe, server, watch, KeepRunning};
 use crate::signals::Stop;
 
 use super::note_unfinished_first_look;
@@ -60,9 +60,7 @@ pub async fn run(
     let looping = async {
         match &config.mode {
             Mode::Watch(c) => watch::keep_watching(c, &mut tracker, &progress).await,
-            Mode::Safe(c) => {
-                crate::sidecar::safe::keep_syncing(c, opts, &mut tracker, &progress).await
-            }
+            Mode::Safe(c) => safe::keep_syncing(c, opts, &mut tracker, &progress).await,
             Mode::Check(_) => {}
         }
     };
