@@ -13,15 +13,15 @@
 //! - [`sidecar`] keeps running after the first ready (`--keep-running`:
 //!   probes, metrics, change notifications); [`exec`] runs the app in the
 //!   gate's place (`-- CMD`).
-//! - `fake` (feature `fake-safe`) is the fake Safe and Workload API.
+//!
+//! The fake Safe and Workload API (for the tests, the demo and the
+//! benchmarks) are a separate package, `fake-safe/`, built on this crate.
 
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod exit;
-#[cfg(feature = "fake-safe")]
-pub mod fake;
 pub mod logging;
 pub mod report;
 pub mod run;

@@ -10,7 +10,7 @@
 //! | `secrets/<workload>` | `register` | the raw secret value |
 //! | `faults.json` | `fault` | the injected faults, see [`Faults`] |
 //! | `requests.log` | the Safe | one `<unix µs> <status>` line per request |
-//! | `env` | `serve` | `export` lines for the client, see [`crate::fake`] |
+//! | `env` | `serve` | `export` lines for the client, see [`crate`] |
 //! | `bundle.pem` | `serve` | the CA the Workload API hands out |
 //! | `agent.sock` | `serve` | the Workload API socket (default place) |
 //!
