@@ -350,7 +350,7 @@ pub struct SafeArgs {
     #[arg(
         long,
         env = "VSECM_SPIFFEID_PREFIX_WORKLOAD",
-        default_value = "^spiffe://vsecm.com/workload/[^/]+/ns/[^/]+/sa/[^/]+/n/[^/]+$",
+        default_value = crate::safe::authorize::DEFAULT_WORKLOAD_SPIFFEID_PREFIX,
         value_name = "PREFIX"
     )]
     pub workload_spiffeid_prefix: String,

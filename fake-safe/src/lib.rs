@@ -63,7 +63,7 @@ pub use state::{clear_faults, delete_registration, register, set_faults, Faults,
 
 use certs::{Pki, PkiSpec};
 use safe_server::Safe;
-use state::StateDir;
+use state::{write_atomic, StateDir};
 use workload_api::WorkloadApi;
 
 /// The workload ID handed out unless told otherwise.
@@ -250,8 +250,8 @@ impl FakeSafe {
             workload_id: opts.workload_id.clone(),
             safe_id,
         };
-        state::write_atomic(&state.bundle_path(), pki.ca_pem.as_bytes(), 0o644)?;
-        state::write_atomic(&state.env_path(), endpoints.env_file().as_bytes(), 0o644)?;
+        write_atomic(&state.bundle_path(), pki.ca_pem.as_bytes(), 0o644)?;
+        write_atomic(&state.env_path(), endpoints.env_file().as_bytes(), 0o644)?;
         tracing::info!(
             socket = %endpoints.socket.display(),
             safe = %endpoints.safe_url(),

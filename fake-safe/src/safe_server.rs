@@ -37,6 +37,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
+use secret_gate::safe::authorize::DEFAULT_WORKLOAD_SPIFFEID_PREFIX;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -53,11 +54,13 @@ pub const SECRETS_PATH: &str = "/workload/v1/secrets";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `VSECM_SPIFFEID_PREFIX_WORKLOAD` for `trust_domain`: which client IDs count
-/// as workloads.
+/// as workloads. secret-gate's default rule, moved into the fake's trust
+/// domain (escaped, so that `.` matches only itself).
 pub(crate) fn workload_id_regex(trust_domain: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!(
-        "^spiffe://{}/workload/[^/]+/ns/[^/]+/sa/[^/]+/n/[^/]+$",
-        regex::escape(trust_domain)
+    Regex::new(&DEFAULT_WORKLOAD_SPIFFEID_PREFIX.replacen(
+        "^spiffe://vsecm.com/",
+        &format!("^spiffe://{}/", regex::escape(trust_domain)),
+        1,
     ))
 }
 

@@ -2,6 +2,12 @@
 
 use regex::Regex;
 
+/// VSecM's default `VSECM_SPIFFEID_PREFIX_WORKLOAD`: which SPIFFE IDs count
+/// as VSecM workloads (`--workload-spiffeid-prefix`'s default). The fake
+/// Safe (`fake-safe/`) accepts the same clients, in its own trust domain.
+pub const DEFAULT_WORKLOAD_SPIFFEID_PREFIX: &str =
+    "^spiffe://vsecm.com/workload/[^/]+/ns/[^/]+/sa/[^/]+/n/[^/]+$";
+
 /// Matches a SPIFFE ID against one of VSecM's prefix variables
 /// (`VSECM_SPIFFEID_PREFIX_SAFE`, `VSECM_SPIFFEID_PREFIX_WORKLOAD`).
 ///
