@@ -15,10 +15,10 @@ build: ## Build secret-gate and fake-safe (debug)
 	$(CARGO) build $(FLAGS) --workspace --bins
 
 release: ## Build the small release binary
-	$(CARGO) build $(FLAGS) --release --bin secret-gate
+	$(CARGO) build $(FLAGS) --release -p secret-gate --bin secret-gate
 
 static: ## Build the static release binary used by the image
-	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build $(FLAGS) --release --target $(TARGET) --bin secret-gate
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build $(FLAGS) --release --target $(TARGET) -p secret-gate --bin secret-gate
 
 test: ## Run every unit and integration test (real binary, real files, real TLS)
 	$(CARGO) test $(FLAGS)
