@@ -3,9 +3,9 @@
 //! Include with `#[path = "common/fake.rs"] mod fake;` from a test crate
 //! (`fake-safe/tests` and the bench include it by a relative path too).
 //!
-//! - [`fake_safe_bin`] is the `fake-safe` binary, built on first use: it is
-//!   another package of the workspace (`fake-safe/`), so cargo does not
-//!   hand this package's tests its path.
+//! - [`fake_safe_bin`] is the `fake-safe` binary, built on first use by
+//!   [`build_bin`]: it is another package of the workspace (`fake-safe/`),
+//!   so cargo does not hand this package's tests its path.
 //! - [`FakeSafe`] runs `fake-safe serve` in a temp state directory, waits
 //!   (bounded) for `DIR/env`, and kills the process when dropped.
 //! - [`x509_source`] and [`get_secrets`] are a small SPIFFE mTLS client:
@@ -33,19 +33,22 @@ use tokio_rustls::TlsConnector;
 /// The `fake-safe` binary. In the fake-safe package's own tests, cargo's
 /// build of it; anywhere else (this package's tests, the bench), the one in
 /// this test executable's profile directory (`<target>/<profile>/fake-safe`),
-/// brought up to date by [`build_fake_safe`] once per test process.
+/// brought up to date by [`build_bin`] once per test process.
 pub fn fake_safe_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| match option_env!("CARGO_BIN_EXE_fake-safe") {
         Some(bin) => PathBuf::from(bin),
-        None => build_fake_safe(),
+        None => build_bin("fake-safe", "fake-safe"),
     })
 }
 
-/// Runs `cargo build -p fake-safe --bin fake-safe` for the profile this test
+/// Runs `cargo build -p <package> --bin <bin>` for the profile this test
 /// executable was built with, into the same target directory, and returns
-/// the binary's path. Panics with cargo's output if the build fails.
-fn build_fake_safe() -> PathBuf {
+/// the binary's path (`<target>/<profile>/<bin>`). Only the package is
+/// selected, so its features are resolved as in a plain build of it, not
+/// unified with this test's dev-dependencies. Panics with cargo's output
+/// if the build fails.
+pub fn build_bin(package: &str, bin: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     // <target>/<profile>/deps/<test executable>
     let profile_dir = exe
@@ -60,7 +63,7 @@ fn build_fake_safe() -> PathBuf {
         .and_then(|name| name.to_str())
         .unwrap_or_else(|| panic!("{} names no profile", profile_dir.display()));
     let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "--quiet", "-p", "fake-safe", "--bin", "fake-safe"]);
+    cargo.args(["build", "--quiet", "-p", package, "--bin", bin]);
     match profile {
         "debug" => {}
         "release" => {
@@ -78,19 +81,19 @@ fn build_fake_safe() -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", env!("CARGO")));
     assert!(
         out.status.success(),
-        "building fake-safe failed ({}): cargo build -p fake-safe --bin fake-safe \
+        "building {bin} failed ({}): cargo build -p {package} --bin {bin} \
          ({profile}, CARGO_TARGET_DIR={})\n{}",
         out.status,
         target_dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let bin = profile_dir.join("fake-safe");
+    let path = profile_dir.join(bin);
     assert!(
-        bin.is_file(),
-        "cargo built fake-safe, but {} does not exist",
-        bin.display()
+        path.is_file(),
+        "cargo built {bin}, but {} does not exist",
+        path.display()
     );
-    bin
+    path
 }
 
 /// Upper bound on every wait: start-up, a request, a shutdown.
