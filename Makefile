@@ -12,22 +12,22 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 build: ## Build secret-gate and fake-safe (debug)
-	$(CARGO) build $(FLAGS) --all-features --bins
+	$(CARGO) build $(FLAGS) --workspace --bins
 
 release: ## Build the small release binary
-	$(CARGO) build $(FLAGS) --release
+	$(CARGO) build $(FLAGS) --release -p secret-gate --bin secret-gate
 
 static: ## Build the static release binary used by the image
-	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build $(FLAGS) --release --target $(TARGET)
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build $(FLAGS) --release --target $(TARGET) -p secret-gate --bin secret-gate
 
 test: ## Run every unit and integration test (real binary, real files, real TLS)
-	$(CARGO) test $(FLAGS) --all-features
+	$(CARGO) test $(FLAGS)
 
 fmt-check: ## Check formatting
 	$(CARGO) fmt --all -- --check
 
 clippy: ## Lint with clippy, warnings are errors
-	$(CARGO) clippy $(FLAGS) --all-targets --all-features -- -D warnings
+	$(CARGO) clippy $(FLAGS) --workspace --all-targets -- -D warnings
 
 lint: fmt-check clippy ## fmt-check + clippy
 
@@ -43,7 +43,7 @@ image-release: ## Build the image with the Rust builder stage in Containerfile (
 	podman build -f Containerfile -t $(IMAGE) .
 
 e2e: image ## Run the image in real pods with podman kube play (needs podman, runc, busybox-static)
-	$(CARGO) test $(FLAGS) --all-features --test e2e_pod -- --ignored --test-threads=1
+	$(CARGO) test $(FLAGS) --test e2e_pod -- --ignored --test-threads=1
 
 bench: ## Measure latency, footprint, size, load and TLS checks against baselines; writes docs/benchmarks.md
 	@command -v inotifywait >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq inotify-tools >/dev/null) \
@@ -51,9 +51,7 @@ bench: ## Measure latency, footprint, size, load and TLS checks against baseline
 	$(MAKE) image || echo "bench: no image (podman unavailable?); the size tables will say so"
 	command -v openssl >/dev/null 2>&1 || apt-get install -y openssl >/dev/null 2>&1 \
 		|| echo "bench: no openssl; figure 7 will have no openssl baseline"
-	$(CARGO) build $(FLAGS) --release --bin secret-gate
-	mkdir -p target/bench && cp target/release/secret-gate target/bench/secret-gate
-	$(CARGO) bench $(FLAGS) --features fake-safe --bench gate
+	$(CARGO) bench $(FLAGS) --bench gate
 
 demo: build ## Show the gate waiting for a volume (torn write), for the fake Safe, and keeping running through a rotation
 	bash tests/scripts/demo.sh

@@ -17,10 +17,13 @@
 //!   and reaps processes with bounded waits; [`stats`] and [`report`] turn
 //!   runs into the markdown.
 //!
-//! The binary under test is `<target>/bench/secret-gate`: `make bench`
-//! copies the production build (`cargo build --release`, no `fake-safe`
-//! feature) there, because `cargo bench --features fake-safe` rebuilds
-//! `target/release/secret-gate` with the feature and the bench profile.
+//! The binary under test is the production build, `cargo build --release
+//! -p secret-gate`, which the harness runs itself ([`fake::build_bin`]) into
+//! `<target>/release/secret-gate`. Not `CARGO_BIN_EXE_secret-gate`: for a
+//! bench, cargo builds that binary with the features of the
+//! dev-dependencies unified in (tokio's `test-util`, all of regex's), so
+//! it is not what ships. The fake comes from the `fake-safe` package, built
+//! the same way ([`fake::fake_safe_bin`]).
 //!
 //! `BENCH_QUICK=1` makes a short run with fewer repetitions for working on
 //! the harness; it writes `<target>/bench/benchmarks-quick.md` and leaves
@@ -39,6 +42,8 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod certs;
+#[path = "../common/fake.rs"]
+mod fake;
 mod inputs;
 #[path = "../common/pki.rs"]
 mod pki;
@@ -235,13 +240,18 @@ fn main() {
     };
     let plan = Plan::new(quick);
     let target = target_dir();
-    let gate = std::env::var_os("SECRET_GATE_BENCH_BIN")
-        .map_or_else(|| target.join("bench/secret-gate"), PathBuf::from);
-    check_fresh(&gate);
-    let Some(fake) = option_env!("CARGO_BIN_EXE_fake-safe") else {
-        panic!("fake-safe is not built: run with --features fake-safe (make bench)");
-    };
-    let fake = PathBuf::from(fake);
+    // cargo builds the production binary for this run, so it is current
+    // even when its mtime is older than an edit that did not change it.
+    let override_bin = std::env::var_os("SECRET_GATE_BENCH_BIN");
+    let cargo_built = override_bin.is_none();
+    let gate = override_bin.map_or_else(
+        || fake::build_bin("secret-gate", "secret-gate"),
+        PathBuf::from,
+    );
+    if !cargo_built {
+        check_fresh(&gate);
+    }
+    let fake = fake::fake_safe_bin().to_path_buf();
     let scratch_parent = volume::scratch_parent();
     let scratch = tempfile::Builder::new()
         .prefix("secret-gate-bench-")
@@ -295,7 +305,7 @@ fn main() {
         volume::IdleSeries::skipped()
     };
     step("4/9 sizes");
-    let sizes = sizes(&gate, &target);
+    let sizes = sizes(&gate, cargo_built, &target);
     step("5/9 scale of check");
     let scale = if run_volume {
         volume::scale(&bench, plan.scale)
@@ -365,6 +375,9 @@ fn main() {
     } else {
         Path::new(MANIFEST_DIR).join("docs/benchmarks.md")
     };
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    }
     std::fs::write(&out, &text).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
     if !quick && !partial {
         update_readme_sizes(&results.sizes);
@@ -476,14 +489,14 @@ fn check_fresh(gate: &Path) {
         .and_then(|m| m.modified())
         .unwrap_or_else(|e| {
             panic!(
-                "{}: {e}\nrun `make bench`: it builds the production binary and copies it there",
+                "{}: {e}\nSECRET_GATE_BENCH_BIN must name a built secret-gate",
                 gate.display()
             )
         });
     assert!(
         built >= newest_source(),
-        "{} is older than the sources (src/, Cargo.toml, Cargo.lock, build.rs): run `make bench`, \
-         which rebuilds and copies the production binary",
+        "{} (SECRET_GATE_BENCH_BIN) is older than the sources (src/, Cargo.toml, Cargo.lock): \
+         rebuild it, or unset SECRET_GATE_BENCH_BIN to bench a fresh release build",
         gate.display()
     );
 }
@@ -505,11 +518,7 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// When the sources (`src/`, `Cargo.toml`, `Cargo.lock`, `build.rs`) last changed.
 fn newest_source() -> SystemTime {
     let root = Path::new(MANIFEST_DIR);
-    let mut sources = vec![
-        root.join("Cargo.toml"),
-        root.join("Cargo.lock"),
-        root.join("build.rs"),
-    ];
+    let mut sources = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
     collect_files(&root.join("src"), &mut sources);
     sources
         .iter()
@@ -544,7 +553,8 @@ fn relative_to_manifest(path: &Path) -> String {
         .to_string()
 }
 
-fn sizes(gate: &Path, target: &Path) -> Sizes {
+/// `cargo_built`: `gate` is cargo's build for this run, so never stale.
+fn sizes(gate: &Path, cargo_built: bool, target: &Path) -> Sizes {
     let newest = newest_source();
     let artifact = |path: PathBuf| {
         let meta = std::fs::metadata(&path).ok()?;
@@ -556,7 +566,12 @@ fn sizes(gate: &Path, target: &Path) -> Sizes {
         })
     };
     Sizes {
-        release: artifact(gate.to_path_buf()).expect("the binary under test exists"),
+        release: artifact(gate.to_path_buf())
+            .map(|a| Artifact {
+                stale: a.stale && !cargo_built,
+                ..a
+            })
+            .expect("the binary under test exists"),
         static_build: artifact(target.join("x86_64-unknown-linux-gnu/release/secret-gate")),
         image: image(newest),
     }

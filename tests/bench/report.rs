@@ -134,7 +134,7 @@ fn header(out: &mut String, r: &Results) {
         (
             "binary under test",
             format!(
-                "`{}`: the production build (`cargo build --release`, without the `fake-safe` feature), {}",
+                "`{}`: the production build (`cargo build --release -p secret-gate`), {}",
                 r.gate_path,
                 bytes(count(usize::try_from(r.sizes.release.bytes).unwrap_or(0)))
             ),

@@ -8,11 +8,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Parser as _;
-use secret_gate::cli::Cli;
-use secret_gate::config::{Config, Mode, SafeConfig};
+use secret_gate::config::{Config, Mode};
 use secret_gate::report::Progress;
-use secret_gate::safe::client::{Outcome, SafeClient};
+use secret_gate::safe::client::SafeClient;
+use secret_gate::safe::SafeConfig;
 
 use crate::process::{command, stderr_to, Running};
 use crate::procfs;
@@ -503,8 +502,11 @@ fn safe_config(fake: &FakeSafe, extra: &[&str]) -> Result<SafeConfig, String> {
         "--trust-domain",
         &fake.trust_domain,
     ];
-    let cli = Cli::try_parse_from(args.iter().chain(extra)).map_err(|e| e.to_string())?;
-    match Config::from_cli(&cli).map_err(|e| e.to_string())?.mode {
+    let cli = secret_gate::cli::parse_from(args.iter().chain(extra)).map_err(|e| e.short_text())?;
+    match Config::from_cli(&cli, None)
+        .map_err(|e| e.to_string())?
+        .mode
+    {
         Mode::Safe(config) => Ok(*config),
         other => Err(format!("expected safe mode, got {other:?}")),
     }
@@ -625,8 +627,8 @@ pub fn load_booting_safe(
 /// The poll interval and back-off cap of `secret-gate safe` with no flags, read
 /// through the crate's own CLI and config (so the text cannot drift).
 pub fn default_backoff() -> Option<(Duration, Duration)> {
-    let cli = Cli::try_parse_from(["secret-gate", "safe"]).ok()?;
-    match Config::from_cli(&cli).ok()?.mode {
+    let cli = secret_gate::cli::parse_from(["secret-gate", "safe"]).ok()?;
+    match Config::from_cli(&cli, None).ok()?.mode {
         Mode::Safe(c) => Some((c.poll_interval, c.max_backoff)),
         _ => None,
     }
@@ -646,7 +648,7 @@ async fn ticker(
             return Err("model: no secret before giving up".to_owned());
         }
         tokio::time::sleep_until(tick.into()).await;
-        if let Outcome::Secret(_) = SafeClient::new(&config).attempt().await {
+        if SafeClient::new(&config).attempt().await.is_ok() {
             return Ok(Instant::now());
         }
         let now = Instant::now();

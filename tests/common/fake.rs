@@ -1,8 +1,11 @@
 //! Helpers for tests that need the shipped fake Safe and Workload API.
 //!
 //! Include with `#[path = "common/fake.rs"] mod fake;` from a test crate
-//! built with the `fake-safe` feature.
+//! (`fake-safe/tests` and the bench include it by a relative path too).
 //!
+//! - [`fake_safe_bin`] is the `fake-safe` binary, built on first use by
+//!   [`build_bin`]: it is another package of the workspace (`fake-safe/`),
+//!   so cargo does not hand this package's tests its path.
 //! - [`FakeSafe`] runs `fake-safe serve` in a temp state directory, waits
 //!   (bounded) for `DIR/env`, and kills the process when dropped.
 //! - [`x509_source`] and [`get_secrets`] are a small SPIFFE mTLS client:
@@ -16,7 +19,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt as _, Empty};
@@ -27,8 +30,71 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// The binary under test.
-pub const FAKE_SAFE: &str = env!("CARGO_BIN_EXE_fake-safe");
+/// The `fake-safe` binary. In the fake-safe package's own tests, cargo's
+/// build of it; anywhere else (this package's tests, the bench), the one in
+/// this test executable's profile directory (`<target>/<profile>/fake-safe`),
+/// brought up to date by [`build_bin`] once per test process.
+pub fn fake_safe_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| match option_env!("CARGO_BIN_EXE_fake-safe") {
+        Some(bin) => PathBuf::from(bin),
+        None => build_bin("fake-safe", "fake-safe"),
+    })
+}
+
+/// Runs `cargo build -p <package> --bin <bin>` for the profile this test
+/// executable was built with, into the same target directory, and returns
+/// the binary's path (`<target>/<profile>/<bin>`). Only the package is
+/// selected, so its features are resolved as in a plain build of it, not
+/// unified with this test's dev-dependencies. Panics with cargo's output
+/// if the build fails.
+pub fn build_bin(package: &str, bin: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // <target>/<profile>/deps/<test executable>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not in <target>/<profile>/deps", exe.display()));
+    let target_dir = profile_dir
+        .parent()
+        .unwrap_or_else(|| panic!("{} has no target directory", profile_dir.display()));
+    let profile = profile_dir
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or_else(|| panic!("{} names no profile", profile_dir.display()));
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    match profile {
+        "debug" => {}
+        "release" => {
+            cargo.arg("--release");
+        }
+        custom => {
+            cargo.args(["--profile", custom]);
+        }
+    }
+    let out = cargo
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", target_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", env!("CARGO")));
+    assert!(
+        out.status.success(),
+        "building {bin} failed ({}): cargo build -p {package} --bin {bin} \
+         ({profile}, CARGO_TARGET_DIR={})\n{}",
+        out.status,
+        target_dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = profile_dir.join(bin);
+    assert!(
+        path.is_file(),
+        "cargo built {bin}, but {} does not exist",
+        path.display()
+    );
+    path
+}
 
 /// Upper bound on every wait: start-up, a request, a shutdown.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(10);
@@ -49,7 +115,7 @@ impl FakeSafe {
         let dir = tempfile::tempdir().expect("temp dir");
         let stderr = fs::File::create(dir.path().join("stderr.log")).expect("stderr log");
         let stdout = fs::File::create(dir.path().join("stdout.log")).expect("stdout log");
-        let child = Command::new(FAKE_SAFE)
+        let child = Command::new(fake_safe_bin())
             .arg("serve")
             .arg("--state-dir")
             .arg(dir.path())
@@ -133,7 +199,7 @@ impl FakeSafe {
     /// Runs `fake-safe <subcommand> --state-dir DIR <args>` to completion.
     pub fn cli(&self, subcommand: &str, args: &[&str]) -> std::process::Output {
         run_bounded(
-            Command::new(FAKE_SAFE)
+            Command::new(fake_safe_bin())
                 .arg(subcommand)
                 .arg("--state-dir")
                 .arg(self.dir())

@@ -1,22 +1,19 @@
 //! `fake-safe`: the fake VSecM Safe and SPIFFE Workload API. Everything
-//! lives in `secret_gate::fake`; this parses arguments, starts logging and
+//! lives in the `fake_safe` library; this parses arguments, starts logging and
 //! the runtime, and maps the result to an exit code (0 ok, 1 failed,
 //! 2 usage error from clap).
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use secret_gate::fake::{
-    self,
-    cli::{Cli, Command},
-    FakeSafe,
-};
+use fake_safe::cli::{Cli, Command};
+use fake_safe::FakeSafe;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("FAKE_SAFE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("warn,secret_gate=info"));
+        .unwrap_or_else(|_| EnvFilter::new("warn,fake_safe=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -39,7 +36,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let shutdown = fake::termination_signal()?;
+                let shutdown = fake_safe::termination_signal()?;
                 let server = FakeSafe::bind(args.into_options()).await?;
                 ready();
                 server.run(shutdown).await

@@ -10,7 +10,7 @@
 //! | `secrets/<workload>` | `register` | the raw secret value |
 //! | `faults.json` | `fault` | the injected faults, see [`Faults`] |
 //! | `requests.log` | the Safe | one `<unix µs> <status>` line per request |
-//! | `env` | `serve` | `export` lines for the client, see [`crate::fake`] |
+//! | `env` | `serve` | `export` lines for the client, see [`crate`] |
 //! | `bundle.pem` | `serve` | the CA the Workload API hands out |
 //! | `agent.sock` | `serve` | the Workload API socket (default place) |
 //!
@@ -49,6 +49,9 @@ pub enum StateError {
         /// The underlying error.
         source: io::Error,
     },
+    /// A file could not be replaced atomically.
+    #[error(transparent)]
+    Write(secret_gate::safe::output::OutputError),
     /// A fault status that is not a final HTTP status.
     #[error("fault status {0} is not an HTTP status the Safe can answer with: use 200..=599")]
     InvalidFaultStatus(u16),
@@ -252,27 +255,11 @@ pub(crate) fn check_workload_name(name: &str) -> Result<(), StateError> {
     }
 }
 
-/// Replaces `path` atomically with `contents` and the given mode: a temp
-/// file in the same directory, fsync, rename, fsync of the directory.
+/// Replaces `path` atomically with `contents` and the given mode, as
+/// secret-gate writes its output: a temp file in the same directory, fsync,
+/// rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), StateError> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| StateError::io("cannot create a temp file in", dir, e))?;
-    tmp.write_all(contents)
-        .and_then(|()| {
-            tmp.as_file()
-                .set_permissions(fs::Permissions::from_mode(mode))
-        })
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| StateError::io("cannot write", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| StateError::io("cannot rename a temp file to", path, e.error))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StateError::io("cannot fsync", dir, e))
+    secret_gate::safe::output::write_atomic(path, contents, mode).map_err(StateError::Write)
 }
 
 /// Removes `path`; true if it existed.

@@ -27,7 +27,7 @@ pub struct Cli {
 }
 
 const LOG_HELP: &str = "Logs go to stderr and never contain secret values. \
-Set FAKE_SAFE_LOG to a tracing filter (default: warn,secret_gate=info) to change them.";
+Set FAKE_SAFE_LOG to a tracing filter (default: warn,fake_safe=info) to change them.";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

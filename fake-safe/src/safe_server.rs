@@ -37,6 +37,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
+use secret_gate::spiffe_id::workload_id_pattern;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -53,12 +54,9 @@ pub const SECRETS_PATH: &str = "/workload/v1/secrets";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `VSECM_SPIFFEID_PREFIX_WORKLOAD` for `trust_domain`: which client IDs count
-/// as workloads.
+/// as workloads, by secret-gate's own copy of VSecM's rule.
 pub(crate) fn workload_id_regex(trust_domain: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!(
-        "^spiffe://{}/workload/[^/]+/ns/[^/]+/sa/[^/]+/n/[^/]+$",
-        regex::escape(trust_domain)
-    ))
+    Regex::new(&workload_id_pattern(trust_domain))
 }
 
 /// `VSECM_WORKLOAD_NAME_REGEXP` for `trust_domain`: group 1 is the name.

@@ -1,16 +1,17 @@
 //! The shipped fake Safe and Workload API, driven as users drive them: the
 //! real `fake-safe` binary, the spiffe crate as the Workload API client and
 //! a SPIFFE mTLS client for the Safe.
-#![cfg(feature = "fake-safe")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/fake.rs"]
+// The root package's helpers, shared so both packages drive the fake the
+// same way.
+#[path = "../../tests/common/fake.rs"]
 mod fake;
 
 use fake::{get, get_secrets, mtls_config, no_client_cert_config, x509_source, FakeSafe};
+use fake_safe::proto::{X509svidRequest, X509svidResponse};
+use fake_safe::{DEFAULT_SAFE_ID, DEFAULT_WORKLOAD_ID};
 use hyper::StatusCode;
-use secret_gate::fake::proto::{X509svidRequest, X509svidResponse};
-use secret_gate::fake::{DEFAULT_SAFE_ID, DEFAULT_WORKLOAD_ID};
 
 const EVIL_ID: &str = "spiffe://vsecm.com/workload/evil/ns/default/sa/evil/n/evil-0";
 
@@ -311,7 +312,7 @@ fn a_stale_socket_is_replaced_but_nothing_else() {
     let not_a_socket = dir.path().join("file");
     std::fs::write(&not_a_socket, "keep me").unwrap();
     let state = tempfile::tempdir().unwrap();
-    let out = fake::run_bounded(std::process::Command::new(fake::FAKE_SAFE).args([
+    let out = fake::run_bounded(std::process::Command::new(fake::fake_safe_bin()).args([
         "serve",
         "--state-dir",
         state.path().to_str().unwrap(),
@@ -330,8 +331,9 @@ fn a_stale_socket_is_replaced_but_nothing_else() {
 fn register_and_fault_need_no_server() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().to_str().unwrap();
-    let run =
-        |args: &[&str]| fake::run_bounded(std::process::Command::new(fake::FAKE_SAFE).args(args));
+    let run = |args: &[&str]| {
+        fake::run_bounded(std::process::Command::new(fake::fake_safe_bin()).args(args))
+    };
 
     let out = run(&[
         "register",
