@@ -5,6 +5,8 @@
 //! Every run has a `--timeout` or is a `check`, and every wait in the test
 //! is bounded. Nothing asserts speed.
 
+#[path = "common/bounded.rs"]
+mod bounded;
 mod common;
 #[path = "common/pki.rs"]
 mod pki;

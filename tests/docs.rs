@@ -3,6 +3,8 @@
 //! generated from the same clap definition. Run with `UPDATE_DOCS=1` (or
 //! `make docs`) to rewrite them after changing a flag.
 
+#[path = "common/bounded.rs"]
+mod bounded;
 mod common;
 
 use std::path::Path;

@@ -34,6 +34,8 @@
 //! podman reads [`tests/e2e/containers.conf`](e2e/containers.conf) through
 //! `CONTAINERS_CONF`, unless the environment already names a file.
 
+#[path = "common/bounded.rs"]
+mod bounded;
 mod common;
 #[path = "common/fake.rs"]
 #[expect(

@@ -22,6 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+#[path = "common/bounded.rs"]
+mod bounded;
 mod common;
 #[path = "common/pki.rs"]
 mod pki;

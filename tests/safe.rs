@@ -5,6 +5,8 @@
 //! mTLS; the Workload API; diagnosis at the deadline; output; signals;
 //! configuration errors; secret values never leak.
 
+#[path = "common/bounded.rs"]
+mod bounded;
 mod common;
 #[path = "common/fake.rs"]
 #[expect(

@@ -3,6 +3,8 @@
 //! and `/metrics`, change notifications by POST and by signal, and
 //! `safe --keep-running` against the shipped fake Safe.
 
+#[path = "common/bounded.rs"]
+mod bounded;
 mod common;
 #[path = "common/fake.rs"]
 #[expect(

@@ -6,6 +6,8 @@
 //! bound, and every wait in the test itself is bounded, so a hang fails
 //! with the gate's output instead of blocking the suite.
 
+#[path = "common/bounded.rs"]
+mod bounded;
 mod common;
 
 use std::os::unix::fs::symlink;

@@ -1,11 +1,16 @@
 //! The shipped fake Safe and Workload API, driven as users drive them: the
 //! real `fake-safe` binary, the spiffe crate as the Workload API client and
 //! a SPIFFE mTLS client for the Safe.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 // The root package's helpers, shared so both packages drive the fake the
 // same way.
+#[path = "../../tests/common/bounded.rs"]
+mod bounded;
 #[path = "../../tests/common/fake.rs"]
+#[expect(
+    clippy::expect_used,
+    reason = "the fake Safe's helpers fail the test with expect(); they are test code"
+)]
 mod fake;
 
 use fake::{get, get_secrets, mtls_config, no_client_cert_config, x509_source, FakeSafe};
@@ -312,7 +317,7 @@ fn a_stale_socket_is_replaced_but_nothing_else() {
     let not_a_socket = dir.path().join("file");
     std::fs::write(&not_a_socket, "keep me").unwrap();
     let state = tempfile::tempdir().unwrap();
-    let out = fake::run_bounded(std::process::Command::new(fake::fake_safe_bin()).args([
+    let out = fake::run_bounded(bounded::Gate::program(fake::fake_safe_bin()).args([
         "serve",
         "--state-dir",
         state.path().to_str().unwrap(),
@@ -320,10 +325,7 @@ fn a_stale_socket_is_replaced_but_nothing_else() {
         not_a_socket.to_str().unwrap(),
     ]));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is not a socket"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("is not a socket"), "{out:?}");
     assert_eq!(std::fs::read_to_string(&not_a_socket).unwrap(), "keep me");
 }
 
@@ -331,9 +333,8 @@ fn a_stale_socket_is_replaced_but_nothing_else() {
 fn register_and_fault_need_no_server() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().to_str().unwrap();
-    let run = |args: &[&str]| {
-        fake::run_bounded(std::process::Command::new(fake::fake_safe_bin()).args(args))
-    };
+    let run =
+        |args: &[&str]| fake::run_bounded(bounded::Gate::program(fake::fake_safe_bin()).args(args));
 
     let out = run(&[
         "register",

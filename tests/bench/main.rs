@@ -41,6 +41,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 #![cfg_attr(test, allow(dead_code))]
 
+#[path = "../common/bounded.rs"]
+mod bounded;
 mod certs;
 #[path = "../common/fake.rs"]
 mod fake;

@@ -7,18 +7,23 @@
 //!   [`build_bin`]: it is another package of the workspace (`fake-safe/`),
 //!   so cargo does not hand this package's tests its path.
 //! - [`FakeSafe`] runs `fake-safe serve` in a temp state directory, waits
-//!   (bounded) for `DIR/env`, and kills the process when dropped.
+//!   (bounded) for `DIR/env`, and kills the process when dropped; like
+//!   every process the tests start, through `bounded.rs`'s [`Gate`].
 //! - [`x509_source`] and [`get_secrets`] are a small SPIFFE mTLS client:
 //!   fetch the SVID from the fake's socket, then `GET /workload/v1/secrets`.
 //!
 //! Every wait is bounded by [`WAIT_LIMIT`].
 #![allow(dead_code)] // each test crate uses a part of these helpers
 
+// The one bounded-process helper, `common/bounded.rs`, which each crate
+// that includes this file declares at its root.
+use crate::bounded::{Finished, Gate, Running};
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -101,7 +106,9 @@ pub const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// A running `fake-safe serve`, killed on drop.
 pub struct FakeSafe {
-    child: Option<Child>,
+    process: Option<Running>,
+    /// After [`FakeSafe::terminate`]: how it ended, and what it printed.
+    finished: Option<Finished>,
     dir: tempfile::TempDir,
     /// The variables from `DIR/env`.
     pub env: BTreeMap<String, String>,
@@ -113,53 +120,48 @@ impl FakeSafe {
     /// within [`WAIT_LIMIT`].
     pub fn start(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let stderr = fs::File::create(dir.path().join("stderr.log")).expect("stderr log");
-        let stdout = fs::File::create(dir.path().join("stdout.log")).expect("stdout log");
-        let child = Command::new(fake_safe_bin())
+        let process = Gate::program(fake_safe_bin())
+            .shown_as("fake-safe")
             .arg("serve")
             .arg("--state-dir")
             .arg(dir.path())
             .args(extra)
             .env_remove("FAKE_SAFE_STATE_DIR")
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn fake-safe");
+            .spawn();
         let mut fake = Self {
-            child: Some(child),
+            process: Some(process),
+            finished: None,
             dir,
             env: BTreeMap::new(),
         };
         let env_path = fake.dir().join("env");
-        let stdout_path = fake.dir().join("stdout.log");
         let deadline = Instant::now() + WAIT_LIMIT;
         loop {
             // Ready means both: the env file is written, and then the
             // "ready" line printed once everything listens.
-            let printed = fs::read_to_string(&stdout_path).is_ok_and(|o| o.contains("ready"));
+            let printed = fake.stdout().contains("ready");
             if let (true, Ok(text)) = (printed, fs::read_to_string(&env_path)) {
                 fake.env = parse_env(&text);
                 break;
             }
-            if let Some(status) = fake.child_mut().try_wait().expect("try_wait") {
-                panic!(
-                    "fake-safe exited with {status} before it was ready:\n{}",
-                    fake.stderr()
-                );
-            }
+            let process = fake.running();
+            assert!(
+                process.is_running(),
+                "fake-safe exited before it was ready\n{}",
+                process.dump()
+            );
             assert!(
                 Instant::now() < deadline,
-                "fake-safe was not ready within {WAIT_LIMIT:?}:\n{}",
-                fake.stderr()
+                "fake-safe was not ready within {WAIT_LIMIT:?}\n{}",
+                process.dump()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
         fake
     }
 
-    fn child_mut(&mut self) -> &mut Child {
-        self.child.as_mut().expect("fake-safe already stopped")
+    fn running(&mut self) -> &mut Running {
+        self.process.as_mut().expect("fake-safe already stopped")
     }
 
     /// The state directory.
@@ -169,12 +171,20 @@ impl FakeSafe {
 
     /// What the fake logged so far.
     pub fn stderr(&self) -> String {
-        fs::read_to_string(self.dir().join("stderr.log")).unwrap_or_default()
+        match (&self.process, &self.finished) {
+            (Some(running), _) => running.stderr(),
+            (None, Some(finished)) => finished.stderr.clone(),
+            (None, None) => String::new(),
+        }
     }
 
     /// What the fake printed so far.
     pub fn stdout(&self) -> String {
-        fs::read_to_string(self.dir().join("stdout.log")).unwrap_or_default()
+        match (&self.process, &self.finished) {
+            (Some(running), _) => running.stdout(),
+            (None, Some(finished)) => finished.stdout.clone(),
+            (None, None) => String::new(),
+        }
     }
 
     /// `SPIFFE_ENDPOINT_SOCKET`, e.g. `unix:///tmp/…/agent.sock`.
@@ -197,9 +207,9 @@ impl FakeSafe {
     }
 
     /// Runs `fake-safe <subcommand> --state-dir DIR <args>` to completion.
-    pub fn cli(&self, subcommand: &str, args: &[&str]) -> std::process::Output {
+    pub fn cli(&self, subcommand: &str, args: &[&str]) -> Finished {
         run_bounded(
-            Command::new(fake_safe_bin())
+            Gate::program(fake_safe_bin())
                 .arg(subcommand)
                 .arg("--state-dir")
                 .arg(self.dir())
@@ -234,43 +244,17 @@ impl FakeSafe {
     /// Sends SIGTERM and waits (bounded) for the exit. The state directory
     /// stays until the `FakeSafe` is dropped.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let pid = i32::try_from(child.id()).expect("pid");
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + WAIT_LIMIT;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "fake-safe did not exit within {WAIT_LIMIT:?} of SIGTERM:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let process = self.process.take().expect("running");
+        process.signal("TERM");
+        let finished = process.wait(WAIT_LIMIT);
+        let status = finished.status;
+        self.finished = Some(finished);
+        status
     }
 
     /// Path of a file in the state directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir().join(name)
-    }
-}
-
-impl Drop for FakeSafe {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -283,23 +267,9 @@ pub fn parse_env(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Runs a command to completion, killing it after [`WAIT_LIMIT`].
-pub fn run_bounded(cmd: &mut Command) -> std::process::Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + WAIT_LIMIT;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("output")
+/// Runs a command to completion; kills it and fails after [`WAIT_LIMIT`].
+pub fn run_bounded(command: Gate) -> Finished {
+    command.spawn().wait(WAIT_LIMIT)
 }
 
 /// An `X509Source` on the fake's socket, with a bounded first sync.

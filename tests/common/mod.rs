@@ -4,8 +4,8 @@
 //!   test needs) with arguments and environment, captures stdout and
 //!   stderr while it runs ([`Running`]), waits for it with a bounded limit
 //!   and kills it when dropped, so no test can hang or leak a process. It
-//!   is the only place the tests start processes; the fake Safe
-//!   (`fake.rs`) still has its own start-up and stop loops.
+//!   lives in `bounded.rs` and is the only way the tests start processes,
+//!   the fake Safe (`fake.rs`) included.
 //! - [`assert_log_has`] and [`assert_log_contains`] check the termination
 //!   log and show it, with the run, when they fail.
 //! - [`CANARY`] is the one secret value every leak test plants, and
@@ -23,39 +23,27 @@
 //! a hang into a failure that shows what the gate printed.
 #![allow(dead_code)] // each test crate uses a part of these helpers
 
-use std::ffi::OsStr;
+// `bounded.rs` is declared by each test crate at its root (`fake.rs` uses
+// it too, and a file must be one module per crate).
+#[allow(unused_imports)] // each test crate uses a part of these
+pub use crate::bounded::{is_root, Finished, Gate, Running, HANG_LIMIT, NOBODY};
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{symlink, FileExt, MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_secret-gate");
 
-/// Upper bound on how long any one gate may run before the test calls it
-/// a hang, kills it and fails. Far above every `--timeout` the tests pass.
-pub const HANG_LIMIT: Duration = Duration::from_secs(60);
-
 /// Generous `--timeout` for runs that should become ready: an upper bound
 /// so nothing waits forever, not a speed requirement.
 pub const READY_TIMEOUT: &str = "20s";
 
-/// The uid and gid of `nobody`, used to run the gate unprivileged.
-pub const NOBODY: u32 = 65_534;
-
 /// Sleeps for `ms` milliseconds: the pauses between a writer's steps.
 pub fn pause(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
-}
-
-/// True when the tests run as root (effective uid 0), which bypasses file
-/// permission checks.
-#[must_use]
-pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Polls `condition` every 10 ms until it holds or `limit` passes.
@@ -194,16 +182,6 @@ impl Default for Fixture {
     }
 }
 
-/// A command line, not yet started: the real binary ([`Gate::new`],
-/// [`Gate::binary`]) or, through [`Gate::program`], any other program a
-/// test runs (`podman`, `mkfifo`, a shell). Every test starts its
-/// processes through this, so every one of them is bounded, captured and
-/// killed on drop in the same way.
-pub struct Gate {
-    cmd: Command,
-    line: Vec<String>,
-}
-
 impl Gate {
     /// `secret-gate <subcommand>`, with no `SECRET_GATE_*`, `VSECM_*` or
     /// `SPIFFE_*` variables inherited from the test's environment.
@@ -216,8 +194,7 @@ impl Gate {
     /// subcommand themselves (or none); environment as for [`Gate::new`].
     #[must_use]
     pub fn binary() -> Self {
-        let mut gate = Self::program(BIN);
-        gate.line = vec!["secret-gate".into()];
+        let mut gate = Self::program(BIN).shown_as("secret-gate");
         for (name, _) in std::env::vars_os() {
             let inherited = name.to_str().is_some_and(|n| {
                 ["SECRET_GATE_", "VSECM_", "SPIFFE_"]
@@ -225,371 +202,10 @@ impl Gate {
                     .any(|p| n.starts_with(p))
             });
             if inherited {
-                gate.cmd.env_remove(&name);
+                gate = gate.env_remove(&name);
             }
         }
         gate
-    }
-
-    /// Any other program, with the test's environment and the same
-    /// bounded waits and output capture as the gate.
-    #[must_use]
-    pub fn program(program: impl AsRef<OsStr>) -> Self {
-        let mut cmd = Command::new(program.as_ref());
-        cmd.stdin(Stdio::null());
-        Self {
-            cmd,
-            line: vec![program.as_ref().to_string_lossy().into_owned()],
-        }
-    }
-
-    #[must_use]
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.line.push(arg.as_ref().to_string_lossy().into_owned());
-        self.cmd.arg(arg);
-        self
-    }
-
-    #[must_use]
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        for arg in args {
-            self = self.arg(arg);
-        }
-        self
-    }
-
-    #[must_use]
-    pub fn env(mut self, name: &str, value: impl AsRef<OsStr>) -> Self {
-        self.line
-            .insert(0, format!("{name}={}", value.as_ref().to_string_lossy()));
-        self.cmd.env(name, value);
-        self
-    }
-
-    #[must_use]
-    pub fn envs<I, K, V>(mut self, vars: I) -> Self
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
-        V: AsRef<OsStr>,
-    {
-        for (name, value) in vars {
-            self = self.env(name.as_ref(), value);
-        }
-        self
-    }
-
-    /// Starts from an empty environment: only what [`Gate::env`] adds.
-    #[must_use]
-    pub fn env_clear(mut self) -> Self {
-        self.line.insert(0, "env -i".into());
-        self.cmd.env_clear();
-        self
-    }
-
-    #[must_use]
-    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
-        self.line
-            .insert(0, format!("(in {})", dir.as_ref().display()));
-        self.cmd.current_dir(dir);
-        self
-    }
-
-    /// Names where the command came from (a manifest, a table row) in
-    /// every failure message about it.
-    #[must_use]
-    pub fn context(mut self, what: impl std::fmt::Display) -> Self {
-        self.line.insert(0, format!("[{what}]"));
-        self
-    }
-
-    /// Runs the gate as `nobody` when the tests run as root, so that file
-    /// permissions apply to it. A no-op otherwise.
-    #[must_use]
-    pub fn unprivileged(mut self) -> Self {
-        if is_root() {
-            self.cmd.uid(NOBODY).gid(NOBODY);
-            self.line.insert(0, format!("(as uid {NOBODY})"));
-        }
-        self
-    }
-
-    /// Starts the process; the error if it cannot be started.
-    pub fn try_spawn(mut self) -> std::io::Result<Running> {
-        let stdout = Capture::new()?;
-        let stderr = Capture::new()?;
-        self.cmd
-            .stdout(stdout.for_child()?)
-            .stderr(stderr.for_child()?);
-        let child = self.cmd.spawn()?;
-        Ok(Running {
-            child,
-            stdout,
-            stderr,
-            started: Instant::now(),
-            status: None,
-            line: self.line.join(" "),
-        })
-    }
-
-    /// Starts the process; panics if it cannot be started.
-    #[must_use]
-    pub fn spawn(self) -> Running {
-        let line = self.line.join(" ");
-        self.try_spawn()
-            .unwrap_or_else(|e| panic!("cannot start {line}: {e}"))
-    }
-
-    /// Starts the process and waits for it to exit, at most [`HANG_LIMIT`].
-    #[must_use]
-    pub fn run(self) -> Finished {
-        self.spawn().wait(HANG_LIMIT)
-    }
-}
-
-/// One output stream of the child, in an anonymous temp file: a chatty
-/// child never blocks on a full pipe, and a grandchild that keeps the
-/// stream open never blocks the test. Read with `pread`, which leaves the
-/// offset the child writes at alone.
-struct Capture {
-    file: File,
-}
-
-impl Capture {
-    fn new() -> std::io::Result<Self> {
-        Ok(Self {
-            file: tempfile::tempfile()?,
-        })
-    }
-
-    fn for_child(&self) -> std::io::Result<Stdio> {
-        Ok(Stdio::from(self.file.try_clone()?))
-    }
-
-    /// Everything written so far.
-    fn text(&self) -> String {
-        let mut bytes = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            match self.file.read_at(&mut chunk, bytes.len() as u64) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            }
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-/// A running process. Dropping it kills the process.
-pub struct Running {
-    child: Child,
-    stdout: Capture,
-    stderr: Capture,
-    started: Instant,
-    status: Option<ExitStatus>,
-    line: String,
-}
-
-impl Running {
-    #[must_use]
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// How long since the process was started.
-    #[must_use]
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// True while the process has not exited (checked with `try_wait`).
-    pub fn is_running(&mut self) -> bool {
-        if self.status.is_none() {
-            self.status = self
-                .child
-                .try_wait()
-                .unwrap_or_else(|e| panic!("try_wait: {e}"));
-        }
-        self.status.is_none()
-    }
-
-    /// Panics, with what the process printed, unless it is still running.
-    pub fn assert_running(&mut self, when: &str) {
-        let running = self.is_running();
-        assert!(
-            running,
-            "the gate exited {when} ({:?}); it must still be waiting\n{}",
-            self.status,
-            self.dump()
-        );
-    }
-
-    /// Stdout so far.
-    #[must_use]
-    pub fn stdout(&self) -> String {
-        self.stdout.text()
-    }
-
-    /// Stderr so far.
-    #[must_use]
-    pub fn stderr(&self) -> String {
-        self.stderr.text()
-    }
-
-    /// Waits until stderr contains `needle`; panics if the process exits
-    /// or [`HANG_LIMIT`] passes first.
-    pub fn expect_stderr(&mut self, needle: &str) {
-        let start = Instant::now();
-        loop {
-            if self.stderr().contains(needle) {
-                return;
-            }
-            if !self.is_running() {
-                // It may have written the line just before it exited.
-                if self.stderr().contains(needle) {
-                    return;
-                }
-                panic!(
-                    "the gate exited ({:?}) before logging {needle:?}\n{}",
-                    self.status,
-                    self.dump()
-                );
-            }
-            assert!(
-                start.elapsed() < HANG_LIMIT,
-                "the gate never logged {needle:?}\n{}",
-                self.dump()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Sends a signal by name (`TERM`, `INT`) with kill(1): the crate
-    /// denies unsafe code, so no `libc::kill`.
-    pub fn signal(&self, name: &str) {
-        let pid = self.pid().to_string();
-        let sent = Gate::program("kill")
-            .arg(format!("-{name}"))
-            .arg(&pid)
-            .run();
-        assert!(
-            sent.status.success(),
-            "kill -{name} {pid} failed\n{}",
-            sent.dump()
-        );
-    }
-
-    /// Waits at most `limit` from now for the process to exit; `None`,
-    /// leaving it running, if it has not by then.
-    pub fn exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while self.is_running() {
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.status
-    }
-
-    /// Kills the process (if it still runs) and reaps it.
-    pub fn kill(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            self.status = self.child.wait().ok();
-        }
-    }
-
-    /// Waits at most `limit` from now for the process to exit; on a hang,
-    /// kills it and panics with its output.
-    #[must_use]
-    pub fn wait(mut self, limit: Duration) -> Finished {
-        if self.exit_within(limit).is_none() {
-            self.kill();
-            panic!(
-                "the process did not exit within {limit:?}; killed it\n{}",
-                self.dump()
-            );
-        }
-        let elapsed = self.started.elapsed();
-        let status = self.status.unwrap_or_else(|| unreachable!());
-        Finished {
-            status,
-            stdout: self.stdout(),
-            stderr: self.stderr(),
-            elapsed,
-            line: std::mem::take(&mut self.line),
-        }
-    }
-
-    /// The command line, stdout and stderr so far, for failure messages.
-    #[must_use]
-    pub fn dump(&self) -> String {
-        format!(
-            "command: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.line,
-            self.stdout(),
-            self.stderr()
-        )
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A gate that has exited.
-#[derive(Debug)]
-pub struct Finished {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-    /// From spawn to the exit being seen (10 ms resolution).
-    pub elapsed: Duration,
-    line: String,
-}
-
-impl Finished {
-    /// The exit code; `None` if a signal killed the process.
-    #[must_use]
-    pub fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
-    /// Panics, with what the gate printed, unless it exited with `want`.
-    pub fn assert_code(&self, want: i32) -> &Self {
-        assert_eq!(
-            self.code(),
-            Some(want),
-            "wrong exit status\n{}",
-            self.dump()
-        );
-        self
-    }
-
-    /// Panics unless stderr contains `needle`.
-    pub fn assert_stderr(&self, needle: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}\n{}",
-            self.dump()
-        );
-        self
-    }
-
-    /// The command line, stdout and stderr, for failure messages.
-    #[must_use]
-    pub fn dump(&self) -> String {
-        format!(
-            "command: {}\nstatus: {:?} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.line, self.status, self.elapsed, self.stdout, self.stderr
-        )
     }
 }
 
