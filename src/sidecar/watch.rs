@@ -1,17 +1,15 @@
-//! `watch --keep-running`: the volume loop that never ends. Same triggers
-//! as the one-shot wait (inotify on the directories, the poll interval, a
-//! settling file's quiet time), each followed by a full scan by path on the
-//! blocking pool; every scan is an observation for the [`Tracker`].
+//! `watch --keep-running`: the volume loop that never ends. The same looks
+//! and wake-ups as the one-shot wait ([`Wakeups`]: inotify on the
+//! directories, the poll interval, a settling file's quiet time), each
+//! look a full scan by path on the blocking pool; every scan is an
+//! observation for the [`Tracker`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::{interval, MissedTickBehavior};
-
+use crate::problem::Kind;
 use crate::report::Progress;
-use crate::volume::watcher::Triggers;
-use crate::volume::WatchConfig;
-use crate::volume::{off_thread, Looker, Scanner};
+use crate::volume::{off_thread, Looker, Scanner, Wakeups, WatchConfig};
 
 use super::state::Tracker;
 
@@ -31,10 +29,7 @@ pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress
         watcher: None,
         setup: !config.poll_only,
     };
-    let mut triggers: Option<Triggers> = None;
-    let mut ticker = interval(config.poll_interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    ticker.reset();
+    let mut wakeups = Wakeups::new(config.poll_interval);
     loop {
         let Some(look) = off_thread(state).await else {
             progress.set_last_error("the file check failed unexpectedly");
@@ -42,15 +37,7 @@ pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress
             return std::future::pending().await;
         };
         state = look.state;
-        if let Some(t) = look.started {
-            triggers = Some(t);
-        }
-        if let Some(err) = look.watch_error {
-            let every = humantime::format_duration(config.poll_interval);
-            tracing::warn!("{err}; falling back to polling every {every}");
-            progress.set_last_error(format!("{err}; polled every {every} instead"));
-            triggers = None;
-        }
+        wakeups.after_look(look.started, look.watch_error, config, progress);
         tracker.checked();
         let scan = look.scan;
         let mut again = scan.recheck_in;
@@ -63,12 +50,7 @@ pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress
             if let Some(wait) = tracker.ready(version, debounce) {
                 again = Some(again.map_or(wait, |a| a.min(wait)));
             }
-        } else if scan
-            .problems
-            .iter()
-            .all(|p| p.kind == crate::problem::Kind::Settling)
-            && tracker.was_ready()
-        {
+        } else if scan.problems.iter().all(|p| p.kind == Kind::Settling) && tracker.was_ready() {
             // A file rewritten in place is given its settle time before
             // it counts either way.
             tracker.saw(&scan.files);
@@ -80,27 +62,8 @@ pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress
                 progress.update(scan.problems);
             }
         }
-        let soon = async {
-            match again {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        if let Some(t) = triggers.as_mut() {
-            tokio::select! {
-                error = t.next_batch() => {
-                    if let Some(error) = error {
-                        tracing::warn!(%error, "inotify reported an error; re-scanning everything");
-                    }
-                }
-                _ = ticker.tick() => {}
-                () = soon => {}
-            }
-        } else {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                () = soon => {}
-            }
-        }
+        // An inotify error is logged by `next`; every file is looked at
+        // again anyway.
+        let _ = wakeups.next(again).await;
     }
 }

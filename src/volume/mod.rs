@@ -14,7 +14,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::time::{interval, MissedTickBehavior};
+use std::time::Duration;
+
+use tokio::time::{interval, Interval, MissedTickBehavior};
 
 use crate::problem::{Kind, Problem};
 use crate::report::Progress;
@@ -52,10 +54,7 @@ pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
     if config.poll_only {
         tracing::info!(every = ?config.poll_interval, "polling only (--poll-only)");
     }
-    let mut triggers: Option<Triggers> = None;
-    let mut ticker = interval(config.poll_interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    ticker.reset();
+    let mut wakeups = Wakeups::new(config.poll_interval);
 
     loop {
         let Some(look) = off_thread(state).await else {
@@ -63,48 +62,91 @@ pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
             return std::future::pending().await;
         };
         state = look.state;
-        if let Some(t) = look.started {
-            triggers = Some(t);
-        }
-        if let Some(err) = look.watch_error {
-            fall_back(&err, config, progress);
-            triggers = None;
-        }
+        wakeups.after_look(look.started, look.watch_error, config, progress);
         let result = look.scan;
         if result.problems.is_empty() {
             // Release inotify now, on its own thread's schedule, rather
             // than in the exit path of the process.
             drop(state);
-            drop(triggers);
+            drop(wakeups);
             return;
         }
         progress.update(result.problems);
         // A settling file is looked at again when its quiet time is up, and
         // a certificate when it becomes valid or drops under --min-validity.
-        let settled = async {
-            match result.recheck_in {
+        if let Some(error) = wakeups.next(result.recheck_in).await {
+            progress.set_last_error(format!("inotify: {error}"));
+        }
+    }
+}
+
+/// What wakes a volume loop for its next look: a batch of inotify events,
+/// the poll interval, or the time a settling file or a certificate named.
+/// Shared by the one-shot wait and `watch --keep-running`.
+pub(crate) struct Wakeups {
+    /// `None` before inotify starts, and for good after a fall back to
+    /// polling.
+    triggers: Option<Triggers>,
+    ticker: Interval,
+}
+
+impl Wakeups {
+    pub(crate) fn new(poll_interval: Duration) -> Self {
+        let mut ticker = interval(poll_interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ticker.reset();
+        Self {
+            triggers: None,
+            ticker,
+        }
+    }
+
+    /// Takes in what a look did to inotify: the watches it started, or the
+    /// error that makes the loop fall back to polling (logged and kept for
+    /// the diagnosis).
+    pub(crate) fn after_look(
+        &mut self,
+        started: Option<Triggers>,
+        watch_error: Option<watcher::WatchError>,
+        config: &WatchConfig,
+        progress: &Progress,
+    ) {
+        if let Some(t) = started {
+            self.triggers = Some(t);
+        }
+        if let Some(err) = watch_error {
+            let every = humantime::format_duration(config.poll_interval);
+            tracing::warn!("{err}; falling back to polling every {every}");
+            progress.set_last_error(format!("{err}; polled every {every} instead"));
+            self.triggers = None;
+        }
+    }
+
+    /// Waits for the next wake-up: inotify, the ticker, or `recheck_in`.
+    /// Returns the error inotify reported with its events, if any (logged
+    /// here; every file is looked at again anyway).
+    pub(crate) async fn next(&mut self, recheck_in: Option<Duration>) -> Option<String> {
+        let soon = async {
+            match recheck_in {
                 Some(d) => tokio::time::sleep(d).await,
                 None => std::future::pending().await,
             }
         };
-
-        if let Some(t) = triggers.as_mut() {
-            tokio::select! {
-                error = t.next_batch() => {
-                    if let Some(error) = error {
-                        tracing::warn!(%error, "inotify reported an error; re-scanning everything");
-                        progress.set_last_error(format!("inotify: {error}"));
-                    }
-                }
-                _ = ticker.tick() => {}
-                () = settled => {}
+        let inotify = async {
+            match self.triggers.as_mut() {
+                Some(t) => t.next_batch().await,
+                None => std::future::pending().await,
             }
-        } else {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                () = settled => {}
-            }
+        };
+        let error = tokio::select! {
+            error = inotify => error,
+            _ = self.ticker.tick() => None,
+            () = soon => None,
+        };
+        if let Some(error) = &error {
+            tracing::warn!(%error, "inotify reported an error; re-scanning everything");
         }
+        error
     }
 }
 
@@ -218,12 +260,6 @@ pub async fn check_once(selection: &Selection) -> Scan {
     tokio::task::spawn_blocking(move || scanner.scan(&sel))
         .await
         .unwrap_or_default()
-}
-
-fn fall_back(err: &watcher::WatchError, config: &WatchConfig, progress: &Progress) {
-    let every = humantime::format_duration(config.poll_interval);
-    tracing::warn!("{err}; falling back to polling every {every}");
-    progress.set_last_error(format!("{err}; polled every {every} instead"));
 }
 
 #[cfg(test)]

@@ -697,7 +697,8 @@ fn utc_now() -> String {
 
 /// Unix seconds as `YYYY-MM-DD HH:MM UTC`.
 fn utc(secs: u64) -> String {
-    let (y, m, d) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let (y, m, d) = secret_gate::sidecar::versioned::civil_from_days(days);
     let rem = secs % 86_400;
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
@@ -706,36 +707,8 @@ fn utc(secs: u64) -> String {
     )
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        u32::try_from(m).unwrap_or(0),
-        u32::try_from(d).unwrap_or(0),
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn dates() {
-        use super::civil_from_days;
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-    }
-
     #[test]
     fn elf_linking() {
         use super::elf_dynamic;
