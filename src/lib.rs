@@ -1,13 +1,18 @@
 //! secret-gate holds a pod back until its secrets are present and valid.
 //!
-//! The modules follow the flow of a run. Dependencies point one way,
-//! down this list: cli → config → the sources → check.
+//! The modules follow the flow of a run: cli → config → the sources →
+//! check. Imports point one way, with no cycle: each module imports only
+//! modules after it in entry, run, config, cli, sidecar, the sources,
+//! check, report and the leaves. (`config` reads `cli`'s types and
+//! assembles the types each part owns; nothing after `cli` sees a
+//! command-line type.)
 //! - [`entry`] is the program: parse, start logging, validate, start the
 //!   runtime, run, exec. `main.rs` only calls it.
 //! - [`cli`] holds the clap types (the only module that uses clap), turned
 //!   once into a validated [`config::Config`] by [`config`].
 //! - [`run`] is the one place that decides when to stop: ready, deadline or
-//!   a [`signals`] stop, mapped to an [`exit`] code.
+//!   a [`signals`] stop, mapped to an [`exit`] code; `run::keep_running`
+//!   does the same for `--keep-running`.
 //! - [`sidecar`] keeps running after the first ready (`--keep-running`:
 //!   probes, metrics, change notifications); [`exec`] runs the app in the
 //!   gate's place (`-- CMD`).
