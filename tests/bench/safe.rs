@@ -311,6 +311,34 @@ impl LoadResult {
         crate::stats::count(n) / crate::stats::count(to - from)
     }
 
+    /// Records each client's outcome (its latency from `event`) and the
+    /// span from `t0` to the last client ready.
+    fn record(&mut self, outcomes: Vec<Result<Instant, String>>, event: Instant, t0: Instant) {
+        let mut last = event;
+        for outcome in outcomes {
+            match outcome {
+                Ok(t) => {
+                    self.latencies_ms.push(ms_between(event, t));
+                    last = last.max(t);
+                }
+                Err(e) => self.failures.push(e),
+            }
+        }
+        self.span_ms = ms_between(t0, last);
+    }
+
+    /// Records the CPU used by this process (`me`) since `before`, and by
+    /// the fake Safe over its life.
+    fn count_cpu(&mut self, bench: &Bench, me: u32, before: &procfs::Sample, fake: u32) {
+        let after = procfs::sample(me);
+        let own = |s: &procfs::Sample| {
+            s.stat
+                .map_or(0, |t| procfs::ticks_to_ns(t.utime + t.stime, bench.ticks))
+        };
+        self.clients_cpu_s = ns_to_ms(own(&after).saturating_sub(own(before))) / 1000.0;
+        self.fake_cpu_s = ns_to_ms(procfs::sample(fake).cpu_ns(bench.ticks).unwrap_or(0)) / 1000.0;
+    }
+
     fn analyse(&mut self, requests: &[(u64, u16)], t0: u64, registered: u64) {
         self.total = requests.len();
         self.before_registration = requests.iter().filter(|(at, _)| *at < registered).count();
@@ -361,26 +389,25 @@ pub fn load_gates(bench: &Bench, n: usize, register_at: Duration) -> (LoadResult
         result.failures.push(e);
     }
     let deadline = registered + Duration::from_secs(45);
-    let mut last = registered;
-    for (i, gate) in gates.iter_mut().enumerate() {
-        match gate.wait_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Some((t, s)) if s.success() => {
-                result.latencies_ms.push(ms_between(registered, t));
-                last = last.max(t);
+    let outcomes = gates
+        .iter_mut()
+        .enumerate()
+        .map(|(i, gate)| {
+            match gate.wait_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Some((t, s)) if s.success() => Ok(t),
+                Some((_, s)) => Err(format!(
+                    "gate {i} exited {s}: {}",
+                    std::fs::read_to_string(fake.dir.join(format!("gate-{i}.log")))
+                        .unwrap_or_default()
+                )),
+                None => {
+                    gate.kill();
+                    Err(format!("gate {i}: no exit within 45 s of registration"))
+                }
             }
-            Some((_, s)) => result.failures.push(format!(
-                "gate {i} exited {s}: {}",
-                std::fs::read_to_string(fake.dir.join(format!("gate-{i}.log"))).unwrap_or_default()
-            )),
-            None => {
-                gate.kill();
-                result
-                    .failures
-                    .push(format!("gate {i}: no exit within 45 s of registration"));
-            }
-        }
-    }
-    result.span_ms = ms_between(t0, last);
+        })
+        .collect();
+    result.record(outcomes, registered, t0);
     let fake_cpu = procfs::sample(fake.pid()).cpu_ns(bench.ticks).unwrap_or(0);
     drop(gates);
     let after = procfs::sample(me);
@@ -462,25 +489,8 @@ pub fn load_vsecm_model(bench: &Bench, offsets: &[Duration], register_at: Durati
         }
         (registered, registered_wall, outcomes)
     });
-    let mut last = registered;
-    for outcome in outcomes {
-        match outcome {
-            Ok(t) => {
-                result.latencies_ms.push(ms_between(registered, t));
-                last = last.max(t);
-            }
-            Err(e) => result.failures.push(e),
-        }
-    }
-    result.span_ms = ms_between(t0, last);
-    let after = procfs::sample(me);
-    let own = |s: &procfs::Sample| {
-        s.stat
-            .map_or(0, |t| procfs::ticks_to_ns(t.utime + t.stime, bench.ticks))
-    };
-    result.clients_cpu_s = ns_to_ms(own(&after).saturating_sub(own(&before))) / 1000.0;
-    result.fake_cpu_s =
-        ns_to_ms(procfs::sample(fake.pid()).cpu_ns(bench.ticks).unwrap_or(0)) / 1000.0;
+    result.record(outcomes, registered, t0);
+    result.count_cpu(bench, me, &before, fake.pid());
     result.analyse(
         &fake.requests(),
         unix_micros(t0_wall),
@@ -601,25 +611,8 @@ pub fn load_booting_safe(
             })
             .await
     });
-    let mut last = up;
-    for outcome in outcomes {
-        match outcome {
-            Ok(t) => {
-                result.latencies_ms.push(ms_between(up, t));
-                last = last.max(t);
-            }
-            Err(e) => result.failures.push(e),
-        }
-    }
-    result.span_ms = ms_between(t0, last);
-    let after = procfs::sample(me);
-    let own = |s: &procfs::Sample| {
-        s.stat
-            .map_or(0, |t| procfs::ticks_to_ns(t.utime + t.stime, bench.ticks))
-    };
-    result.clients_cpu_s = ns_to_ms(own(&after).saturating_sub(own(&before))) / 1000.0;
-    result.fake_cpu_s =
-        ns_to_ms(procfs::sample(fake.pid()).cpu_ns(bench.ticks).unwrap_or(0)) / 1000.0;
+    result.record(outcomes, up, t0);
+    result.count_cpu(bench, me, &before, fake.pid());
     result.analyse(&fake.requests(), unix_micros(t0_wall), unix_micros(up_wall));
     result
 }
