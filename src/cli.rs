@@ -64,7 +64,8 @@ pub enum Command {
     /// kubelet's `..data` swap is seen), re-checks by path after every event,
     /// and re-checks every --poll-interval as a safety net.
     Watch(WatchArgs),
-    /// Check the secret files once and exit at once: 0 if ready, 1 if not.
+    /// Check the secret files once and exit: 0 if ready, 1 if not. A file
+    /// written moments ago is first given its --settle-time.
     Check(CheckArgs),
     /// Poll VSecM Safe over SPIFFE mTLS until this workload's secret is ready.
     ///
@@ -93,7 +94,7 @@ pub struct SelectionArgs {
 
     /// Comma-separated keys that must be present in one of the files: a
     /// top-level name or an RFC 6901 JSON Pointer such as /db/password. A
-    /// key whose value is null or "" does not count.
+    /// key whose value is null, "" or `<no value>` does not count.
     #[arg(long, env = "SECRET_GATE_REQUIRED_KEYS", value_name = "K1,K2,...")]
     pub required_keys: Option<String>,
 
@@ -408,8 +409,8 @@ pub struct SafeArgs {
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
-    /// Pick by extension: `.json`, `.yaml`/`.yml`, `.env`, `.pem`/`.crt`/`.cer`/`.key`;
-    /// anything else is `raw`.
+    /// watch and check: pick by extension (`.json`, `.yaml`/`.yml`, `.env`,
+    /// `.pem`/`.crt`/`.cer`/`.key`, anything else `raw`); safe: see above.
     Auto,
     /// A JSON object; also VSecM's older JSON array of strings, and any
     /// other non-empty JSON value (which has no keys).
@@ -418,7 +419,8 @@ pub enum FormatArg {
     Yaml,
     /// `KEY=VALUE` lines; `#` comments, blank lines and `export ` are allowed.
     Env,
-    /// Any bytes: ready when not empty or whitespace only. Has no keys.
+    /// Any bytes: ready unless empty, whitespace only or `<no value>`. Has no
+    /// keys.
     Raw,
     /// PEM blocks: every certificate parses as X.509 and is valid now, every
     /// private key parses and matches its certificate. Has no keys.

@@ -68,11 +68,18 @@ impl fmt::Display for Format {
 }
 
 /// A parsed secret: the trees in which keys are looked up. A raw secret, or
-/// a JSON/YAML scalar, has no trees and so carries no keys.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// a JSON/YAML scalar, has no trees and so carries no keys. Its `Debug`
+/// shows how many trees, never their values.
+#[derive(Clone, Default, PartialEq)]
 pub struct Document {
     /// The objects that keys are searched in, in order.
     pub roots: Vec<Value>,
+}
+
+impl fmt::Debug for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Document(<{} trees>)", self.roots.len())
+    }
 }
 
 /// Why content is not (yet) a valid document. Never carries the content.

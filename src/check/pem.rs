@@ -67,8 +67,6 @@ pub struct Key {
 pub struct Bundle {
     pub certs: Vec<Cert>,
     pub keys: Vec<Key>,
-    /// Number of PEM blocks, of any label.
-    pub blocks: usize,
 }
 
 impl Bundle {
@@ -160,10 +158,7 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Bundle, PemError> {
     if of == 0 {
         return Err(PemError::NoBlocks);
     }
-    let mut bundle = Bundle {
-        blocks: of,
-        ..Bundle::default()
-    };
+    let mut bundle = Bundle::default();
     for (index, piece) in pieces.into_iter().enumerate() {
         let block = index + 1;
         let section = match <(SectionKind, Vec<u8>)>::pem_slice_iter(piece).next() {

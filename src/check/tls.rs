@@ -62,26 +62,22 @@ pub fn check(files: &[(&str, &[u8])], policy: &TlsPolicy, now: SystemTime) -> Tl
                 if kind != Kind::ExpiresSoon {
                     out_of_date.push(name);
                 }
-                let mut p = Problem::new(*name, kind, what);
-                p.item = cert.block.to_string();
-                report.problems.push(p);
+                report
+                    .problems
+                    .push(Problem::new(*name, kind, what).about(cert.block.to_string()));
             }
         }
         // A combined PEM: every key in it goes with its first certificate.
         if let Some(leaf) = bundle.certs.first() {
             for key in &bundle.keys {
                 if key.spki.as_ref().is_some_and(|k| *k != leaf.spki) {
-                    let mut p = Problem::new(
-                        *name,
-                        Kind::KeyMismatch,
-                        format!(
-                            "the private key in PEM block {} does not match the certificate in \
-                             PEM block {} (a key and certificate from different rotations?)",
-                            key.block, leaf.block
-                        ),
+                    let what = format!(
+                        "the private key in PEM block {} does not match the certificate in \
+                         PEM block {} (a key and certificate from different rotations?)",
+                        key.block, leaf.block
                     );
-                    p.item = key.block.to_string();
-                    report.problems.push(p);
+                    let p = Problem::new(*name, Kind::KeyMismatch, what);
+                    report.problems.push(p.about(key.block.to_string()));
                 }
             }
         }
@@ -202,16 +198,15 @@ fn pair(cert_name: &str, certs: &Bundle, key_name: &str, keys: &Bundle) -> Optio
     };
     let spki = key.spki.as_ref()?;
     (*spki != leaf.spki).then(|| {
-        let mut p = Problem::new(
+        Problem::new(
             key_name,
             Kind::KeyMismatch,
             format!(
                 "does not match the certificate in {cert_name} \
                  (a key and certificate from different rotations?)"
             ),
-        );
-        cert_name.clone_into(&mut p.item);
-        p
+        )
+        .about(cert_name)
     })
 }
 

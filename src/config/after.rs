@@ -119,13 +119,15 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 }
 
 fn parse_url(text: &str) -> Result<http::Uri, String> {
+    // Echo the URL without its query, which may carry a token.
+    let shown = text.split('?').next().unwrap_or_default();
     let bad = |why: &str| {
-        format!("--on-change-url {text:?} {why}: write e.g. http://127.0.0.1:9090/-/reload")
+        format!("--on-change-url {shown:?} {why}: write e.g. http://127.0.0.1:9090/-/reload")
     };
     // Credentials would reach every notification's log line: refuse them,
-    // without echoing the URL.
-    let authority = text.split("://").nth(1).unwrap_or(text).split('/').next();
-    if authority.is_some_and(|a| a.contains('@')) {
+    // without echoing the URL (any `@`, as for VSECM_SAFE_ENDPOINT_URL, so
+    // a mistyped `http:/user:pw@host` is caught too).
+    if text.contains('@') {
         return Err(
             "--on-change-url must not carry credentials (user:password@host): \
                     they would be logged; put the app's reload endpoint on the pod's loopback"
@@ -154,10 +156,17 @@ mod tests {
         for bad in ["https://app/-/reload", "http:///x", "not a url"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
-        let err = parse_url("http://admin:s3cr3t@app:9090/-/reload").unwrap_err();
-        assert!(
-            err.contains("credentials") && !err.contains("s3cr3t"),
-            "{err}"
-        );
+        for with_credentials in [
+            "http://admin:s3cr3t@app:9090/-/reload",
+            "http:/admin:s3cr3t@app:9090/-/reload",
+        ] {
+            let err = parse_url(with_credentials).unwrap_err();
+            assert!(
+                err.contains("credentials") && !err.contains("s3cr3t"),
+                "{err}"
+            );
+        }
+        let err = parse_url("https://app/-/reload?token=s3cr3t").unwrap_err();
+        assert!(!err.contains("s3cr3t"), "{err}");
     }
 }

@@ -15,7 +15,7 @@ use crate::sidecar::state::{Shared, Tracker};
 use crate::sidecar::{safe, server, watch, KeepRunning};
 use crate::signals::Stop;
 
-use super::note_unfinished_first_look;
+use super::{deadline, not_ready_after, note_unfinished_first_look, show_timeout};
 
 /// Keeps running until a signal: the first ready raced against the
 /// deadline (with the one-shot gate's diagnosis if it passes), then the
@@ -27,11 +27,7 @@ pub async fn run(
 ) -> ExitCode {
     let started = Instant::now();
     let shared = Shared::new();
-    let (mode, timeout) = match &config.mode {
-        Mode::Watch(c) => ("watch", c.timeout),
-        Mode::Safe(c) => ("safe", c.timeout),
-        Mode::Check(_) => return ExitCode::Usage,
-    };
+    let (mode, timeout) = (config.mode.name(), config.mode.timeout());
     if let Some(addr) = opts.listen {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
@@ -42,10 +38,7 @@ pub async fn run(
             }
             Err(error) => {
                 let text = format!("secret-gate: configuration error: cannot listen on {addr} (--listen): {error}\n");
-                tracing::error!("{}", text.trim_end());
-                if let Some(path) = &config.termination_log {
-                    write_termination_log(path, &text);
-                }
+                report_stop(config.termination_log.as_deref(), &text);
                 return ExitCode::Usage;
             }
         }
@@ -54,20 +47,15 @@ pub async fn run(
     let progress = Progress::new();
     let mut tracker = Tracker::new(shared.clone(), notifier);
     tracing::info!(
-        timeout = %timeout.map_or_else(|| "none".to_owned(), rounded),
+        timeout = %show_timeout(timeout),
         "secret-gate {mode}: waiting for secrets, then keeping running (--keep-running)"
     );
     let looping = async {
         match &config.mode {
             Mode::Watch(c) => watch::keep_watching(c, &mut tracker, &progress).await,
             Mode::Safe(c) => safe::keep_syncing(c, opts, &mut tracker, &progress).await,
+            // Refused by config: `check` has no --keep-running.
             Mode::Check(_) => {}
-        }
-    };
-    let deadline = async {
-        match timeout {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
         }
     };
     tokio::pin!(shutdown, looping);
@@ -76,10 +64,7 @@ pub async fn run(
         stop = &mut shutdown => {
             return stopped(config, mode, stop, started, false, &shared);
         }
-        () = deadline => {
-            let limit = timeout.map(rounded).unwrap_or_default();
-            format!("{mode}: not ready after {limit} (--timeout)")
-        }
+        () = deadline(timeout) => format!("{mode}: {}", not_ready_after(timeout)),
         () = shared.first_ready() => String::new(),
         () = &mut looping => format!("{mode}: the check loop stopped unexpectedly"),
     };
@@ -91,7 +76,7 @@ pub async fn run(
         );
         return ExitCode::NotReady;
     }
-    tracing::info!(elapsed = ?started.elapsed(), "ready; keeping running until SIGTERM");
+    tracing::info!(elapsed = %rounded(started.elapsed()), "ready; keeping running until SIGTERM");
     tokio::select! {
         biased;
         stop = &mut shutdown => stopped(config, mode, stop, started, true, &shared),

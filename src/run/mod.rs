@@ -33,12 +33,6 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
         }
         true
     };
-    let deadline = async {
-        match timeout {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
     tokio::pin!(shutdown);
 
     let (code, headline) = tokio::select! {
@@ -48,10 +42,7 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = Stop>) -> ExitC
             let during = if matches!(config.mode, Mode::Check(_)) { "checking" } else { "not ready" };
             (stop.exit_code(), format!("stopped by {} after {elapsed} while {during}", stop.name()))
         }
-        () = deadline => {
-            let limit = timeout.map(rounded).unwrap_or_default();
-            (ExitCode::NotReady, format!("not ready after {limit} (--timeout)"))
-        }
+        () = deadline(timeout) => (ExitCode::NotReady, not_ready_after(timeout)),
         ready = wait => if ready {
             (ExitCode::Ready, String::new())
         } else {
@@ -144,7 +135,21 @@ fn file_list(selection: &volume::Selection) -> String {
         .join(", ")
 }
 
-fn show_timeout(timeout: Option<Duration>) -> String {
+/// Resolves when `--timeout` has passed; never without one.
+pub(crate) async fn deadline(timeout: Option<Duration>) {
+    match timeout {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The headline of a `--timeout` that passed.
+pub(crate) fn not_ready_after(timeout: Option<Duration>) -> String {
+    let limit = timeout.map(rounded).unwrap_or_default();
+    format!("not ready after {limit} (--timeout)")
+}
+
+pub(crate) fn show_timeout(timeout: Option<Duration>) -> String {
     timeout.map_or_else(|| "none".to_owned(), rounded)
 }
 

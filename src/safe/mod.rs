@@ -75,24 +75,37 @@ pub async fn wait_ready_with(
                 failure.pace(),
             ),
         };
-        for p in &problems {
-            // Every time, so the diagnosis names the latest error.
-            if !not_yet {
-                progress.set_last_error(p.to_string());
-            }
-            if seen.insert(p.identity()) {
-                if not_yet {
-                    tracing::info!("{p}; will retry");
-                } else {
-                    tracing::warn!("{p}; will retry");
-                }
-            }
-        }
-        progress.record(problems);
+        note_problems(progress, &mut seen, problems, not_yet);
         let delay = schedule.next_delay(pace);
         tracing::debug!(next_attempt_in = ?delay, ?pace, "waiting before the next attempt");
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Records one attempt's problems for the diagnosis, logging each
+/// condition once (`seen`): at info when it is a normal "not yet", else as a
+/// warning that is also kept as the last error. Shared with
+/// `safe --keep-running` before its first ready.
+pub(crate) fn note_problems(
+    progress: &Progress,
+    seen: &mut HashSet<Identity>,
+    problems: Vec<Problem>,
+    not_yet: bool,
+) {
+    for p in &problems {
+        // Every time, so the diagnosis names the latest error.
+        if !not_yet {
+            progress.set_last_error(p.to_string());
+        }
+        if seen.insert(p.identity()) {
+            if not_yet {
+                tracing::info!("{p}; will retry");
+            } else {
+                tracing::warn!("{p}; will retry");
+            }
+        }
+    }
+    progress.record(problems);
 }
 
 /// Why a fetched secret did not make the gate ready.
@@ -171,8 +184,9 @@ fn write_output(
             tracing::info!(path = %path.display(), "wrote the secret");
         }
         Some(Output::Dir { path, mode }) => {
-            let names = output::write_dir(path, doc, *mode)?;
-            tracing::info!(dir = %path.display(), files = %names.join(", "), "wrote one file per key");
+            // How many, not which: in a YAML secret a "key" may be content.
+            let files = output::write_dir(path, doc, *mode)?;
+            tracing::info!(dir = %path.display(), files, "wrote one file per key");
         }
     }
     Ok(())

@@ -81,10 +81,10 @@ pub fn files_for_dir(doc: &Document) -> Result<Vec<(String, Vec<u8>)>, OutputErr
             }
             let why = if key.is_empty() {
                 Some("it is empty")
-            } else if key == "." || key == ".." {
-                Some("it is `.` or `..`")
             } else if key.contains(['/', '\0']) {
                 Some("it contains `/` or NUL")
+            } else if key.starts_with("..") || key == "." {
+                Some("it is `.` or starts with `..`, which the kubelet-style layout uses")
             } else {
                 None
             };
@@ -105,7 +105,8 @@ pub fn files_for_dir(doc: &Document) -> Result<Vec<(String, Vec<u8>)>, OutputErr
 }
 
 /// Writes every file of [`files_for_dir`] into `dir` (created if missing).
-pub fn write_dir(dir: &Path, doc: &Document, mode: u32) -> Result<Vec<String>, OutputError> {
+/// Returns how many it wrote.
+pub fn write_dir(dir: &Path, doc: &Document, mode: u32) -> Result<usize, OutputError> {
     let files = files_for_dir(doc)?;
     std::fs::create_dir_all(dir).map_err(|source| OutputError::Io {
         path: dir.to_path_buf(),
@@ -114,20 +115,25 @@ pub fn write_dir(dir: &Path, doc: &Document, mode: u32) -> Result<Vec<String>, O
     let total = files.len();
     for (i, (name, bytes)) in files.iter().enumerate() {
         // Name the key by position: its name may be content.
-        write_atomic(&dir.join(name), bytes, mode).map_err(|e| {
-            let source = match e {
-                OutputError::Io { source, .. } => source,
-                other => std::io::Error::other(other.to_string()),
-            };
-            OutputError::KeyIo {
-                index: i + 1,
-                total,
-                dir: dir.to_path_buf(),
-                source,
-            }
-        })?;
+        write_atomic(&dir.join(name), bytes, mode).map_err(|e| key_io(i, total, dir, e))?;
     }
-    Ok(files.into_iter().map(|(name, _)| name).collect())
+    Ok(total)
+}
+
+/// The error for key `i` (from 0) of `total` in `dir`, by position: its
+/// name may be content, and an I/O error's path would carry it.
+#[must_use]
+pub fn key_io(i: usize, total: usize, dir: &Path, error: OutputError) -> OutputError {
+    let source = match error {
+        OutputError::Io { source, .. } | OutputError::KeyIo { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    };
+    OutputError::KeyIo {
+        index: i + 1,
+        total,
+        dir: dir.to_path_buf(),
+        source,
+    }
 }
 
 #[cfg(test)]
@@ -170,7 +176,13 @@ mod tests {
             ]
         );
 
-        for bad in [r#"{"../x":"v"}"#, r#"{"a/b":"v"}"#, r#"{"":"v"}"#] {
+        for bad in [
+            r#"{"../x":"v"}"#,
+            r#"{"a/b":"v"}"#,
+            r#"{"":"v"}"#,
+            r#"{"..data":"v"}"#,
+            r#"{"..2026_11_30":"v"}"#,
+        ] {
             let doc = parse(Format::Json, bad.as_bytes()).unwrap();
             assert!(
                 matches!(files_for_dir(&doc), Err(OutputError::BadName(1, 1 | 2, _))),

@@ -93,6 +93,14 @@ impl Schedule {
         }
     }
 
+    /// The secret is there and the caller polls at its own steady pace
+    /// (`--keep-running`): a later failure backs off from the start, and a
+    /// later "not yet" is not spread again.
+    pub fn steady(&mut self) {
+        self.backoff.reset();
+        self.spread = true;
+    }
+
     /// Uniform in `[low, high]`.
     fn uniform(&mut self, low: Duration, high: Duration) -> Duration {
         let span = u64::try_from(high.saturating_sub(low).as_nanos()).unwrap_or(u64::MAX);

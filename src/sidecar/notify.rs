@@ -17,6 +17,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::state::Shared;
+use crate::safe::backoff::Backoff;
+
+/// The longest wait between two POSTs of one notification.
+const RETRY_CAP: Duration = Duration::from_secs(30);
 
 /// Where to deliver change notifications.
 #[derive(Debug, Clone)]
@@ -80,13 +84,13 @@ async fn deliver(targets: &Targets, shared: &Shared) {
 
 /// POSTs to `url` until a 2xx answer or the retries run out.
 async fn post_with_retries(url: &http::Uri, targets: &Targets, shared: &Shared) -> bool {
-    let mut rng = fastrand::Rng::new();
+    let mut backoff = Backoff::new(targets.retry_base, RETRY_CAP);
     let attempts = targets.retries.saturating_add(1);
     for attempt in 1..=attempts {
         let result = tokio::time::timeout(targets.attempt_timeout, post(url)).await;
         let error = match result {
             Ok(Ok(status)) if (200..300).contains(&status) => {
-                tracing::info!(%url, status, "notified the app of the change");
+                tracing::info!(url = %shown(url), status, "notified the app of the change");
                 return true;
             }
             Ok(Ok(status)) => format!("answered HTTP {status}"),
@@ -97,27 +101,26 @@ async fn post_with_retries(url: &http::Uri, targets: &Targets, shared: &Shared) 
             ),
         };
         if attempt == attempts {
-            tracing::warn!(%url, attempts, "could not notify the app of the change: {error}; giving up until the next change");
+            tracing::warn!(url = %shown(url), attempts, "could not notify the app of the change: {error}; giving up until the next change");
             return false;
         }
         shared.metrics.retry("url");
-        let delay = retry_delay(targets.retry_base, attempt, &mut rng);
-        tracing::warn!(%url, attempt, "could not notify the app of the change: {error}; retrying in {}", humantime::format_duration(delay));
+        let delay = backoff.next_delay();
+        tracing::warn!(url = %shown(url), attempt, "could not notify the app of the change: {error}; retrying in {}", humantime::format_duration(delay));
         tokio::time::sleep(delay).await;
     }
     false
 }
 
-/// Full jitter in the upper half: `[d/2, d]` with `d = base * 2^(n-1)`,
-/// capped at 30 s.
-fn retry_delay(base: Duration, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
-    let factor = 1u32
-        .checked_shl(attempt.saturating_sub(1).min(16))
-        .unwrap_or(u32::MAX);
-    let ceiling = base.saturating_mul(factor).min(Duration::from_secs(30));
-    let half = ceiling / 2;
-    let span = u64::try_from(ceiling.saturating_sub(half).as_millis()).unwrap_or(u64::MAX);
-    half + Duration::from_millis(rng.u64(0..=span))
+/// The URL for logs: scheme, host and path, without a query (which may
+/// carry a token).
+fn shown(url: &http::Uri) -> String {
+    let authority = url.authority().map_or("", http::uri::Authority::as_str);
+    format!(
+        "{}://{authority}{}",
+        url.scheme_str().unwrap_or("http"),
+        url.path()
+    )
 }
 
 /// One POST with an empty body; the status, or why there was none.
@@ -269,7 +272,7 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_signal, retry_delay};
+    use super::{parse_signal, shown, Backoff, RETRY_CAP};
     use nix::sys::signal::Signal;
     use std::time::Duration;
 
@@ -282,11 +285,19 @@ mod tests {
     }
 
     #[test]
+    fn urls_are_logged_without_their_query() {
+        let url = "http://127.0.0.1:9090/-/reload?token=CANARY"
+            .parse()
+            .unwrap();
+        assert_eq!(shown(&url), "http://127.0.0.1:9090/-/reload");
+    }
+
+    #[test]
     fn retry_delays_grow_with_jitter_and_a_cap() {
-        let mut rng = fastrand::Rng::with_seed(1);
         let base = Duration::from_millis(200);
+        let mut backoff = Backoff::with_rng(base, RETRY_CAP, fastrand::Rng::with_seed(1));
         for attempt in 1..20 {
-            let d = retry_delay(base, attempt, &mut rng);
+            let d = backoff.next_delay();
             let ceiling = base
                 .saturating_mul(1 << (attempt - 1).min(16))
                 .min(Duration::from_secs(30));

@@ -1,16 +1,19 @@
-//! `safe --keep-running`: a drop-in for VSecM Sidecar. Polls the Safe at
-//! a steady, jittered interval once ready (`VSECM_SIDECAR_POLL_INTERVAL`),
-//! backs off as the one-shot mode does on errors, and writes the secret
-//! only when it changed and passes the check: `--output` atomically
-//! (temp file, fsync, rename), `--output-dir` as one kubelet-style
-//! version ([`super::versioned`]).
+//! `safe --keep-running`: a drop-in for VSecM Sidecar. Until ready, and
+//! whenever the Safe fails or has nothing for us, it is paced exactly as
+//! the one-shot mode ([`Schedule`]: a steady spread pace for "not yet",
+//! back-off for failures, `Retry-After`); once a secret passes, it polls at
+//! a steady, jittered interval (`VSECM_SIDECAR_POLL_INTERVAL`). It writes
+//! the secret only when it changed and passes the check: `--output`
+//! atomically (temp file, fsync, rename), `--output-dir` as one
+//! kubelet-style version ([`super::versioned`]).
 //!
 //! - A secret that fails the check turns the gate not-ready; the files
 //!   keep the last good version.
 //! - 404 after the secret was served (deleted in the Safe): not-ready, and
-//!   the last good files are kept (`--on-delete remove` removes them).
+//!   the last good files are kept (`--on-delete remove` removes them). An
+//!   emptied secret also turns it not-ready.
 //! - Other errors (the Safe unreachable, a TLS failure) change nothing but
-//!   the back-off: the files on disk are still the last good version.
+//!   the pace: the files on disk are still the last good version.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -18,9 +21,9 @@ use std::time::Duration;
 use crate::check::Document;
 use crate::problem::{Identity, Kind, Problem};
 use crate::report::Progress;
-use crate::safe::backoff::Backoff;
 use crate::safe::client::{Failure, SafeClient};
-use crate::safe::{output, Output, SafeConfig};
+use crate::safe::schedule::{Pace, Schedule};
+use crate::safe::{check_secret, note_problems, output, Output, SafeConfig};
 
 use super::state::Tracker;
 use super::versioned;
@@ -43,15 +46,15 @@ pub async fn keep_syncing(
         None => "Safe".to_owned(),
     };
     let mut client = SafeClient::new(config);
-    let mut backoff = Backoff::new(config.poll_interval, config.max_backoff);
+    let mut schedule = Schedule::new(config.poll_interval, config.max_backoff);
     let mut rng = fastrand::Rng::new();
     let mut written: Option<u64> = None;
-    let mut served = false;
     let mut seen: HashSet<Identity> = HashSet::new();
     loop {
-        let attempt = client.attempt().await;
+        let attempt = client.attempt_reporting(progress).await;
         tracker.checked();
-        let steady = match attempt {
+        // `None`: ready with this secret, poll at the sync interval.
+        let pace = match attempt {
             Ok(secret) => {
                 tracker.shared().metrics.safe_request("200");
                 let data = secret.expose();
@@ -66,21 +69,19 @@ pub async fn keep_syncing(
                         match result {
                             Ok(()) => {
                                 written = Some(hash);
-                                served = true;
                                 seen.clear();
                                 tracker.ready(vec![(label.clone(), hash)], Duration::ZERO);
-                                true
+                                None
                             }
                             Err(problem) => {
                                 report(tracker, progress, &mut seen, vec![problem], false);
-                                false
+                                Some(Pace::Broken)
                             }
                         }
                     }
                     Err(problems) => {
-                        served = true;
                         report(tracker, progress, &mut seen, problems, true);
-                        false
+                        Some(Pace::NotYet)
                     }
                 }
             }
@@ -90,22 +91,28 @@ pub async fn keep_syncing(
                     .metrics
                     .safe_request(failure.kind().label());
                 let problem = Problem::new("Safe", Kind::Safe(failure.kind()), failure.to_string());
-                if served && tracker.was_ready() && failure == Failure::NotRegistered {
-                    if written.take().is_some() {
-                        deleted(output.as_ref(), opts.on_delete, &label).await;
-                    }
-                    let what = match opts.on_delete {
-                        OnDelete::Keep => "the secret was deleted in the Safe (404); the last good files are kept (--on-delete keep)",
-                        OnDelete::Remove => "the secret was deleted in the Safe (404); the files were removed (--on-delete remove)",
+                if tracker.was_ready() && failure == Failure::NotRegistered {
+                    let removed = match written.take() {
+                        Some(_) => deleted(output.as_ref(), opts.on_delete, &label).await,
+                        None => false,
+                    };
+                    let what = if removed {
+                        "the secret was deleted in the Safe (404); the files were removed (--on-delete remove)"
+                    } else {
+                        match opts.on_delete {
+                            OnDelete::Keep => "the secret was deleted in the Safe (404); the last good files are kept (--on-delete keep)",
+                            OnDelete::Remove => "the secret was deleted in the Safe (404); the files written could not all be removed (--on-delete remove)",
+                        }
                     };
                     tracker.not_ready(&[Problem::new("Safe", Kind::Deleted, what)]);
-                    false
+                } else if tracker.was_ready() && failure.pace() == Pace::NotYet {
+                    // Emptied in the Safe: not ready, the last good files stay.
+                    tracker.not_ready(&[problem]);
                 } else if tracker.was_ready() {
                     // Nothing on disk changed: keep the state, say it once.
                     if seen.insert(problem.identity()) {
                         tracing::warn!("{problem}; the last good files stay; will retry");
                     }
-                    false
                 } else {
                     report(
                         tracker,
@@ -114,15 +121,15 @@ pub async fn keep_syncing(
                         vec![problem],
                         failure.is_not_yet(),
                     );
-                    false
                 }
+                Some(failure.pace())
             }
         };
-        let delay = if steady && tracker.was_ready() {
-            backoff = Backoff::new(config.poll_interval, config.max_backoff);
-            jittered(opts.sync_interval, &mut rng)
+        let delay = if let Some(pace) = pace {
+            schedule.next_delay(pace)
         } else {
-            backoff.next_delay()
+            schedule.steady();
+            jittered(opts.sync_interval, &mut rng)
         };
         tokio::time::sleep(delay).await;
     }
@@ -135,8 +142,7 @@ fn jittered(interval: Duration, rng: &mut fastrand::Rng) -> Duration {
     low + Duration::from_millis(rng.u64(0..=tenth.saturating_mul(2)))
 }
 
-/// Before the first ready, as the one-shot mode does: each condition
-/// logged once, kept for the diagnosis. After it, a flip.
+/// Before the first ready, as the one-shot mode does; after it, a flip.
 fn report(
     tracker: &mut Tracker,
     progress: &Progress,
@@ -146,36 +152,9 @@ fn report(
 ) {
     if tracker.was_ready() {
         tracker.not_ready(&problems);
-        return;
+    } else {
+        note_problems(progress, seen, problems, not_yet);
     }
-    for p in &problems {
-        if !not_yet {
-            progress.set_last_error(p.to_string());
-        }
-        if seen.insert(p.identity()) {
-            if not_yet {
-                tracing::info!("{p}; will retry");
-            } else {
-                tracing::warn!("{p}; will retry");
-            }
-        }
-    }
-    progress.record(problems);
-}
-
-/// The one-shot mode's check of a fetched secret, and for `--output-dir`
-/// that it can be written one file per key.
-fn check_secret(
-    config: &SafeConfig,
-    output: Option<&Output>,
-    data: &str,
-) -> Result<Document, Vec<Problem>> {
-    let doc = crate::safe::check_secret(config, output, data)?;
-    if matches!(output, Some(Output::Dir { .. })) {
-        output::files_for_dir(&doc)
-            .map_err(|e| vec![Problem::new("output", Kind::Output, e.to_string())])?;
-    }
-    Ok(doc)
 }
 
 /// Writes a passing secret, on the blocking pool.
@@ -195,8 +174,8 @@ async fn write(output: Option<&Output>, data: &str, doc: &Document) -> Result<()
             let files = output::files_for_dir(doc).map_err(problem)?;
             tokio::task::spawn_blocking(move || {
                 versioned::write_version(&path, &files, mode)?;
-                let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-                tracing::info!(dir = %path.display(), files = %names.join(", "), "wrote a new version, one file per key");
+                // How many, not which: in a YAML secret a "key" may be content.
+                tracing::info!(dir = %path.display(), files = files.len(), "wrote a new version, one file per key");
                 Ok(())
             })
         }
@@ -211,19 +190,27 @@ async fn write(output: Option<&Output>, data: &str, doc: &Document) -> Result<()
     }
 }
 
-/// The secret was deleted in the Safe: keep or remove the files.
-async fn deleted(output: Option<&Output>, on_delete: OnDelete, label: &str) {
+/// The secret was deleted in the Safe: keep or remove the files. Returns
+/// whether they were removed.
+async fn deleted(output: Option<&Output>, on_delete: OnDelete, label: &str) -> bool {
     if on_delete == OnDelete::Keep {
-        return;
+        return false;
     }
     let output = output.cloned();
-    let _ = tokio::task::spawn_blocking(move || match output {
-        Some(Output::File { path, .. }) => {
-            let _ = std::fs::remove_file(path);
-        }
+    let removed = tokio::task::spawn_blocking(move || match output {
+        Some(Output::File { path, .. }) => match std::fs::remove_file(path) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        },
         Some(Output::Dir { path, .. }) => versioned::remove_all(&path),
-        None => {}
+        None => true,
     })
-    .await;
-    tracing::warn!(output = %label, "removed the files written (--on-delete remove)");
+    .await
+    .unwrap_or(false);
+    if removed {
+        tracing::warn!(output = %label, "removed the files written (--on-delete remove)");
+    } else {
+        tracing::error!(output = %label, "could not remove all the files written (--on-delete remove)");
+    }
+    removed
 }

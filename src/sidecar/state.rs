@@ -193,8 +193,7 @@ impl Shared {
 /// its content.
 pub type Version = Vec<(String, u64)>;
 
-/// A hash of some bytes, to notice a change without keeping the bytes.
-#[must_use]
+/// The wall clock as Unix seconds, for the timestamp metrics.
 fn now_unix() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

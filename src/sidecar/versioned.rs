@@ -21,7 +21,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::safe::output::OutputError;
+use crate::safe::output::{key_io, OutputError};
 
 const DATA: &str = "..data";
 const DATA_TMP: &str = "..data_tmp";
@@ -83,13 +83,29 @@ pub fn write_version(
             source: std::io::Error::from(e.kind()),
         })?;
     std::fs::set_permissions(version.path(), Permissions::from_mode(0o755)).map_err(io_err(dir))?;
-    for (name, bytes) in files {
+    // A key's file or link is named by position in errors: its name may be
+    // content.
+    let total = files.len();
+    let key_err = |i: usize| {
+        move |source| {
+            key_io(
+                i,
+                total,
+                dir,
+                OutputError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                },
+            )
+        }
+    };
+    for (i, (name, bytes)) in files.iter().enumerate() {
         let path = version.path().join(name);
-        let mut file = File::create(&path).map_err(io_err(&path))?;
+        let mut file = File::create(&path).map_err(key_err(i))?;
         file.set_permissions(Permissions::from_mode(mode))
-            .map_err(io_err(&path))?;
-        file.write_all(bytes).map_err(io_err(&path))?;
-        file.sync_all().map_err(io_err(&path))?;
+            .map_err(key_err(i))?;
+        file.write_all(bytes).map_err(key_err(i))?;
+        file.sync_all().map_err(key_err(i))?;
     }
     File::open(version.path())
         .and_then(|d| d.sync_all())
@@ -102,7 +118,7 @@ pub fn write_version(
     symlink(&name, &tmp).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, dir.join(DATA)).map_err(io_err(&dir.join(DATA)))?;
     // The visible names: one link per key, through ..data.
-    for (key, _) in files {
+    for (i, (key, _)) in files.iter().enumerate() {
         let link = dir.join(key);
         let target = Path::new(DATA).join(key);
         if std::fs::read_link(&link).is_ok_and(|t| t == target) {
@@ -110,8 +126,8 @@ pub fn write_version(
         }
         let tmp = dir.join(format!("..{key}.tmp"));
         let _ = std::fs::remove_file(&tmp);
-        symlink(&target, &tmp).map_err(io_err(&link))?;
-        std::fs::rename(&tmp, &link).map_err(io_err(&link))?;
+        symlink(&target, &tmp).map_err(key_err(i))?;
+        std::fs::rename(&tmp, &link).map_err(key_err(i))?;
     }
     remove_stale(dir, files, &name);
     File::open(dir)
@@ -149,23 +165,27 @@ fn remove_stale(dir: &Path, files: &[(String, Vec<u8>)], keep: &Path) {
 }
 
 /// Removes what [`write_version`] wrote (for `--on-delete remove`).
-pub fn remove_all(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+/// Returns whether everything went.
+pub fn remove_all(dir: &Path) -> bool {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return e.kind() == std::io::ErrorKind::NotFound,
     };
+    let mut all = true;
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
         let text = name.to_string_lossy();
         if std::fs::read_link(&path).is_ok_and(|t| t.starts_with(DATA)) || text == DATA {
-            let _ = std::fs::remove_file(&path);
+            all &= std::fs::remove_file(&path).is_ok();
         } else if text.starts_with("..")
             && text.as_bytes().get(2).is_some_and(u8::is_ascii_digit)
             && entry.file_type().is_ok_and(|t| t.is_dir())
         {
-            let _ = std::fs::remove_dir_all(&path);
+            all &= std::fs::remove_dir_all(&path).is_ok();
         }
     }
+    all
 }
 
 #[cfg(test)]

@@ -34,7 +34,9 @@ pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress
         let Some(look) = off_thread(state).await else {
             progress.set_last_error("the file check failed unexpectedly");
             tracing::error!("the file check failed unexpectedly; stopping checks");
-            return std::future::pending().await;
+            // Ends the run (the caller says the loop stopped), so /livez
+            // stops answering and the kubelet restarts the sidecar.
+            return;
         };
         state = look.state;
         wakeups.after_look(look.started, look.watch_error, config, progress);

@@ -219,7 +219,7 @@ pub async fn check_once(selection: &Selection) -> Scan {
     let selection = Arc::new(selection.clone());
     let mut scanner = Scanner::new();
     // The settle wait is bounded: at most a few rounds of --settle-time.
-    for _ in 0..4 {
+    for round in 0..5 {
         let sel = Arc::clone(&selection);
         let Ok((back, result)) = tokio::task::spawn_blocking(move || {
             let result = scanner.scan(&sel);
@@ -227,39 +227,33 @@ pub async fn check_once(selection: &Selection) -> Scan {
         })
         .await
         else {
-            return Scan {
-                problems: vec![Problem::new(
-                    "scan",
-                    Kind::Internal,
-                    "the file check failed unexpectedly",
-                )],
-                ..Scan::default()
-            };
+            // Never ready on a check that did not run to the end.
+            return Scan::one(Problem::new(
+                "scan",
+                Kind::Internal,
+                "the file check failed unexpectedly",
+            ));
         };
         scanner = back;
-        if result.problems.is_empty() {
-            return result;
-        }
         let only_settling = result.problems.iter().all(|p| p.kind == Kind::Settling);
-        match result.recheck_in {
-            // Only a settle wait: never until a certificate becomes valid.
-            Some(wait) if only_settling => tokio::time::sleep(wait.min(selection.settle)).await,
+        if !only_settling {
             // Not ready whatever the settling files turn out to be: report
             // what needs fixing, not files that only need a moment.
-            _ if !only_settling => {
-                let problems = result.problems.into_iter();
-                return Scan {
-                    problems: problems.filter(|p| p.kind != Kind::Settling).collect(),
-                    ..Scan::default()
-                };
+            let problems = result.problems.into_iter();
+            return Scan {
+                problems: problems.filter(|p| p.kind != Kind::Settling).collect(),
+                ..Scan::default()
+            };
+        }
+        match result.recheck_in {
+            // Only a settle wait: never until a certificate becomes valid.
+            Some(wait) if !result.problems.is_empty() && round < 4 => {
+                tokio::time::sleep(wait.min(selection.settle)).await;
             }
             _ => return result,
         }
     }
-    let sel = Arc::clone(&selection);
-    tokio::task::spawn_blocking(move || scanner.scan(&sel))
-        .await
-        .unwrap_or_default()
+    unreachable!("the last round returns")
 }
 
 #[cfg(test)]

@@ -27,12 +27,22 @@ pub enum ReadError {
 }
 
 /// A file's bytes, and what identified its version when they were read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` shows the size, never the bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Contents {
     pub bytes: Vec<u8>,
     /// The file's identity and change marks, the same before and after the
     /// read; `None` when the file changed while it was being read.
     pub stamp: Option<Stamp>,
+}
+
+impl std::fmt::Debug for Contents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contents")
+            .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
+            .field("stamp", &self.stamp)
+            .finish()
+    }
 }
 
 /// What tells one version of a file from the next: its inode, size and

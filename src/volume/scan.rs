@@ -44,7 +44,7 @@ pub struct Scan {
 }
 
 impl Scan {
-    fn one(problem: Problem) -> Self {
+    pub(crate) fn one(problem: Problem) -> Self {
         Self {
             problems: vec![problem],
             ..Self::default()
@@ -189,9 +189,14 @@ impl Scanner {
                     continue;
                 }
             };
-            // A YAML, env or raw file (or a JSON scalar) cut short by a
+            // A YAML, env, raw or PEM file (or a JSON scalar) cut short by a
             // writer may still parse: wait until it has been quiet a while.
-            let can_be_cut_short = spec.format != Format::Json || doc.roots.is_empty();
+            // A JSON object or array cut short never parses.
+            let json_container = matches!(
+                contents.bytes.iter().find(|b| !b.is_ascii_whitespace()),
+                Some(b'{' | b'[')
+            );
+            let can_be_cut_short = spec.format != Format::Json || !json_container;
             if can_be_cut_short && through_kubelet.is_none() {
                 let previous = self.sightings.get(&spec.name).copied();
                 let (verdict, keep) = settle(previous, contents.stamp, now, selection.settle);
