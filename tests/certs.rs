@@ -426,7 +426,9 @@ fn private_key_bytes_never_appear_in_any_output_at_trace() {
         assert!(out.contains("tls.key"), "{out}");
         for pem in &pems {
             let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-            for window in body.as_bytes().chunks(12) {
+            // Every 12-character piece, overlapping: a leak cannot hide
+            // across a chunk boundary.
+            for window in body.as_bytes().windows(12) {
                 let piece = std::str::from_utf8(window).unwrap();
                 assert!(
                     piece.len() < 12 || !out.contains(piece),

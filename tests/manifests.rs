@@ -1303,7 +1303,16 @@ fn the_binary_accepts_every_gates_arguments() {
             ran += 1;
         }
     }
+    // One gate per example directory under manifests/, at least.
+    let examples = fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests"))
+        .unwrap()
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().is_dir()))
+        .count();
     assert!(ran >= 4, "expected a gate in each example, ran {ran}");
+    assert!(
+        ran >= examples,
+        "{examples} examples, but only {ran} gates ran"
+    );
 }
 
 /// A volume gate exits 0 on a mount that holds what it asks for, and 1 (with
@@ -1436,6 +1445,8 @@ fn run_safe_gate(at: &str, manifest: &GateArgs, tmp: &Path) {
         "{at}: the binary rejects the manifest's arguments {:?}\n{stderr}",
         args.args
     );
+    // No Workload API here: the deadline passes, so 1 (never a crash).
+    assert_eq!(code, 1, "{at}: {:?}\n{stderr}", args.args);
 
     // The manifest's --timeout was replaced above; check that its value
     // parses by giving it to `watch` on a ready mount (both subcommands take

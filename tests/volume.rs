@@ -1210,7 +1210,7 @@ fn a_timestamp_set_back_does_not_skip_the_settle_time() {
         .args(["--settle-time", "1h", "--timeout", "1s"])
         .run();
     run.assert_code(1);
-    assert!(fx.log().contains("app.env: unchanged for "), "{}", fx.log());
+    assert_log_contains(&fx, "app.env: unchanged for ", &run);
 }
 
 #[test]
@@ -1394,7 +1394,7 @@ fn a_look_alike_data_directory_does_not_skip_the_settle_time() {
         .args(["--settle-time", "1h", "--timeout", "1s"])
         .run();
     run.assert_code(1);
-    assert!(fx.log().contains("app.env: unchanged for "), "{}", fx.log());
+    assert_log_contains(&fx, "app.env: unchanged for ", &run);
 }
 
 #[test]
@@ -1459,11 +1459,7 @@ fn mount_errors_name_the_real_cause() {
         .arg(&fx.log)
         .run();
     run.assert_code(1);
-    assert!(
-        fx.log().contains("is too long for this system"),
-        "{}",
-        fx.log()
-    );
+    assert_log_contains(&fx, "is too long for this system", &run);
 
     if is_root() {
         // Searchable by nobody: only the mount's parent is closed.
@@ -1503,12 +1499,8 @@ fn costly_yaml_is_refused_promptly() {
     fx.write("list.yaml", "- item\n".repeat(140_000));
     let run = fx.check().args(["--file", "deep.yaml"]).run();
     run.assert_code(1);
-    assert!(
-        fx.log().contains("nests deeper than 128 levels"),
-        "{}",
-        fx.log()
-    );
+    assert_log_contains(&fx, "nests deeper than 128 levels", &run);
     let run = fx.check().args(["--file", "list.yaml"]).run();
     run.assert_code(1);
-    assert!(fx.log().contains("YAML values"), "{}", fx.log());
+    assert_log_contains(&fx, "YAML values", &run);
 }

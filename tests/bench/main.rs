@@ -238,7 +238,7 @@ fn main() {
         "" | "tls" | "sidecar" => (true, true),
         "safe" => (false, true),
         "6" => (false, false),
-        other => panic!("BENCH_ONLY={other:?}: use safe or 6"),
+        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls or sidecar"),
     };
     let plan = Plan::new(quick);
     let target = target_dir();
@@ -277,10 +277,11 @@ fn main() {
     );
 
     let step = |name: &str| println!("bench: [{:>5.1} s] {name}", started.elapsed().as_secs_f64());
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "sidecar") {
+    if only == "sidecar" {
         return only_sidecar(&bench, &plan);
     }
-    if only_tls(&bench, &plan, step) {
+    if only == "tls" {
+        only_tls(&bench, &plan, step);
         return;
     }
     step("1/9 detection latency, volume mode");
@@ -392,18 +393,13 @@ fn main() {
     );
 }
 
-/// `BENCH_ONLY=tls`: figure 7 alone, printed, nothing written. False
-/// when the variable asks for something else.
-fn only_tls(bench: &Bench, plan: &Plan, step: impl Fn(&str)) -> bool {
-    if !std::env::var("BENCH_ONLY").is_ok_and(|v| v == "tls") {
-        return false;
-    }
+/// `BENCH_ONLY=tls`: figure 7 alone, printed, nothing written.
+fn only_tls(bench: &Bench, plan: &Plan, step: impl Fn(&str)) {
     step("7/9 TLS material (BENCH_ONLY=tls)");
     let tls = certs::tls(bench, plan.tls);
     let mut text = String::new();
     report::figure7(&mut text, &tls);
     println!("{text}");
-    true
 }
 
 /// Figure 1: the gate and `inotifywait` interleaved, then the shell loops.

@@ -116,22 +116,10 @@ fn register(bin: &Path, dir: &Path) -> Result<(), String> {
     }
 }
 
-/// The value of `export NAME=VALUE` in the fake's env file, unquoting a
-/// single-quoted value.
+/// The value of `export NAME=VALUE` in the fake's env file, unquoted.
 #[must_use]
 pub fn parse_env(text: &str, name: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let value = line
-            .strip_prefix("export ")?
-            .strip_prefix(name)?
-            .strip_prefix('=')?;
-        Some(
-            match value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-                Some(quoted) => quoted.replace(r"'\''", "'"),
-                None => value.to_owned(),
-            },
-        )
-    })
+    crate::fake::parse_env(text).remove(name)
 }
 
 /// Parses `requests.log`, skipping lines that are not `<µs> <status>`.

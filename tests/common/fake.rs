@@ -263,7 +263,14 @@ pub fn parse_env(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|line| line.strip_prefix("export "))
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .map(|(k, v)| {
+            // fake-safe single-quotes a value that needs it, as a shell does.
+            let value = match v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                Some(quoted) => quoted.replace(r"'\''", "'"),
+                None => v.to_owned(),
+            };
+            (k.to_owned(), value)
+        })
         .collect()
 }
 
