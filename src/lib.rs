@@ -24,6 +24,9 @@
 //!   sources. A new format goes here.
 //! - Leaves that depend on nothing else in the crate: [`problem`] (the
 //!   diagnosis vocabulary) and [`spiffe_id`] (VSecM's SPIFFE-ID rule).
+//! - [`serve`] is the bounded HTTP/1.1 server behind `--listen` (and the
+//!   injector's webhook): a connection cap that sheds idle connections,
+//!   short timeouts, small buffers.
 //! - [`report`] logs progress and writes the termination-log diagnosis;
 //!   [`logging`] sets up `tracing`.
 //!
@@ -41,6 +44,7 @@ pub mod problem;
 pub mod report;
 pub mod run;
 pub mod safe;
+pub mod serve;
 pub mod sidecar;
 pub mod signals;
 pub mod spiffe_id;

@@ -1,0 +1,861 @@
+//! A small, bounded HTTP/1.1 server for the gate's own endpoints: the
+//! `--listen` probe and metrics port, and the injector's admission
+//! webhook. It is built to survive whoever can reach the port:
+//!
+//! - **A cap on open connections** ([`Limits::max_connections`]). At the
+//!   cap, a new connection sheds the *oldest* connection that has no
+//!   request in flight (idle, still in its setup step, or with a request
+//!   head or body not yet complete), so a fresh kubelet probe still gets
+//!   through. When every open connection has a request in flight, the new
+//!   one is closed at once.
+//! - **Short timeouts at every step**: the per-connection setup (a TLS
+//!   handshake, say), the wait for a request's first byte, the rest of its
+//!   head, its body, and the handler plus the response write.
+//! - **Small, bounded buffers.** The request head is parsed here (with
+//!   `httparse`) from one buffer that starts at [`INITIAL_BUFFER`] bytes,
+//!   grows only up to [`Limits::max_head_bytes`] (plus the body, up to
+//!   [`Limits::max_body_bytes`]), and is freed while the connection is
+//!   idle. Bodies need a `Content-Length` (`Transfer-Encoding` is answered
+//!   411).
+//! - **Graceful shutdown**: stop accepting, close every connection with no
+//!   request in flight, let in-flight requests finish for
+//!   [`Limits::shutdown_grace`], then close the rest.
+//!
+//! The server is generic over the stream: [`Setup`] turns each accepted
+//! TCP stream into the stream requests are read from ([`Plain`] for the
+//! probe port, a [`tokio_rustls::TlsAcceptor`] for the webhook), bounded by
+//! [`Limits::setup_timeout`] and counted under the cap. The handler gets an
+//! `http::Request<Bytes>` (with the peer's [`PeerAddr`] as an extension)
+//! and returns an `http::Response<Bytes>`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+use tokio::time::{timeout, timeout_at, Instant};
+
+/// The first allocation of a connection's read buffer, in bytes: enough
+/// for a kubelet probe's whole request (about 120 bytes).
+pub const INITIAL_BUFFER: usize = 512;
+
+/// The most headers a request may carry.
+const MAX_HEADERS: usize = 32;
+
+/// How long the accept loop pauses after an accept error (out of file
+/// descriptors, say), so that it does not spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+
+/// The server's limits. [`Limits::default`] suits the probe port; the
+/// webhook raises [`Self::max_body_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections at most, counting those in their setup step.
+    pub max_connections: usize,
+    /// The setup step ([`Setup::setup`], a TLS handshake, say).
+    pub setup_timeout: Duration,
+    /// How long a connection may wait for the first byte of a request
+    /// (the first, or the next on a kept-alive connection).
+    pub idle_timeout: Duration,
+    /// From a request's first byte to the end of its head.
+    pub header_timeout: Duration,
+    /// From the end of a request's head to the end of its body.
+    pub body_timeout: Duration,
+    /// The handler and the writing of its response.
+    pub request_timeout: Duration,
+    /// The request line and headers, in bytes (431 beyond).
+    pub max_head_bytes: usize,
+    /// The request body, in bytes (413 beyond; 0 refuses any body).
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may run on after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    /// The probe port's limits: no body, a 4 KiB head, and timeouts well
+    /// inside the kubelet's 1 s probe budget for the steps a client
+    /// controls.
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            setup_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(2),
+            body_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            max_head_bytes: 4096,
+            max_body_bytes: 0,
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The peer's address, put in each request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The per-connection setup step: turns an accepted TCP stream into the
+/// stream the requests are read from. It runs under
+/// [`Limits::setup_timeout`], and the connection counts under the cap (and
+/// may be shed) while it runs.
+pub trait Setup: Send + Sync + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn setup(&self, stream: TcpStream) -> impl Future<Output = io::Result<Self::Io>> + Send;
+}
+
+/// No setup: plain HTTP on the accepted stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain;
+
+impl Setup for Plain {
+    type Io = TcpStream;
+    async fn setup(&self, stream: TcpStream) -> io::Result<TcpStream> {
+        Ok(stream)
+    }
+}
+
+/// HTTPS: a TLS handshake on each accepted stream.
+impl Setup for tokio_rustls::TlsAcceptor {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    fn setup(&self, stream: TcpStream) -> impl Future<Output = io::Result<Self::Io>> + Send {
+        self.accept(stream)
+    }
+}
+
+/// Answers one request. Any `Fn(Request<Bytes>) -> impl Future<Output =
+/// Response<Bytes>>` is a handler.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, request: Request<Bytes>) -> impl Future<Output = Response<Bytes>> + Send;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Bytes>> + Send,
+{
+    fn handle(&self, request: Request<Bytes>) -> impl Future<Output = Response<Bytes>> + Send {
+        self(request)
+    }
+}
+
+/// What the server did, as counters (and the open connections now), for
+/// metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    accepted: AtomicU64,
+    open: AtomicU64,
+    shed: AtomicU64,
+    refused: AtomicU64,
+    accept_errors: AtomicU64,
+    setup_failed: AtomicU64,
+    timed_out: AtomicU64,
+    rejected: AtomicU64,
+    served: AtomicU64,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections closed at the cap to make room for a new one.
+    pub shed: u64,
+    /// New connections closed at once: at the cap with every connection
+    /// busy.
+    pub refused: u64,
+    /// Failed `accept` calls (out of file descriptors, say).
+    pub accept_errors: u64,
+    /// Setup steps that failed or timed out (a TLS handshake, say).
+    pub setup_failed: u64,
+    /// Connections closed for a timeout while idle or reading a request,
+    /// or a handler or response write that overran.
+    pub timed_out: u64,
+    /// Requests answered with an error status by the server itself
+    /// (400, 411, 413, 431).
+    pub rejected: u64,
+    /// Requests the handler answered.
+    pub served: u64,
+}
+
+impl Stats {
+    #[must_use]
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            accepted: get(&self.accepted),
+            open: get(&self.open),
+            shed: get(&self.shed),
+            refused: get(&self.refused),
+            accept_errors: get(&self.accept_errors),
+            setup_failed: get(&self.setup_failed),
+            timed_out: get(&self.timed_out),
+            rejected: get(&self.rejected),
+            served: get(&self.served),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+// A connection's state, for shedding: only `IN_FLIGHT` is never shed.
+const SETUP: u8 = 0;
+const IDLE: u8 = 1;
+const READING: u8 = 2;
+const IN_FLIGHT: u8 = 3;
+const SHED: u8 = 4;
+
+/// One open connection, as the registry sees it.
+struct Entry {
+    state: Arc<AtomicU8>,
+    abort: AbortHandle,
+}
+
+/// The open connections, oldest (lowest id) first.
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    open: BTreeMap<u64, Entry>,
+}
+
+impl Registry {
+    /// Marks the oldest connection with no request in flight as shed and
+    /// removes it; the caller aborts its task once the lock is released.
+    fn shed_oldest(&mut self) -> Option<AbortHandle> {
+        let id = self
+            .open
+            .iter()
+            .find(|(_, entry)| mark_shed(&entry.state))
+            .map(|(id, _)| *id)?;
+        self.open.remove(&id).map(|entry| entry.abort)
+    }
+
+    /// Marks every connection with no request in flight as shed, removes
+    /// them and returns their tasks to abort.
+    fn shed_all_idle(&mut self) -> Vec<AbortHandle> {
+        let mut aborts = Vec::new();
+        self.open.retain(|_, entry| {
+            if mark_shed(&entry.state) {
+                aborts.push(entry.abort.clone());
+                false
+            } else {
+                true
+            }
+        });
+        aborts
+    }
+}
+
+/// Moves a connection with no request in flight to `SHED`; false when a
+/// request is in flight (or it was shed already).
+fn mark_shed(state: &AtomicU8) -> bool {
+    [SETUP, IDLE, READING].into_iter().any(|from| {
+        state
+            .compare_exchange(from, SHED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    })
+}
+
+/// Moves a connection's state from `from` to `to`; false when it was shed.
+fn advance(state: &AtomicU8, from: u8, to: u8) -> bool {
+    from == to
+        || state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+}
+
+struct Inner<S, H> {
+    setup: S,
+    handler: H,
+    limits: Limits,
+    stats: Arc<Stats>,
+    registry: Mutex<Registry>,
+    /// Set at shutdown: close each connection after its current request.
+    closing: AtomicBool,
+}
+
+impl<S, H> Inner<S, H> {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock leaves a consistent map.
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A bounded HTTP/1.1 server on one listener.
+pub struct Server<S, H> {
+    listener: TcpListener,
+    inner: Arc<Inner<S, H>>,
+}
+
+impl<S: Setup, H: Handler> Server<S, H> {
+    /// A server for `listener`; it serves once [`Self::run`] is awaited.
+    /// A `max_connections` of 0 is taken as 1.
+    pub fn new(listener: TcpListener, setup: S, handler: H, mut limits: Limits) -> Self {
+        limits.max_connections = limits.max_connections.max(1);
+        Self {
+            listener,
+            inner: Arc::new(Inner {
+                setup,
+                handler,
+                limits,
+                stats: Arc::new(Stats::default()),
+                registry: Mutex::new(Registry::default()),
+                closing: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The server's counters, readable while it runs.
+    #[must_use]
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.inner.stats)
+    }
+
+    /// The limits in force.
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully: stops
+    /// accepting, closes the connections with no request in flight, waits
+    /// up to [`Limits::shutdown_grace`] for the others, and closes what is
+    /// left.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Self { listener, inner } = self;
+        tokio::pin!(shutdown);
+        let mut logged_accept_error = false;
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => admit(&inner, stream, peer),
+                Err(error) => {
+                    bump(&inner.stats.accept_errors);
+                    if !logged_accept_error {
+                        logged_accept_error = true;
+                        tracing::warn!(%error, "cannot accept a connection (logged once; counted in the metrics): closing the oldest idle connection and retrying");
+                    }
+                    let shed = inner.registry().shed_oldest();
+                    if let Some(abort) = shed {
+                        bump(&inner.stats.shed);
+                        abort.abort();
+                    }
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                }
+            }
+        }
+        drop(listener);
+        inner.closing.store(true, Ordering::Release);
+        let idle = inner.registry().shed_all_idle();
+        for abort in idle {
+            abort.abort();
+        }
+        let until = Instant::now() + inner.limits.shutdown_grace;
+        // Bounded by the grace period; polled, since connections end on
+        // their own.
+        while Instant::now() < until && !inner.registry().open.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let rest: Vec<AbortHandle> = std::mem::take(&mut inner.registry().open)
+            .into_values()
+            .map(|e| e.abort)
+            .collect();
+        for abort in rest {
+            abort.abort();
+        }
+    }
+}
+
+/// Registers and spawns a new connection, shedding the oldest idle or
+/// incomplete one at the cap, or refusing this one when all are busy.
+fn admit<S: Setup, H: Handler>(inner: &Arc<Inner<S, H>>, stream: TcpStream, peer: SocketAddr) {
+    bump(&inner.stats.accepted);
+    let mut registry = inner.registry();
+    let mut shed = None;
+    if registry.open.len() >= inner.limits.max_connections {
+        shed = registry.shed_oldest();
+        if shed.is_none() {
+            drop(registry);
+            bump(&inner.stats.refused);
+            drop(stream);
+            return;
+        }
+        bump(&inner.stats.shed);
+    }
+    let id = registry.next_id;
+    registry.next_id += 1;
+    let state = Arc::new(AtomicU8::new(SETUP));
+    // The task removes its own entry when it ends, which waits for this
+    // lock: the entry is in the map before the task can look.
+    let task = tokio::spawn(connection(
+        Arc::clone(inner),
+        id,
+        Arc::clone(&state),
+        stream,
+        peer,
+    ));
+    registry.open.insert(
+        id,
+        Entry {
+            state,
+            abort: task.abort_handle(),
+        },
+    );
+    inner
+        .stats
+        .open
+        .store(registry.open.len() as u64, Ordering::Relaxed);
+    drop(registry);
+    if let Some(abort) = shed {
+        abort.abort();
+    }
+}
+
+/// Removes a connection's entry when its task ends or is aborted.
+struct Leave<'a, S, H> {
+    inner: &'a Inner<S, H>,
+    id: u64,
+}
+
+impl<S, H> Drop for Leave<'_, S, H> {
+    fn drop(&mut self) {
+        let mut registry = self.inner.registry();
+        registry.open.remove(&self.id);
+        self.inner
+            .stats
+            .open
+            .store(registry.open.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Why a connection stops reading requests.
+enum Stop {
+    /// The peer closed, or an I/O error.
+    Closed,
+    /// A timeout while idle or reading a request.
+    TimedOut,
+    /// The connection was shed.
+    Shed,
+    /// A malformed or oversized request: answer this status and close.
+    Reject(StatusCode, &'static str),
+}
+
+/// One connection: the setup step, then requests until the peer closes,
+/// a limit is hit, or the server shuts down.
+async fn connection<S: Setup, H: Handler>(
+    inner: Arc<Inner<S, H>>,
+    id: u64,
+    state: Arc<AtomicU8>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let _leave = Leave { inner: &inner, id };
+    let limits = &inner.limits;
+    let counts = &inner.stats;
+    let _ = stream.set_nodelay(true);
+    let Ok(Ok(mut io)) = timeout(limits.setup_timeout, inner.setup.setup(stream)).await else {
+        bump(&counts.setup_failed);
+        return;
+    };
+    if !advance(&state, SETUP, IDLE) {
+        return;
+    }
+    let mut buf = Vec::new();
+    loop {
+        let request = match read_request(&mut io, &mut buf, limits, &state).await {
+            Ok(request) => request,
+            Err(Stop::Closed | Stop::Shed) => return,
+            Err(Stop::TimedOut) => {
+                bump(&counts.timed_out);
+                return;
+            }
+            Err(Stop::Reject(status, why)) => {
+                bump(&counts.rejected);
+                if advance(&state, READING, IN_FLIGHT) {
+                    let response = plain(status, why);
+                    let _ = timeout(
+                        limits.request_timeout,
+                        write_response(&mut io, &response, false, true),
+                    )
+                    .await;
+                }
+                return;
+            }
+        };
+        if !advance(&state, READING, IN_FLIGHT) {
+            return;
+        }
+        let mut request = request;
+        request.extensions_mut().insert(PeerAddr(peer));
+        let head_only = request.method() == Method::HEAD;
+        let close = wants_close(&request) || inner.closing.load(Ordering::Acquire);
+        let deadline = Instant::now() + limits.request_timeout;
+        let response =
+            if let Ok(response) = timeout_at(deadline, inner.handler.handle(request)).await {
+                bump(&counts.served);
+                response
+            } else {
+                bump(&counts.timed_out);
+                plain(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n")
+            };
+        let close = close || inner.closing.load(Ordering::Acquire);
+        match timeout_at(
+            deadline,
+            write_response(&mut io, &response, head_only, close),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                bump(&counts.timed_out);
+                return;
+            }
+        }
+        if close || !advance(&state, IN_FLIGHT, IDLE) {
+            let _ = timeout(Duration::from_millis(100), io.shutdown()).await;
+            return;
+        }
+        if buf.is_empty() {
+            // An idle connection holds no buffer.
+            buf = Vec::new();
+        }
+    }
+}
+
+/// Reads one request: waits up to the idle timeout for its first byte,
+/// then the header timeout for the rest of its head, then the body
+/// timeout for its body. Bytes past the request stay in `buf`.
+async fn read_request<Io: AsyncRead + Unpin>(
+    io: &mut Io,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+    state: &AtomicU8,
+) -> Result<Request<Bytes>, Stop> {
+    let mut deadline = Instant::now() + limits.idle_timeout;
+    let mut reading = false;
+    let (mut request, head_len, body_len) = loop {
+        if !buf.is_empty() {
+            if !reading {
+                reading = true;
+                if !advance(state, IDLE, READING) {
+                    return Err(Stop::Shed);
+                }
+                deadline = Instant::now() + limits.header_timeout;
+            }
+            if let Some(parsed) = parse_head(buf, limits)? {
+                break parsed;
+            }
+            if buf.len() >= limits.max_head_bytes {
+                return Err(Stop::Reject(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "request head too large\n",
+                ));
+            }
+        }
+        let room = limits.max_head_bytes.saturating_sub(buf.len()).max(1);
+        fill(io, buf, room, deadline).await?;
+    };
+    let end = head_len + body_len;
+    if buf.len() < end {
+        deadline = Instant::now() + limits.body_timeout;
+        buf.reserve_exact(end - buf.len());
+        while buf.len() < end {
+            let room = end - buf.len();
+            fill(io, buf, room, deadline).await?;
+        }
+    }
+    *request.body_mut() = Bytes::copy_from_slice(&buf[head_len..end]);
+    buf.drain(..end);
+    Ok(request)
+}
+
+/// Reads at most `room` more bytes into `buf` before `deadline`, growing
+/// it by doubling from [`INITIAL_BUFFER`].
+async fn fill<Io: AsyncRead + Unpin>(
+    io: &mut Io,
+    buf: &mut Vec<u8>,
+    room: usize,
+    deadline: Instant,
+) -> Result<(), Stop> {
+    if buf.capacity() == buf.len() {
+        let grow = buf.capacity().max(INITIAL_BUFFER).min(room);
+        buf.reserve_exact(grow);
+    }
+    let spare = (buf.capacity() - buf.len()).min(room);
+    let mut limited = (&mut *io).take(spare as u64);
+    match timeout_at(deadline, limited.read_buf(buf)).await {
+        Ok(Ok(0) | Err(_)) => Err(Stop::Closed),
+        Ok(Ok(_)) => Ok(()),
+        Err(_) => Err(Stop::TimedOut),
+    }
+}
+
+/// Parses a complete request head at the start of `buf`: the request
+/// (with an empty body), the head's length and the body's length. `None`
+/// when the head is not complete yet.
+fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request<Bytes>, usize, usize)>, Stop> {
+    let bad = |why| Stop::Reject(StatusCode::BAD_REQUEST, why);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Stop::Reject(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many headers\n",
+            ))
+        }
+        Err(_) => return Err(bad("malformed request\n")),
+    };
+    if head_len > limits.max_head_bytes {
+        return Err(Stop::Reject(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head too large\n",
+        ));
+    }
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
+        .map_err(|_| bad("malformed method\n"))?;
+    let uri: http::Uri = parsed
+        .path
+        .unwrap_or("/")
+        .parse()
+        .map_err(|_| bad("malformed request target\n"))?;
+    let mut request = Request::new(Bytes::new());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    let mut body_len: Option<usize> = None;
+    for h in parsed.headers.iter() {
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("malformed header\n"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("malformed header\n"))?;
+        if name == header::TRANSFER_ENCODING {
+            return Err(Stop::Reject(
+                StatusCode::LENGTH_REQUIRED,
+                "send the body with a Content-Length\n",
+            ));
+        }
+        if name == header::CONTENT_LENGTH {
+            let n = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| bad("malformed Content-Length\n"))?;
+            if body_len.is_some_and(|m| m != n) {
+                return Err(bad("conflicting Content-Length headers\n"));
+            }
+            body_len = Some(n);
+        }
+        request.headers_mut().append(name, value);
+    }
+    let body_len = body_len.unwrap_or(0);
+    if body_len > limits.max_body_bytes {
+        return Err(Stop::Reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large\n",
+        ));
+    }
+    Ok(Some((request, head_len, body_len)))
+}
+
+/// True when the client asked to close after this request (or speaks
+/// HTTP/1.0, which closes by default).
+fn wants_close<B>(request: &Request<B>) -> bool {
+    let says = |word: &str| {
+        request
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(word))
+    };
+    if request.version() == Version::HTTP_10 {
+        !says("keep-alive")
+    } else {
+        says("close")
+    }
+}
+
+/// A short plain-text response.
+#[must_use]
+pub fn plain(status: StatusCode, body: &'static str) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from_static(body.as_bytes()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Writes `response` as HTTP/1.1 with a `Content-Length` (and no body for
+/// a HEAD request), then flushes.
+async fn write_response<Io: AsyncWrite + Unpin>(
+    io: &mut Io,
+    response: &Response<Bytes>,
+    head_only: bool,
+    close: bool,
+) -> io::Result<()> {
+    let status = response.status();
+    let mut head = Vec::with_capacity(160);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in response.headers() {
+        if name == header::CONTENT_LENGTH
+            || name == header::CONNECTION
+            || name == header::TRANSFER_ENCODING
+        {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if !response.headers().contains_key(header::DATE) {
+        head.extend_from_slice(b"date: ");
+        head.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(format!("content-length: {}\r\n", response.body().len()).as_bytes());
+    if close {
+        head.extend_from_slice(b"connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    if !head_only && response.body().len() <= 16 * 1024 {
+        head.extend_from_slice(response.body());
+        io.write_all(&head).await?;
+    } else {
+        io.write_all(&head).await?;
+        if !head_only {
+            io.write_all(response.body()).await?;
+        }
+    }
+    io.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{mark_shed, parse_head, wants_close, Limits, Stop, IDLE, IN_FLIGHT, SHED};
+    use http::{Method, StatusCode, Version};
+    use std::sync::atomic::AtomicU8;
+
+    fn status_of(head: &[u8], limits: &Limits) -> Option<StatusCode> {
+        match parse_head(head, limits) {
+            Err(Stop::Reject(status, _)) => Some(status),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn heads_parse_or_are_refused_with_the_right_status() {
+        let probe = Limits::default();
+        let webhook = Limits {
+            max_body_bytes: 3 << 20,
+            ..Limits::default()
+        };
+        let ok = b"GET /readyz HTTP/1.1\r\nHost: x\r\nUser-Agent: kube-probe/1.33\r\n\r\n";
+        let Ok(Some((req, len, body))) = parse_head(ok, &probe) else {
+            panic!("a probe request parses");
+        };
+        assert_eq!(
+            (req.method(), req.uri().path(), len, body),
+            (&Method::GET, "/readyz", ok.len(), 0)
+        );
+        assert!(matches!(
+            parse_head(b"GET /readyz HTTP/1.1\r\nHost:", &probe),
+            Ok(None)
+        ));
+        let post = b"POST /mutate HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+        assert!(matches!(parse_head(post, &webhook), Ok(Some((_, _, 10)))));
+        let table: &[(&[u8], &Limits, StatusCode)] = &[
+            (post, &probe, StatusCode::PAYLOAD_TOO_LARGE),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                &webhook,
+                StatusCode::LENGTH_REQUIRED,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                &webhook,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+                &webhook,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                b"GET\x01 / HTTP/1.1\r\n\r\n",
+                &probe,
+                StatusCode::BAD_REQUEST,
+            ),
+        ];
+        for (head, limits, status) in table {
+            assert_eq!(
+                status_of(head, limits),
+                Some(*status),
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        let many: String = (0..40).map(|i| format!("X-{i}: y\r\n")).collect();
+        let head = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(
+            status_of(head.as_bytes(), &probe),
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+    }
+
+    #[test]
+    fn http_10_closes_unless_kept_alive_and_11_the_reverse() {
+        let req = |version, connection: Option<&str>| {
+            let mut b = http::Request::builder().version(version);
+            if let Some(c) = connection {
+                b = b.header("connection", c);
+            }
+            b.body(()).unwrap()
+        };
+        assert!(wants_close(&req(Version::HTTP_10, None)));
+        assert!(!wants_close(&req(Version::HTTP_10, Some("Keep-Alive"))));
+        assert!(!wants_close(&req(Version::HTTP_11, None)));
+        assert!(wants_close(&req(Version::HTTP_11, Some("foo, close"))));
+    }
+
+    #[test]
+    fn a_request_in_flight_is_never_shed() {
+        let busy = AtomicU8::new(IN_FLIGHT);
+        assert!(!mark_shed(&busy));
+        let idle = AtomicU8::new(IDLE);
+        assert!(mark_shed(&idle));
+        assert_eq!(idle.into_inner(), SHED);
+        assert!(!mark_shed(&AtomicU8::new(SHED)));
+    }
+}
