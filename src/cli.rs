@@ -179,6 +179,20 @@ pub struct AfterArgs {
     )]
     pub listen: Option<String>,
 
+    /// With --listen: at most this many open connections to the port. At
+    /// the cap, the oldest idle or half-sent connection is closed to make
+    /// room, so a probe still gets through. The default keeps the gate's
+    /// memory near 16 MiB under any number of hostile connections (see
+    /// docs/sidecar-mode.md).
+    #[arg(
+        long,
+        env = "SECRET_GATE_MAX_CONNECTIONS",
+        default_value = "1024",
+        value_name = "N",
+        help_heading = "Keep running"
+    )]
+    pub max_connections: usize,
+
     /// With --keep-running: POST to this http:// URL when the secret
     /// changed and the new version passes the check (repeatable; the env
     /// var takes a comma-separated list). Success is a 2xx answer; failures

@@ -63,6 +63,7 @@ fn termination_log(given: Option<PathBuf>) -> Option<PathBuf> {
 /// Runs a validated configuration on a current-thread runtime, then execs
 /// the command if one was given and the gate is ready.
 fn start(config: &Config) -> ExitCode {
+    crate::rlimit::raise_nofile();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -25,6 +25,7 @@ pub fn replace_process(command: &[OsString], termination_log: Option<&Path>) -> 
         return ExitCode::Ready;
     };
     tracing::info!(command = %Path::new(program).display(), "ready; running the command in place of the gate");
+    crate::rlimit::restore_nofile();
     let error = std::process::Command::new(program).args(args).exec();
     let (code, diagnosis) = explain(program, &error);
     report_stop(termination_log, &diagnosis);

@@ -27,6 +27,8 @@
 //! - [`serve`] is the bounded HTTP/1.1 server behind `--listen` (and the
 //!   injector's webhook): a connection cap that sheds idle connections,
 //!   short timeouts, small buffers.
+//! - [`rlimit`] raises the open-files limit at start (and restores it
+//!   for an exec'd command).
 //! - [`report`] logs progress and writes the termination-log diagnosis;
 //!   [`logging`] sets up `tracing`.
 //!
@@ -42,6 +44,7 @@ pub mod exit;
 pub mod logging;
 pub mod problem;
 pub mod report;
+pub mod rlimit;
 pub mod run;
 pub mod safe;
 pub mod serve;

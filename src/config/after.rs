@@ -90,8 +90,15 @@ fn keep_running(after: &AfterArgs, safe: Option<&SafeArgs>) -> Result<KeepRunnin
         }
         None => (Duration::from_secs(20), OnDelete::Keep, None),
     };
+    if after.max_connections == 0 {
+        return Err(
+            "--max-connections must be at least 1 (the kubelet's probes need a connection)"
+                .to_owned(),
+        );
+    }
     Ok(KeepRunning {
         listen,
+        max_connections: after.max_connections,
         targets: Targets {
             urls,
             signal,

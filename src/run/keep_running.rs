@@ -33,8 +33,9 @@ pub async fn run(
             Ok(listener) => {
                 // The bound address: with port 0, the one the system chose.
                 let bound = listener.local_addr().unwrap_or(addr);
-                tracing::info!(addr = %bound, "serving /readyz, /livez and /metrics");
-                server::spawn(listener, shared.clone());
+                let max_connections = crate::rlimit::connection_cap(opts.max_connections);
+                tracing::info!(addr = %bound, max_connections, "serving /readyz, /livez and /metrics");
+                server::spawn(listener, &shared, max_connections);
             }
             Err(error) => {
                 let text = format!("secret-gate: configuration error: cannot listen on {addr} (--listen): {error}\n");

@@ -51,6 +51,8 @@ pub enum OnDelete {
 #[derive(Debug)]
 pub struct KeepRunning {
     pub listen: Option<SocketAddr>,
+    /// `--max-connections`: the cap on open connections to `listen`.
+    pub max_connections: usize,
     pub targets: Targets,
     /// Safe mode: the poll interval once ready.
     pub sync_interval: Duration,

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::problem::Problem;
+use crate::serve;
 
 use super::notify::Notifier;
 
@@ -35,6 +36,70 @@ pub struct Metrics {
     notifications_failed: Family<Labels, Counter>,
     notification_retries: Family<Labels, Counter>,
     safe_requests: Family<Labels, Counter>,
+    resource_errors: Counter,
+    http: HttpMetrics,
+    /// The `--listen` server's counters, copied into `http` at each scrape.
+    serve_stats: OnceLock<Arc<serve::Stats>>,
+}
+
+/// The `--listen` server's counters (see [`crate::serve::StatsSnapshot`]).
+#[derive(Default)]
+struct HttpMetrics {
+    open: Gauge,
+    shed: Counter,
+    refused: Counter,
+    timed_out: Counter,
+    rejected: Counter,
+    accept_errors: Counter,
+}
+
+impl HttpMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "secret_gate_http_connections",
+            "Connections open to the --listen port",
+            self.open.clone(),
+        );
+        registry.register(
+            "secret_gate_http_connections_shed",
+            "Idle or incomplete connections closed at the --max-connections cap to make room for a new one",
+            self.shed.clone(),
+        );
+        registry.register(
+            "secret_gate_http_connections_refused",
+            "New connections closed at once: at the cap with every connection busy",
+            self.refused.clone(),
+        );
+        registry.register(
+            "secret_gate_http_timeouts",
+            "Connections closed for a timeout (idle, slow request head or body, slow response)",
+            self.timed_out.clone(),
+        );
+        registry.register(
+            "secret_gate_http_requests_rejected",
+            "Malformed or oversized requests answered 400, 411, 413 or 431",
+            self.rejected.clone(),
+        );
+        registry.register(
+            "secret_gate_http_accept_errors",
+            "Failed accepts on the --listen port (out of file descriptors, say)",
+            self.accept_errors.clone(),
+        );
+    }
+
+    fn update(&self, stats: &serve::Stats) {
+        let now = stats.snapshot();
+        self.open.set(i64::try_from(now.open).unwrap_or(i64::MAX));
+        for (counter, value) in [
+            (&self.shed, now.shed),
+            (&self.refused, now.refused),
+            (&self.timed_out, now.timed_out),
+            (&self.rejected, now.rejected),
+            (&self.accept_errors, now.accept_errors),
+        ] {
+            counter.inner().store(value, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Metrics {
@@ -49,6 +114,14 @@ impl Metrics {
         let notifications_failed = Family::<Labels, Counter>::default();
         let notification_retries = Family::<Labels, Counter>::default();
         let safe_requests = Family::<Labels, Counter>::default();
+        let resource_errors = Counter::default();
+        let http = HttpMetrics::default();
+        http.register(&mut registry);
+        registry.register(
+            "secret_gate_resource_errors",
+            "Checks the gate could not complete for lack of its own resources (open files, memory); the last verdict stood",
+            resource_errors.clone(),
+        );
         registry.register(
             "secret_gate_ready",
             "1 when every required secret passes the check now, else 0",
@@ -115,12 +188,28 @@ impl Metrics {
             notifications_failed,
             notification_retries,
             safe_requests,
+            resource_errors,
+            http,
+            serve_stats: OnceLock::new(),
         }
+    }
+
+    /// Exports the `--listen` server's counters from now on.
+    pub fn serve_stats(&self, stats: Arc<serve::Stats>) {
+        let _ = self.serve_stats.set(stats);
+    }
+
+    /// Counts one check the gate's own resources kept from completing.
+    pub fn resource_error(&self) {
+        self.resource_errors.inc();
     }
 
     /// The Prometheus text exposition (`OpenMetrics` flavour).
     #[must_use]
     pub fn encode(&self) -> String {
+        if let Some(stats) = self.serve_stats.get() {
+            self.http.update(stats);
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
