@@ -95,6 +95,20 @@ pub enum Kind {
     Output,
     /// A check could not run at all (its task panicked).
     Internal,
+    /// The gate's own resources ran out while it looked (open files,
+    /// memory): no verdict on the secret ([`is_resource_error`]).
+    Resource,
+}
+
+/// True when an I/O error is the gate running out of its own resources
+/// (`EMFILE`, `ENFILE`, `ENOMEM`, `ENOBUFS`) rather than something about
+/// the file: such an error says nothing about the secret.
+#[must_use]
+pub fn is_resource_error(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
+    )
 }
 
 /// How one attempt against the Safe failed.
@@ -192,7 +206,24 @@ impl fmt::Display for Problem {
 
 #[cfg(test)]
 mod tests {
-    use super::{Kind, Problem};
+    use super::{is_resource_error, Kind, Problem};
+
+    #[test]
+    fn only_the_gates_own_shortages_are_resource_errors() {
+        for (errno, own) in [
+            (libc::EMFILE, true),
+            (libc::ENFILE, true),
+            (libc::ENOMEM, true),
+            (libc::ENOBUFS, true),
+            (libc::EACCES, false),
+            (libc::EIO, false),
+            (libc::ENOENT, false),
+        ] {
+            let err = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(is_resource_error(&err), own, "{err}");
+        }
+        assert!(!is_resource_error(&std::io::Error::other("x")));
+    }
 
     #[test]
     fn identity_ignores_the_words_but_not_the_kind_or_item() {

@@ -302,6 +302,9 @@ pub struct Tracker {
     seen: BTreeMap<String, u64>,
     /// The problems last logged while not ready after having been ready.
     logged: Vec<crate::problem::Identity>,
+    /// The gate's own resources ran out in the last check, and that was
+    /// logged.
+    starved: bool,
 }
 
 impl Tracker {
@@ -315,6 +318,37 @@ impl Tracker {
             candidate: None,
             seen: BTreeMap::new(),
             logged: Vec::new(),
+            starved: false,
+        }
+    }
+
+    /// A check could not complete because the gate ran out of its own
+    /// resources (open files, memory; [`crate::problem::Kind::Resource`]):
+    /// no verdict on the secret. The state stays as it was; the condition
+    /// is logged once while it lasts and counted each time.
+    pub fn starved(&mut self, problems: &[Problem]) {
+        self.candidate = None;
+        self.shared.metrics.resource_error();
+        if !self.starved {
+            self.starved = true;
+            let what = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let state = if self.ready { "ready" } else { "not ready" };
+            tracing::warn!(
+                problems = %what,
+                "the gate ran out of its own resources while checking (logged once; counted in secret_gate_resource_errors_total): staying {state} and retrying; raise the open-files limit or the memory limit, or lower --max-connections"
+            );
+        }
+    }
+
+    /// A check completed: ends a resource shortage, saying so once.
+    fn fed(&mut self) {
+        if self.starved {
+            self.starved = false;
+            tracing::info!("the gate's checks run again (its resources recovered)");
         }
     }
 
@@ -353,6 +387,7 @@ impl Tracker {
     /// A check passed on `version`. Returns how soon to look again when a
     /// change must first settle for `debounce` before it is notified.
     pub fn ready(&mut self, version: Version, debounce: Duration) -> Option<Duration> {
+        self.fed();
         let now = now_unix();
         for (name, hash) in &version {
             self.shared
@@ -416,6 +451,7 @@ impl Tracker {
     /// A check failed with `problems`. Logs a flip, or a new set of
     /// problems while not ready, once.
     pub fn not_ready(&mut self, problems: &[Problem]) {
+        self.fed();
         self.candidate = None;
         let identities: Vec<_> = problems.iter().map(Problem::identity).collect();
         let what = problems
@@ -497,5 +533,27 @@ mod tests {
             text.contains(r#"secret_gate_state_changes_total{to="not_ready"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn running_out_of_resources_keeps_the_verdict_and_is_counted() {
+        let mut t = Tracker::new(Shared::new(), None);
+        let _ = t.ready(vec![("s.json".to_owned(), 1)], Duration::ZERO);
+        let starved = [Problem::new(
+            "s.json",
+            Kind::Resource,
+            "cannot be looked at: the gate is out of resources (Too many open files)",
+        )];
+        t.starved(&starved);
+        t.starved(&starved);
+        assert!(t.shared().is_ready(), "a resource error is no verdict");
+        let text = t.shared().metrics.encode();
+        assert!(text.contains("secret_gate_resource_errors_total 2"), "{text}");
+        assert!(
+            text.contains(r#"secret_gate_state_changes_total{to="not_ready"} 0"#),
+            "{text}"
+        );
+        t.not_ready(&[Problem::new("s.json", Kind::Missing, "missing")]);
+        assert!(!t.shared().is_ready(), "a real problem still flips");
     }
 }

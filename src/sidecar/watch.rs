@@ -18,6 +18,10 @@ use super::state::Tracker;
 /// drained by one wake-up; this covers a writer's follow-up write.
 const MIN_DEBOUNCE: Duration = Duration::from_millis(10);
 
+/// How soon to look again after a check the gate's own resources (open
+/// files, memory) kept from completing.
+const RESOURCE_RETRY: Duration = Duration::from_millis(250);
+
 /// Checks forever. Before the first ready, problems go to `progress` (the
 /// diagnosis if the deadline passes); after it, flips go to the tracker.
 pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress: &Progress) {
@@ -52,6 +56,17 @@ pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress
             if let Some(wait) = tracker.ready(version, debounce) {
                 again = Some(again.map_or(wait, |a| a.min(wait)));
             }
+        } else if scan
+            .problems
+            .iter()
+            .all(|p| matches!(p.kind, Kind::Resource | Kind::Settling))
+            && scan.problems.iter().any(|p| p.kind == Kind::Resource)
+            && tracker.was_ready()
+        {
+            // The gate's own resources ran out (open files, memory): not a
+            // verdict on the secret. Keep the state and look again soon.
+            tracker.starved(&scan.problems);
+            again = Some(again.map_or(RESOURCE_RETRY, |a| a.min(RESOURCE_RETRY)));
         } else if scan.problems.iter().all(|p| p.kind == Kind::Settling) && tracker.was_ready() {
             // A file rewritten in place is given its settle time before
             // it counts either way.

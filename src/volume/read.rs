@@ -24,6 +24,11 @@ pub enum ReadError {
     TooLarge { size: u64, limit: u64 },
     #[error("cannot be read: {0}")]
     Io(String),
+    /// The gate ran out of its own resources: no verdict on the file.
+    #[error(
+        "cannot be looked at: the gate is out of resources ({0}); this says nothing about the file"
+    )]
+    Resource(String),
 }
 
 /// A file's bytes, and what identified its version when they were read.
@@ -106,7 +111,7 @@ fn read_to_limit(file: &mut File, limit: u64) -> Result<Vec<u8>, ReadError> {
     let mut bytes = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| ReadError::Io(e.to_string()))?;
+        .map_err(|e| io_error(&e))?;
     let size = bytes.len() as u64;
     if size > limit {
         return Err(ReadError::TooLarge { size, limit });
@@ -145,7 +150,16 @@ fn classify(path: &Path, err: &io::Error) -> ReadError {
         io::ErrorKind::PermissionDenied => ReadError::PermissionDenied { uid: current_uid() },
         _ if err.raw_os_error() == Some(libc::ELOOP) => ReadError::SymlinkLoop,
         _ if err.raw_os_error() == Some(libc::ENOTDIR) => ReadError::Missing,
-        _ => ReadError::Io(err.to_string()),
+        _ => io_error(err),
+    }
+}
+
+/// Another I/O error: the gate's own resource exhaustion, or about the file.
+fn io_error(err: &io::Error) -> ReadError {
+    if crate::problem::is_resource_error(err) {
+        ReadError::Resource(err.to_string())
+    } else {
+        ReadError::Io(err.to_string())
     }
 }
 

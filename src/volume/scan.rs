@@ -315,6 +315,13 @@ fn mount_problem(selection: &Selection) -> Option<Problem> {
             Kind::MountInvalid,
             "path has a symlink loop; check --mount-path".to_owned(),
         ),
+        _ if crate::problem::is_resource_error(&err) => (
+            Kind::Resource,
+            format!(
+                "cannot be looked at: the gate is out of resources ({}); this says nothing about the mount",
+                io_reason(&err)
+            ),
+        ),
         _ => (
             Kind::MountIo,
             format!("cannot be read: {}", io_reason(&err)),
@@ -391,6 +398,7 @@ const fn read_kind(err: &ReadError) -> Kind {
         ReadError::PermissionDenied { .. } => Kind::Permission,
         ReadError::TooLarge { .. } => Kind::TooLarge,
         ReadError::Io(_) => Kind::Io,
+        ReadError::Resource(_) => Kind::Resource,
     }
 }
 
