@@ -98,6 +98,24 @@ impl Default for Limits {
     }
 }
 
+/// The listen backlog [`bind`] asks for (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default): room for a burst of connects
+/// while the accept loop sheds, so that a probe's SYN is not dropped.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds a listener with a [`BACKLOG`]-deep accept queue (and
+/// `SO_REUSEADDR`, as `TcpListener::bind` sets it).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// The peer's address, put in each request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);

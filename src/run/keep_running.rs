@@ -29,7 +29,7 @@ pub async fn run(
     let shared = Shared::new();
     let (mode, timeout) = (config.mode.name(), config.mode.timeout());
     if let Some(addr) = opts.listen {
-        match tokio::net::TcpListener::bind(addr).await {
+        match crate::serve::bind(addr) {
             Ok(listener) => {
                 // The bound address: with port 0, the one the system chose.
                 let bound = listener.local_addr().unwrap_or(addr);

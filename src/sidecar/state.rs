@@ -548,7 +548,10 @@ mod tests {
         t.starved(&starved);
         assert!(t.shared().is_ready(), "a resource error is no verdict");
         let text = t.shared().metrics.encode();
-        assert!(text.contains("secret_gate_resource_errors_total 2"), "{text}");
+        assert!(
+            text.contains("secret_gate_resource_errors_total 2"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"secret_gate_state_changes_total{to="not_ready"} 0"#),
             "{text}"
