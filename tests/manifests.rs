@@ -18,7 +18,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     Container, Namespace, Pod, PodSecurityContext, PodSpec, ServiceAccount, Volume, VolumeMount,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -95,6 +97,7 @@ enum Object {
     ServiceAccount(ServiceAccount),
     Namespace(Namespace),
     ClusterSpiffeId(ClusterSpiffeId),
+    NetworkPolicy(Box<NetworkPolicy>),
 }
 
 #[derive(Debug)]
@@ -201,6 +204,9 @@ fn load_all() -> Vec<Doc> {
                 ("v1", "Pod") => Object::Pod(Box::new(strict(doc, &origin))),
                 ("v1", "ServiceAccount") => Object::ServiceAccount(strict(doc, &origin)),
                 ("v1", "Namespace") => Object::Namespace(strict(doc, &origin)),
+                ("networking.k8s.io/v1", "NetworkPolicy") => {
+                    Object::NetworkPolicy(Box::new(strict(doc, &origin)))
+                }
                 ("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID") => {
                     Object::ClusterSpiffeId(strict(doc, &origin))
                 }
@@ -513,6 +519,87 @@ fn every_document_is_a_known_kind_with_no_unknown_fields() {
             assert_eq!(c.kind, "ClusterSPIFFEID", "{}", doc.origin);
         }
     }
+}
+
+/// Every gate that serves `--listen` on the pod IP has a NetworkPolicy in
+/// its example that selects its pod and admits its probe port only from
+/// named peers (docs/security.md, "The probe port").
+#[test]
+#[expect(
+    clippy::expect_used,
+    reason = "test: a panic fails it with the manifest named"
+)]
+fn every_listening_gate_has_a_network_policy_limiting_its_port() {
+    let docs = load_all();
+    let policies: Vec<(&Doc, &NetworkPolicy)> = docs
+        .iter()
+        .filter_map(|d| match &d.object {
+            Object::NetworkPolicy(p) => Some((d, p.as_ref())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !policies.is_empty(),
+        "no NetworkPolicy example under manifests/"
+    );
+    for (doc, policy) in &policies {
+        let spec = policy.spec.as_ref().expect("NetworkPolicy without spec");
+        let types = spec.policy_types.clone().unwrap_or_default();
+        assert!(
+            types.iter().any(|t| t == "Ingress"),
+            "{}: policyTypes must include Ingress",
+            doc.origin
+        );
+        for rule in spec.ingress.iter().flatten() {
+            assert!(
+                rule.from.as_ref().is_some_and(|f| !f.is_empty()),
+                "{}: an ingress rule without `from` admits everyone",
+                doc.origin
+            );
+        }
+        let _ = policy.metadata.namespace.as_deref().expect("namespace");
+    }
+    let mut listening = 0;
+    for pod in pods(&docs) {
+        for (_, c) in all_containers(pod.spec) {
+            let env = env_map(c);
+            let listens = env.contains_key("SECRET_GATE_LISTEN")
+                || c.args.iter().flatten().any(|a| a.starts_with("--listen"));
+            if !is_gate(c) || !listens {
+                continue;
+            }
+            listening += 1;
+            let ports: Vec<i32> = c.ports.iter().flatten().map(|p| p.container_port).collect();
+            let covered = policies.iter().any(|(doc, policy)| {
+                let spec = policy.spec.as_ref().expect("spec");
+                let selects = spec
+                    .pod_selector
+                    .iter()
+                    .flat_map(|s| s.match_labels.iter().flatten())
+                    .all(|(k, v)| pod.labels.get(k) == Some(v));
+                let same_place =
+                    doc.dir == pod.dir && policy.metadata.namespace.as_deref() == pod.namespace;
+                let names_port = spec.ingress.iter().flatten().any(|rule| {
+                    rule.ports.iter().flatten().any(|p| match &p.port {
+                        Some(IntOrString::Int(n)) => ports.contains(n),
+                        Some(IntOrString::String(name)) => c
+                            .ports
+                            .iter()
+                            .flatten()
+                            .any(|cp| cp.name.as_deref() == Some(name.as_str())),
+                        None => false,
+                    })
+                });
+                selects && same_place && names_port
+            });
+            assert!(
+                covered,
+                "{}: the gate listens on {ports:?} but no NetworkPolicy in its example selects the pod and limits that port",
+                pod.origin
+            );
+        }
+    }
+    assert!(listening > 0, "no example gate uses --listen");
 }
 
 /// The strict loader really rejects a misplaced field; without this the
