@@ -33,6 +33,8 @@
 //! `docs/` alone.
 //! `BENCH_ONLY=tls` runs figure 7 alone and prints it.
 //! `BENCH_ONLY=sidecar` runs figure 9 alone and prints it.
+//! `BENCH_ONLY=probe` runs figure 10 (the probe port under 10,000 hostile
+//! connections, [`probe`]) alone and prints it.
 //!
 //! Cargo.toml sets `autotests = false`, so this file is only the bench
 //! target (`harness = false`): the helpers' `#[cfg(test)]` unit tests are
@@ -49,6 +51,7 @@ mod fake;
 mod inputs;
 #[path = "../common/pki.rs"]
 mod pki;
+mod probe;
 mod process;
 mod procfs;
 mod report;
@@ -106,6 +109,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Figure 10: probes per phase (every 50 ms).
+    const fn probe_probes(&self) -> usize {
+        if self.quick {
+            60
+        } else {
+            200
+        }
+    }
+
     fn new(quick: bool) -> Self {
         if quick {
             Self {
@@ -215,6 +227,8 @@ pub struct Results {
     pub tls: certs::TlsFigure,
     /// Figure 9.
     pub sidecar: sidecar::SidecarResult,
+    /// Figure 10.
+    pub probe: probe::ProbeResult,
     /// When the secret was registered in figure 6, after the first start.
     pub register_at: Duration,
     /// `secret-gate safe`'s default back-off base and cap.
@@ -235,10 +249,10 @@ fn main() {
     // Which figures to run: all, the safe-mode ones, or figure 6 alone.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let (run_volume, run_safe_small) = match only.as_str() {
-        "" | "tls" | "sidecar" => (true, true),
+        "" | "tls" | "sidecar" | "probe" => (true, true),
         "safe" => (false, true),
         "6" => (false, false),
-        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls or sidecar"),
+        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls, sidecar or probe"),
     };
     let plan = Plan::new(quick);
     let target = target_dir();
@@ -279,6 +293,9 @@ fn main() {
     let step = |name: &str| println!("bench: [{:>5.1} s] {name}", started.elapsed().as_secs_f64());
     if only == "sidecar" {
         return only_sidecar(&bench, &plan);
+    }
+    if only == "probe" {
+        return only_probe(&bench, &plan);
     }
     if only == "tls" {
         only_tls(&bench, &plan, step);
@@ -348,6 +365,12 @@ fn main() {
     } else {
         sidecar::SidecarResult::default()
     };
+    step("10 the probe port under attack");
+    let probe = if run_volume {
+        probe::under_attack(&bench, plan.probe_probes())
+    } else {
+        probe::ProbeResult::default()
+    };
     machine.load_after = loadavg();
 
     let results = Results {
@@ -365,6 +388,7 @@ fn main() {
         boot: [boot_gates, boot_model],
         tls,
         sidecar,
+        probe,
         register_at,
         backoff: safe::default_backoff(),
         elapsed: started.elapsed(),
@@ -422,6 +446,15 @@ fn figure1(bench: &Bench, plan: &Plan) -> Vec<volume::LatencySeries> {
         ),
     ]);
     latency
+}
+
+/// `BENCH_ONLY=probe`: figure 10 alone, printed to stdout.
+fn only_probe(bench: &Bench, plan: &Plan) {
+    println!("bench: 10 the probe port under attack");
+    let result = probe::under_attack(bench, plan.probe_probes());
+    let mut out = String::new();
+    probe::figure(&mut out, &result);
+    println!("{out}");
 }
 
 /// `BENCH_ONLY=sidecar`: figure 9 alone, printed to stdout.
