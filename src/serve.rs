@@ -844,7 +844,7 @@ mod tests {
                 String::from_utf8_lossy(head)
             );
         }
-        let many: String = (0..40).map(|i| format!("X-{i}: y\r\n")).collect();
+        let many = "X-Pad: y\r\n".repeat(40);
         let head = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(
             status_of(head.as_bytes(), &probe),

@@ -521,14 +521,10 @@ fn every_document_is_a_known_kind_with_no_unknown_fields() {
     }
 }
 
-/// Every gate that serves `--listen` on the pod IP has a NetworkPolicy in
+/// Every gate that serves `--listen` on the pod IP has a `NetworkPolicy` in
 /// its example that selects its pod and admits its probe port only from
 /// named peers (docs/security.md, "The probe port").
 #[test]
-#[expect(
-    clippy::expect_used,
-    reason = "test: a panic fails it with the manifest named"
-)]
 fn every_listening_gate_has_a_network_policy_limiting_its_port() {
     let docs = load_all();
     let policies: Vec<(&Doc, &NetworkPolicy)> = docs

@@ -77,7 +77,7 @@ fn probe(addr: SocketAddr) -> Option<f64> {
     s.read_to_end(&mut text).ok()?;
     let took = started.elapsed();
     (text.starts_with(b"HTTP/1.1 200 ") && took <= Duration::from_secs(1))
-        .then(|| took.as_secs_f64() * 1000.0)
+        .then_some(took.as_secs_f64() * 1000.0)
 }
 
 /// Probes every 50 ms, `n` times.
