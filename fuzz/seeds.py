@@ -146,12 +146,12 @@ def spiffe_seeds():
 
 def cli_seeds():
     for argv in [
-        ["watch", "--dir", "/secrets", "--files", "db.json,tls.crt", "--required-keys", "user,/db/password",
+        ["watch", "--mount-path", "/secrets", "--file", "db.json", "--file", "tls.crt", "--required-keys", "user,/db/password",
          "--timeout", "30s", "--format", "auto"],
-        ["watch", "--dir", "/s", "--format", "pem", "--key-pair", "tls.crt:tls.key", "--ca-file", "ca.crt",
+        ["watch", "--mount-path", "/s", "--format", "pem", "--key-pair", "tls.crt:tls.key", "--ca-file", "ca.crt",
          "--min-validity", "1h", "--keep-running", "--listen", "127.0.0.1:8080", "--", "/app", "-x"],
-        ["check", "--dir", "/s", "--max-file-size", "1MiB", "--settle-time", "200ms"],
-        ["safe", "--required-keys", "username", "--output-dir", "/out", "--file-mode", "0440",
+        ["check", "--mount-path", "/s", "--file", "a.yaml", "--max-file-size", "1MiB", "--settle-time", "200ms"],
+        ["safe", "--required-keys", "username", "--output-dir", "/out", "--file-mode", "0440", "--timeout", "1m",
          "VSECM_INIT_CONTAINER_POLL_INTERVAL=5000", "SPIFFE_ENDPOINT_SOCKET=unix:///spire/agent.sock",
          "VSECM_SAFE_ENDPOINT_URL=https://vsecm-safe.vsecm-system.svc.cluster.local:8443/",
          "VSECM_SPIFFEID_PREFIX_SAFE=^spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/[^/]+$"],
@@ -163,6 +163,8 @@ def cli_seeds():
         write("cli", "\0".join(argv))
 
 if __name__ == "__main__":
+    import shutil
+    shutil.rmtree(CORPUS, ignore_errors=True)  # regenerated whole (new PEM keys each time)
     format_seeds()
     pem_seeds()
     safe_seeds()

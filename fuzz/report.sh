@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Writes the fuzz rows (one per target, from fuzz/run.sh) into
+# docs/benchmarks.md between <!-- BEGIN fuzz --> and <!-- END fuzz -->,
+# keeping the rows of targets this run did not touch. `make bench` keeps
+# that section verbatim (tests/bench/report.rs).
+#   report.sh ROWS_FILE COMMAND CPUS
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows_file=$1 command=$2 cpus=$3
+doc=docs/benchmarks.md
+old=$(mktemp) new=$(mktemp)
+trap 'rm -f "$old" "$new"' EXIT
+# The rows already there, by target, minus the ones run now.
+if grep -q '<!-- BEGIN fuzz -->' "$doc"; then
+  sed -n '/<!-- BEGIN fuzz -->/,/<!-- END fuzz -->/p' "$doc" | grep '^| [a-z_]* | ' | grep -v '^| target ' >"$old" || true
+fi
+{
+  echo '<!-- BEGIN fuzz -->'
+  echo '## Fuzzing'
+  echo
+  echo "Written by \`make fuzz\` (fuzz/run.sh), not by \`make bench\`, which keeps this section as it is."
+  echo "Each row is the last run of its target: libFuzzer with AddressSanitizer on the nightly toolchain,"
+  echo "one target at a time at \`nice -n 19\`, on a machine with $cpus CPUs shared with other builds."
+  echo "A timeout is an input that runs longer than 1 s; an OOM an input that grows the heap past 64 MiB"
+  echo "(see docs/fuzzing.md). Goal: at least 10,000,000 executions per target, with 0 crashes, 0 timeouts and 0 OOMs."
+  echo
+  echo "Last command: \`$command\`"
+  echo
+  echo '| target | executions | time | executions/s | crashes | timeouts | OOMs | date (UTC) |'
+  echo '|---|---|---|---|---|---|---|---|'
+  cut -d'|' -f2 "$rows_file" | tr -d ' ' >"$new"
+  { grep -v -F -f <(sed 's/.*/| & |/' "$new") "$old" || true; cat "$rows_file"; } | sort
+  echo '<!-- END fuzz -->'
+} >"$new.section"
+if grep -q '<!-- BEGIN fuzz -->' "$doc"; then
+  awk -v f="$new.section" '
+    /<!-- BEGIN fuzz -->/ { while ((getline l < f) > 0) print l; skip = 1; next }
+    /<!-- END fuzz -->/ { skip = 0; next }
+    !skip' "$doc" >"$doc.tmp"
+  mv "$doc.tmp" "$doc"
+else
+  { echo; cat "$new.section"; } >>"$doc"
+fi
+rm -f "$new.section"
+echo "fuzz: wrote the fuzz section of $doc"
