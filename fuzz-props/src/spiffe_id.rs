@@ -28,10 +28,10 @@ fn check_rule(data: &[u8]) {
             let described = matcher.describe();
             let literal = described.starts_with("prefix ");
             for id in ids {
-                let matched = matcher.matches(id);
+                let hit = matcher.matches(id);
                 if literal {
                     assert_eq!(
-                        matched,
+                        hit,
                         id.starts_with(prefix.trim()),
                         "a literal prefix rule must match exactly the IDs that start with it"
                     );

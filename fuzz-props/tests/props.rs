@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use arbitrary::Unstructured;
-use secret_gate_fuzz_props::TARGETS;
+use secret_gate_fuzz_props::{Property, TARGETS};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -129,7 +129,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 /// Runs `property` on `data`; on a panic, saves the input and fails naming
 /// it.
-fn run_one(target: &str, what: &str, property: fn(&[u8]), data: &[u8]) {
+fn run_one(target: &str, what: &str, property: Property, data: &[u8]) {
     let outcome = std::panic::catch_unwind(|| property(data));
     if let Err(panic) = outcome {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fuzz-props-failures");
@@ -151,8 +151,7 @@ fn drive(target: &str) {
     let property = TARGETS
         .iter()
         .find(|(name, _)| *name == target)
-        .map(|(_, f)| *f)
-        .unwrap_or_else(|| panic!("no fuzz target named {target}"));
+        .map_or_else(|| panic!("no fuzz target named {target}"), |(_, f)| *f);
     let dir = fuzz_dir();
     let corpus = inputs(&dir.join("corpus").join(target));
     assert!(
@@ -171,7 +170,9 @@ fn drive(target: &str) {
     let mut rng = fastrand::Rng::with_seed(env_number("FUZZ_PROPS_SEED", 1));
     let mut stream = vec![0u8; 4096];
     for case in 0..cases {
-        stream.iter_mut().for_each(|b| *b = rng.u8(..));
+        for b in &mut stream {
+            *b = rng.u8(..);
+        }
         let mut u = Unstructured::new(&stream);
         let Ok(data) = derive(&mut u, &seeds, &dict) else {
             continue;
