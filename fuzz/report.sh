@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Writes the fuzz rows (one per target, from fuzz/run.sh) into
+# Writes a fuzz row (one target's run, from fuzz/run.sh) into
 # docs/benchmarks.md between <!-- BEGIN fuzz --> and <!-- END fuzz -->,
-# keeping the rows of targets this run did not touch. `make bench` keeps
-# that section verbatim (tests/bench/report.rs).
-#   report.sh ROWS_FILE COMMAND CPUS
+# replacing that target's previous row and keeping the others. `make
+# bench` keeps the section verbatim (tests/bench/report.rs).
+#   report.sh ROW CPUS
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rows_file=$1 command=$2 cpus=$3
+row=$1 cpus=$2
+target=$(echo "$row" | cut -d'|' -f2 | tr -d ' ')
 doc=docs/benchmarks.md
 old=$(mktemp) new=$(mktemp)
-trap 'rm -f "$old" "$new"' EXIT
+trap 'rm -f "$old" "$new" "$new.section"' EXIT
 # The rows already there, by target, minus the ones run now.
 if grep -q '<!-- BEGIN fuzz -->' "$doc"; then
   sed -n '/<!-- BEGIN fuzz -->/,/<!-- END fuzz -->/p' "$doc" | grep '^| [a-z_]* | ' | grep -v '^| target ' >"$old" || true
@@ -19,17 +20,15 @@ fi
   echo '## Fuzzing'
   echo
   echo "Written by \`make fuzz\` (fuzz/run.sh), not by \`make bench\`, which keeps this section as it is."
-  echo "Each row is the last run of its target: libFuzzer with AddressSanitizer on the nightly toolchain,"
-  echo "one target at a time at \`nice -n 19\`, on a machine with $cpus CPUs shared with other builds."
+  echo "Each row is the last run of its target, by the command in its row: libFuzzer with AddressSanitizer"
+  echo "and debug assertions on the nightly toolchain, one target at a time at \`nice -n 19\`, on a machine"
+  echo "with $cpus CPUs shared with other builds (so the rates are lower bounds)."
   echo "A timeout is an input that runs longer than 1 s; an OOM an input that grows the heap past 64 MiB"
   echo "(see docs/fuzzing.md). Goal: at least 10,000,000 executions per target, with 0 crashes, 0 timeouts and 0 OOMs."
   echo
-  echo "Last command: \`$command\`"
-  echo
-  echo '| target | executions | time | executions/s | crashes | timeouts | OOMs | date (UTC) |'
-  echo '|---|---|---|---|---|---|---|---|'
-  cut -d'|' -f2 "$rows_file" | tr -d ' ' >"$new"
-  { grep -v -F -f <(sed 's/.*/| & |/' "$new") "$old" || true; cat "$rows_file"; } | sort
+  echo '| target | executions | time | executions/s | crashes | timeouts | OOMs | finished (UTC) | command |'
+  echo '|---|---|---|---|---|---|---|---|---|'
+  { grep -v -F "| $target |" "$old" || true; echo "$row"; } | sort
   echo '<!-- END fuzz -->'
 } >"$new.section"
 if grep -q '<!-- BEGIN fuzz -->' "$doc"; then

@@ -4,7 +4,8 @@
 # one row per target: executions, rate, crashes, timeouts, OOMs.
 #
 #   FUZZ_SECONDS  seconds per target (default 60)
-#   FUZZ_RUNS     stop a target after this many executions instead (0: no cap)
+#   FUZZ_RUNS     stop a target once it reaches this many executions
+#                 (0: no such stop); FUZZ_SECONDS still caps its time
 #   FUZZ_TARGETS  space-separated targets (default: every target)
 #   FUZZ_SEED     libFuzzer's -seed, for a repeatable run (default: random)
 #   FUZZ_REPORT   1: write the rows into docs/benchmarks.md's fuzz section
@@ -45,16 +46,16 @@ nice -n "$nice_level" cargo +nightly fuzz build
 
 count() { ls "fuzz/artifacts/$1" | grep -c "^$2-" || true; }
 status=0
-rows=()
 for target in $targets; do
   mkdir -p "fuzz/work/$target" "fuzz/artifacts/$target"
   log="fuzz/work/$target.log"
   args=(-timeout=1 -malloc_limit_mb=64 -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="fuzz/artifacts/$target/")
-  [ "$runs" -gt 0 ] && args+=(-runs="$runs") || args+=(-max_total_time="$seconds")
+  args+=(-max_total_time="$seconds")
+  [ "$runs" -gt 0 ] && args+=(-runs="$runs")
   [ -n "${FUZZ_SEED:-}" ] && args+=(-seed="$FUZZ_SEED")
   [ -f "fuzz/dict/$target.dict" ] && args+=(-dict="fuzz/dict/$target.dict")
-  echo "== fuzz $target (${runs:+$runs runs, }${seconds}s cap)"
+  echo "== fuzz $target (at most ${seconds}s$([ "$runs" -gt 0 ] && echo " or $runs executions"))"
   before=$(ls "fuzz/artifacts/$target" | wc -l)
   crashes0=$(count "$target" crash); timeouts0=$(count "$target" timeout); ooms0=$(count "$target" oom)
   start=$(date +%s)
@@ -76,12 +77,11 @@ for target in $targets; do
     grep -E 'ERROR|panicked|SUMMARY|failed' "$log" | head -20 || true
   fi
   echo "fuzz: $target: ${execs:-?} executions in ${took}s (${rate:-?}/s), crashes $crashes, timeouts $timeouts, OOMs $ooms"
-  rows+=("| $target | ${execs:-?} | ${took} s | ${rate:-?} | $crashes | $timeouts | $ooms | $(date -u +%F) |")
+  if [ "${FUZZ_REPORT:-0}" = 1 ]; then
+    # One row per target, written as soon as it is done.
+    command="make fuzz FUZZ_TARGETS=$target${FUZZ_RUNS:+ FUZZ_RUNS=$FUZZ_RUNS} FUZZ_SECONDS=$seconds FUZZ_REPORT=1"
+    row="| $target | ${execs:-?} | ${took} s | ${rate:-?} | $crashes | $timeouts | $ooms | $(date -u '+%F %H:%M') | \`$command\` |"
+    bash fuzz/report.sh "$row" "$(nproc)"
+  fi
 done
-
-if [ "${FUZZ_REPORT:-0}" = 1 ]; then
-  command="make fuzz${FUZZ_TARGETS:+ FUZZ_TARGETS='$FUZZ_TARGETS'}${FUZZ_RUNS:+ FUZZ_RUNS=$FUZZ_RUNS} FUZZ_SECONDS=$seconds FUZZ_REPORT=1"
-  printf '%s\n' "${rows[@]}" >fuzz/work/rows.txt
-  bash fuzz/report.sh fuzz/work/rows.txt "$command" "$(nproc)"
-fi
 exit $status
