@@ -278,3 +278,39 @@ fn pem_seeds_reach_the_pair_and_chain_checks() {
         "no PEM seed fails the chain check: {kinds:?}"
     );
 }
+
+/// `name version` of every package in a Cargo.lock.
+fn locked_versions(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut name = None;
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = Some(n.trim_matches('"').to_owned());
+        } else if let (Some(v), Some(n)) = (line.strip_prefix("version = "), name.take()) {
+            out.push((n, v.trim_matches('"').to_owned()));
+        }
+    }
+    out
+}
+
+/// libFuzzer fuzzes what ships: every package that fuzz/Cargo.lock shares
+/// with the root Cargo.lock is at a version the root one locks.
+#[test]
+fn the_fuzz_workspace_locks_the_shipped_versions() {
+    let root = locked_versions(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"));
+    let fuzz = locked_versions(&fuzz_dir().join("Cargo.lock"));
+    assert!(!fuzz.is_empty(), "fuzz/Cargo.lock is missing");
+    let drifted: Vec<String> = fuzz
+        .iter()
+        .filter(|(name, _)| root.iter().any(|(n, _)| n == name))
+        .filter(|entry| !root.contains(entry))
+        .map(|(name, version)| format!("{name} {version}"))
+        .collect();
+    assert!(
+        drifted.is_empty(),
+        "fuzz/Cargo.lock locks versions the gate does not ship: {drifted:?}; \
+         run `cargo update --manifest-path fuzz/Cargo.toml -p NAME --precise VERSION` \
+         with the root Cargo.lock's version"
+    );
+}
