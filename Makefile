@@ -6,7 +6,7 @@ STATIC := target/$(TARGET)/release/secret-gate
 IMAGE  ?= localhost/secret-gate:dev
 
 .DEFAULT_GOAL := help
-.PHONY: help build release static test lint fmt-check clippy demo e2e image image-release bench docs
+.PHONY: help build release static test lint fmt-check clippy demo e2e image image-release bench docs fuzz fuzz-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,3 +58,12 @@ demo: build ## Show the gate waiting for a volume (torn write), for the fake Saf
 
 docs: ## Regenerate the --help blocks in README/docs and the man page docs/secret-gate.1
 	UPDATE_DOCS=1 $(CARGO) test $(FLAGS) --test docs
+
+# Fuzzing (fuzz/run.sh; docs/fuzzing.md). Needs nightly; without it the
+# script says so and runs the same properties on stable instead.
+FUZZ_SECONDS ?= 60
+fuzz: ## Fuzz every parser with libFuzzer+ASan, FUZZ_SECONDS (60) per target; FUZZ_REPORT=1 writes docs/benchmarks.md's fuzz section
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
+
+fuzz-smoke: ## CI's short fuzz run: every target 30 s with a fixed seed
+	FUZZ_SECONDS=30 FUZZ_SEED=1 bash fuzz/run.sh

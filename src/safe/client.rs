@@ -432,58 +432,11 @@ impl SafeClient {
                 detail: e.to_string(),
             });
         let secret = match response {
-            Ok(response) => self.read(response).await,
+            Ok(response) => read_response(response, self.max_body, SystemTime::now()).await,
             Err(failure) => Err(failure),
         };
         driver.abort();
         secret
-    }
-
-    async fn read(
-        &self,
-        response: http::Response<hyper::body::Incoming>,
-    ) -> Result<Secret, Failure> {
-        let status = response.status().as_u16();
-        let retry_after = || {
-            response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()))
-        };
-        let failure = match status {
-            200 => None,
-            404 => Some(Failure::NotRegistered),
-            400 => Some(Failure::BadRequest),
-            503 => Some(Failure::Unavailable {
-                retry_after: retry_after(),
-            }),
-            429 => Some(Failure::TooManyRequests {
-                retry_after: retry_after(),
-            }),
-            other => Some(Failure::Status(other)),
-        };
-        if let Some(f) = failure {
-            return Err(f);
-        }
-        let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
-        let body = match Limited::new(response.into_body(), limit).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(Failure::TooLarge(self.max_body))
-            }
-            Err(e) => return Err(Failure::Read(e.to_string())),
-        };
-        match serde_json::from_slice::<SecretResponse>(&body) {
-            Ok(SecretResponse { data: Some(data) }) if !data.is_empty() => Ok(Secret::new(data)),
-            Ok(_) => Err(Failure::Empty),
-            // Position only: the body holds the secret.
-            Err(e) => Err(Failure::BadBody(format!(
-                "not JSON with a data field, at line {} column {}",
-                e.line(),
-                e.column()
-            ))),
-        }
     }
 
     fn handshake_failure(&self, err: &std::io::Error) -> Failure {
@@ -505,6 +458,62 @@ impl SafeClient {
             },
             _ => Failure::Handshake { detail },
         }
+    }
+}
+
+/// What one Safe response means: the status (with `Retry-After` on a 503
+/// or 429, read at `now`), then a 200's body, read up to `max_body` bytes
+/// and parsed as VSecM's JSON. Errors carry positions, never the body.
+/// Public so the fuzz harness (`fuzz-props/`) drives this very code.
+pub async fn read_response<B>(
+    response: http::Response<B>,
+    max_body: u64,
+    now: SystemTime,
+) -> Result<Secret, Failure>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let status = response.status().as_u16();
+    let retry_after = || {
+        response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now))
+    };
+    let failure = match status {
+        200 => None,
+        404 => Some(Failure::NotRegistered),
+        400 => Some(Failure::BadRequest),
+        503 => Some(Failure::Unavailable {
+            retry_after: retry_after(),
+        }),
+        429 => Some(Failure::TooManyRequests {
+            retry_after: retry_after(),
+        }),
+        other => Some(Failure::Status(other)),
+    };
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+    let body = match Limited::new(response.into_body(), limit).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Failure::TooLarge(max_body))
+        }
+        Err(e) => return Err(Failure::Read(e.to_string())),
+    };
+    match serde_json::from_slice::<SecretResponse>(&body) {
+        Ok(SecretResponse { data: Some(data) }) if !data.is_empty() => Ok(Secret::new(data)),
+        Ok(_) => Err(Failure::Empty),
+        // Position only: the body holds the secret.
+        Err(e) => Err(Failure::BadBody(format!(
+            "not JSON with a data field, at line {} column {}",
+            e.line(),
+            e.column()
+        ))),
     }
 }
 

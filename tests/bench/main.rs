@@ -405,6 +405,7 @@ fn main() {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     }
+    let text = report::keep_fuzz_section(&text, &std::fs::read_to_string(&out).unwrap_or_default());
     std::fs::write(&out, &text).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
     if !quick && !partial {
         update_readme_sizes(&results.sizes);

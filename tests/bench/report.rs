@@ -86,6 +86,22 @@ fn failures(out: &mut String, label: &str, failures: &[String]) {
 
 /// The whole page.
 #[must_use]
+/// The fuzz section of `docs/benchmarks.md` is written by `make fuzz`
+/// (fuzz/report.sh), not by this harness: `new` gets `old`'s section,
+/// markers included, verbatim at its end.
+pub fn keep_fuzz_section(new: &str, old: &str) -> String {
+    const BEGIN: &str = "<!-- BEGIN fuzz -->";
+    const END: &str = "<!-- END fuzz -->";
+    let section = old.find(BEGIN).and_then(|start| {
+        let end = old[start..].find(END)? + start + END.len();
+        Some(&old[start..end])
+    });
+    match section {
+        Some(section) => format!("{}\n\n{section}\n", new.trim_end()),
+        None => new.to_owned(),
+    }
+}
+
 pub fn render(r: &Results) -> String {
     let mut out = String::new();
     header(&mut out, r);
