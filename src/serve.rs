@@ -876,4 +876,51 @@ mod tests {
         assert_eq!(idle.into_inner(), SHED);
         assert!(!mark_shed(&AtomicU8::new(SHED)));
     }
+
+    #[tokio::test]
+    async fn shutdown_closes_idle_connections_and_lets_a_request_in_flight_finish() {
+        use super::{bind, Plain, Server};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::sync::{oneshot, Notify};
+
+        let started = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let (s, r) = (Arc::clone(&started), Arc::clone(&release));
+        let handler = move |_req: http::Request<bytes::Bytes>| {
+            let (s, r) = (Arc::clone(&s), Arc::clone(&r));
+            async move {
+                s.notify_one();
+                r.notified().await;
+                super::plain(StatusCode::OK, "done\n")
+            }
+        };
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Server::new(listener, Plain, handler, Limits::default());
+        let stats = server.stats();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+        busy.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        started.notified().await;
+        stop.send(()).unwrap();
+        // The idle connection is closed at once.
+        let mut byte = [0u8; 1];
+        assert_eq!(idle.read(&mut byte).await.unwrap(), 0);
+        release.notify_one();
+        let mut answer = String::new();
+        busy.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\ndone\n"), "{answer}");
+        serving.await.unwrap();
+        assert_eq!(stats.snapshot().served, 1);
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
 }

@@ -4,7 +4,12 @@
 //!
 //! A leaf module: it depends on nothing else in the crate.
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
+
+/// The most memory a prefix regex may compile to. VSecM's rules compile
+/// to a few KiB; the regex crate's default (10 MiB) let a rule such as
+/// `(a{1000}){1000}` take seconds to refuse (found by fuzzing).
+const REGEX_SIZE_LIMIT: usize = 256 << 10;
 
 /// VSecM's default `VSECM_SPIFFEID_PREFIX_SAFE`.
 pub const DEFAULT_SAFE_ID: &str =
@@ -62,7 +67,10 @@ impl SpiffeIdMatcher {
         }
         let rule = if prefix.starts_with(&format!("^spiffe://{trust_domain}/")) {
             Rule::Regex(
-                Regex::new(prefix).map_err(|e| MatcherError::BadRegex(variable, e.to_string()))?,
+                RegexBuilder::new(prefix)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| MatcherError::BadRegex(variable, e.to_string()))?,
             )
         } else {
             Rule::Prefix(prefix.to_owned())
@@ -132,5 +140,21 @@ mod tests {
         let v = "VSECM_SPIFFEID_PREFIX_SAFE";
         assert!(SpiffeIdMatcher::new(v, "", "vsecm.com").is_err());
         assert!(SpiffeIdMatcher::new(v, "^spiffe://vsecm.com/(", "vsecm.com").is_err());
+    }
+
+    /// Found by fuzzing: a huge rule is refused at once, naming the
+    /// variable, instead of compiling for seconds.
+    #[test]
+    fn a_rule_that_compiles_huge_is_refused() {
+        let rule = "^spiffe://vsecm.com/(a{1000}){1000}";
+        let err = SpiffeIdMatcher::new("VSECM_SPIFFEID_PREFIX_SAFE", rule, "vsecm.com")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("VSECM_SPIFFEID_PREFIX_SAFE is not a valid regular expression")
+                && err.contains("size limit"),
+            "{err}"
+        );
     }
 }
