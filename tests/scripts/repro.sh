@@ -21,6 +21,10 @@ if [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=
   dirty=true
 fi
 
+# Both builds take the commit from here: a commit made while they run
+# must not change what the second one embeds (build.rs would read HEAD).
+export SECRET_GATE_COMMIT=$commit
+
 declare -A secs sha
 for side in a b; do
   echo "== repro: build $side of 2 ($bin, $target) in $out/$side, from empty"
