@@ -104,9 +104,7 @@ fn expected_commit() -> String {
         }
     }
     let top = git(&["rev-parse", "--show-toplevel"]).map(PathBuf::from);
-    let ours = top.is_some_and(|t| {
-        t.canonicalize().ok() == Path::new(ROOT).canonicalize().ok()
-    });
+    let ours = top.is_some_and(|t| t.canonicalize().ok() == Path::new(ROOT).canonicalize().ok());
     if ours {
         git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_owned())
     } else {
@@ -154,7 +152,14 @@ impl Stage {
         self.body
             .iter()
             .filter(|i| i.keyword == "ARG")
-            .map(|i| i.rest.split('=').next().unwrap_or_default().trim().to_owned())
+            .map(|i| {
+                i.rest
+                    .split('=')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
             .collect()
     }
 
@@ -270,7 +275,10 @@ fn check_final_stage(file: &str, stage: &Stage, bin: &str, binary: &str, sbom: &
         );
     }
     let copies = stage.all("COPY");
-    for (from, to) in [(binary, format!("/{bin}")), (sbom, format!("/{bin}.cdx.json"))] {
+    for (from, to) in [
+        (binary, format!("/{bin}")),
+        (sbom, format!("/{bin}.cdx.json")),
+    ] {
         assert!(
             copies.iter().any(|c| c.ends_with(&format!("{from} {to}"))),
             "{what}: no COPY of {from} to {to}; COPY lines: {copies:?}"
@@ -285,6 +293,10 @@ fn check_final_stage(file: &str, stage: &Stage, bin: &str, binary: &str, sbom: &
 }
 
 /// The workspace members named in Cargo.toml's `members = [...]`.
+#[expect(
+    clippy::expect_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn workspace_members() -> Vec<String> {
     let manifest = read("Cargo.toml");
     let line = manifest
@@ -302,9 +314,9 @@ fn workspace_members() -> Vec<String> {
 fn containerfile_builds_every_binary_in_a_builder_stage_and_one_scratch_stage_each() {
     let (preamble, stages) = parse_containerfile("Containerfile");
     assert!(
-        preamble
-            .iter()
-            .any(|i| i.keyword == "ARG" && i.rest.starts_with("RUST_IMAGE=") && i.rest.contains("-alpine")),
+        preamble.iter().any(|i| i.keyword == "ARG"
+            && i.rest.starts_with("RUST_IMAGE=")
+            && i.rest.contains("-alpine")),
         "Containerfile: ARG RUST_IMAGE=...-alpine before the first FROM; found {preamble:?}"
     );
     let builder = stages.first().expect("Containerfile has stages");
@@ -349,13 +361,21 @@ fn containerfile_builds_every_binary_in_a_builder_stage_and_one_scratch_stage_ea
         "--target \"${target}\"",
         "Requesting program interpreter",
     ] {
-        assert!(build.contains(needle), "the build step lacks {needle:?}:\n{build}");
+        assert!(
+            build.contains(needle),
+            "the build step lacks {needle:?}:\n{build}"
+        );
     }
     let bins_default = builder
         .body
         .iter()
         .find(|i| i.keyword == "ARG" && i.rest.starts_with("BINS="))
-        .map(|i| i.rest.trim_start_matches("BINS=").trim_matches('"').to_owned())
+        .map(|i| {
+            i.rest
+                .trim_start_matches("BINS=")
+                .trim_matches('"')
+                .to_owned()
+        })
         .unwrap_or_default();
 
     // One final stage per shipped binary; the gate's is last, the default.
@@ -386,6 +406,10 @@ fn containerfile_builds_every_binary_in_a_builder_stage_and_one_scratch_stage_ea
 }
 
 /// The Containerfile's own `case` on `TARGETARCH`, run by `sh`.
+#[expect(
+    clippy::expect_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn rust_target(targetarch: Option<&str>) -> (Option<i32>, String, String) {
     let (_, stages) = parse_containerfile("Containerfile");
     let script = stages[0]
@@ -472,12 +496,15 @@ fn cyclonedx_validator() -> jsonschema::Validator {
     let dir = Path::new(ROOT).join("tests/fixtures/cyclonedx");
     let load = |name: &str| -> Value {
         let path = dir.join(name);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     };
     let registry = jsonschema::Registry::new()
-        .add("http://cyclonedx.org/schema/spdx.schema.json", load("spdx.schema.json"))
+        .add(
+            "http://cyclonedx.org/schema/spdx.schema.json",
+            load("spdx.schema.json"),
+        )
         .and_then(|r| {
             r.add(
                 "http://cyclonedx.org/schema/jsf-0.82.schema.json",
@@ -532,21 +559,43 @@ fn cyclonedx_schema_accepts_a_valid_bom_and_rejects_broken_ones() {
         doc
     };
     for (what, doc) in [
-        ("bomFormat is not CycloneDX", broken(&|d| d["bomFormat"] = json!("SPDX"))),
-        ("no specVersion", broken(&|d| {
-            d.as_object_mut().map(|o| o.remove("specVersion"));
-        })),
-        ("an unknown component type", broken(&|d| d["components"][0]["type"] = json!("crate"))),
+        (
+            "bomFormat is not CycloneDX",
+            broken(&|d| d["bomFormat"] = json!("SPDX")),
+        ),
+        (
+            "no specVersion",
+            broken(&|d| {
+                d.as_object_mut().map(|o| o.remove("specVersion"));
+            }),
+        ),
+        (
+            "an unknown component type",
+            broken(&|d| d["components"][0]["type"] = json!("crate")),
+        ),
         // Resolved through the vendored spdx.schema.json.
-        ("a license id that is not SPDX", broken(&|d| {
-            d["components"][0]["licenses"][0]["license"]["id"] = json!("Not-A-License");
-        })),
-        ("a timestamp that is not a date-time", broken(&|d| {
-            d["metadata"]["timestamp"] = json!("yesterday");
-        })),
-        ("an unknown top-level field", broken(&|d| d["extra"] = json!(true))),
+        (
+            "a license id that is not SPDX",
+            broken(&|d| {
+                d["components"][0]["licenses"][0]["license"]["id"] = json!("Not-A-License");
+            }),
+        ),
+        (
+            "a timestamp that is not a date-time",
+            broken(&|d| {
+                d["metadata"]["timestamp"] = json!("yesterday");
+            }),
+        ),
+        (
+            "an unknown top-level field",
+            broken(&|d| d["extra"] = json!(true)),
+        ),
     ] {
-        assert_ne!(schema_errors(&validator, &doc), "", "the schema must reject {what}");
+        assert_ne!(
+            schema_errors(&validator, &doc),
+            "",
+            "the schema must reject {what}"
+        );
     }
 }
 
