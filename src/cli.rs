@@ -13,6 +13,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::check::Format;
 use crate::spiffe_id::{DEFAULT_SAFE_ID, DEFAULT_WORKLOAD_ID};
 
+/// What `--version` prints after the name: the release and the git commit
+/// the binary was built from (`unknown` when built without git and without
+/// `SECRET_GATE_COMMIT`; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SECRET_GATE_COMMIT"),
+    ")"
+);
+
 /// Hold a pod back until its secrets exist, parse and carry their keys.
 ///
 /// Run it as an init container. It exits 0 once every required secret is
@@ -25,7 +35,7 @@ use crate::spiffe_id::{DEFAULT_SAFE_ID, DEFAULT_WORKLOAD_ID};
 /// as a native sidecar (`--keep-running`) that serves probes and metrics and
 /// notifies the app when the secret changes.
 #[derive(Debug, Parser)]
-#[command(name = "secret-gate", version, max_term_width = 100)]
+#[command(name = "secret-gate", version = VERSION, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

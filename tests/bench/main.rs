@@ -35,6 +35,8 @@
 //! `BENCH_ONLY=sidecar` runs figure 9 alone and prints it.
 //! `BENCH_ONLY=probe` runs figure 10 (the probe port under 10,000 hostile
 //! connections, [`probe`]) alone and prints it.
+//! `BENCH_ONLY=repro` prints figure 4's reproducibility table alone, from
+//! the result `make repro` left in target/repro/result.json.
 //!
 //! Cargo.toml sets `autotests = false`, so this file is only the bench
 //! target (`harness = false`): the helpers' `#[cfg(test)]` unit tests are
@@ -55,6 +57,7 @@ mod probe;
 mod process;
 mod procfs;
 mod report;
+mod repro;
 mod safe;
 mod sidecar;
 mod stats;
@@ -205,6 +208,8 @@ pub struct Sizes {
     pub static_build: Option<Artifact>,
     /// The image, or why there is none.
     pub image: Result<Image, String>,
+    /// The last `make repro`, or why there is none.
+    pub repro: Result<repro::Repro, String>,
 }
 
 /// Everything measured, for the report.
@@ -248,11 +253,14 @@ fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
     // Which figures to run: all, the safe-mode ones, or figure 6 alone.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only == "repro" {
+        return repro::only(&machine(&volume::scratch_parent()).commit);
+    }
     let (run_volume, run_safe_small) = match only.as_str() {
         "" | "tls" | "sidecar" | "probe" => (true, true),
         "safe" => (false, true),
         "6" => (false, false),
-        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls, sidecar or probe"),
+        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls, sidecar, probe or repro"),
     };
     let plan = Plan::new(quick);
     let target = target_dir();
@@ -606,6 +614,7 @@ fn sizes(gate: &Path, cargo_built: bool, target: &Path) -> Sizes {
             .expect("the binary under test exists"),
         static_build: artifact(target.join("x86_64-unknown-linux-gnu/release/secret-gate")),
         image: image(newest),
+        repro: repro::read(),
     }
 }
 

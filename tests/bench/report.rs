@@ -743,6 +743,7 @@ fn figure4(out: &mut String, r: &Results) {
         }
     }
     let _ = writeln!(out);
+    crate::repro::render(out, &r.sizes.repro, &r.machine.commit);
 }
 
 fn figure5(out: &mut String, r: &Results) {
