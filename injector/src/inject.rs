@@ -226,7 +226,7 @@ impl Injector {
             });
         }
         if object.kind == "List" || (object.kind.ends_with("List") && get(doc, "items").is_some()) {
-            return self.inject_list(doc, object);
+            return self.inject_list(doc, &object);
         }
         let (value, report) = self.inject_object(doc)?;
         Ok(Outcome {
@@ -256,7 +256,7 @@ impl Injector {
         })
     }
 
-    fn inject_list(&self, doc: &Value, object: ObjectRef) -> Result<Outcome, InjectError> {
+    fn inject_list(&self, doc: &Value, object: &ObjectRef) -> Result<Outcome, InjectError> {
         let mut reports = Vec::new();
         let mut edited: Option<Vec<Value>> = None;
         let list = items(doc, "items");
@@ -368,12 +368,10 @@ impl Injector {
         }
         let req = annotations::request(&ours, &self.settings)?;
         let argv = gate::arguments(&req)?;
-        let verdict = self.validator.check(&argv).map_err(|e| {
-            format!(
-                "the gate would refuse this configuration: {e}; fix the {PREFIX}… annotations \
-                 (secret-gate.dev/NAME is the gate's --NAME)"
-            )
-        })?;
+        let verdict = self
+            .validator
+            .check(&argv)
+            .map_err(|e| refusal(&e, &req))?;
         let inputs = fingerprint(&[
             serde_json::to_string(&work).unwrap_or_default().as_bytes(),
             self.settings.image.as_bytes(),
@@ -417,6 +415,38 @@ impl Injector {
             done: Done::Injected(what),
             warnings,
         }))
+    }
+}
+
+/// The gate's refusal, naming the annotation behind the flag it names.
+fn refusal(gate_message: &str, req: &Request) -> String {
+    // clap's message without its usage line and tips, on one line.
+    let lines: Vec<&str> = gate_message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !(l.is_empty() || l.starts_with("Usage:") || l.starts_with("tip:")))
+        .collect();
+    let first = lines.join(" ");
+    let first = first.as_str();
+    let named = req.flags.iter().map(|(f, _)| f.as_str()).find(|f| {
+        let flag = format!("--{f}");
+        first.match_indices(&flag).any(|(i, _)| {
+            !first[i + flag.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+        })
+    });
+    match named {
+        Some(f) if first.starts_with("unexpected argument") => format!(
+            "annotation {PREFIX}{f}: the gate's `{}` has no --{f} flag ({first}); fix the name or \
+             remove the annotation ({PREFIX}NAME is the gate's --NAME)",
+            gate::subcommand(req.source)
+        ),
+        Some(f) => format!(
+            "annotation {PREFIX}{f}: the gate would refuse it: {first}; fix the annotation"
+        ),
+        None => format!(
+            "the gate would refuse this configuration: {first}; fix the {PREFIX}… annotations \
+             ({PREFIX}NAME is the gate's --NAME)"
+        ),
     }
 }
 

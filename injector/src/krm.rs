@@ -2,7 +2,7 @@
 //! in, the same list out with its `items` edited and a `results` entry
 //! (severity, `resourceRef`) per object, so that `kustomize build
 //! --enable-alpha-plugins --enable-exec` and kpt run the binary directly.
-//! `functionConfig` (a ConfigMap's `data`, or a `spec`) may set the
+//! `functionConfig` (a `ConfigMap`'s `data`, or a `spec`) may set the
 //! defaults `image`, `source` and `mode`.
 
 use serde_yaml_ng::{Mapping, Value};
