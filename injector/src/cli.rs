@@ -27,7 +27,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::doc_markdown, reason = "the doc comment is the --help text, where backticks would show")]
+#[expect(
+    clippy::doc_markdown,
+    reason = "the doc comment is the --help text, where backticks would show"
+)]
 pub enum Command {
     /// Inject the gate into the workloads of manifests and print them.
     ///
