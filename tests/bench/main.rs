@@ -13,6 +13,8 @@
 //! - [`inputs`]: what hostile 1 MiB inputs cost `check` (figure 8).
 //! - [`sidecar`]: `watch --keep-running` idle over a long quiet spell, and
 //!   a long run of kubelet-style rotations with one POST each (figure 9).
+//! - [`inject`]: `secret-gate-injector inject` on 1,000 Deployments
+//!   against a plain YAML round trip (figure 11).
 //! - [`procfs`] reads peak RSS and CPU time from /proc; [`process`] runs
 //!   and reaps processes with bounded waits; [`stats`] and [`report`] turn
 //!   runs into the markdown.
@@ -33,6 +35,7 @@
 //! `docs/` alone.
 //! `BENCH_ONLY=tls` runs figure 7 alone and prints it.
 //! `BENCH_ONLY=sidecar` runs figure 9 alone and prints it.
+//! `BENCH_ONLY=inject` runs figure 11 (the injector) alone and prints it.
 //!
 //! Cargo.toml sets `autotests = false`, so this file is only the bench
 //! target (`harness = false`): the helpers' `#[cfg(test)]` unit tests are
@@ -46,6 +49,7 @@ mod bounded;
 mod certs;
 #[path = "../common/fake.rs"]
 mod fake;
+mod inject;
 mod inputs;
 #[path = "../common/pki.rs"]
 mod pki;
@@ -215,6 +219,8 @@ pub struct Results {
     pub tls: certs::TlsFigure,
     /// Figure 9.
     pub sidecar: sidecar::SidecarResult,
+    /// Figure 11: the injector on 1,000 Deployments.
+    pub inject: inject::InjectFigure,
     /// When the secret was registered in figure 6, after the first start.
     pub register_at: Duration,
     /// `secret-gate safe`'s default back-off base and cap.
@@ -235,10 +241,10 @@ fn main() {
     // Which figures to run: all, the safe-mode ones, or figure 6 alone.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let (run_volume, run_safe_small) = match only.as_str() {
-        "" | "tls" | "sidecar" => (true, true),
+        "" | "tls" | "sidecar" | "inject" => (true, true),
         "safe" => (false, true),
         "6" => (false, false),
-        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls or sidecar"),
+        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls, sidecar or inject"),
     };
     let plan = Plan::new(quick);
     let target = target_dir();
@@ -282,6 +288,14 @@ fn main() {
     }
     if only == "tls" {
         only_tls(&bench, &plan, step);
+        return;
+    }
+    if only == "inject" {
+        step("11 inject (BENCH_ONLY=inject)");
+        let figure = figure11(&bench, &plan);
+        let mut text = String::new();
+        inject::render(&mut text, &figure);
+        println!("{text}");
         return;
     }
     step("1/9 detection latency, volume mode");
@@ -348,6 +362,12 @@ fn main() {
     } else {
         sidecar::SidecarResult::default()
     };
+    step("11 the injector on 1,000 Deployments");
+    let inject = if run_volume {
+        figure11(&bench, &plan)
+    } else {
+        inject::InjectFigure::default()
+    };
     machine.load_after = loadavg();
 
     let results = Results {
@@ -365,6 +385,7 @@ fn main() {
         boot: [boot_gates, boot_model],
         tls,
         sidecar,
+        inject,
         register_at,
         backoff: safe::default_backoff(),
         elapsed: started.elapsed(),
@@ -400,6 +421,12 @@ fn only_tls(bench: &Bench, plan: &Plan, step: impl Fn(&str)) {
     let mut text = String::new();
     report::figure7(&mut text, &tls);
     println!("{text}");
+}
+
+/// Figure 11: the release injector, built here like the gate.
+fn figure11(bench: &Bench, plan: &Plan) -> inject::InjectFigure {
+    let injector = fake::build_bin("secret-gate-injector", "secret-gate-injector");
+    inject::figure(bench, &injector, if plan.quick { 3 } else { 15 })
 }
 
 /// Figure 1: the gate and `inotifywait` interleaved, then the shell loops.
