@@ -280,7 +280,6 @@ fn too_deep(text: &str) -> Option<usize> {
         for c in line.chars() {
             match (quote, c) {
                 (Some(q), c) if c == q => quote = None,
-                (Some(_), _) => {}
                 (None, '\'' | '"') => quote = Some(c),
                 (None, '#') if prev.is_whitespace() => break,
                 (None, '[' | '{') => {

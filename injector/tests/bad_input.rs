@@ -2,6 +2,12 @@
 //! bounded CPU and memory (the binary runs under `ulimit -v` and `-t`, and
 //! the test kills it after a wall-clock limit).
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic fails the test, with its location"
+)]
+
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -81,9 +87,10 @@ fn a_yaml_bomb_is_refused_within_bounds() {
     let mut bomb = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
     for i in 1..12 {
         let p = i - 1;
-        bomb.push_str(&format!(
-            "  a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
-        ));
+        let _ = writeln!(
+            bomb,
+            "  a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]"
+        );
     }
     let r = run(&["inject"], bomb.as_bytes());
     assert_refused(&r, "yaml bomb", &["stdin: document 0: not valid YAML"]);

@@ -10,9 +10,15 @@
 //!   are restricted, the whole pod meets the restricted Pod Security
 //!   Standard that tests/manifests.rs applies to manifests/.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic fails the test, with its location"
+)]
+
 #[path = "../../tests/restricted/mod.rs"]
 mod restricted;
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -99,6 +105,7 @@ fn app(rng: &mut Rng, name: &str, mounts: Vec<Value>) -> Value {
 }
 
 /// A workload (of a random kind) whose template may or may not opt in.
+#[expect(clippy::too_many_lines, reason = "one generator, read top to bottom")]
 fn workload(rng: &mut Rng, i: u64, opt_in: bool) -> Value {
     let kind = rng.pick(&[
         "Pod",
@@ -351,9 +358,10 @@ fn the_binary_converges_byte_for_byte_and_passes_the_rest_through() {
         if !opt_in {
             // Hand-written style the emitter would not produce: flow maps,
             // comments, odd quoting.
-            plain.push_str(&format!(
-                "---   # doc {i}\n{doc}extra: {{a: \"1\", b: 'x'}}  # kept\n"
-            ));
+            let _ = writeln!(
+                plain,
+                "---   # doc {i}\n{doc}extra: {{a: \"1\", b: 'x'}}  # kept"
+            );
         }
     }
     let (code, once) = run_bin(&mixed);
