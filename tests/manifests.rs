@@ -597,7 +597,7 @@ fn kustomizations_list_every_file_and_nothing_else() {
 fn every_container_meets_the_restricted_pod_security_standard() {
     let docs = load_all();
     for pod in pods(&docs) {
-        restricted::check_pod(&pod.origin, pod.spec);
+        restricted::check_pod(pod.origin, pod.spec);
     }
 }
 

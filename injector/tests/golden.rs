@@ -13,6 +13,11 @@
 //! byte for byte as well. A new front end (the admission webhook) is one
 //! more `impl FrontEnd`.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic fails the test, with its location"
+)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -53,7 +58,7 @@ impl Case {
             .collect()
     }
 
-    /// Cases whose input no ResourceList can carry (unparsable documents).
+    /// Cases whose input no `ResourceList` can carry (unparsable documents).
     fn cli_only(&self) -> bool {
         self.dir.join("cli-only").exists()
     }
@@ -209,7 +214,7 @@ impl FrontEnd for Cli {
     }
 }
 
-/// The KRM function: the case's documents as the items of a ResourceList
+/// The KRM function: the case's documents as the items of a `ResourceList`
 /// on stdin, the answer's items and results read back.
 struct Krm;
 
@@ -239,7 +244,7 @@ impl FrontEnd for Krm {
         let mut docs = Vec::new();
         if !stdout.is_empty() {
             let answer: Value = serde_yaml_ng::from_str(&stdout).unwrap();
-            docs = answer["items"].as_sequence().unwrap().clone();
+            docs.clone_from(answer["items"].as_sequence().unwrap());
             // The results say what the report says.
             let mut from_results = Vec::new();
             for r in answer["results"].as_sequence().unwrap() {
@@ -276,7 +281,7 @@ fn front_ends() -> Vec<Box<dyn FrontEnd>> {
 }
 
 /// The error's own text, without the front end's framing (file and
-/// document index, or ResourceList item).
+/// document index, or `ResourceList` item).
 fn core_message(line: &str) -> String {
     let after_object = line
         .split_once(": document ")

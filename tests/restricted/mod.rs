@@ -1,7 +1,7 @@
 //! The restricted Pod Security Standard, as the examples in `manifests/`
 //! follow it, and as every pod template the injector writes must: no host
 //! namespaces, only the allowed volume types, and every container non-root
-//! (65532), seccomp RuntimeDefault, no privilege escalation, a read-only
+//! (65532), seccomp `RuntimeDefault`, no privilege escalation, a read-only
 //! root filesystem, all capabilities dropped, requests no higher than
 //! limits, `FallbackToLogsOnError`, a tagged image and `IfNotPresent`.
 //! Shared by `tests/manifests.rs` and the injector's tests.
@@ -15,7 +15,7 @@ pub const NONROOT: i64 = 65532;
 pub fn check_pod(origin: &str, spec: &PodSpec) {
     let psc = spec.security_context.clone().unwrap_or_default();
     for flag in [spec.host_network, spec.host_pid, spec.host_ipc] {
-        assert_ne!(flag, Some(true), "{}: host namespaces", origin);
+        assert_ne!(flag, Some(true), "{origin}: host namespaces");
     }
     for v in spec.volumes.iter().flatten() {
         let allowed = v.config_map.is_some()
