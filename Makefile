@@ -4,17 +4,18 @@ FLAGS  := --locked
 TARGET := x86_64-unknown-linux-gnu
 STATIC := target/$(TARGET)/release/secret-gate
 IMAGE  ?= localhost/secret-gate:dev
+INJECTOR_IMAGE ?= localhost/secret-gate-injector:dev
 
 .DEFAULT_GOAL := help
 .PHONY: help build release static test lint fmt-check clippy demo e2e image image-release bench docs fuzz fuzz-smoke
-.PHONY: deny audit actionlint sbom supply repro print-bins
+.PHONY: deny audit actionlint sbom supply repro print-bins injector-static injector-image
 
 # ---- supply chain: auditable static binaries, SBOMs, reproducibility, policy
 # The shipped binaries: one package each, with a bin of the same name. Each
 # is built static with cargo auditable (its crate list is embedded for
 # trivy, grype and syft), gets a CycloneDX SBOM and is tested by `make
 # supply`. The injector joins with: BINS += secret-gate-injector
-BINS       := secret-gate
+BINS       := secret-gate secret-gate-injector
 TARGET_DIR ?= target
 SBOM_DIR   := target/sbom
 CARGO_HOME ?= $(HOME)/.cargo
@@ -50,9 +51,13 @@ release: ## Build the small release binary
 
 static: ## Build the static release binaries used by the image, with their crate list embedded (cargo auditable)
 	$(call need-crate,cargo-auditable,$(CARGO_AUDITABLE))
-	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) CARGO_TARGET_DIR=$(TARGET_DIR) \
-	RUSTFLAGS='-C target-feature=+crt-static $(REMAP)' \
-	$(CARGO) auditable build $(FLAGS) --release --target $(TARGET) $(foreach b,$(BINS),-p $(b) --bin $(b))
+	@# One cargo run per binary: built together, the packages' features would be
+	@# unified, and the gate would not be the binary a build of it alone makes.
+	for b in $(BINS); do \
+		SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) CARGO_TARGET_DIR=$(TARGET_DIR) \
+		RUSTFLAGS='-C target-feature=+crt-static $(REMAP)' \
+		$(CARGO) auditable build $(FLAGS) --release --target $(TARGET) -p $$b --bin $$b || exit 1; \
+	done
 
 sbom: ## Write a CycloneDX 1.5 SBOM per shipped binary to target/sbom/BIN.cdx.json
 	$(call need-crate,cargo-cyclonedx,$(CARGO_CYCLONEDX))
@@ -107,7 +112,7 @@ clippy: ## Lint with clippy, warnings are errors
 lint: fmt-check clippy deny actionlint ## fmt-check + clippy + cargo-deny (no advisories) + actionlint
 
 # podman settings this sandbox needs (ulimits, runc); set CONTAINERS_CONF to use your own.
-image e2e: export CONTAINERS_CONF ?= $(CURDIR)/tests/e2e/containers.conf
+image injector-image e2e: export CONTAINERS_CONF ?= $(CURDIR)/tests/e2e/containers.conf
 
 IMAGE_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED)
 
@@ -115,6 +120,14 @@ image: static sbom ## Build the scratch image from the static binary and its SBO
 	podman build -f Containerfile.local $(IMAGE_ARGS) -t $(IMAGE) .
 	podman run --rm $(IMAGE) --version
 	@podman image inspect --format '{{.Size}} bytes' $(IMAGE)
+
+injector-static: ## Build the static release binary of secret-gate-injector alone (make static builds every binary)
+	$(MAKE) static BINS=secret-gate-injector
+
+injector-image: injector-static sbom ## Build the injector's scratch image (Containerfile.injector; a KRM function image too)
+	podman build -f Containerfile.injector $(IMAGE_ARGS) -t $(INJECTOR_IMAGE) .
+	podman run --rm $(INJECTOR_IMAGE) --version
+	@podman image inspect --format '{{.Size}} bytes' $(INJECTOR_IMAGE)
 
 image-release: ## Build the image with the Rust builder stage in Containerfile (needs registry access)
 	podman build -f Containerfile $(IMAGE_ARGS) --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) -t $(IMAGE) .
@@ -135,6 +148,7 @@ demo: build ## Show the gate waiting for a volume (torn write), for the fake Saf
 
 docs: ## Regenerate the --help blocks in README/docs and the man page docs/secret-gate.1
 	UPDATE_DOCS=1 $(CARGO) test $(FLAGS) --test docs
+	UPDATE_DOCS=1 $(CARGO) test $(FLAGS) -p secret-gate-injector --test docs
 
 # Fuzzing (fuzz/run.sh; docs/fuzzing.md). Needs nightly; without it the
 # script says so and runs the same properties on stable instead.

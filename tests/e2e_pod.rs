@@ -769,6 +769,18 @@ fn app_starts_only_after_the_torn_write_completes() {
     pod.assert_not_started("app", "before anything was written");
     let write = torn_write(&mut pod, &dir);
 
+    assert_app_ran_after(&mut pod, &dir, &write, "gate");
+}
+
+/// After a torn write made with [`torn_write`]: `kube play` succeeded, the
+/// app saw the whole document and started after the last byte, after the
+/// init container `gate` exited; the gate ran once and wrote no
+/// termination log.
+#[expect(
+    clippy::expect_used,
+    reason = "test helper: a panic fails the calling test"
+)]
+fn assert_app_ran_after(pod: &mut Pod, dir: &TestDir, write: &TornWrite, gate: &str) {
     let status = pod.wait_play();
     assert!(
         status.success(),
@@ -800,8 +812,8 @@ fn app_starts_only_after_the_torn_write_completes() {
     // last one; the app started after the gate exited, and after the last
     // write by the host's clock (podman stamps events and states with it).
     let events = pod.events();
-    let gate_started = Pod::event_times(&events, &pod.container("gate"), "start");
-    let gate_died = Pod::event_times(&events, &pod.container("gate"), "died");
+    let gate_started = Pod::event_times(&events, &pod.container(gate), "start");
+    let gate_died = Pod::event_times(&events, &pod.container(gate), "died");
     let app_started = Pod::event_times(&events, &pod.container("app"), "start");
     let context = || format!("events: {events:#?}\n{}", pod.report());
     assert_eq!(gate_started.len(), 1, "the gate ran once\n{}", context());
@@ -819,6 +831,91 @@ fn app_starts_only_after_the_torn_write_completes() {
     );
     let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).expect("mtime");
     assert!(mtime(&dir.out().join("app-saw")) >= mtime(&write.path));
+}
+
+/// (e) The injector writes the gate into a pod that has none: the plain
+/// pod (an app that reads a secret file, opted in by annotations) goes
+/// through `secret-gate-injector inject --image localhost/secret-gate:dev`,
+/// and the pod it prints is played as is. The app starts only after the
+/// torn write is complete, as in (a). Init mode only: podman 4.3 runs a
+/// native sidecar (`restartPolicy: Always`) as an ordinary init container,
+/// so a `--keep-running` gate there would never let the app start.
+#[test]
+#[ignore = "requires podman and the image; run with make e2e"]
+fn injected_gate_holds_the_app_until_the_torn_write_completes() {
+    preflight();
+    let dir = TestDir::new();
+    let volume_mounts = [("secrets", "/secrets", true), ("out", "/out", false)];
+    let mut plain = pod(
+        &pod_name("inject"),
+        &Value::Null,
+        &app(
+            "cat /secrets/secrets.json > /out/app-saw; echo started",
+            &volume_mounts,
+        ),
+        &[("secrets", &dir.secrets()), ("out", &dir.out())],
+        false,
+    );
+    plain["spec"]
+        .as_object_mut()
+        .map(|spec| spec.remove("initContainers"));
+    plain["metadata"]["annotations"] = json!({
+        "secret-gate.dev/inject": "true",
+        "secret-gate.dev/mount-path": "/secrets",
+        "secret-gate.dev/file": "secrets.json",
+        "secret-gate.dev/required-keys": "username,password",
+        "secret-gate.dev/timeout": "60s",
+    });
+    let injected = inject(&to_yaml(&plain), dir.path());
+    assert_eq!(
+        injected["spec"]["initContainers"][0]["image"], IMAGE,
+        "the injector did not add the gate\n{injected:#}"
+    );
+
+    let mut pod = Pod::play(&injected, dir.path());
+    pod.wait_for("secret-gate", "running");
+    pause(1000);
+    pod.assert_not_started("app", "before anything was written");
+    let write = torn_write(&mut pod, &dir);
+    assert_app_ran_after(&mut pod, &dir, &write, "secret-gate");
+}
+
+/// Runs the real `secret-gate-injector inject` on `yaml` and returns the
+/// pod it printed; panics with its report if it did not exit 0 or
+/// reported anything but one injected pod.
+#[expect(
+    clippy::expect_used,
+    reason = "test helper: a panic fails the calling test"
+)]
+fn inject(yaml: &str, dir: &Path) -> Value {
+    static INJECTOR: OnceLock<PathBuf> = OnceLock::new();
+    let injector =
+        INJECTOR.get_or_init(|| fake::build_bin("secret-gate-injector", "secret-gate-injector"));
+    let input = dir.join("plain.yaml");
+    fs::write(&input, yaml).expect("write plain.yaml");
+    let out = std::process::Command::new(injector)
+        .arg("inject")
+        .arg("-f")
+        .arg(&input)
+        .args(["--image", IMAGE])
+        .output()
+        .expect("run secret-gate-injector");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "secret-gate-injector inject failed ({}): {report}",
+        out.status
+    );
+    assert!(
+        report.contains("injected (init, watch)"),
+        "unexpected report: {report}"
+    );
+    serde_yaml_ng::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the injector's output is not YAML: {e}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// (b) A gate that times out keeps the app from ever starting, and leaves

@@ -13,6 +13,8 @@
 //! - [`inputs`]: what hostile 1 MiB inputs cost `check` (figure 8).
 //! - [`sidecar`]: `watch --keep-running` idle over a long quiet spell, and
 //!   a long run of kubelet-style rotations with one POST each (figure 9).
+//! - [`inject`]: `secret-gate-injector inject` on 1,000 Deployments
+//!   against a plain YAML round trip (figure 11).
 //! - [`procfs`] reads peak RSS and CPU time from /proc; [`process`] runs
 //!   and reaps processes with bounded waits; [`stats`] and [`report`] turn
 //!   runs into the markdown.
@@ -37,6 +39,7 @@
 //! connections, [`probe`]) alone and prints it.
 //! `BENCH_ONLY=repro` prints figure 4's reproducibility table alone, from
 //! the result `make repro` left in target/repro/result.json.
+//! `BENCH_ONLY=inject` runs figure 11 (the injector) alone and prints it.
 //!
 //! Cargo.toml sets `autotests = false`, so this file is only the bench
 //! target (`harness = false`): the helpers' `#[cfg(test)]` unit tests are
@@ -50,6 +53,7 @@ mod bounded;
 mod certs;
 #[path = "../common/fake.rs"]
 mod fake;
+mod inject;
 mod inputs;
 #[path = "../common/pki.rs"]
 mod pki;
@@ -234,6 +238,8 @@ pub struct Results {
     pub sidecar: sidecar::SidecarResult,
     /// Figure 10.
     pub probe: probe::ProbeResult,
+    /// Figure 11: the injector on 1,000 Deployments.
+    pub inject: inject::InjectFigure,
     /// When the secret was registered in figure 6, after the first start.
     pub register_at: Duration,
     /// `secret-gate safe`'s default back-off base and cap.
@@ -257,10 +263,10 @@ fn main() {
         return repro::only(&machine(&volume::scratch_parent()).commit);
     }
     let (run_volume, run_safe_small) = match only.as_str() {
-        "" | "tls" | "sidecar" | "probe" => (true, true),
+        "" | "tls" | "sidecar" | "probe" | "inject" => (true, true),
         "safe" => (false, true),
         "6" => (false, false),
-        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls, sidecar, probe or repro"),
+        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls, sidecar, probe, inject or repro"),
     };
     let plan = Plan::new(quick);
     let target = target_dir();
@@ -307,6 +313,14 @@ fn main() {
     }
     if only == "tls" {
         only_tls(&bench, &plan, step);
+        return;
+    }
+    if only == "inject" {
+        step("11 inject (BENCH_ONLY=inject)");
+        let figure = figure11(&bench, &plan);
+        let mut text = String::new();
+        inject::render(&mut text, &figure);
+        println!("{text}");
         return;
     }
     step("1/9 detection latency, volume mode");
@@ -378,6 +392,11 @@ fn main() {
         probe::under_attack(&bench, plan.probe_probes())
     } else {
         probe::ProbeResult::default()
+    step("11 the injector on 1,000 Deployments");
+    let inject = if run_volume {
+        figure11(&bench, &plan)
+    } else {
+        inject::InjectFigure::default()
     };
     machine.load_after = loadavg();
 
@@ -397,6 +416,7 @@ fn main() {
         tls,
         sidecar,
         probe,
+        inject,
         register_at,
         backoff: safe::default_backoff(),
         elapsed: started.elapsed(),
@@ -433,6 +453,12 @@ fn only_tls(bench: &Bench, plan: &Plan, step: impl Fn(&str)) {
     let mut text = String::new();
     report::figure7(&mut text, &tls);
     println!("{text}");
+}
+
+/// Figure 11: the release injector, built here like the gate.
+fn figure11(bench: &Bench, plan: &Plan) -> inject::InjectFigure {
+    let injector = fake::build_bin("secret-gate-injector", "secret-gate-injector");
+    inject::figure(bench, &injector, if plan.quick { 3 } else { 15 })
 }
 
 /// Figure 1: the gate and `inotifywait` interleaved, then the shell loops.

@@ -116,6 +116,7 @@ pub fn render(r: &Results) -> String {
     figure8(&mut out, r);
     figure9(&mut out, &r.plan, &r.sidecar);
     crate::probe::figure(&mut out, &r.probe);
+    crate::inject::render(&mut out, &r.inject);
     raw(&mut out, r);
     out
 }
@@ -196,6 +197,7 @@ fn summary_rows(r: &Results) -> Vec<[String; 6]> {
     rows.extend(scale_rows(r));
     rows.extend(tls_rows(&r.tls));
     rows.extend(input_rows(r));
+    rows.extend(crate::inject::summary_rows(&r.inject));
     rows
 }
 
