@@ -23,7 +23,9 @@
 //!   parsers, the key lookup and the certificate checks, shared by both
 //!   sources. A new format goes here.
 //! - Leaves that depend on nothing else in the crate: [`problem`] (the
-//!   diagnosis vocabulary) and [`spiffe_id`] (VSecM's SPIFFE-ID rule).
+//!   diagnosis vocabulary), [`spiffe_id`] (VSecM's SPIFFE-ID rule) and
+//!   [`http1`] (the one HTTP/1 client exchange, for the Safe and for
+//!   change notifications).
 //! - [`report`] logs progress and writes the termination-log diagnosis;
 //!   [`logging`] sets up `tracing`.
 //!
@@ -36,6 +38,7 @@ pub mod config;
 pub mod entry;
 pub mod exec;
 pub mod exit;
+pub mod http1;
 pub mod logging;
 pub mod problem;
 pub mod report;

@@ -738,6 +738,31 @@ fn a_url_with_credentials_is_refused_and_never_shown() {
 }
 
 #[test]
+fn a_url_with_a_query_is_refused_and_shown_without_it() {
+    let fx = Fixture::new();
+    for format in ["text", "json"] {
+        let done = bare_gate(&fx)
+            .env(
+                "VSECM_SAFE_ENDPOINT_URL",
+                format!("https://safe.example:8443/?token={CANARY}"),
+            )
+            .args(["--log-level", "trace", "--log-format", format])
+            .run();
+        done.assert_code(2);
+        done.assert_stderr("must not have a query");
+        assert_log_contains(&fx, "https://safe.example:8443/", &done);
+        for (what, text) in [
+            ("stdout", &done.stdout),
+            ("stderr", &done.stderr),
+            ("termination log", &fx.log()),
+        ] {
+            assert_no_canary(text, what, &done.dump());
+            assert!(!text.contains("token="), "{what} leaks: {}", done.dump());
+        }
+    }
+}
+
+#[test]
 fn an_invalid_port_is_a_usage_error() {
     let fx = Fixture::new();
     for url in [

@@ -5,13 +5,10 @@ use std::os::unix::fs::FileTypeExt as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, Limited};
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use spiffe::X509Source;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
@@ -376,20 +373,13 @@ impl SafeClient {
     ) -> Result<Secret, Failure> {
         let safe = format!("the Safe at {}", self.url);
         progress.set_in_flight(safe.clone(), "no TCP connection");
-        let host = self
-            .url
-            .host()
-            .unwrap_or_default()
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = self.url.port_u16().unwrap_or(443);
-        let tcp = TcpStream::connect((host.as_str(), port))
+        let (host, port) = crate::http1::host_port(&self.url, 443);
+        let tcp = crate::http1::connect(&host, port)
             .await
             .map_err(|e| Failure::Connect {
                 url: format!("{host}:{port}"),
                 detail: e.to_string(),
             })?;
-        let _ = tcp.set_nodelay(true);
         progress.set_in_flight(safe.clone(), "no TLS handshake");
         // The name only fills SNI: the Safe is authorised by SPIFFE ID.
         let name = ServerName::try_from(host.clone()).map_err(|_| Failure::Connect {
@@ -405,38 +395,25 @@ impl SafeClient {
             .map_err(|e| self.handshake_failure(&e))?;
 
         progress.set_in_flight(safe, "no answer");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| Failure::Handshake {
+        let outcome = crate::http1::exchange(
+            tls,
+            http::Method::GET,
+            &self.url,
+            self.url.path(),
+            |response| self.read(response),
+        )
+        .await;
+        match outcome {
+            Ok(secret) => secret,
+            Err(crate::http1::Error::Handshake(e)) => Err(Failure::Handshake {
                 detail: e.to_string(),
-            })?;
-        let driver = tokio::spawn(conn);
-        let authority = self
-            .url
-            .authority()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let request = http::Request::get(self.url.path())
-            .header(http::header::HOST, authority)
-            .header(
-                http::header::USER_AGENT,
-                concat!("secret-gate/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| Failure::BadBody(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| Failure::Connect {
+            }),
+            Err(crate::http1::Error::Build(e)) => Err(Failure::BadBody(e.to_string())),
+            Err(crate::http1::Error::Request(e)) => Err(Failure::Connect {
                 url: self.url.to_string(),
                 detail: e.to_string(),
-            });
-        let secret = match response {
-            Ok(response) => self.read(response).await,
-            Err(failure) => Err(failure),
-        };
-        driver.abort();
-        secret
+            }),
+        }
     }
 
     async fn read(
