@@ -35,6 +35,8 @@ pub struct Metrics {
     notifications_failed: Family<Labels, Counter>,
     notification_retries: Family<Labels, Counter>,
     safe_requests: Family<Labels, Counter>,
+    svid_expiry: TimeGauge,
+    workload_api_reconnects: Counter,
 }
 
 impl Metrics {
@@ -49,6 +51,8 @@ impl Metrics {
         let notifications_failed = Family::<Labels, Counter>::default();
         let notification_retries = Family::<Labels, Counter>::default();
         let safe_requests = Family::<Labels, Counter>::default();
+        let svid_expiry = TimeGauge::default();
+        let workload_api_reconnects = Counter::default();
         registry.register(
             "secret_gate_ready",
             "1 when every required secret passes the check now, else 0",
@@ -90,6 +94,16 @@ impl Metrics {
             "Requests to VSecM Safe, by outcome (200, 404, connect, timeout...)",
             safe_requests.clone(),
         );
+        registry.register(
+            "secret_gate_svid_expiry_timestamp_seconds",
+            "Unix time this pod's current X.509 SVID expires (safe mode; 0 until the Workload API sent one)",
+            svid_expiry.clone(),
+        );
+        registry.register(
+            "secret_gate_workload_api_reconnects",
+            "Reconnects to the SPIFFE Workload API after the first SVID (safe mode)",
+            workload_api_reconnects.clone(),
+        );
         // Zeroes rather than absent series, so rate() and alerts work from
         // the first scrape.
         for to in ["ready", "not_ready"] {
@@ -115,6 +129,8 @@ impl Metrics {
             notifications_failed,
             notification_retries,
             safe_requests,
+            svid_expiry,
+            workload_api_reconnects,
         }
     }
 
@@ -140,6 +156,22 @@ impl Metrics {
         self.notification_retries
             .get_or_create(&vec![("kind", kind.to_owned())])
             .inc();
+    }
+
+    /// Records the SVID's expiry and the Workload API reconnects so far
+    /// (a running total from the Safe client).
+    pub fn workload_api(&self, svid_expiry: Option<SystemTime>, reconnects: u64) {
+        if let Some(at) = svid_expiry {
+            let secs = at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            self.svid_expiry.set(secs);
+        }
+        let counted = self.workload_api_reconnects.get();
+        if reconnects > counted {
+            self.workload_api_reconnects.inc_by(reconnects - counted);
+        }
     }
 
     pub fn safe_request(&self, outcome: &str) {
