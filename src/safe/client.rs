@@ -140,7 +140,8 @@ impl Failure {
 
     /// How the next attempt is paced ([`crate::safe::schedule`]). Only a
     /// Safe that answers normally with nothing for us (404, empty data) is
-    /// "not yet". A 400 backs off like a failure: VSecM answers it while
+    /// "not yet"; a 503 without `Retry-After` (a booting Safe) keeps the
+    /// same steady pace. A 400 backs off like a failure: VSecM answers it while
     /// its root key is not set (at boot, briefly) but also for an SVID it
     /// cannot map to a workload, which no retry fixes, so a fleet that gets
     /// it must not keep the steady pace forever.
@@ -148,6 +149,7 @@ impl Failure {
     pub const fn pace(&self) -> Pace {
         match self {
             Self::NotRegistered | Self::Empty => Pace::NotYet,
+            Self::Unavailable { retry_after: None } => Pace::Booting,
             Self::Unavailable {
                 retry_after: Some(d),
             }
@@ -669,7 +671,7 @@ mod tests {
             (Failure::NotRegistered, Pace::NotYet),
             (Failure::Empty, Pace::NotYet),
             (Failure::BadRequest, Pace::Broken),
-            (Failure::Unavailable { retry_after: None }, Pace::Broken),
+            (Failure::Unavailable { retry_after: None }, Pace::Booting),
             (
                 Failure::Unavailable { retry_after: later },
                 Pace::RetryAfter(Duration::from_secs(3)),
