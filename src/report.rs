@@ -232,7 +232,6 @@ pub fn open_termination_log(path: &Path, write_now: bool) -> std::io::Result<std
     }
 }
 
-/// Cuts `text` to at most `limit` bytes, on a character boundary.
 /// Words (paths, names) longer than this are shortened in the termination
 /// log, so that a long mount path cannot push the reason out of the
 /// kubelet's 4,096 bytes.
@@ -274,6 +273,7 @@ pub fn shorten_long_words(text: &str, max: usize) -> String {
     out
 }
 
+/// Cuts `text` to at most `limit` bytes, on a character boundary.
 #[must_use]
 pub fn truncate(text: &str, limit: usize) -> &str {
     if text.len() <= limit {
