@@ -198,7 +198,8 @@ mod tests {
     fn each_answer_draws_a_wait_within_its_bounds() {
         use Pace::{Booting, Broken, NotYet};
         let tenth = INTERVAL / 10;
-        let table: [(&str, Vec<Pace>, Vec<(u32, u32)>); 4] = [
+        type Case = (&'static str, Vec<Pace>, Vec<(u32, u32)>);
+        let table: [Case; 4] = [
             (
                 "a booting Safe is polled at the ticker's pace, spread first",
                 vec![Booting, Booting, Booting, Booting],
@@ -252,7 +253,7 @@ mod tests {
             // Bounded: the outage is two intervals.
             for _ in 0..100 {
                 if at >= outage {
-                    ready_after.push(at - outage);
+                    ready_after.push(at.saturating_sub(outage));
                     break;
                 }
                 requests_in_outage += 1;
