@@ -192,13 +192,15 @@ mod tests {
         assert_eq!(s.backoff.ceiling(), INTERVAL, "back-off starts over");
     }
 
+    /// A name, a sequence of paces, and each wait's bounds in tenths.
+    type Case = (&'static str, Vec<Pace>, Vec<(u32, u32)>);
+
     /// Table-driven: each sequence of answers and the bounds of every
     /// wait it draws, as multiples of tenths of the interval.
     #[test]
     fn each_answer_draws_a_wait_within_its_bounds() {
         use Pace::{Booting, Broken, NotYet};
         let tenth = INTERVAL / 10;
-        type Case = (&'static str, Vec<Pace>, Vec<(u32, u32)>);
         let table: [Case; 4] = [
             (
                 "a booting Safe is polled at the ticker's pace, spread first",
