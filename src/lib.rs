@@ -23,7 +23,9 @@
 //!   parsers, the key lookup and the certificate checks, shared by both
 //!   sources. A new format goes here.
 //! - Leaves that depend on nothing else in the crate: [`problem`] (the
-//!   diagnosis vocabulary) and [`spiffe_id`] (VSecM's SPIFFE-ID rule).
+//!   diagnosis vocabulary), [`spiffe_id`] (VSecM's SPIFFE-ID rule) and
+//!   [`http1`] (the one HTTP/1 client exchange, for the Safe and for
+//!   change notifications).
 //! - [`serve`] is the bounded HTTP/1.1 server behind `--listen` (and the
 //!   injector's webhook): a connection cap that sheds idle connections,
 //!   short timeouts, small buffers.
@@ -41,6 +43,7 @@ pub mod config;
 pub mod entry;
 pub mod exec;
 pub mod exit;
+pub mod http1;
 pub mod logging;
 pub mod problem;
 pub mod report;

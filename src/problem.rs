@@ -120,6 +120,8 @@ pub enum SafeKind {
     Tls,
     UntrustedSafe,
     Handshake,
+    /// This pod's SVID expired and no new one came.
+    SvidExpired,
     Timeout,
     /// 404: nothing registered for this workload yet.
     NotRegistered,
@@ -150,6 +152,7 @@ impl SafeKind {
             Self::Tls => "tls",
             Self::UntrustedSafe => "untrusted-safe",
             Self::Handshake => "handshake",
+            Self::SvidExpired => "svid-expired",
             Self::Timeout => "timeout",
             Self::NotRegistered => "404",
             Self::BadRequest => "400",

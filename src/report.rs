@@ -196,7 +196,8 @@ pub fn report_stop(termination_log: Option<&Path>, diagnosis: &str) {
 /// Writes `text` to the termination log, cut to the kubelet's limit.
 /// Failure is logged, never fatal: the exit code stands.
 pub fn write_termination_log(path: &Path, text: &str) {
-    let text = truncate(text, TERMINATION_LOG_LIMIT);
+    let short = shorten_long_words(text, LONG_WORD);
+    let text = truncate(&short, TERMINATION_LOG_LIMIT);
     let result = open_termination_log(path, true).and_then(|mut f| f.write_all(text.as_bytes()));
     if let Err(error) = result {
         tracing::warn!(path = %path.display(), %error, "could not write the termination log");
@@ -231,6 +232,47 @@ pub fn open_termination_log(path: &Path, write_now: bool) -> std::io::Result<std
     }
 }
 
+/// Words (paths, names) longer than this are shortened in the termination
+/// log, so that a long mount path cannot push the reason out of the
+/// kubelet's 4,096 bytes.
+pub const LONG_WORD: usize = 120;
+
+/// Replaces every space-separated word longer than `max` bytes with its
+/// two ends joined by `…` (a path keeps its root and its file name), so
+/// each line keeps its reason. Only the termination log is shortened:
+/// stderr keeps the full text.
+#[must_use]
+pub fn shorten_long_words(text: &str, max: usize) -> String {
+    let keep = max.saturating_sub(3) / 2;
+    let mut out = String::with_capacity(text.len().min(TERMINATION_LOG_LIMIT * 2));
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        for (j, word) in line.split(' ').enumerate() {
+            if j > 0 {
+                out.push(' ');
+            }
+            if word.len() <= max {
+                out.push_str(word);
+                continue;
+            }
+            let mut head = keep;
+            while !word.is_char_boundary(head) {
+                head -= 1;
+            }
+            let mut tail = word.len() - keep;
+            while !word.is_char_boundary(tail) {
+                tail += 1;
+            }
+            out.push_str(&word[..head]);
+            out.push('…');
+            out.push_str(&word[tail..]);
+        }
+    }
+    out
+}
+
 /// Cuts `text` to at most `limit` bytes, on a character boundary.
 #[must_use]
 pub fn truncate(text: &str, limit: usize) -> &str {
@@ -246,8 +288,27 @@ pub fn truncate(text: &str, limit: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{truncate, Progress};
+    use super::{shorten_long_words, truncate, Progress};
     use crate::problem::{Kind, Problem};
+
+    #[test]
+    fn long_words_keep_both_ends_and_short_ones_stay() {
+        let long = format!("/var/{}/app.json", "x".repeat(300));
+        let text =
+            format!("secret-gate: stop\n- {long}: is too long; use a shorter --mount-path\n");
+        let short = shorten_long_words(&text, 40);
+        let want = format!(
+            "secret-gate: stop\n- /var/{}…{}/app.json: is too long; use a shorter --mount-path\n",
+            "x".repeat(13),
+            "x".repeat(8)
+        );
+        assert_eq!(short, want);
+        assert_eq!(shorten_long_words("a bé c", 40), "a bé c");
+        // Multi-byte characters are never split.
+        let wide = "é".repeat(100);
+        let short = shorten_long_words(&wide, 41);
+        assert!(short.contains('…') && short.len() <= 44, "{short}");
+    }
 
     #[test]
     fn truncate_respects_char_boundaries() {

@@ -549,7 +549,7 @@ fn every_listening_gate_has_a_network_policy_limiting_its_port() {
     }
     let mut listening = 0;
     for pod in pods(&docs) {
-        for (_, c) in all_containers(pod.spec) {
+        for (_, c) in restricted::all_containers(pod.spec) {
             let env = env_map(c);
             let listens = env.contains_key("SECRET_GATE_LISTEN")
                 || c.args.iter().flatten().any(|a| a.starts_with("--listen"));

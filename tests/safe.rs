@@ -230,6 +230,33 @@ fn wrong_safe_id_is_refused_and_explained() {
     assert!(fake.requests().is_empty(), "{:?}", fake.requests());
 }
 
+/// The SPIRE agent down longer than the SVID's life: the fake's SVID
+/// expires after 2 s and no new one comes. The Safe refuses the expired
+/// client certificate; the diagnosis names the expiry and the Workload
+/// API, not the workload ID.
+#[test]
+fn an_expired_svid_is_named_as_such_not_blamed_on_the_workload_id() {
+    let fake = FakeSafe::start(&["--svid-ttl", "2s"]);
+    let fx = Fixture::new();
+    let done = gate(&fake, &fx).args(["--timeout", "5s"]).run();
+    done.assert_code(1);
+    let want = format!(
+        "and the Workload API at {} has not sent a new one (is the SPIRE agent running?)",
+        fake.spiffe_endpoint()
+    );
+    assert_log_contains(
+        &fx,
+        "the Safe refused this pod's SVID: it expired at 20",
+        &done,
+    );
+    assert_log_contains(&fx, &want, &done);
+    let log = fx.log();
+    assert!(!log.contains("is the SVID a VSecM workload ID"), "{log}");
+    // It was asked before the expiry (404), then refused.
+    let requests = fake.requests();
+    assert!(requests.iter().any(|(_, s)| *s == 404), "{requests:?}");
+}
+
 #[test]
 fn literal_prefix_rule_works_like_vsecm() {
     let fake = FakeSafe::start(&[]);
@@ -733,6 +760,31 @@ fn a_url_with_credentials_is_refused_and_never_shown() {
         ] {
             assert_no_canary(text, what, &done.dump());
             assert!(!text.contains("admin"), "{what} leaks: {}", done.dump());
+        }
+    }
+}
+
+#[test]
+fn a_url_with_a_query_is_refused_and_shown_without_it() {
+    let fx = Fixture::new();
+    for format in ["text", "json"] {
+        let done = bare_gate(&fx)
+            .env(
+                "VSECM_SAFE_ENDPOINT_URL",
+                format!("https://safe.example:8443/?token={CANARY}"),
+            )
+            .args(["--log-level", "trace", "--log-format", format])
+            .run();
+        done.assert_code(2);
+        done.assert_stderr("must not have a query");
+        assert_log_contains(&fx, "https://safe.example:8443/", &done);
+        for (what, text) in [
+            ("stdout", &done.stdout),
+            ("stderr", &done.stderr),
+            ("termination log", &fx.log()),
+        ] {
+            assert_no_canary(text, what, &done.dump());
+            assert!(!text.contains("token="), "{what} leaks: {}", done.dump());
         }
     }
 }

@@ -872,6 +872,53 @@ fn safe_keep_running_output_file_is_rewritten_only_on_change() {
     assert_ne!(inode(), first);
 }
 
+/// While the SVID is stale (expired, no new one from the agent) a
+/// keep-running gate stays ready on the last good files, and says why in
+/// its log and metrics: the expiry time and the failed requests.
+#[test]
+fn safe_keep_running_with_an_expired_svid_stays_ready_and_exports_the_expiry() {
+    let fake = FakeSafe::start(&["--svid-ttl", "3s"]);
+    fake.register("example", &version(1));
+    let fx = Fixture::new();
+    let file = fx.root.path().join("secrets.json");
+    let port = free_port();
+    let mut running = safe_keep_running(&fake, &fx, port)
+        .env("VSECM_SIDECAR_SECRETS_PATH", &file)
+        .spawn();
+    let at = addr(port);
+    wait_status(&mut running, at, "/readyz", 200);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let (scrape, body) = metrics(at);
+    let expiry = sample(&scrape, "secret_gate_svid_expiry_timestamp_seconds", &[]);
+    let expiry = expiry.unwrap_or_else(|| panic!("no SVID expiry in {body}"));
+    assert!(
+        expiry > now - 5.0 && expiry < now + 5.0,
+        "{expiry} vs {now}"
+    );
+    assert_eq!(
+        sample(&scrape, "secret_gate_workload_api_reconnects_total", &[]),
+        Some(0.0),
+        "{body}"
+    );
+    running.expect_stderr("has not sent a new one (is the SPIRE agent running?)");
+    running.expect_stderr("the last good files stay");
+    assert_eq!(status(at, "/readyz"), Some(200), "{}", running.stderr());
+    let (scrape, body) = metrics(at);
+    assert!(
+        sample(
+            &scrape,
+            "secret_gate_safe_requests_total",
+            &[("outcome", "svid-expired")]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{body}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), version(1));
+}
+
 #[test]
 fn check_works_as_an_exec_probe_with_the_sidecars_environment() {
     let fx = Fixture::new();

@@ -1460,6 +1460,30 @@ fn mount_errors_name_the_real_cause() {
         .run();
     run.assert_code(1);
     assert_log_contains(&fx, "is too long for this system", &run);
+    // stderr keeps the whole path; the termination log keeps both ends.
+    run.assert_stderr(&"x".repeat(300));
+    assert!(!fx.log().contains(&"x".repeat(300)), "{}", fx.log());
+
+    // A path so long that whole it would fill the kubelet's 4,096 bytes:
+    // every line of the termination log still ends with its reason.
+    let deep: std::path::PathBuf = std::iter::once(fx.mount.clone())
+        .chain(std::iter::repeat_n("y".repeat(200).into(), 25))
+        .collect();
+    let run = Gate::new("check")
+        .arg("--mount-path")
+        .arg(&deep)
+        .args(["--required-keys", "password", "--termination-log"])
+        .arg(&fx.log)
+        .run();
+    run.assert_code(1);
+    let log = fx.log();
+    assert!(log.len() < 4096, "{log}");
+    assert!(log.contains("use a shorter --mount-path"), "{log}");
+    assert!(
+        run.stderr.contains(&deep.display().to_string()),
+        "{}",
+        run.dump()
+    );
 
     if is_root() {
         // Searchable by nobody: only the mount's parent is closed.

@@ -50,17 +50,25 @@ pub(crate) struct PkiSpec<'a> {
     /// Sign the Safe's certificate with a second CA that is not in the
     /// bundle, so clients must reject it.
     pub safe_signed_by_untrusted_ca: bool,
+    /// When the workload SVID expires (`None`: rcgen's far-off default).
+    pub workload_not_after: Option<std::time::SystemTime>,
 }
 
 /// Issues the CA and both leaves.
 pub(crate) fn generate(spec: &PkiSpec<'_>) -> Result<Pki, rcgen::Error> {
     let ca = new_ca(spec.trust_domain, "fake-safe CA")?;
-    let workload = issue_leaf(&ca, spec.workload_id, "fake-safe workload", false)?;
+    let workload = issue_leaf(
+        &ca,
+        spec.workload_id,
+        "fake-safe workload",
+        false,
+        spec.workload_not_after,
+    )?;
     let safe = if spec.safe_signed_by_untrusted_ca {
         let rogue = new_ca(spec.trust_domain, "fake-safe untrusted CA")?;
-        issue_leaf(&rogue, spec.safe_id, "fake-safe safe", true)?
+        issue_leaf(&rogue, spec.safe_id, "fake-safe safe", true, None)?
     } else {
-        issue_leaf(&ca, spec.safe_id, "fake-safe safe", true)?
+        issue_leaf(&ca, spec.safe_id, "fake-safe safe", true, None)?
     };
     Ok(Pki {
         ca: ca.der().clone(),
@@ -94,8 +102,15 @@ fn issue_leaf(
     spiffe_id: &str,
     name: &str,
     server_names: bool,
+    not_after: Option<std::time::SystemTime>,
 ) -> Result<Leaf, rcgen::Error> {
     let mut params = CertificateParams::default();
+    if let Some(at) = not_after {
+        // Valid from a minute before now, so only the end matters.
+        params.not_before =
+            (std::time::SystemTime::now() - std::time::Duration::from_secs(60)).into();
+        params.not_after = at.into();
+    }
     params.distinguished_name.push(DnType::CommonName, name);
     params
         .distinguished_name
@@ -143,6 +158,7 @@ mod tests {
             workload_id: WORKLOAD,
             safe_id: SAFE,
             safe_signed_by_untrusted_ca: untrusted,
+            workload_not_after: None,
         })
         .unwrap()
     }

@@ -89,6 +89,11 @@ pub struct ServeArgs {
     /// and 429 answer. VSecM Safe sends none.
     #[arg(long, value_name = "VALUE")]
     pub retry_after: Option<String>,
+    /// Issue the workload SVID valid for only this long (e.g. 3s) and never
+    /// send a new one, as when the SPIRE agent is down longer than the
+    /// SVID's life. The Safe then refuses the expired client certificate.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub svid_ttl: Option<Duration>,
 }
 
 impl ServeArgs {
@@ -106,6 +111,7 @@ impl ServeArgs {
             untrusted_ca: self.untrusted_ca,
             unavailable_for: self.unavailable_for,
             retry_after: self.retry_after,
+            svid_ttl: self.svid_ttl,
         }
     }
 }

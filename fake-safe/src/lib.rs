@@ -104,6 +104,10 @@ pub struct ServeOptions {
     pub unavailable_for: Option<std::time::Duration>,
     /// The `Retry-After` value sent with every 503 and 429 answer.
     pub retry_after: Option<String>,
+    /// The workload SVID expires this long after binding, and the
+    /// Workload API sends no new one: a SPIRE agent that is down longer
+    /// than the SVID's life. `None`: it never expires.
+    pub svid_ttl: Option<std::time::Duration>,
 }
 
 impl ServeOptions {
@@ -120,6 +124,7 @@ impl ServeOptions {
             untrusted_ca: false,
             unavailable_for: None,
             retry_after: None,
+            svid_ttl: None,
         }
     }
 }
@@ -221,6 +226,7 @@ impl FakeSafe {
             workload_id: &opts.workload_id,
             safe_id: &safe_id,
             safe_signed_by_untrusted_ca: opts.untrusted_ca,
+            workload_not_after: opts.svid_ttl.map(|ttl| std::time::SystemTime::now() + ttl),
         })
         .context("cannot issue the fake certificates")?;
 

@@ -152,14 +152,7 @@ pub fn is_no_value(bytes: &[u8]) -> bool {
 
 /// Parses `bytes` in `format`.
 pub fn parse(format: Format, bytes: &[u8]) -> Result<Document, ParseError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ParseError::Empty);
-    }
-    if is_no_value(bytes) {
-        return Err(ParseError::NoValue(
-            "only `<no value>`, a template rendered without its data",
-        ));
-    }
+    not_blank(bytes)?;
     match format {
         Format::Raw => Ok(Document::default()),
         Format::Pem => super::pem::parse_bundle(bytes)
@@ -169,6 +162,26 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Document, ParseError> {
         Format::Yaml => parse_yaml(text(bytes)?),
         Format::Env => parse_env(text(bytes)?),
     }
+}
+
+/// Parses PEM bytes as [`parse`] does with [`Format::Pem`], and keeps the
+/// parsed bundle, so the TLS checks need not parse the file again.
+pub fn parse_pem(bytes: &[u8]) -> Result<super::pem::Bundle, ParseError> {
+    not_blank(bytes)?;
+    super::pem::parse_bundle(bytes).map_err(ParseError::Pem)
+}
+
+/// Refuses empty content and a template rendered without its data.
+fn not_blank(bytes: &[u8]) -> Result<(), ParseError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::Empty);
+    }
+    if is_no_value(bytes) {
+        return Err(ParseError::NoValue(
+            "only `<no value>`, a template rendered without its data",
+        ));
+    }
+    Ok(())
 }
 
 fn text(bytes: &[u8]) -> Result<&str, ParseError> {

@@ -8,7 +8,7 @@ pub mod key;
 pub mod pem;
 pub mod tls;
 
-pub use format::{parse, Document, Format, ParseError};
+pub use format::{parse, parse_pem, Document, Format, ParseError};
 pub use key::Key;
 pub use tls::TlsPolicy;
 

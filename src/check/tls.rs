@@ -47,6 +47,18 @@ pub fn check(files: &[(&str, &[u8])], policy: &TlsPolicy, now: SystemTime) -> Tl
         .iter()
         .filter_map(|(name, bytes)| parse_bundle(bytes).ok().map(|b| (*name, b)))
         .collect();
+    check_bundles(&bundles, policy, now)
+}
+
+/// [`check`] on files already parsed ([`super::parse_pem`]), so that a
+/// scan parses each PEM file once.
+#[must_use]
+pub fn check_bundles<N: AsRef<str>>(
+    bundles: &[(N, Bundle)],
+    policy: &TlsPolicy,
+    now: SystemTime,
+) -> TlsReport {
+    let bundles: Vec<(&str, &Bundle)> = bundles.iter().map(|(n, b)| (n.as_ref(), b)).collect();
     let mut report = TlsReport::default();
     let now_secs = unix_seconds(now);
     let mut next: Option<i64> = None;

@@ -106,9 +106,11 @@ pub(super) fn secrets_url(base: &str) -> Result<http::Uri, ConfigError> {
              its SVID), e.g. https://vsecm-safe.vsecm-system.svc.cluster.local:8443/",
         ));
     }
+    // Shown without its query or fragment, which may hold a token.
+    let shown = base.split(['?', '#']).next().unwrap_or_default();
     let invalid = |why: &str| {
         bad(format!(
-            "VSECM_SAFE_ENDPOINT_URL {base:?} {why}: write e.g. https://vsecm-safe.vsecm-system.svc.cluster.local:8443/"
+            "VSECM_SAFE_ENDPOINT_URL {shown:?} {why}: write e.g. https://vsecm-safe.vsecm-system.svc.cluster.local:8443/"
         ))
     };
     let uri: http::Uri = base.trim().parse().map_err(|_| invalid("is not a URL"))?;
@@ -118,8 +120,10 @@ pub(super) fn secrets_url(base: &str) -> Result<http::Uri, ConfigError> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("has no host"));
     }
-    if uri.query().is_some() {
-        return Err(invalid("must not have a query"));
+    if uri.query().is_some() || base.contains('?') {
+        return Err(invalid(
+            "must not have a query (shown here without it, as it may hold a token)",
+        ));
     }
     let authority = uri.authority().map(ToString::to_string).unwrap_or_default();
     if let Some(port) = port_text(&authority) {
@@ -169,7 +173,6 @@ mod tests {
             "http://safe/",
             "safe:8443",
             "https:///x",
-            "https://s/?a=b",
             "https://safe:99999/",
             "https://safe:abc/",
             "https://safe:0/",
@@ -183,6 +186,32 @@ mod tests {
             secrets_url("https://[::1]:8443/").unwrap().to_string(),
             "https://[::1]:8443/workload/v1/secrets"
         );
+    }
+
+    #[test]
+    fn a_query_is_refused_and_not_echoed() {
+        for (bad, shown) in [
+            ("https://s/?a=b", "https://s/"),
+            (
+                "https://safe:8443/?token=TOKEN-CANARY",
+                "https://safe:8443/",
+            ),
+            (
+                "https://safe:99999/?token=TOKEN-CANARY",
+                "https://safe:99999/",
+            ),
+            ("https://safe/x?token=TOKEN-CANARY#frag", "https://safe/x"),
+            ("http://safe/?token=TOKEN-CANARY", "http://safe/"),
+        ] {
+            let err = secrets_url(bad).unwrap_err().to_string();
+            assert!(
+                !err.contains("CANARY") && !err.contains("a=b") && !err.contains("token="),
+                "{bad}: {err}"
+            );
+            assert!(err.contains(&format!("{shown:?}")), "{bad}: {err}");
+        }
+        let err = secrets_url("https://safe/?k=v").unwrap_err().to_string();
+        assert!(err.contains("must not have a query"), "{err}");
     }
 
     #[test]

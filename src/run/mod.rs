@@ -118,8 +118,11 @@ fn announce(mode: &Mode) {
 /// not return), says so: otherwise the diagnosis would list nothing.
 pub(crate) fn note_unfinished_first_look(config: &Config, progress: &Progress) {
     if let (Mode::Watch(c), 0) = (&config.mode, progress.checks()) {
+        let reading = volume::read::reading_now()
+            .map(|p| format!(" (it was reading {}, which has not returned)", p.display()))
+            .unwrap_or_default();
         progress.set_last_error(format!(
-            "the first look at {} had not finished; a filesystem call may be stuck \
+            "the first look at {} had not finished{reading}; a filesystem call may be stuck \
              (a dead network or FUSE mount?)",
             c.selection.mount.display()
         ));
@@ -166,6 +169,36 @@ mod tests {
     use crate::volume::{FileSpec, KeyFormat, Layout, Selection, WatchConfig};
     use std::path::Path;
     use std::time::Duration;
+
+    /// A read that never returns (a dead NFS server) is named in the
+    /// diagnosis, with the mount.
+    #[test]
+    fn an_unfinished_first_look_names_the_file_it_was_reading() {
+        let cli = crate::cli::parse_from([
+            "secret-gate",
+            "watch",
+            "--mount-path",
+            "/mnt/secrets",
+            "--required-keys",
+            "password",
+        ])
+        .unwrap();
+        let config = Config::from_cli(&cli, None).unwrap();
+        let progress = crate::report::Progress::new();
+        {
+            let _reading = crate::volume::read::Reading::start(Path::new("/mnt/secrets/password"));
+            super::note_unfinished_first_look(&config, &progress);
+        }
+        let text = progress.diagnosis("watch: not ready after 1s (--timeout)");
+        assert!(
+            text.contains(
+                "the first look at /mnt/secrets had not finished (it was reading \
+                 /mnt/secrets/password, which has not returned)"
+            ),
+            "{text}"
+        );
+        assert_eq!(crate::volume::read::reading_now(), None);
+    }
 
     fn selection(mount: &Path, settle: Duration) -> Selection {
         Selection {

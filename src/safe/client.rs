@@ -2,16 +2,15 @@
 //! the Safe authorised by SPIFFE ID, `GET /workload/v1/secrets`.
 
 use std::os::unix::fs::FileTypeExt as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, Limited};
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
+use spiffe::x509_source::{MetricsErrorKind, MetricsRecorder};
 use spiffe::X509Source;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
@@ -64,6 +63,9 @@ pub enum Failure {
     UntrustedSafe { detail: String },
     #[error("TLS handshake with the Safe failed: {detail}")]
     Handshake { detail: String },
+    /// `at`: the SVID's `notAfter`, as RFC 3339.
+    #[error("the Safe refused this pod's SVID: it expired at {at} and the Workload API at {socket} has not sent a new one (is the SPIRE agent running?)")]
+    SvidExpired { at: String, socket: String },
     #[error("no answer from the Safe within the attempt timeout ({0}); raise --attempt-timeout if the Safe is just slow")]
     Timeout(String),
     #[error("no secret registered for this workload yet (Safe answered 404)")]
@@ -112,6 +114,7 @@ impl Failure {
             Self::Read(_) => SafeKind::Read,
             Self::UntrustedSafe { .. } => SafeKind::UntrustedSafe,
             Self::Handshake { .. } => SafeKind::Handshake,
+            Self::SvidExpired { .. } => SafeKind::SvidExpired,
             Self::Timeout(_) => SafeKind::Timeout,
             Self::NotRegistered => SafeKind::NotRegistered,
             Self::BadRequest => SafeKind::BadRequest,
@@ -137,7 +140,8 @@ impl Failure {
 
     /// How the next attempt is paced ([`crate::safe::schedule`]). Only a
     /// Safe that answers normally with nothing for us (404, empty data) is
-    /// "not yet". A 400 backs off like a failure: VSecM answers it while
+    /// "not yet"; a 503 without `Retry-After` (a booting Safe) keeps the
+    /// same steady pace. A 400 backs off like a failure: VSecM answers it while
     /// its root key is not set (at boot, briefly) but also for an SVID it
     /// cannot map to a workload, which no retry fixes, so a fleet that gets
     /// it must not keep the steady pace forever.
@@ -145,6 +149,7 @@ impl Failure {
     pub const fn pace(&self) -> Pace {
         match self {
             Self::NotRegistered | Self::Empty => Pace::NotYet,
+            Self::Unavailable { retry_after: None } => Pace::Booting,
             Self::Unavailable {
                 retry_after: Some(d),
             }
@@ -243,6 +248,12 @@ pub struct SafeClient {
     attempt_timeout: Duration,
     max_body: u64,
     tls: Option<TlsConnector>,
+    /// The Workload API connection, once synced: it holds the current SVID.
+    source: Option<X509Source>,
+    /// The `notAfter` of the last SVID seen, Unix seconds (0: none yet).
+    svid_not_after: AtomicU64,
+    /// Workload API reconnects the source made, counted by [`Reconnects`].
+    reconnects: Arc<Reconnects>,
     /// The server ID the authoriser last refused, and the rule it failed.
     refused: Arc<Mutex<Option<Refusal>>>,
     /// `VSECM_SPIFFEID_PREFIX_SAFE` and `VSECM_SPIFFEID_PREFIX_WORKLOAD`:
@@ -260,6 +271,9 @@ impl SafeClient {
             attempt_timeout: config.attempt_timeout,
             max_body: config.max_body_size,
             tls: None,
+            source: None,
+            svid_not_after: AtomicU64::new(0),
+            reconnects: Arc::new(Reconnects::default()),
             refused: Arc::new(Mutex::new(None)),
             matchers: [config.safe_id.clone(), config.workload_id.clone()],
         }
@@ -289,6 +303,8 @@ impl SafeClient {
 
     async fn attempt_inner(&mut self, progress: &impl Waiting) -> Result<Secret, Failure> {
         let connector = self.connector(progress).await?;
+        // Remember the current SVID's expiry while the source still has it.
+        let _ = self.svid_expiry();
         let limit = self.limit();
         tokio::time::timeout(limit, self.fetch(&connector, progress))
             .await
@@ -339,12 +355,15 @@ impl SafeClient {
         let source = X509Source::builder()
             .endpoint(&self.socket)
             .initial_sync_timeout(sync)
+            .metrics(Arc::clone(&self.reconnects) as Arc<dyn MetricsRecorder>)
             .build()
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         if let Ok(svid) = source.svid() {
             tracing::info!(spiffe_id = %svid.spiffe_id(), "got an X.509 SVID from the Workload API");
         }
+        self.source = Some(source.clone());
+        let _ = self.svid_expiry();
         let matchers = self.matchers.clone();
         let refused = Arc::clone(&self.refused);
         let config = spiffe_rustls::mtls_client(source)
@@ -376,20 +395,13 @@ impl SafeClient {
     ) -> Result<Secret, Failure> {
         let safe = format!("the Safe at {}", self.url);
         progress.set_in_flight(safe.clone(), "no TCP connection");
-        let host = self
-            .url
-            .host()
-            .unwrap_or_default()
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = self.url.port_u16().unwrap_or(443);
-        let tcp = TcpStream::connect((host.as_str(), port))
+        let (host, port) = crate::http1::host_port(&self.url, 443);
+        let tcp = crate::http1::connect(&host, port)
             .await
             .map_err(|e| Failure::Connect {
                 url: format!("{host}:{port}"),
                 detail: e.to_string(),
             })?;
-        let _ = tcp.set_nodelay(true);
         progress.set_in_flight(safe.clone(), "no TLS handshake");
         // The name only fills SNI: the Safe is authorised by SPIFFE ID.
         let name = ServerName::try_from(host.clone()).map_err(|_| Failure::Connect {
@@ -405,44 +417,79 @@ impl SafeClient {
             .map_err(|e| self.handshake_failure(&e))?;
 
         progress.set_in_flight(safe, "no answer");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| Failure::Handshake {
-                detail: e.to_string(),
-            })?;
-        let driver = tokio::spawn(conn);
-        let authority = self
-            .url
-            .authority()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let request = http::Request::get(self.url.path())
-            .header(http::header::HOST, authority)
-            .header(
-                http::header::USER_AGENT,
-                concat!("secret-gate/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| Failure::BadBody(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| Failure::Connect {
-                url: self.url.to_string(),
-                detail: e.to_string(),
-            });
-        let secret = match response {
-            Ok(response) => read_response(response, self.max_body, SystemTime::now()).await,
-            Err(failure) => Err(failure),
-        };
-        driver.abort();
-        secret
+        let outcome = crate::http1::exchange(
+            tls,
+            http::Method::GET,
+            &self.url,
+            self.url.path(),
+            |response| read_response(response, self.max_body, SystemTime::now()),
+        )
+        .await;
+        match outcome {
+            Ok(secret) => secret,
+            Err(crate::http1::Error::Build(e)) => Err(Failure::BadBody(e.to_string())),
+            Err(e) => Err(self.expired().unwrap_or_else(|| match e {
+                crate::http1::Error::Handshake(e) => Failure::Handshake {
+                    detail: e.to_string(),
+                },
+                other => Failure::Connect {
+                    url: self.url.to_string(),
+                    detail: other.to_string(),
+                },
+            })),
+        }
+    }
+
+    /// When this pod's current SVID expires, once the Workload API has
+    /// sent one.
+    #[must_use]
+    pub fn svid_expiry(&self) -> Option<SystemTime> {
+        // The source stops handing out an SVID once it has expired, so the
+        // last one seen is remembered (in whole seconds, as certificates
+        // have them; 0: none yet).
+        let current = self
+            .source
+            .as_ref()
+            .and_then(X509Source::try_svid)
+            .and_then(|svid| not_after(svid.leaf().as_ref()));
+        if let Some(at) = current {
+            let secs = at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.svid_not_after.store(secs, Ordering::Relaxed);
+            return Some(at);
+        }
+        match self.svid_not_after.load(Ordering::Relaxed) {
+            0 => None,
+            secs => Some(std::time::UNIX_EPOCH + Duration::from_secs(secs)),
+        }
+    }
+
+    /// How many times the Workload API stream was reconnected after the
+    /// first sync (the spiffe crate's count).
+    #[must_use]
+    pub fn workload_api_reconnects(&self) -> u64 {
+        self.reconnects.0.load(Ordering::Relaxed)
+    }
+
+    /// An expired SVID is the cause of any TLS failure it meets: the Safe
+    /// refuses it, whatever the alert says (with TLS 1.3 the refusal may
+    /// only arrive with the response).
+    fn expired(&self) -> Option<Failure> {
+        let at = self.svid_expiry().filter(|at| *at <= SystemTime::now())?;
+        Some(Failure::SvidExpired {
+            at: humantime::format_rfc3339_seconds(at).to_string(),
+            socket: self.socket.clone(),
+        })
     }
 
     fn handshake_failure(&self, err: &std::io::Error) -> Failure {
         let refused = self.refused.lock().ok().and_then(|mut s| s.take());
         if let Some(refusal) = refused {
             return Failure::WrongSafeId(refusal);
+        }
+        if let Some(expired) = self.expired() {
+            return expired;
         }
         let detail = err.to_string();
         let rustls_err = err
@@ -517,6 +564,27 @@ where
     }
 }
 
+/// Counts the X509Source's reconnects to the Workload API.
+#[derive(Default)]
+struct Reconnects(AtomicU64);
+
+impl MetricsRecorder for Reconnects {
+    fn record_update(&self) {}
+
+    fn record_reconnect(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record_error(&self, _: MetricsErrorKind) {}
+}
+
+/// A certificate's `notAfter`, from its DER.
+fn not_after(der: &[u8]) -> Option<SystemTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
 /// Whether a handshake failed because the Safe's certificate is not
 /// signed by the trust bundle: rustls found no path to a root, or the
 /// Workload API gave no bundle for the Safe's trust domain at all.
@@ -574,6 +642,17 @@ mod tests {
     }
 
     #[test]
+    fn an_svids_not_after_is_read_from_its_der() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let mut params = rcgen::CertificateParams::new(vec!["a.test".into()]).unwrap();
+        params.not_after = at.into();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(super::not_after(cert.der()), Some(at));
+        assert_eq!(super::not_after(b"not a certificate"), None);
+    }
+
+    #[test]
     fn retry_after_in_seconds_or_as_a_date() {
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
         let table = [
@@ -601,7 +680,7 @@ mod tests {
             (Failure::NotRegistered, Pace::NotYet),
             (Failure::Empty, Pace::NotYet),
             (Failure::BadRequest, Pace::Broken),
-            (Failure::Unavailable { retry_after: None }, Pace::Broken),
+            (Failure::Unavailable { retry_after: None }, Pace::Booting),
             (
                 Failure::Unavailable { retry_after: later },
                 Pace::RetryAfter(Duration::from_secs(3)),

@@ -136,11 +136,21 @@ pub fn check_secret(
     let format = resolve_format(config, output, data);
     // VSecM's own rule, when no document is needed: any non-empty data
     // (but not a template rendered without its data).
+    let mut bundle = None;
     let doc = if format.is_none() && !check::format::is_no_value(data.as_bytes()) {
         Document::default()
     } else {
         let format = format.unwrap_or(Format::Raw);
-        check::parse(format, data.as_bytes()).map_err(|e| {
+        // PEM is parsed once: its bundle goes to the TLS checks.
+        let parsed = if format == Format::Pem {
+            check::parse_pem(data.as_bytes()).map(|b| {
+                bundle = Some(b);
+                Document::default()
+            })
+        } else {
+            check::parse(format, data.as_bytes())
+        };
+        parsed.map_err(|e| {
             vec![Problem::new(
                 "Safe",
                 Kind::Invalid,
@@ -158,13 +168,13 @@ pub fn check_secret(
     if !missing.is_empty() {
         return Err(missing);
     }
-    if format == Some(Format::Pem) {
+    if let Some(bundle) = bundle {
         let policy = check::TlsPolicy {
             min_validity: config.min_validity,
             ..check::TlsPolicy::default()
         };
         let now = std::time::SystemTime::now();
-        let report = check::tls::check(&[("Safe", data.as_bytes())], &policy, now);
+        let report = check::tls::check_bundles(&[("Safe", bundle)], &policy, now);
         if !report.problems.is_empty() {
             return Err(report.problems);
         }

@@ -9,11 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 use nix::sys::signal::Signal;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::state::Shared;
@@ -125,43 +122,23 @@ fn shown(url: &http::Uri) -> String {
 
 /// One POST with an empty body; the status, or why there was none.
 async fn post(url: &http::Uri) -> Result<u16, String> {
-    let host = url.host().unwrap_or_default().trim_matches(['[', ']']);
-    let port = url.port_u16().unwrap_or(80);
-    let tcp = TcpStream::connect((host, port))
+    let (host, port) = crate::http1::host_port(url, 80);
+    let tcp = crate::http1::connect(&host, port)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-    let driver = tokio::spawn(conn);
     let path = url
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
-    let authority = url.authority().map(ToString::to_string).unwrap_or_default();
-    let request = http::Request::post(path)
-        .header(http::header::HOST, authority)
-        .header(
-            http::header::USER_AGENT,
-            concat!("secret-gate/", env!("CARGO_PKG_VERSION")),
-        )
-        .header(http::header::CONTENT_LENGTH, "0")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let result = sender.send_request(request).await;
-    let status = match result {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            // Drain a small answer so the connection ends cleanly.
-            let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
-                .collect()
-                .await;
-            Ok(status)
-        }
-        Err(e) => Err(format!("request failed: {e}")),
-    };
-    driver.abort();
-    status
+    crate::http1::exchange(tcp, http::Method::POST, url, path, |response| async move {
+        let status = response.status().as_u16();
+        // Drain a small answer so the connection ends cleanly.
+        let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+            .collect()
+            .await;
+        status
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// What sending a signal did, for the log.

@@ -53,6 +53,10 @@ pub async fn keep_syncing(
     loop {
         let attempt = client.attempt_reporting(progress).await;
         tracker.checked();
+        tracker
+            .shared()
+            .metrics
+            .workload_api(client.svid_expiry(), client.workload_api_reconnects());
         // `None`: ready with this secret, poll at the sync interval.
         let pace = match attempt {
             Ok(secret) => {

@@ -40,6 +40,8 @@ pub struct Metrics {
     http: HttpMetrics,
     /// The `--listen` server's counters, copied into `http` at each scrape.
     serve_stats: OnceLock<Arc<serve::Stats>>,
+    svid_expiry: TimeGauge,
+    workload_api_reconnects: Counter,
 }
 
 /// The `--listen` server's counters (see [`crate::serve::StatsSnapshot`]).
@@ -122,6 +124,8 @@ impl Metrics {
             "Checks the gate could not complete for lack of its own resources (open files, memory); the last verdict stood",
             resource_errors.clone(),
         );
+        let svid_expiry = TimeGauge::default();
+        let workload_api_reconnects = Counter::default();
         registry.register(
             "secret_gate_ready",
             "1 when every required secret passes the check now, else 0",
@@ -163,6 +167,16 @@ impl Metrics {
             "Requests to VSecM Safe, by outcome (200, 404, connect, timeout...)",
             safe_requests.clone(),
         );
+        registry.register(
+            "secret_gate_svid_expiry_timestamp_seconds",
+            "Unix time this pod's current X.509 SVID expires (safe mode; 0 until the Workload API sent one)",
+            svid_expiry.clone(),
+        );
+        registry.register(
+            "secret_gate_workload_api_reconnects",
+            "Reconnects to the SPIFFE Workload API after the first SVID (safe mode)",
+            workload_api_reconnects.clone(),
+        );
         // Zeroes rather than absent series, so rate() and alerts work from
         // the first scrape.
         for to in ["ready", "not_ready"] {
@@ -191,6 +205,8 @@ impl Metrics {
             resource_errors,
             http,
             serve_stats: OnceLock::new(),
+            svid_expiry,
+            workload_api_reconnects,
         }
     }
 
@@ -229,6 +245,22 @@ impl Metrics {
         self.notification_retries
             .get_or_create(&vec![("kind", kind.to_owned())])
             .inc();
+    }
+
+    /// Records the SVID's expiry and the Workload API reconnects so far
+    /// (a running total from the Safe client).
+    pub fn workload_api(&self, svid_expiry: Option<SystemTime>, reconnects: u64) {
+        if let Some(at) = svid_expiry {
+            let secs = at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            self.svid_expiry.set(secs);
+        }
+        let counted = self.workload_api_reconnects.get();
+        if reconnects > counted {
+            self.workload_api_reconnects.inc_by(reconnects - counted);
+        }
     }
 
     pub fn safe_request(&self, outcome: &str) {

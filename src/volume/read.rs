@@ -79,6 +79,7 @@ impl Stamp {
 /// symlinks. FIFOs, sockets and devices are refused without being opened
 /// for a blocking read.
 pub fn read_capped(path: &Path, limit: u64) -> Result<Contents, ReadError> {
+    let _reading = Reading::start(path);
     let meta = std::fs::metadata(path).map_err(|e| classify(path, &e))?;
     check_type(&meta)?;
     if meta.len() > limit {
@@ -105,6 +106,38 @@ pub fn read_capped(path: &Path, limit: u64) -> Result<Contents, ReadError> {
     let (before, after) = (Stamp::of(&meta), Stamp::of(&after));
     let stamp = (before == after && after.size == bytes.len() as u64).then_some(after);
     Ok(Contents { bytes, stamp })
+}
+
+/// The file being read now, if any: a deadline that cuts a stuck read
+/// short (a dead network filesystem) names it ([`reading_now`]).
+static READING: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
+
+/// Marks `path` as being read until dropped.
+pub struct Reading;
+
+impl Reading {
+    #[must_use]
+    pub fn start(path: &Path) -> Self {
+        if let Ok(mut slot) = READING.lock() {
+            *slot = Some(path.to_path_buf());
+        }
+        Self
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if let Ok(mut slot) = READING.lock() {
+            *slot = None;
+        }
+    }
+}
+
+/// The file a look is reading at this moment (a `stat`, open or read that
+/// has not returned yet).
+#[must_use]
+pub fn reading_now() -> Option<std::path::PathBuf> {
+    READING.lock().ok().and_then(|slot| slot.clone())
 }
 
 fn read_to_limit(file: &mut File, limit: u64) -> Result<Vec<u8>, ReadError> {

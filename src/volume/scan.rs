@@ -152,7 +152,7 @@ impl Scanner {
         let mut out = Scan::default();
         let mut docs: Vec<Document> = Vec::new();
         // PEM files that parsed, for the checks that need the clock or pairs.
-        let mut pem_files: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut pem_files: Vec<(String, check::pem::Bundle)> = Vec::new();
         for spec in &files {
             let name = spec.name.display().to_string();
             let through_kubelet = version.as_ref().and_then(|v| v.resolve(mount, &spec.name));
@@ -178,8 +178,14 @@ impl Scanner {
             } else {
                 "file"
             };
-            let doc = match check::parse(spec.format, &contents.bytes) {
-                Ok(doc) => doc,
+            // A PEM file is parsed once: its bundle goes to the TLS checks.
+            let parsed = if spec.format == Format::Pem {
+                check::parse_pem(&contents.bytes).map(|b| (Document::default(), Some(b)))
+            } else {
+                check::parse(spec.format, &contents.bytes).map(|d| (d, None))
+            };
+            let (doc, bundle) = match parsed {
+                Ok(parsed) => parsed,
                 Err(err) => {
                     out.problems.push(Problem::new(
                         name.clone(),
@@ -220,8 +226,8 @@ impl Scanner {
                     continue;
                 }
             }
-            if spec.format == Format::Pem {
-                pem_files.push((name, contents.bytes));
+            if let Some(bundle) = bundle {
+                pem_files.push((name, bundle));
             }
             docs.push(doc);
         }
@@ -252,12 +258,8 @@ impl Scanner {
 /// Validity, `--min-validity`, key pairs and `--ca-file` on the PEM files
 /// that parsed; also when to look again because a certificate becomes
 /// valid or drops under `--min-validity` by itself.
-fn tls_checks(pem_files: &[(String, Vec<u8>)], selection: &Selection, out: &mut Scan) {
-    let files: Vec<(&str, &[u8])> = pem_files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    let tls = check::tls::check(&files, &selection.tls, std::time::SystemTime::now());
+fn tls_checks(pem_files: &[(String, check::pem::Bundle)], selection: &Selection, out: &mut Scan) {
+    let tls = check::tls::check_bundles(pem_files, &selection.tls, std::time::SystemTime::now());
     out.problems.extend(tls.problems);
     if let Some(next) = tls.next_change {
         out.recheck_within(next);

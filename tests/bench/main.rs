@@ -392,6 +392,7 @@ fn main() {
         probe::under_attack(&bench, plan.probe_probes())
     } else {
         probe::ProbeResult::default()
+    };
     step("11 the injector on 1,000 Deployments");
     let inject = if run_volume {
         figure11(&bench, &plan)

@@ -413,9 +413,11 @@ fn scale_rows(r: &Results) -> Vec<[String; 6]> {
         (Some(g), Some(m)) => g <= m * LOAD_PEAK_SHARE,
         _ => false,
     };
-    let total_ok = count(gates.before_registration)
-        <= count(model.before_registration) * LOAD_TOTAL_RATIO
-        && !gates.latencies_ms.is_empty();
+    // Restated as figure 6b's: the model's plus the one immediate first
+    // request per gate; the old ratio is shown beside it.
+    let per_gate_goal = count(model.before_registration) + count(gates.clients);
+    let total_ok =
+        count(gates.before_registration) <= per_gate_goal && !gates.latencies_ms.is_empty();
     vec![
         [
             "5. `check` with 1,000 files (median)".to_owned(),
@@ -453,7 +455,13 @@ fn scale_rows(r: &Results) -> Vec<[String; 6]> {
                 )
                 .map(ratio),
             ),
-            format!("≤ {LOAD_TOTAL_RATIO}× the model's"),
+            format!(
+                "≤ the model's + 1 per gate ({per_gate_goal:.0}); was ≤ {LOAD_TOTAL_RATIO}× the model's: {}",
+                mark(
+                    count(gates.before_registration)
+                        <= count(model.before_registration) * LOAD_TOTAL_RATIO
+                )
+            ),
             mark(total_ok).to_owned(),
         ],
         [
@@ -956,7 +964,7 @@ fn figure6b(out: &mut String, r: &Results) {
          default policy, `--required-keys username,password`, each client with its own Workload API \
          source and connections) as {n} tasks on one thread of the harness, because {n} processes would \
          measure this machine rather than the Safe's load; the other side is the VSecM model of figure 6. \
-         *Safe up → ready* is timed from the end of the 503 window. No target was set for this run.\n",
+         *Safe up → ready* is timed from the end of the 503 window. The goal rows compare the gates with the model of this run and VSecM's 5 s interval.\n",
         n = gates.clients,
     );
     let _ = writeln!(
@@ -990,17 +998,44 @@ fn figure6b(out: &mut String, r: &Results) {
             or_dash(div(b, a).map(ratio))
         );
     }
+    // Goal rows: never slower than the ticker.
+    let interval_ms = crate::safe::VSECM_INTERVAL.as_secs_f64() * 1000.0;
+    let lat = Summary::of(&gates.latencies_ms);
+    let n = count(gates.clients);
+    let request_goal = count(model.before_registration) + n;
+    let _ = writeln!(
+        out,
+        "| goal: requests while 503 ≤ model's + 1 per gate | {} | ≤ {request_goal:.0} | {} |",
+        count(gates.before_registration),
+        verdict(Some(count(gates.before_registration)), request_goal)
+    );
+    let _ = writeln!(
+        out,
+        "| goal: Safe up → ready, mean ≤ half the interval | {} | ≤ {:.0} ms | {} |",
+        or_dash(lat.as_ref().map(|s| Show::Millis.format(s.mean))),
+        interval_ms / 2.0,
+        verdict(lat.as_ref().map(|s| s.mean), interval_ms / 2.0)
+    );
+    let _ = writeln!(
+        out,
+        "| goal: Safe up → ready, max ≤ one interval + jitter (10 %) | {} | ≤ {:.0} ms | {} |",
+        or_dash(lat.as_ref().map(|s| Show::Millis.format(s.max))),
+        interval_ms * 1.1,
+        verdict(lat.as_ref().map(|s| s.max), interval_ms * 1.1)
+    );
     failures(out, &gates.label, &gates.failures);
     failures(out, &model.label, &model.failures);
     let _ = writeln!(
         out,
-        "\nWhile the Safe answers 503 the gates back off (a 503 without `Retry-After` is a failure, not \
-         \"not yet\"), so they cost the booting Safe fewer requests than the ticker; the price is that \
-         some notice the Safe is up only at their next backed-off attempt. With `Retry-After`, which \
-         VSecM does not send, the gates would come back when asked. The 503 window is a whole number of \
-         VSecM's intervals and the model's clients start just after the fake does, so the model's second \
-         tick lands just after the window closes: this setup is the ticker's best case, not its expected \
-         one (half an interval).\n"
+        "\nWhile the Safe answers 503 without `Retry-After` the gates keep VSecM's ticker pace, spread: \
+         after the immediate first request, the first wait is uniform in one to two intervals and every \
+         later one is exactly an interval. So they cost the booting Safe what the ticker does plus that \
+         first request per gate, and with their phases spread over the interval they notice the Safe is \
+         up half an interval later on average, one interval at most. Transport and TLS failures still \
+         back off; a `Retry-After`, which VSecM does not send, is still honoured. The 503 window is a whole \
+         number of VSecM's intervals and the model's clients start just after the fake does, so the \
+         model's second tick lands just after the window closes: this setup is the ticker's best case, \
+         not its expected one (half an interval).\n"
     );
 }
 
@@ -1146,7 +1181,7 @@ fn figure6_table(out: &mut String, r: &Results) {
          this run registered {} after their last shared tick, and they all waited for the next one. \
          The goals (in the summary table) are set against this run's model: the mean at most the \
          ticker's expected value, half its 5 s interval; the peak after the first second at most a third \
-         of the model's; the requests before registration at most 1.1× the model's.\n",
+         of the model's; the requests before registration at most the model's plus one per gate (the immediate first request, which figure 2 owes its speed to; the earlier goal, 1.1× the model's, is shown beside it).\n",
         gates.span_ms.max(model.span_ms) / 1000.0,
         gates.clients,
         ms(model.start_span_ms),

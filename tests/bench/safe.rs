@@ -23,7 +23,7 @@ const WORKLOAD: &str = "example";
 /// What gets registered.
 const SECRET: &str = r#"{"username":"u","password":"p"}"#;
 /// VSecM's init-container poll interval.
-const VSECM_INTERVAL: Duration = Duration::from_secs(5);
+pub const VSECM_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A running `fake-safe serve`, stopped when dropped.
 pub struct FakeSafe {

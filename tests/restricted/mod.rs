@@ -53,7 +53,7 @@ pub fn check_pod(origin: &str, spec: &PodSpec) {
     }
 }
 
-fn all_containers(spec: &PodSpec) -> impl Iterator<Item = (&'static str, &Container)> {
+pub fn all_containers(spec: &PodSpec) -> impl Iterator<Item = (&'static str, &Container)> {
     spec.init_containers
         .iter()
         .flatten()
