@@ -189,7 +189,10 @@ pub fn load(files: &Files, now: SystemTime) -> Result<Pair, LoadError> {
         ca_file: None,
     };
     let report = check(
-        &[(cert_name.as_str(), &cert_bytes), (key_name.as_str(), &key_bytes)],
+        &[
+            (cert_name.as_str(), &cert_bytes),
+            (key_name.as_str(), &key_bytes),
+        ],
         &policy,
         now,
     );

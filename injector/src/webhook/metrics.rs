@@ -86,9 +86,9 @@ impl Metrics {
         let mut registry = Registry::default();
         let reviews = Family::<Labels, Counter>::default();
         // 0.25 ms to about 4 s.
-        let duration = Histogram::new(
-            prometheus_client::metrics::histogram::exponential_buckets(0.000_25, 2.0, 15),
-        );
+        let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.000_25, 2.0, 15,
+        ));
         let not_after = Gauge::default();
         let reloads = Counter::default();
         let rejections = Counter::default();

@@ -80,7 +80,11 @@ pub struct Args {
 
     /// Where to write why the webhook could not start (default
     /// /dev/termination-log when it is writable).
-    #[arg(long, env = "SECRET_GATE_INJECTOR_TERMINATION_LOG", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "SECRET_GATE_INJECTOR_TERMINATION_LOG",
+        value_name = "FILE"
+    )]
     pub termination_log: Option<PathBuf>,
 
     /// Log format on stderr.
@@ -107,6 +111,16 @@ pub struct Args {
     /// without injecting (TLS, HTTP and JSON only). Never for a cluster.
     #[arg(long, hide = true, env = "SECRET_GATE_INJECTOR_BENCH_FLOOR")]
     pub bench_floor: bool,
+
+    /// Tests only: hold every review this long before answering, so that
+    /// a test can have reviews in flight when it sends SIGTERM.
+    #[arg(
+        long,
+        hide = true,
+        value_parser = humantime::parse_duration,
+        env = "SECRET_GATE_INJECTOR_TEST_REVIEW_DELAY"
+    )]
+    pub test_review_delay: Option<Duration>,
 }
 
 impl Args {
@@ -133,7 +147,10 @@ impl Args {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
     /// Leave it as it is (not opted in, already injected), and why.
-    Unchanged { reason: String, warnings: Vec<String> },
+    Unchanged {
+        reason: String,
+        warnings: Vec<String>,
+    },
     /// The pod as `inject` prints it, and the report's warnings.
     Injected { pod: Value, warnings: Vec<String> },
     /// A gate configuration the gate would refuse: the gate's message.
@@ -153,6 +170,7 @@ pub struct Webhook<M> {
     resolver: Arc<Resolver>,
     review_timeout: Duration,
     floor: bool,
+    delay: Option<Duration>,
 }
 
 /// One review's answer: its outcome and the HTTP response body (or the
@@ -195,7 +213,10 @@ impl<M: Mutate> Webhook<M> {
                     Ok(review::Response::allow(uid).with_warnings(warnings)),
                 )
             }
-            Mutation::Injected { pod: injected, warnings } => {
+            Mutation::Injected {
+                pod: injected,
+                warnings,
+            } => {
                 let patch = json_patch::diff(pod, &injected);
                 tracing::info!(pod = %request.shown(), operations = patch.0.len(), "injected");
                 (
@@ -243,7 +264,13 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
             let start = Instant::now();
             let body = request.into_body();
             let job = Arc::clone(&webhook);
-            let work = tokio::task::spawn_blocking(move || job.review(&body));
+            let delay = webhook.delay;
+            let work = async move {
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
+                tokio::task::spawn_blocking(move || job.review(&body)).await
+            };
             match tokio::time::timeout(webhook.review_timeout, work).await {
                 Ok(Ok((outcome, answer))) => {
                     webhook.metrics.review(outcome, start.elapsed());
@@ -418,6 +445,7 @@ async fn serve_until_stopped<M: Mutate>(
         resolver,
         review_timeout: args.review_timeout,
         floor: args.bench_floor,
+        delay: args.test_review_delay,
     });
     let handler = move |request: Request<Bytes>| answer(Arc::clone(&webhook), request);
     let server = Server::new(
