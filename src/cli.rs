@@ -585,6 +585,33 @@ where
     Cli::try_parse_from(args).map_err(|error| UsageError { error })
 }
 
+/// Parses `args` as [`parse_from`] does, but reads no environment
+/// variable at all: every `env = ...` fallback is switched off, so only the
+/// arguments count. For tools that validate a gate command line written
+/// into a manifest (the injector), whose own environment must not change
+/// the verdict. The gate itself never calls this.
+pub fn parse_from_ignoring_env<I, T>(args: I) -> Result<Cli, UsageError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    fn without_env(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.mut_args(|arg| arg.env(None));
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_owned())
+            .collect();
+        names
+            .iter()
+            .fold(cmd, |cmd, name| cmd.mut_subcommand(name, without_env))
+    }
+    let matches = without_env(Cli::command())
+        .try_get_matches_from(args)
+        .map_err(|error| UsageError { error })?;
+    Cli::from_arg_matches(&matches).map_err(|error| UsageError { error })
+}
+
 /// `--termination-log` (or `SECRET_GATE_TERMINATION_LOG`) on a command
 /// line that clap could not parse: `--termination-log PATH` or
 /// `--termination-log=PATH`, else the variable.

@@ -1,0 +1,279 @@
+//! From a request to the gate's container: the command line (validated by
+//! the gate's own clap parsing and `Config` code) and the container spec,
+//! with the resources, security context, pull policy, probes and
+//! termination-message settings of the examples in `manifests/`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::CommandFactory;
+use serde_yaml_ng::Value;
+
+use crate::annotations::{Request, PREFIX};
+use crate::inject::{GateMode, Source};
+use crate::value::{map, s, seq};
+
+/// The injected container's name.
+pub const CONTAINER: &str = "secret-gate";
+/// The SPIFFE CSI socket volume added in safe mode (unless the pod has one).
+pub const SPIFFE_VOLUME: &str = "spire-agent-socket";
+/// Where that socket is mounted, as in `manifests/safe-mode/`.
+pub const SPIFFE_MOUNT: &str = "/spire-agent-socket";
+/// The probe port of a sidecar-mode gate, unless `secret-gate.dev/listen`
+/// names another.
+pub const PROBE_PORT: u16 = 8080;
+/// `--timeout` when the template sets none: the examples' value, so that a
+/// missing secret shows up as a failed init container, not a silent hang.
+pub const DEFAULT_TIMEOUT: &str = "5m";
+/// The startupProbe's budget when `--timeout` is 0 (wait forever).
+const STARTUP_SECONDS_WITHOUT_TIMEOUT: u64 = 300;
+
+/// The gate's command line for a request (without the program name), in a
+/// canonical order: subcommand, annotation flags sorted by name, then the
+/// flags the mode sets.
+pub fn arguments(req: &Request) -> Result<Vec<String>, String> {
+    let sub = subcommand(req.source);
+    let root = secret_gate::cli::Cli::command();
+    let subcmd = root
+        .find_subcommand(sub)
+        .ok_or_else(|| format!("internal error: the gate has no `{sub}` subcommand"))?;
+    let mut flags: Vec<&(String, String)> = req.flags.iter().collect();
+    flags.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut argv = vec![sub.to_owned()];
+    for (name, value) in flags {
+        let arg = subcmd
+            .get_arguments()
+            .chain(root.get_arguments())
+            .find(|a| a.get_long() == Some(name.as_str()));
+        match arg {
+            Some(arg) if !arg.get_action().takes_values() => match value.trim() {
+                "true" => argv.push(format!("--{name}")),
+                "false" => {}
+                other => {
+                    return Err(format!(
+                        "annotation {PREFIX}{name} is {other:?}: --{name} takes no value, so \
+                         write \"true\" or \"false\""
+                    ))
+                }
+            },
+            // Unknown names go through as they are, so the gate's own parser
+            // names the problem in its own words.
+            _ => argv.push(format!("--{name}={value}")),
+        }
+    }
+    let has = |n: &str| req.flags.iter().any(|(f, _)| f == n);
+    if !has("timeout") {
+        argv.push(format!("--timeout={DEFAULT_TIMEOUT}"));
+    }
+    if !has("log-format") {
+        argv.push("--log-format=json".to_owned());
+    }
+    if req.mode == GateMode::Sidecar {
+        argv.push("--keep-running".to_owned());
+        if !has("listen") {
+            argv.push(format!("--listen=$(POD_IP):{PROBE_PORT}"));
+        }
+    }
+    Ok(argv)
+}
+
+/// The subcommand for a source.
+#[must_use]
+pub const fn subcommand(source: Source) -> &'static str {
+    match source {
+        Source::Watch => "watch",
+        Source::Safe => "safe",
+    }
+}
+
+/// What the gate's own validation says about a command line.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// `--timeout`, if not 0.
+    pub timeout: Option<Duration>,
+    /// `--listen`'s port, with `--keep-running`.
+    pub listen_port: Option<u16>,
+}
+
+/// Validates command lines with the gate's own code, once per distinct
+/// command line.
+#[derive(Debug, Default)]
+pub struct Validator {
+    cache: Mutex<HashMap<Vec<String>, Result<Verdict, String>>>,
+}
+
+impl Validator {
+    /// The gate's verdict on `argv` (without the program name): its own
+    /// clap parsing, with every environment variable ignored, then its own
+    /// `Config` validation. The error is the gate's message.
+    pub fn check(&self, argv: &[String]) -> Result<Verdict, String> {
+        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(argv).cloned()) {
+            return hit;
+        }
+        let verdict = validate(argv);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(argv.to_vec(), verdict.clone());
+        }
+        verdict
+    }
+}
+
+fn validate(argv: &[String]) -> Result<Verdict, String> {
+    // The kubelet expands $(POD_IP) in args; any address stands in for it.
+    let expanded = argv.iter().map(|a| a.replace("$(POD_IP)", "0.0.0.0"));
+    let full = std::iter::once("secret-gate".to_owned()).chain(expanded);
+    let cli = match secret_gate::cli::parse_from_ignoring_env(full) {
+        Ok(cli) => cli,
+        Err(e) if e.is_help() => {
+            return Err("--help and --version are not settings: remove that annotation".to_owned())
+        }
+        Err(e) => return Err(e.short_text()),
+    };
+    let config = secret_gate::config::Config::from_cli(&cli, None).map_err(|e| e.to_string())?;
+    let listen_port = config
+        .after
+        .keep_running
+        .as_ref()
+        .and_then(|k| k.listen)
+        .map(|a| a.port());
+    Ok(Verdict {
+        timeout: config.mode.timeout(),
+        listen_port,
+    })
+}
+
+/// The restricted security context of every container in `manifests/`.
+#[must_use]
+pub fn security_context() -> Value {
+    map([
+        ("runAsNonRoot", Value::Bool(true)),
+        ("runAsUser", Value::Number(65532.into())),
+        ("runAsGroup", Value::Number(65532.into())),
+        ("allowPrivilegeEscalation", Value::Bool(false)),
+        ("readOnlyRootFilesystem", Value::Bool(true)),
+        ("capabilities", map([("drop", seq(vec![s("ALL")]))])),
+        ("seccompProfile", map([("type", s("RuntimeDefault"))])),
+    ])
+}
+
+fn resources() -> Value {
+    map([
+        ("requests", map([("cpu", s("10m")), ("memory", s("16Mi"))])),
+        ("limits", map([("cpu", s("100m")), ("memory", s("32Mi"))])),
+    ])
+}
+
+fn http_probe(path: &str, period: u64, failures: u64) -> Value {
+    map([
+        (
+            "httpGet",
+            map([("path", s(path)), ("port", s(PROBE_PORT_NAME))]),
+        ),
+        ("periodSeconds", Value::Number(period.into())),
+        ("failureThreshold", Value::Number(failures.into())),
+    ])
+}
+
+/// The name of the probe port (at most 15 characters, unique in the pod).
+pub const PROBE_PORT_NAME: &str = "gate-probes";
+
+/// Everything the container needs besides its command line.
+#[derive(Debug)]
+pub struct Parts<'a> {
+    pub image: &'a str,
+    pub mode: GateMode,
+    pub source: Source,
+    pub argv: Vec<String>,
+    pub verdict: &'a Verdict,
+    /// `volumeMounts` entries.
+    pub mounts: Vec<Value>,
+}
+
+/// The gate's container.
+#[must_use]
+pub fn container(p: Parts<'_>) -> Value {
+    let mut c = serde_yaml_ng::Mapping::new();
+    let mut put = |k: &str, v: Value| {
+        c.insert(s(k), v);
+    };
+    put("name", s(CONTAINER));
+    put("image", s(p.image));
+    put("imagePullPolicy", s("IfNotPresent"));
+    if p.mode == GateMode::Sidecar {
+        put("restartPolicy", s("Always"));
+    }
+    put("args", seq(p.argv.into_iter().map(s).collect()));
+    let mut env = Vec::new();
+    if p.mode == GateMode::Sidecar {
+        env.push(map([
+            ("name", s("POD_IP")),
+            (
+                "valueFrom",
+                map([("fieldRef", map([("fieldPath", s("status.podIP"))]))]),
+            ),
+        ]));
+    }
+    if p.source == Source::Safe {
+        for (name, value) in [
+            (
+                "SPIFFE_ENDPOINT_SOCKET",
+                "unix:///spire-agent-socket/spire-agent.sock",
+            ),
+            ("SPIFFE_TRUST_DOMAIN", "vsecm.com"),
+            (
+                "VSECM_SAFE_ENDPOINT_URL",
+                "https://vsecm-safe.vsecm-system.svc.cluster.local:8443/",
+            ),
+            (
+                "VSECM_SPIFFEID_PREFIX_SAFE",
+                "spiffe://vsecm.com/workload/vsecm-safe/ns/vsecm-system/sa/vsecm-safe/n/",
+            ),
+        ] {
+            env.push(map([("name", s(name)), ("value", s(value))]));
+        }
+    }
+    if !env.is_empty() {
+        put("env", seq(env));
+    }
+    if p.mode == GateMode::Sidecar {
+        let port = p.verdict.listen_port.unwrap_or(PROBE_PORT);
+        put(
+            "ports",
+            seq(vec![map([
+                ("name", s(PROBE_PORT_NAME)),
+                ("containerPort", Value::Number(port.into())),
+            ])]),
+        );
+        // One probe a second for as long as the gate's own --timeout.
+        let startup = p
+            .verdict
+            .timeout
+            .map_or(STARTUP_SECONDS_WITHOUT_TIMEOUT, |t| {
+                t.as_secs().max(1) + u64::from(t.subsec_nanos() > 0)
+            });
+        put("startupProbe", http_probe("/readyz", 1, startup));
+        put("readinessProbe", http_probe("/readyz", 5, 1));
+        put("livenessProbe", http_probe("/livez", 10, 3));
+    }
+    put("volumeMounts", seq(p.mounts));
+    put("securityContext", security_context());
+    put("resources", resources());
+    put("terminationMessagePolicy", s("FallbackToLogsOnError"));
+    Value::Mapping(c)
+}
+
+/// The SPIFFE CSI socket volume, as in `manifests/safe-mode/`.
+#[must_use]
+pub fn spiffe_volume() -> Value {
+    map([
+        ("name", s(SPIFFE_VOLUME)),
+        (
+            "csi",
+            map([
+                ("driver", s("csi.spiffe.io")),
+                ("readOnly", Value::Bool(true)),
+            ]),
+        ),
+    ])
+}

@@ -1,0 +1,692 @@
+//! The core: one document in, the edited document and a report out.
+//!
+//! It edits the document as a YAML value tree (key order, unknown fields
+//! and string quoting survive) and uses k8s-openapi's typed structs only to
+//! check the result. It never reads files, the clock or the environment,
+//! so the CLI, the KRM function and the admission webhook all call it the
+//! same way.
+
+use std::fmt;
+
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::annotations::{self, Placement, Request, PREFIX, STATUS};
+use crate::gate::{self, Parts, Validator};
+use crate::status::{fingerprint, Status};
+use crate::value::{get, get_mut, items, path, s, str_at};
+
+/// The image when neither `--image` nor a function config names one.
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/secret-gate/secret-gate:",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// Where the gate reads the secret from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Files on a volume the app mounts (`watch`).
+    Watch,
+    /// VSecM Safe over SPIFFE mTLS (`safe`).
+    Safe,
+}
+
+/// How the gate runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateMode {
+    /// The last init container (by default); it exits once ready.
+    Init,
+    /// A native sidecar (`restartPolicy: Always`) that keeps running.
+    Sidecar,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(gate::subcommand(*self))
+    }
+}
+
+impl fmt::Display for GateMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Init => "init",
+            Self::Sidecar => "sidecar",
+        })
+    }
+}
+
+/// Defaults for every template: the image, and the source and mode used
+/// when a template's annotations do not say.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub image: String,
+    pub source: Source,
+    pub mode: GateMode,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            image: DEFAULT_IMAGE.to_owned(),
+            source: Source::Watch,
+            mode: GateMode::Init,
+        }
+    }
+}
+
+/// Which object a report or an error is about.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+}
+
+impl ObjectRef {
+    /// Reads `apiVersion`, `kind`, `metadata.name` and `.namespace`.
+    #[must_use]
+    pub fn of(obj: &Value) -> Self {
+        let meta = get(obj, "metadata");
+        Self {
+            api_version: str_at(obj, "apiVersion").unwrap_or_default().to_owned(),
+            kind: str_at(obj, "kind").unwrap_or_default().to_owned(),
+            name: meta
+                .and_then(|m| str_at(m, "name").or_else(|| str_at(m, "generateName")))
+                .unwrap_or_default()
+                .to_owned(),
+            namespace: meta.and_then(|m| str_at(m, "namespace")).map(str::to_owned),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    /// `deployment/web`, as kubectl names objects.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.kind.is_empty() {
+            "object".to_owned()
+        } else {
+            self.kind.to_ascii_lowercase()
+        };
+        let name = if self.name.is_empty() {
+            "(no name)"
+        } else {
+            &self.name
+        };
+        write!(f, "{kind}/{name}")
+    }
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectReport {
+    pub object: ObjectRef,
+    /// Whether the object changed.
+    pub changed: bool,
+    /// What happened, e.g. `injected (init, watch)` or
+    /// `skipped: not opted in`.
+    pub message: String,
+    /// Problems worth a look that do not stop the injection.
+    pub warnings: Vec<String>,
+}
+
+impl fmt::Display for ObjectReport {
+    /// The report line: `deployment/web injected (init, watch)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.object, self.message)
+    }
+}
+
+/// Bad input: the object and what to change. The message carries the
+/// gate's own words when the gate would refuse the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{object}: {message}")]
+pub struct InjectError {
+    pub object: ObjectRef,
+    pub message: String,
+}
+
+/// The result for one document.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The edited document, if anything changed; `None`: leave it as it was
+    /// (byte for byte).
+    pub value: Option<Value>,
+    /// One report per object (a `List` has one per item).
+    pub reports: Vec<ObjectReport>,
+}
+
+impl Outcome {
+    /// Whether any object changed.
+    #[must_use]
+    pub const fn changed(&self) -> bool {
+        self.value.is_some()
+    }
+}
+
+/// [`Outcome`] for a JSON object (the admission webhook's Pod).
+#[derive(Debug, Clone)]
+pub struct JsonOutcome {
+    pub value: Option<serde_json::Value>,
+    pub reports: Vec<ObjectReport>,
+}
+
+/// The injector: settings plus a cache of the gate's verdicts, so that a
+/// thousand templates with the same annotations are validated once. Share
+/// one across documents (and threads: it is `Sync`).
+#[derive(Debug, Default)]
+pub struct Injector {
+    settings: Settings,
+    validator: Validator,
+}
+
+/// The workload kinds and their API groups.
+const WORKLOADS: [(&str, &[&str], &[&str]); 8] = [
+    ("Pod", &[""], &[]),
+    ("ReplicationController", &[""], &["spec", "template"]),
+    ("Deployment", &["apps", "extensions"], &["spec", "template"]),
+    ("StatefulSet", &["apps"], &["spec", "template"]),
+    ("DaemonSet", &["apps", "extensions"], &["spec", "template"]),
+    ("ReplicaSet", &["apps", "extensions"], &["spec", "template"]),
+    ("Job", &["batch"], &["spec", "template"]),
+    (
+        "CronJob",
+        &["batch"],
+        &["spec", "jobTemplate", "spec", "template"],
+    ),
+];
+
+fn group(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
+impl Injector {
+    #[must_use]
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            validator: Validator::default(),
+        }
+    }
+
+    #[must_use]
+    pub const fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Injects into one document: a workload, a `List` of them, or anything
+    /// else (passed through, reported).
+    pub fn inject_value(&self, doc: &Value) -> Result<Outcome, InjectError> {
+        let object = ObjectRef::of(doc);
+        if !doc.is_mapping() {
+            return Err(InjectError {
+                object,
+                message: "the document is not a Kubernetes object (a mapping with apiVersion \
+                          and kind): fix or remove it"
+                    .to_owned(),
+            });
+        }
+        if object.kind == "List" || (object.kind.ends_with("List") && get(doc, "items").is_some()) {
+            return self.inject_list(doc, &object);
+        }
+        let (value, report) = self.inject_object(doc)?;
+        Ok(Outcome {
+            value,
+            reports: vec![report],
+        })
+    }
+
+    /// [`Self::inject_value`] on a JSON value; the result converts back.
+    pub fn inject_json(&self, doc: &serde_json::Value) -> Result<JsonOutcome, InjectError> {
+        let yaml: Value = serde_yaml_ng::to_value(doc).map_err(|e| InjectError {
+            object: ObjectRef::default(),
+            message: format!("the object cannot be read: {e}"),
+        })?;
+        let out = self.inject_value(&yaml)?;
+        let value = out
+            .value
+            .map(|v| serde_json::to_value(&v))
+            .transpose()
+            .map_err(|e| InjectError {
+                object: ObjectRef::of(&yaml),
+                message: format!("internal error: the result is not JSON: {e}"),
+            })?;
+        Ok(JsonOutcome {
+            value,
+            reports: out.reports,
+        })
+    }
+
+    fn inject_list(&self, doc: &Value, object: &ObjectRef) -> Result<Outcome, InjectError> {
+        let mut reports = Vec::new();
+        let mut edited: Option<Vec<Value>> = None;
+        let list = items(doc, "items");
+        for (i, item) in list.iter().enumerate() {
+            let (value, report) = self.inject_object(item).map_err(|mut e| {
+                e.message = format!("(item {i} of {object}) {}", e.message);
+                e
+            })?;
+            reports.push(report);
+            if let Some(v) = value {
+                edited.get_or_insert_with(|| list.to_vec())[i] = v;
+            }
+        }
+        let value = edited.map(|new_items| {
+            let mut d = doc.clone();
+            if let Some(slot) = get_mut(&mut d, "items") {
+                *slot = Value::Sequence(new_items);
+            }
+            d
+        });
+        Ok(Outcome { value, reports })
+    }
+
+    /// Injects into one object (not a `List`): `Some` edited object if it
+    /// changed.
+    pub fn inject_object(&self, obj: &Value) -> Result<(Option<Value>, ObjectReport), InjectError> {
+        let object = ObjectRef::of(obj);
+        let report = |changed: bool, message: String, warnings: Vec<String>| ObjectReport {
+            object: object.clone(),
+            changed,
+            message,
+            warnings,
+        };
+        let Some((kind, _, tpath)) = WORKLOADS.iter().find(|(k, groups, _)| {
+            *k == object.kind && groups.contains(&group(&object.api_version))
+        }) else {
+            let why = if object.kind.is_empty() {
+                "passed through: no kind"
+            } else {
+                "passed through: not a workload"
+            };
+            return Ok((None, report(false, why.to_owned(), Vec::new())));
+        };
+        let Some(template) = path(obj, tpath).filter(|t| t.is_mapping()) else {
+            return Ok((
+                None,
+                report(false, "skipped: no pod template".to_owned(), Vec::new()),
+            ));
+        };
+        let is_job = matches!(*kind, "Job" | "CronJob");
+        let fail = |message: String| InjectError {
+            object: object.clone(),
+            message,
+        };
+        let Some(result) = self.template(template, is_job).map_err(fail)? else {
+            return Ok((
+                None,
+                report(false, "skipped: not opted in".to_owned(), Vec::new()),
+            ));
+        };
+        if result.template == *template {
+            let message = match &result.done {
+                Done::Injected(what) => format!("unchanged {what}: already injected"),
+                Done::Skipped(why) => format!("skipped: {why}"),
+            };
+            return Ok((None, report(false, message, result.warnings)));
+        }
+        let mut new = obj.clone();
+        if let Some(slot) = crate::value::path_mut(&mut new, tpath) {
+            *slot = result.template;
+        }
+        let message = match result.done {
+            Done::Injected(what) => format!("injected {what}"),
+            Done::Skipped(why) => format!("removed the gate: {why}"),
+        };
+        Ok((Some(new), report(true, message, result.warnings)))
+    }
+
+    /// The edited pod template (`metadata` and `spec`), or `None` if it
+    /// carries no `secret-gate.dev/` annotation at all.
+    fn template(&self, template: &Value, is_job: bool) -> Result<Option<Templated>, String> {
+        let annotations = path(template, &["metadata", "annotations"]).and_then(Value::as_mapping);
+        let ours = annotations::ours(annotations)?;
+        if ours.is_empty() {
+            return Ok(None);
+        }
+        let value_of = |name: &str| {
+            ours.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let mut work = template.clone();
+        if let Some(text) = value_of(STATUS) {
+            Status::parse(text)?.strip(&mut work);
+        }
+        match value_of(annotations::INJECT).map(str::trim) {
+            Some("true") => {}
+            other => {
+                let why = match other {
+                    None => "not opted in".to_owned(),
+                    Some(v) => format!("{} is {v:?}, not \"true\"", annotations::INJECT),
+                };
+                return Ok(Some(Templated {
+                    template: work,
+                    done: Done::Skipped(why),
+                    warnings: Vec::new(),
+                }));
+            }
+        }
+        let req = annotations::request(&ours, &self.settings)?;
+        let argv = gate::arguments(&req)?;
+        let verdict = self
+            .validator
+            .check(&argv)
+            .map_err(|e| refusal(&e, &req))?;
+        let inputs = fingerprint(&[
+            serde_json::to_string(&work).unwrap_or_default().as_bytes(),
+            self.settings.image.as_bytes(),
+            env!("CARGO_PKG_VERSION").as_bytes(),
+        ]);
+        let mut warnings = Vec::new();
+        let spec = get_mut(&mut work, "spec")
+            .and_then(Value::as_mapping_mut)
+            .ok_or("the pod template has no spec: add spec.containers")?;
+        let mut status = Status {
+            container: gate::CONTAINER.to_owned(),
+            volumes: Vec::new(),
+            created: Vec::new(),
+            inputs,
+        };
+        let mounts = mounts(spec, &req, &mut status)?;
+        let container = gate::container(Parts {
+            image: &self.settings.image,
+            mode: req.mode,
+            source: req.source,
+            argv,
+            verdict: &verdict,
+            mounts,
+        });
+        place(spec, container, &req, &mut status, &mut warnings)?;
+        mesh_warnings(spec, &req, &mut warnings);
+        let annotations = crate::value::path_mut(&mut work, &["metadata", "annotations"])
+            .and_then(Value::as_mapping_mut)
+            .ok_or("internal error: the annotations went missing")?;
+        annotations.insert(s(STATUS), s(status.to_text()));
+        check_typed(&work)?;
+        let mut what = format!("({}, {})", req.mode, req.source);
+        if is_job && req.mode == GateMode::Sidecar {
+            what = format!(
+                "({}, {}; a native sidecar: it ends with the job)",
+                req.mode, req.source
+            );
+        }
+        Ok(Some(Templated {
+            template: work,
+            done: Done::Injected(what),
+            warnings,
+        }))
+    }
+}
+
+/// The gate's refusal, naming the annotation behind the flag it names.
+fn refusal(gate_message: &str, req: &Request) -> String {
+    // clap's message without its usage line and tips, on one line.
+    let lines: Vec<&str> = gate_message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !(l.is_empty() || l.starts_with("Usage:") || l.starts_with("tip:")))
+        .collect();
+    let first = lines.join(" ");
+    let first = first.as_str();
+    let named = req.flags.iter().map(|(f, _)| f.as_str()).find(|f| {
+        let flag = format!("--{f}");
+        first.match_indices(&flag).any(|(i, _)| {
+            !first[i + flag.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+        })
+    });
+    match named {
+        Some(f) if first.starts_with("unexpected argument") => format!(
+            "annotation {PREFIX}{f}: the gate's `{}` has no --{f} flag ({first}); fix the name or \
+             remove the annotation ({PREFIX}NAME is the gate's --NAME)",
+            gate::subcommand(req.source)
+        ),
+        Some(f) => format!(
+            "annotation {PREFIX}{f}: the gate would refuse it: {first}; fix the annotation"
+        ),
+        None => format!(
+            "the gate would refuse this configuration: {first}; fix the {PREFIX}… annotations \
+             ({PREFIX}NAME is the gate's --NAME)"
+        ),
+    }
+}
+
+struct Templated {
+    template: Value,
+    done: Done,
+    warnings: Vec<String>,
+}
+
+enum Done {
+    Injected(String),
+    Skipped(String),
+}
+
+/// The volume a regular container mounts at or above `dir`: (volume name,
+/// that container's mountPath, its subPath), the deepest such mount.
+fn app_mount(spec: &Mapping, dir: &str) -> Option<(String, String, Option<String>)> {
+    let dir = dir.trim_end_matches('/');
+    let mut best: Option<(String, String, Option<String>)> = None;
+    for c in spec
+        .get("containers")
+        .and_then(Value::as_sequence)
+        .map_or(&[][..], Vec::as_slice)
+    {
+        for m in items(c, "volumeMounts") {
+            let (Some(name), Some(at)) = (str_at(m, "name"), str_at(m, "mountPath")) else {
+                continue;
+            };
+            let base = at.trim_end_matches('/');
+            let covers = base.is_empty() || dir == base || dir.starts_with(&format!("{base}/"));
+            if covers && best.as_ref().is_none_or(|(_, b, _)| b.len() < at.len()) {
+                best = Some((
+                    name.to_owned(),
+                    at.to_owned(),
+                    str_at(m, "subPath").map(str::to_owned),
+                ));
+            }
+        }
+    }
+    best
+}
+
+fn flag<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.flags
+        .iter()
+        .find(|(f, _)| f == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The gate's volume mounts: the secret volume (watch, read-only), the
+/// SPIFFE socket and the output volume (safe).
+fn mounts(spec: &mut Mapping, req: &Request, status: &mut Status) -> Result<Vec<Value>, String> {
+    let mount = |name: String, at: String, sub: Option<String>, read_only: bool| {
+        let mut m = Mapping::new();
+        m.insert(s("name"), s(name));
+        m.insert(s("mountPath"), s(at));
+        if let Some(sub) = sub {
+            m.insert(s("subPath"), s(sub));
+        }
+        if read_only {
+            m.insert(s("readOnly"), Value::Bool(true));
+        }
+        Value::Mapping(m)
+    };
+    let mut out = Vec::new();
+    match req.source {
+        Source::Watch => {
+            let dir = flag(req, "mount-path").unwrap_or_default();
+            let (name, at, sub) = app_mount(spec, dir).ok_or_else(|| {
+                format!(
+                    "no container mounts a volume at or above {dir:?} ({PREFIX}mount-path): mount \
+                     the secret volume in the app container there, or fix the path"
+                )
+            })?;
+            out.push(mount(name, at, sub, true));
+        }
+        Source::Safe => {
+            let has_socket = spec
+                .get("volumes")
+                .and_then(Value::as_sequence)
+                .is_some_and(|v| {
+                    v.iter()
+                        .any(|v| str_at(v, "name") == Some(gate::SPIFFE_VOLUME))
+                });
+            if !has_socket {
+                if !spec.contains_key("volumes") {
+                    spec.insert(s("volumes"), Value::Sequence(Vec::new()));
+                    status.created.push("volumes".to_owned());
+                }
+                if let Some(list) = spec.get_mut("volumes").and_then(Value::as_sequence_mut) {
+                    list.push(gate::spiffe_volume());
+                    status.volumes.push(gate::SPIFFE_VOLUME.to_owned());
+                } else {
+                    return Err("spec.volumes is not a list: fix it".to_owned());
+                }
+            }
+            out.push(mount(
+                gate::SPIFFE_VOLUME.to_owned(),
+                gate::SPIFFE_MOUNT.to_owned(),
+                None,
+                true,
+            ));
+            let target = flag(req, "output-dir")
+                .map(|d| (d.to_owned(), "output-dir"))
+                .or_else(|| {
+                    flag(req, "output").map(|f| {
+                        let parent = std::path::Path::new(f)
+                            .parent()
+                            .map(|p| p.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        (parent, "output")
+                    })
+                });
+            if let Some((dir, which)) = target {
+                let (name, at, sub) = app_mount(spec, &dir).ok_or_else(|| {
+                    format!(
+                        "no container mounts a volume at or above {dir:?} ({PREFIX}{which}): the \
+                         gate writes the secret there for the app, so mount a volume (e.g. an \
+                         emptyDir with medium: Memory) in the app container at that path"
+                    )
+                })?;
+                out.push(mount(name, at, sub, false));
+            }
+        }
+    }
+    Ok(out)
+}
+
+const MESH_PROXIES: [&str; 2] = ["istio-proxy", "linkerd-proxy"];
+
+fn is_native_mesh(c: &Value) -> bool {
+    str_at(c, "name").is_some_and(|n| MESH_PROXIES.contains(&n))
+        && str_at(c, "restartPolicy") == Some("Always")
+}
+
+/// Puts the gate among the init containers.
+fn place(
+    spec: &mut Mapping,
+    container: Value,
+    req: &Request,
+    status: &mut Status,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
+    if !spec.contains_key("initContainers") {
+        spec.insert(s("initContainers"), Value::Sequence(Vec::new()));
+        status.created.push("initContainers".to_owned());
+    }
+    let list = spec
+        .get_mut("initContainers")
+        .and_then(Value::as_sequence_mut)
+        .ok_or("spec.initContainers is not a list: fix it")?;
+    let names: Vec<String> = list
+        .iter()
+        .map(|c| str_at(c, "name").unwrap_or_default().to_owned())
+        .collect();
+    if names.iter().any(|n| n == gate::CONTAINER) {
+        return Err(format!(
+            "the pod already has an init container named {}, not written by the injector (no \
+             {STATUS}): remove the hand-written one and keep the annotations, or remove \
+             {}",
+            gate::CONTAINER,
+            annotations::INJECT
+        ));
+    }
+    let find = |name: &str| {
+        names.iter().position(|n| n == name).ok_or_else(|| {
+            format!(
+                "{} names init container {name:?}, but the pod's init containers are [{}]: name \
+                 one of them",
+                annotations::PLACEMENT,
+                names.join(", ")
+            )
+        })
+    };
+    let at = match &req.placement {
+        None | Some(Placement::Last) => list.len(),
+        Some(Placement::First) => 0,
+        Some(Placement::Before(n)) => find(n)?,
+        Some(Placement::After(n)) => find(n)? + 1,
+    };
+    if req.source == Source::Safe {
+        if let Some(mesh) = list.iter().rposition(is_native_mesh) {
+            if at <= mesh {
+                warnings.push(format!(
+                    "the gate is placed before the native sidecar {}: it cannot reach the Safe \
+                     until the proxy runs; drop {} or place it after:{}",
+                    names[mesh],
+                    annotations::PLACEMENT,
+                    names[mesh]
+                ));
+            }
+        }
+    }
+    list.insert(at, container);
+    Ok(())
+}
+
+/// A classic (non-native) mesh proxy and a safe-mode gate: the gate runs
+/// before the proxy, but the mesh's traffic redirect is already in place.
+fn mesh_warnings(spec: &Mapping, req: &Request, warnings: &mut Vec<String>) {
+    if req.source != Source::Safe {
+        return;
+    }
+    let classic = spec
+        .get("containers")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| str_at(c, "name"))
+        .find(|n| MESH_PROXIES.contains(n));
+    if let Some(proxy) = classic {
+        warnings.push(format!(
+            "{proxy} runs as a classic sidecar (a regular container): init containers run \
+             before it starts, yet the mesh already redirects their traffic to it, so the gate \
+             cannot reach the Safe; enable native sidecars (Istio: ENABLE_NATIVE_SIDECARS; \
+             Linkerd: config.alpha.linkerd.io/proxy-enable-native-sidecar: \"true\") or exclude \
+             the Safe's port from the redirect"
+        ));
+    }
+}
+
+/// The result must parse as a Kubernetes pod template.
+fn check_typed(template: &Value) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    serde_yaml_ng::from_value::<PodTemplateSpec>(template.clone())
+        .map(drop)
+        .map_err(|e| {
+            format!("the pod template is not a valid Kubernetes PodTemplateSpec ({e}): fix it")
+        })
+}
+
+/// A KRM `resourceRef` for an object.
+#[must_use]
+pub fn resource_ref(o: &ObjectRef) -> Value {
+    let mut m = Mapping::new();
+    m.insert(s("apiVersion"), s(o.api_version.clone()));
+    m.insert(s("kind"), s(o.kind.clone()));
+    m.insert(s("name"), s(o.name.clone()));
+    if let Some(ns) = &o.namespace {
+        m.insert(s("namespace"), s(ns.clone()));
+    }
+    Value::Mapping(m)
+}

@@ -1,0 +1,34 @@
+//! secret-gate-injector adds the secret-gate init container (or native
+//! sidecar) to workload manifests, from annotations on their pod templates.
+//!
+//! One pure core, thin front ends:
+//! - [`inject`] is the core: [`Injector::inject_value`] takes one document
+//!   (an object or a `List`) as a YAML value tree and returns the edited
+//!   tree, one report per object and warnings, or an [`InjectError`] that
+//!   names the object and says what to change. [`Injector::inject_json`]
+//!   is the same call on a `serde_json::Value` (the admission webhook's
+//!   Pod). Nothing in it reads files, the clock or the environment.
+//! - [`annotations`] reads the opt-in (`secret-gate.dev/…`) into a request;
+//!   [`gate`] turns a request into the gate's command line, validates it
+//!   with the gate's own parser and `Config`, and builds the container.
+//! - [`status`] is the `secret-gate.dev/status` annotation: what was
+//!   injected, so a re-run replaces exactly that.
+//! - [`document`] splits multi-document YAML and JSON input into documents
+//!   that keep their original text, and emits the result; [`krm`] is the
+//!   KRM-function front end (`ResourceList` in and out); [`cli`] is the
+//!   `inject` command.
+//! - [`value`] holds small helpers over `serde_yaml_ng::Value`.
+
+pub mod annotations;
+pub mod cli;
+pub mod document;
+pub mod gate;
+pub mod inject;
+pub mod krm;
+pub mod status;
+pub mod value;
+
+pub use inject::{
+    GateMode, InjectError, Injector, JsonOutcome, ObjectRef, ObjectReport, Outcome, Settings,
+    Source,
+};
