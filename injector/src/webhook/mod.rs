@@ -58,6 +58,10 @@ pub struct Args {
     #[arg(long, env = "SECRET_GATE_INJECTOR_TLS_KEY", value_name = "FILE")]
     pub tls_key: PathBuf,
 
+    /// The gate's image in injected pods [default: this release's].
+    #[arg(long, env = "SECRET_GATE_INJECTOR_IMAGE", value_name = "IMAGE")]
+    pub image: Option<String>,
+
     /// Longest time one review may take before it is answered 504; keep it
     /// below the webhook's timeoutSeconds.
     #[arg(
@@ -161,6 +165,48 @@ pub enum Mutation {
 /// [`Mutation`] out. Pure, and quick enough to run on the blocking pool.
 pub trait Mutate: Send + Sync + 'static {
     fn mutate(&self, pod: &Value) -> Mutation;
+}
+
+/// The injection core: the pod is injected exactly as `inject` would
+/// inject it; the status annotation makes an injected pod come back
+/// unchanged; a gate configuration the gate would refuse is refused with
+/// the gate's own message.
+impl Mutate for crate::Injector {
+    fn mutate(&self, pod: &Value) -> Mutation {
+        match self.inject_json(pod) {
+            Err(error) => Mutation::Refused(error.to_string()),
+            Ok(outcome) => {
+                let warnings = outcome
+                    .reports
+                    .iter()
+                    .flat_map(|r| r.warnings.iter().cloned())
+                    .collect();
+                match outcome.value {
+                    Some(pod) => Mutation::Injected { pod, warnings },
+                    None => Mutation::Unchanged {
+                        reason: outcome
+                            .reports
+                            .iter()
+                            .map(|r| r.message.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        warnings,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// `secret-gate-injector webhook`: [`main`] over the injection core with
+/// `--image`; the process's exit code.
+#[must_use]
+pub fn run(args: &Args) -> u8 {
+    let mut settings = crate::Settings::default();
+    if let Some(image) = &args.image {
+        image.clone_into(&mut settings.image);
+    }
+    main(args, crate::Injector::new(settings)).code()
 }
 
 /// The webhook's state, shared by every connection.
