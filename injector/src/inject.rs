@@ -368,10 +368,7 @@ impl Injector {
         }
         let req = annotations::request(&ours, &self.settings)?;
         let argv = gate::arguments(&req)?;
-        let verdict = self
-            .validator
-            .check(&argv)
-            .map_err(|e| refusal(&e, &req))?;
+        let verdict = self.validator.check(&argv).map_err(|e| refusal(&e, &req))?;
         let inputs = fingerprint(&[
             serde_json::to_string(&work).unwrap_or_default().as_bytes(),
             self.settings.image.as_bytes(),
@@ -440,9 +437,9 @@ fn refusal(gate_message: &str, req: &Request) -> String {
              remove the annotation ({PREFIX}NAME is the gate's --NAME)",
             gate::subcommand(req.source)
         ),
-        Some(f) => format!(
-            "annotation {PREFIX}{f}: the gate would refuse it: {first}; fix the annotation"
-        ),
+        Some(f) => {
+            format!("annotation {PREFIX}{f}: the gate would refuse it: {first}; fix the annotation")
+        }
         None => format!(
             "the gate would refuse this configuration: {first}; fix the {PREFIX}… annotations \
              ({PREFIX}NAME is the gate's --NAME)"
