@@ -3,8 +3,10 @@
 //!
 //! Only the fields the webhook reads or writes are declared (kube-core's
 //! types would pull kube-core and Rust 1.89 for five fields). Unknown
-//! fields are ignored on input; `object` stays a `serde_json::Value`, so
-//! the pod reaches the injector whole, unknown fields included.
+//! fields are ignored on input. `object` is read straight into a
+//! `serde_yaml_ng::Value`, the injection core's value tree: the pod
+//! reaches the core whole (unknown fields included) and in the API
+//! server's key order, which the core's status fingerprint depends on.
 //!
 //! [`decode`] turns a request body into an [`AdmissionRequest`] or an
 //! [`Invalid`] (HTTP 400 with a message that says what is wrong, never
@@ -79,7 +81,7 @@ pub struct AdmissionRequest {
     #[serde(default)]
     pub operation: String,
     #[serde(default)]
-    pub object: Option<Value>,
+    pub object: Option<serde_yaml_ng::Value>,
     #[serde(rename = "dryRun", default)]
     pub dry_run: Option<bool>,
 }
@@ -197,7 +199,7 @@ impl AdmissionRequest {
             return Scope::Pass(format!("namespace {namespace} is never injected"));
         }
         match &self.object {
-            Some(Value::Object(_)) => Scope::Review,
+            Some(object) if object.is_mapping() => Scope::Review,
             _ => Scope::Error(
                 "the request carries no Pod object: the API server always sends one on CREATE"
                     .to_owned(),
@@ -214,8 +216,9 @@ impl AdmissionRequest {
             .or_else(|| {
                 self.object
                     .as_ref()
-                    .and_then(|o| o.pointer("/metadata/namespace"))
-                    .and_then(Value::as_str)
+                    .and_then(|o| o.get("metadata"))
+                    .and_then(|m| m.get("namespace"))
+                    .and_then(serde_yaml_ng::Value::as_str)
             })
             .unwrap_or("default")
     }
@@ -226,12 +229,12 @@ impl AdmissionRequest {
         let meta = self.object.as_ref().and_then(|o| o.get("metadata"));
         let name = meta
             .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
+            .and_then(serde_yaml_ng::Value::as_str)
             .filter(|n| !n.is_empty())
             .map(str::to_owned)
             .or_else(|| {
                 meta.and_then(|m| m.get("generateName"))
-                    .and_then(Value::as_str)
+                    .and_then(serde_yaml_ng::Value::as_str)
                     .map(|g| format!("{g}*"))
             })
             .or_else(|| self.name.clone())
@@ -444,6 +447,19 @@ mod tests {
         );
         let mut no_object = pod_request("apps", "CREATE");
         no_object["object"] = serde_json::Value::Null;
+        // The object keeps its key order on the way to the core.
+        let ordered = decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","object":{"spec":{},"metadata":{},"kind":"Pod","apiVersion":"v1"}}}"#);
+        let keys: Vec<String> = ordered
+            .ok()
+            .and_then(|r| r.object)
+            .and_then(|o| o.as_mapping().cloned())
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(keys, ["spec", "metadata", "kind", "apiVersion"]);
         let scope = decode(&review(&no_object)).map(|r| r.scope());
         assert!(matches!(scope, Ok(Scope::Error(_))), "{scope:?}");
     }
