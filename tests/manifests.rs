@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Container, Namespace, Pod, PodSecurityContext, PodSpec, ServiceAccount, Volume, VolumeMount,
+    Container, Namespace, Pod, PodSpec, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -27,13 +27,13 @@ use serde::Deserialize;
 #[path = "common/bounded.rs"]
 mod bounded;
 mod common;
+// The restricted-PSS checks, shared with the injector's tests.
 #[path = "common/pki.rs"]
 mod pki;
+mod restricted;
 
 use common::Gate;
 
-/// The user every container runs as (distroless "nonroot").
-const NONROOT: i64 = 65532;
 /// Images that identify the gate and the secret writers it waits for.
 const GATE_IMAGE: &str = "ghcr.io/secret-gate/secret-gate:";
 const WRITER_IMAGES: &[&str] = &["vsecm-ist-sidecar", "vsecm-photon-sidecar"];
@@ -370,14 +370,6 @@ fn is_writer(c: &Container) -> bool {
 
 fn is_native_sidecar(c: &Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")
-}
-
-fn all_containers(spec: &PodSpec) -> impl Iterator<Item = (&'static str, &Container)> {
-    spec.init_containers
-        .iter()
-        .flatten()
-        .map(|c| ("initContainers", c))
-        .chain(spec.containers.iter().map(|c| ("containers", c)))
 }
 
 fn env_map(c: &Container) -> BTreeMap<String, String> {
@@ -778,132 +770,8 @@ fn kustomizations_list_every_file_and_nothing_else() {
 fn every_container_meets_the_restricted_pod_security_standard() {
     let docs = load_all();
     for pod in pods(&docs) {
-        let spec = pod.spec;
-        let psc = spec.security_context.clone().unwrap_or_default();
-        for flag in [spec.host_network, spec.host_pid, spec.host_ipc] {
-            assert_ne!(flag, Some(true), "{}: host namespaces", pod.origin);
-        }
-        for v in spec.volumes.iter().flatten() {
-            let allowed = v.config_map.is_some()
-                || v.csi.is_some()
-                || v.downward_api.is_some()
-                || v.empty_dir.is_some()
-                || v.ephemeral.is_some()
-                || v.persistent_volume_claim.is_some()
-                || v.projected.is_some()
-                || v.secret.is_some();
-            assert!(
-                allowed,
-                "{}: volume {} is not allowed under restricted",
-                pod.origin, v.name
-            );
-        }
-        for (list, c) in all_containers(spec) {
-            let at = format!("{} {list}/{}", pod.origin, c.name);
-            check_security(&at, &psc, c);
-            check_resources(&at, c);
-            assert_eq!(
-                c.termination_message_policy.as_deref(),
-                Some("FallbackToLogsOnError"),
-                "{at}: terminationMessagePolicy"
-            );
-            assert!(
-                c.image.as_deref().is_some_and(|i| i.contains(':')),
-                "{at}: image without a tag"
-            );
-            assert_eq!(
-                c.image_pull_policy.as_deref(),
-                Some("IfNotPresent"),
-                "{at}: imagePullPolicy"
-            );
-        }
+        restricted::check_pod(&pod.origin, pod.spec);
     }
-}
-
-fn check_security(at: &str, psc: &PodSecurityContext, c: &Container) {
-    let sc = c.security_context.clone().unwrap_or_default();
-    let non_root = sc.run_as_non_root.or(psc.run_as_non_root);
-    assert_eq!(non_root, Some(true), "{at}: runAsNonRoot");
-    let user = sc.run_as_user.or(psc.run_as_user);
-    assert_eq!(user, Some(NONROOT), "{at}: runAsUser");
-    let seccomp = sc
-        .seccomp_profile
-        .as_ref()
-        .or(psc.seccomp_profile.as_ref())
-        .map(|p| p.type_.as_str());
-    assert_eq!(seccomp, Some("RuntimeDefault"), "{at}: seccompProfile");
-    assert_eq!(
-        sc.allow_privilege_escalation,
-        Some(false),
-        "{at}: allowPrivilegeEscalation"
-    );
-    assert_ne!(sc.privileged, Some(true), "{at}: privileged");
-    assert_eq!(
-        sc.read_only_root_filesystem,
-        Some(true),
-        "{at}: readOnlyRootFilesystem"
-    );
-    let caps = sc.capabilities.unwrap_or_default();
-    assert!(
-        caps.drop.unwrap_or_default().iter().any(|d| d == "ALL"),
-        "{at}: capabilities.drop must hold ALL"
-    );
-    assert!(
-        caps.add.unwrap_or_default().is_empty(),
-        "{at}: capabilities.add"
-    );
-}
-
-fn check_resources(at: &str, c: &Container) {
-    let r = c
-        .resources
-        .clone()
-        .unwrap_or_else(|| panic!("{at}: no resources"));
-    let requests = r
-        .requests
-        .unwrap_or_else(|| panic!("{at}: no resource requests"));
-    let limits = r
-        .limits
-        .unwrap_or_else(|| panic!("{at}: no resource limits"));
-    for (name, parse) in [("cpu", millicores as fn(&str) -> u64), ("memory", bytes)] {
-        let req = requests
-            .get(name)
-            .unwrap_or_else(|| panic!("{at}: no {name} request"));
-        let lim = limits
-            .get(name)
-            .unwrap_or_else(|| panic!("{at}: no {name} limit"));
-        assert!(
-            parse(&req.0) <= parse(&lim.0),
-            "{at}: {name} request {} is above its limit {}",
-            req.0,
-            lim.0
-        );
-    }
-}
-
-#[expect(
-    clippy::unwrap_used,
-    reason = "test helper: a panic fails the calling test"
-)]
-fn millicores(q: &str) -> u64 {
-    match q.strip_suffix('m') {
-        Some(m) => m.parse().unwrap(),
-        None => q.parse::<u64>().unwrap() * 1000,
-    }
-}
-
-#[expect(
-    clippy::unwrap_used,
-    reason = "test helper: a panic fails the calling test"
-)]
-fn bytes(q: &str) -> u64 {
-    for (suffix, scale) in [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)] {
-        if let Some(n) = q.strip_suffix(suffix) {
-            return n.parse::<u64>().unwrap() * scale;
-        }
-    }
-    q.parse()
-        .unwrap_or_else(|_| panic!("memory quantity {q}: use Ki, Mi or Gi"))
 }
 
 #[test]
