@@ -33,6 +33,10 @@
 //! `docs/` alone.
 //! `BENCH_ONLY=tls` runs figure 7 alone and prints it.
 //! `BENCH_ONLY=sidecar` runs figure 9 alone and prints it.
+//! `BENCH_ONLY=webhook` runs figure 11 ([`webhook`]: the injector's
+//! admission webhook against its `--bench-floor`) alone and prints it;
+//! `BENCH_WEBHOOK_SECONDS` shortens each of its load runs (default 30 s,
+//! 5 s with `BENCH_QUICK`).
 //!
 //! Cargo.toml sets `autotests = false`, so this file is only the bench
 //! target (`harness = false`): the helpers' `#[cfg(test)]` unit tests are
@@ -56,6 +60,7 @@ mod safe;
 mod sidecar;
 mod stats;
 mod volume;
+mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -215,6 +220,8 @@ pub struct Results {
     pub tls: certs::TlsFigure,
     /// Figure 9.
     pub sidecar: sidecar::SidecarResult,
+    /// Figure 11: the injector's admission webhook.
+    pub webhook: webhook::WebhookResult,
     /// When the secret was registered in figure 6, after the first start.
     pub register_at: Duration,
     /// `secret-gate safe`'s default back-off base and cap.
@@ -235,10 +242,10 @@ fn main() {
     // Which figures to run: all, the safe-mode ones, or figure 6 alone.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let (run_volume, run_safe_small) = match only.as_str() {
-        "" | "tls" | "sidecar" => (true, true),
+        "" | "tls" | "sidecar" | "webhook" => (true, true),
         "safe" => (false, true),
         "6" => (false, false),
-        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls or sidecar"),
+        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls, sidecar or webhook"),
     };
     let plan = Plan::new(quick);
     let target = target_dir();
@@ -282,6 +289,14 @@ fn main() {
     }
     if only == "tls" {
         only_tls(&bench, &plan, step);
+        return;
+    }
+    if only == "webhook" {
+        step("11 admission webhook (BENCH_ONLY=webhook)");
+        let result = webhook::webhook(&bench, webhook_duration(quick), 1);
+        let mut text = String::new();
+        webhook::render(&mut text, &result);
+        println!("{text}");
         return;
     }
     step("1/9 detection latency, volume mode");
@@ -348,6 +363,12 @@ fn main() {
     } else {
         sidecar::SidecarResult::default()
     };
+    step("11 admission webhook");
+    let webhook = if run_volume {
+        webhook::webhook(&bench, webhook_duration(quick), if quick { 1 } else { 2 })
+    } else {
+        webhook::WebhookResult::default()
+    };
     machine.load_after = loadavg();
 
     let results = Results {
@@ -365,6 +386,7 @@ fn main() {
         boot: [boot_gates, boot_model],
         tls,
         sidecar,
+        webhook,
         register_at,
         backoff: safe::default_backoff(),
         elapsed: started.elapsed(),
@@ -391,6 +413,18 @@ fn main() {
         out.display(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Each load run of figure 11: `BENCH_WEBHOOK_SECONDS`, else 30 s (5 s
+/// quick).
+fn webhook_duration(quick: bool) -> Duration {
+    std::env::var("BENCH_WEBHOOK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(
+            Duration::from_secs(if quick { 5 } else { 30 }),
+            Duration::from_secs,
+        )
 }
 
 /// `BENCH_ONLY=tls`: figure 7 alone, printed, nothing written.

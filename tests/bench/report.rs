@@ -99,6 +99,7 @@ pub fn render(r: &Results) -> String {
     figure7(&mut out, &r.tls);
     figure8(&mut out, r);
     figure9(&mut out, &r.plan, &r.sidecar);
+    crate::webhook::render(&mut out, &r.webhook);
     raw(&mut out, r);
     out
 }
