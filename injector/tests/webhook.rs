@@ -76,6 +76,7 @@ async fn scrape(hook: &webhook_support::Webhook, pki: &Pki) -> String {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 fn reviews_are_answered_by_kind_namespace_and_opt_in() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::new();
@@ -510,6 +511,7 @@ fn raw_tls(addr: std::net::SocketAddr, pki: &Pki, bytes: &[u8]) -> String {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 fn hostile_input_is_answered_and_the_webhook_stays_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::new();

@@ -14,14 +14,13 @@
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// The review's `apiVersion`.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 /// The review's `kind`.
 pub const KIND: &str = "AdmissionReview";
 
-/// The envelope. serde_json refuses nesting deeper than 128 levels on
+/// The envelope. `serde_json` refuses nesting deeper than 128 levels on
 /// its own, so a hostile body cannot overflow the stack.
 #[derive(Deserialize)]
 struct Review {

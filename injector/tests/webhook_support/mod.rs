@@ -7,8 +7,11 @@
 #![allow(dead_code)] // each test uses a part of these helpers
 #![expect(
     clippy::expect_used,
-    clippy::missing_panics_doc,
     reason = "test fixtures: a fixture that cannot be made fails the calling test"
+)]
+#![allow(
+    clippy::missing_panics_doc,
+    reason = "shared by several test crates, not all of which use the helpers that panic"
 )]
 
 use std::net::SocketAddr;
