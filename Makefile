@@ -4,9 +4,10 @@ FLAGS  := --locked
 TARGET := x86_64-unknown-linux-gnu
 STATIC := target/$(TARGET)/release/secret-gate
 IMAGE  ?= localhost/secret-gate:dev
+INJECTOR_IMAGE ?= localhost/secret-gate-injector:dev
 
 .DEFAULT_GOAL := help
-.PHONY: help build release static test lint fmt-check clippy demo e2e image image-release bench docs
+.PHONY: help build release static test lint fmt-check clippy demo e2e image image-release bench docs injector-static injector-image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,12 +33,20 @@ clippy: ## Lint with clippy, warnings are errors
 lint: fmt-check clippy ## fmt-check + clippy
 
 # podman settings this sandbox needs (ulimits, runc); set CONTAINERS_CONF to use your own.
-image e2e: export CONTAINERS_CONF ?= $(CURDIR)/tests/e2e/containers.conf
+image injector-image e2e: export CONTAINERS_CONF ?= $(CURDIR)/tests/e2e/containers.conf
 
 image: static ## Build the scratch image from the static binary (no registry needed)
 	podman build -f Containerfile.local -t $(IMAGE) .
 	podman run --rm $(IMAGE) --version
 	@podman image inspect --format '{{.Size}} bytes' $(IMAGE)
+
+injector-static: ## Build the static release binary of secret-gate-injector
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build $(FLAGS) --release --target $(TARGET) -p secret-gate-injector --bin secret-gate-injector
+
+injector-image: injector-static ## Build the injector's scratch image (Containerfile.injector; a KRM function image too)
+	podman build -f Containerfile.injector -t $(INJECTOR_IMAGE) .
+	podman run --rm $(INJECTOR_IMAGE) --version
+	@podman image inspect --format '{{.Size}} bytes' $(INJECTOR_IMAGE)
 
 image-release: ## Build the image with the Rust builder stage in Containerfile (needs registry access)
 	podman build -f Containerfile -t $(IMAGE) .
@@ -58,3 +67,4 @@ demo: build ## Show the gate waiting for a volume (torn write), for the fake Saf
 
 docs: ## Regenerate the --help blocks in README/docs and the man page docs/secret-gate.1
 	UPDATE_DOCS=1 $(CARGO) test $(FLAGS) --test docs
+	UPDATE_DOCS=1 $(CARGO) test $(FLAGS) -p secret-gate-injector --test docs

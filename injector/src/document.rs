@@ -242,6 +242,12 @@ fn parse_yaml(file: &str, index: usize, text: &str) -> Result<Document, InputErr
             MAX_DOCUMENT >> 20
         )));
     }
+    if let Some(line) = too_deep(text) {
+        return Err(err(format!(
+            "its [ ] and {{ }} collections nest more than {MAX_FLOW_DEPTH} deep (line {line}): no \
+             manifest needs that; fix the document"
+        )));
+    }
     let value = if has_content(text) {
         Some(
             serde_yaml_ng::from_str::<Value>(text)
@@ -256,6 +262,40 @@ fn parse_yaml(file: &str, index: usize, text: &str) -> Result<Document, InputErr
         value,
         format: Format::Yaml,
     })
+}
+
+/// Deepest nesting of flow collections (`[`, `{`) accepted. The YAML
+/// parser slows down badly on pathological nesting before its own
+/// recursion limit applies, so it is refused up front.
+pub const MAX_FLOW_DEPTH: usize = 128;
+
+/// The line where flow collections nest deeper than [`MAX_FLOW_DEPTH`],
+/// skipping quoted strings and comments (a plain scalar holding brackets
+/// may count, which only refuses absurd input).
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') if prev.is_whitespace() => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some(n + 1);
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    None
 }
 
 #[expect(clippy::cast_precision_loss, reason = "a size in a message")]
