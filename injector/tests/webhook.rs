@@ -667,3 +667,66 @@ fn hostile_input_is_answered_and_the_webhook_stays_up() {
     let stderr = hook.process.stderr();
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The arguments in manifests/injector/deployment.yaml start the webhook
+/// (with a loopback address and the test's certificate files in place of
+/// the pod IP and the Secret volume).
+#[test]
+fn the_manifests_arguments_start_the_webhook() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../manifests/injector/deployment.yaml");
+    let text = std::fs::read_to_string(&path).expect("deployment.yaml");
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    let args: Vec<String> = doc["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(args.first().map(String::as_str), Some("webhook"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let volume = SecretVolume::new(&dir.path().join("tls"), &pki.valid());
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--listen=") {
+                "--listen=127.0.0.1:0".to_owned()
+            } else if a.starts_with("--tls-cert=") {
+                format!("--tls-cert={}", volume.cert().display())
+            } else if a.starts_with("--tls-key=") {
+                format!("--tls-key={}", volume.key().display())
+            } else {
+                a
+            }
+        })
+        .collect();
+    let mut process = Gate::program(BIN)
+        .args(&args)
+        .arg("--termination-log")
+        .arg(dir.path().join("termination-log"))
+        .spawn();
+    process.expect_stderr("listening on");
+    let stderr = process.stderr();
+    // --log-format=json: one JSON object per line.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("listening on"))
+        .expect("the listening line");
+    let event: Value = serde_json::from_str(line).expect("a JSON log line");
+    let addr: std::net::SocketAddr = event["address"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("the address field");
+    let health = runtime()
+        .block_on(once(
+            addr,
+            pki.client_config(),
+            "GET",
+            "/healthz",
+            Vec::new(),
+        ))
+        .expect("healthz");
+    assert_eq!(health.status, 200);
+    process.assert_running("with the manifest's arguments");
+}
