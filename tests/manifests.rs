@@ -98,6 +98,81 @@ enum Object {
     Namespace(Namespace),
     ClusterSpiffeId(ClusterSpiffeId),
     NetworkPolicy(Box<NetworkPolicy>),
+    // The injector's webhook (manifests/injector/).
+    Service(Box<k8s_openapi::api::core::v1::Service>),
+    PodDisruptionBudget(Box<k8s_openapi::api::policy::v1::PodDisruptionBudget>),
+    MutatingWebhookConfiguration(
+        Box<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>,
+    ),
+    Issuer(CertManagerIssuer),
+    Certificate(CertManagerCertificate),
+}
+
+/// cert-manager's `Issuer` (cert-manager.io/v1): the fields the examples
+/// use, nothing else accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CertManagerIssuer {
+    api_version: String,
+    kind: String,
+    metadata: ObjectMeta,
+    spec: IssuerSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IssuerSpec {
+    self_signed: Option<BTreeMap<String, String>>,
+    ca: Option<IssuerCa>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IssuerCa {
+    secret_name: String,
+}
+
+/// cert-manager's `Certificate` (cert-manager.io/v1).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CertManagerCertificate {
+    api_version: String,
+    kind: String,
+    metadata: ObjectMeta,
+    spec: CertificateSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CertificateSpec {
+    secret_name: String,
+    #[serde(rename = "isCA")]
+    is_ca: Option<bool>,
+    common_name: Option<String>,
+    #[serde(default)]
+    dns_names: Vec<String>,
+    duration: Option<String>,
+    renew_before: Option<String>,
+    #[serde(default)]
+    usages: Vec<String>,
+    private_key: Option<CertificatePrivateKey>,
+    issuer_ref: IssuerRef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CertificatePrivateKey {
+    algorithm: String,
+    size: Option<u32>,
+    rotation_policy: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IssuerRef {
+    name: String,
+    kind: String,
+    group: String,
 }
 
 #[derive(Debug)]
@@ -210,6 +285,17 @@ fn load_all() -> Vec<Doc> {
                 ("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID") => {
                     Object::ClusterSpiffeId(strict(doc, &origin))
                 }
+                ("v1", "Service") => Object::Service(Box::new(strict(doc, &origin))),
+                ("policy/v1", "PodDisruptionBudget") => {
+                    Object::PodDisruptionBudget(Box::new(strict(doc, &origin)))
+                }
+                ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration") => {
+                    Object::MutatingWebhookConfiguration(Box::new(strict(doc, &origin)))
+                }
+                ("cert-manager.io/v1", "Issuer") => Object::Issuer(strict(doc, &origin)),
+                ("cert-manager.io/v1", "Certificate") => {
+                    Object::Certificate(strict(doc, &origin))
+                }
                 other => panic!(
                     "{origin}: {other:?} is not a kind these tests know; teach tests/manifests.rs to check it"
                 ),
@@ -280,6 +366,11 @@ fn is_writer(c: &Container) -> bool {
     c.image
         .as_deref()
         .is_some_and(|i| WRITER_IMAGES.iter().any(|w| i.contains(w)))
+}
+
+/// `manifests/injector/`: the admission webhook, not a gated app.
+fn is_injector(dir: &Path) -> bool {
+    dir.ends_with("injector")
 }
 
 fn is_native_sidecar(c: &Container) -> bool {
@@ -708,6 +799,11 @@ fn native_sidecars_come_before_the_gate_and_no_writer_is_a_regular_container() {
         }
         let init = spec.init_containers.as_deref().unwrap_or_default();
         let gates: Vec<usize> = (0..init.len()).filter(|&i| is_gate(&init[i])).collect();
+        // The injector's webhook is the one example that is not a gated app.
+        if is_injector(pod.dir) {
+            assert!(gates.is_empty(), "{}: the webhook runs no gate", pod.origin);
+            continue;
+        }
         assert!(!gates.is_empty(), "{}: no gate", pod.origin);
         for &g in &gates {
             let keeps_running = GateArgs::of(&init[g]).keeps_running();
@@ -1257,7 +1353,10 @@ fn the_binary_accepts_every_gates_arguments() {
     // One gate per example directory under manifests/, at least.
     let examples = fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests"))
         .unwrap()
-        .filter(|e| e.as_ref().is_ok_and(|e| e.path().is_dir()))
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().is_dir() && !is_injector(&e.path()))
+        })
         .count();
     assert!(ran >= 4, "expected a gate in each example, ran {ran}");
     assert!(
@@ -1420,4 +1519,360 @@ fn run_safe_gate(at: &str, manifest: &GateArgs, tmp: &Path) {
         code, 0,
         "{at}: --timeout={timeout} does not parse\n{stderr}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The injector's admission webhook (manifests/injector/)
+// ---------------------------------------------------------------------------
+
+/// The webhook's install: highly available, opt-in, failing closed only
+/// for pods that asked, with a certificate cert-manager renews and the
+/// webhook reloads (docs/injection.md, "The admission webhook").
+#[test]
+#[expect(
+    clippy::expect_used,
+    clippy::too_many_lines,
+    reason = "test: a panic fails it with the manifest named"
+)]
+fn the_injector_webhook_is_opt_in_highly_available_and_keeps_its_certificate() {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let docs = load_all();
+    let injector: Vec<&Doc> = docs
+        .iter()
+        .filter(|d| d.dir.ends_with("injector"))
+        .collect();
+    let find = |what: &str, pick: &dyn Fn(&Object) -> bool| -> &Doc {
+        let found: Vec<&&Doc> = injector.iter().filter(|d| pick(&d.object)).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "manifests/injector: one {what}, found {}",
+            found.len()
+        );
+        found[0]
+    };
+    let Object::Deployment(deploy) =
+        &find("Deployment", &|o| matches!(o, Object::Deployment(_))).object
+    else {
+        unreachable!()
+    };
+    let Object::Service(service) = &find("Service", &|o| matches!(o, Object::Service(_))).object
+    else {
+        unreachable!()
+    };
+    let Object::PodDisruptionBudget(pdb) = &find("PodDisruptionBudget", &|o| {
+        matches!(o, Object::PodDisruptionBudget(_))
+    })
+    .object
+    else {
+        unreachable!()
+    };
+    let Object::MutatingWebhookConfiguration(config) =
+        &find("MutatingWebhookConfiguration", &|o| {
+            matches!(o, Object::MutatingWebhookConfiguration(_))
+        })
+        .object
+    else {
+        unreachable!()
+    };
+    let namespace = deploy.metadata.namespace.clone().expect("namespace");
+    let spec = deploy.spec.as_ref().expect("spec");
+    let pod = spec.template.spec.as_ref().expect("pod spec");
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .expect("labels");
+
+    // Two replicas, spread over nodes, never both drained.
+    assert_eq!(spec.replicas, Some(2), "replicas");
+    let anti = pod
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .expect("podAntiAffinity");
+    let terms = anti
+        .preferred_during_scheduling_ignored_during_execution
+        .iter()
+        .flatten()
+        .map(|w| &w.pod_affinity_term)
+        .chain(
+            anti.required_during_scheduling_ignored_during_execution
+                .iter()
+                .flatten(),
+        );
+    assert!(
+        terms
+            .into_iter()
+            .any(|t| t.topology_key == "kubernetes.io/hostname"
+                && t.label_selector
+                    .as_ref()
+                    .and_then(|s| s.match_labels.as_ref())
+                    .is_some_and(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)))),
+        "anti-affinity by hostname on the webhook's own labels"
+    );
+    let pdb_spec = pdb.spec.as_ref().expect("pdb spec");
+    assert_eq!(
+        pdb_spec.min_available,
+        Some(IntOrString::Int(1)),
+        "PDB minAvailable"
+    );
+    let selects = |m: &Option<BTreeMap<String, String>>| {
+        m.as_ref()
+            .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    };
+    assert!(
+        selects(
+            &pdb_spec
+                .selector
+                .as_ref()
+                .and_then(|s| s.match_labels.clone())
+        ),
+        "the PDB selects the webhook's pods"
+    );
+    assert!(
+        selects(&service.spec.as_ref().and_then(|s| s.selector.clone())),
+        "the Service selects the webhook's pods"
+    );
+
+    // No API access at all: no token, and (the loader refuses any other
+    // kind) no Role or ClusterRole.
+    assert_eq!(
+        pod.automount_service_account_token,
+        Some(false),
+        "automountServiceAccountToken"
+    );
+
+    // The container: the webhook command, a read-only certificate volume
+    // from the Certificate's Secret, HTTPS probes on /healthz.
+    let [container] = pod.containers.as_slice() else {
+        panic!("one container");
+    };
+    let args = container.args.clone().unwrap_or_default();
+    assert_eq!(
+        args.first().map(String::as_str),
+        Some("webhook"),
+        "{args:?}"
+    );
+    let arg = |name: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")))
+            .unwrap_or_else(|| panic!("--{name} in {args:?}"))
+            .to_owned()
+    };
+    let cert = arg("tls-cert");
+    let key = arg("tls-key");
+    let review_timeout =
+        humantime::parse_duration(&arg("review-timeout")).expect("--review-timeout");
+    let mount = mount_holding(container, &cert).expect("a mount holding --tls-cert");
+    assert!(
+        key.starts_with(&mount.mount_path),
+        "tls.key in the same volume"
+    );
+    assert_eq!(
+        mount.read_only,
+        Some(true),
+        "the certificate mount is read-only"
+    );
+    let tls_secret = volume(pod, &mount.name)
+        .secret
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .expect("the certificate volume is a Secret");
+    let port = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("https"))
+        .expect("an https port");
+    assert!(
+        arg("listen").ends_with(&format!(":{}", port.container_port)),
+        "--listen on the https port"
+    );
+    for (what, probe) in [
+        ("readiness", &container.readiness_probe),
+        ("liveness", &container.liveness_probe),
+    ] {
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .unwrap_or_else(|| panic!("{what} probe"));
+        assert_eq!(get.path.as_deref(), Some("/healthz"), "{what}");
+        assert_eq!(get.scheme.as_deref(), Some("HTTPS"), "{what}");
+    }
+    let sleep = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|p| p.sleep.as_ref())
+        .expect("a preStop sleep, so the endpoint is gone before SIGTERM");
+    assert!(sleep.seconds >= 1);
+
+    // The Service reaches the port.
+    let service_port = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|p| p.first())
+        .expect("a Service port");
+    assert_eq!(
+        service_port.target_port,
+        Some(IntOrString::String("https".to_owned()))
+    );
+    let service_name = service.metadata.name.clone().expect("service name");
+
+    // The webhook: opt-in, fail closed, no side effects, reinvoked if
+    // needed, a timeout above the review timeout, v1 reviews, pods on
+    // CREATE, never the system namespaces.
+    let [hook] = config.webhooks.as_deref().unwrap_or_default() else {
+        panic!("one webhook");
+    };
+    assert_eq!(hook.admission_review_versions, ["v1"]);
+    assert_eq!(hook.failure_policy.as_deref(), Some("Fail"));
+    assert_eq!(hook.side_effects, "None");
+    assert_eq!(hook.reinvocation_policy.as_deref(), Some("IfNeeded"));
+    let timeout = hook.timeout_seconds.expect("timeoutSeconds");
+    assert!(
+        (1..=10).contains(&timeout),
+        "timeoutSeconds {timeout} is not small"
+    );
+    assert!(
+        review_timeout < Duration::from_secs(u64::try_from(timeout).expect("positive")),
+        "--review-timeout must stay below timeoutSeconds"
+    );
+    let opt_in = hook
+        .object_selector
+        .as_ref()
+        .and_then(|s| s.match_labels.as_ref())
+        .and_then(|m| m.get("secret-gate.dev/inject"));
+    assert_eq!(
+        opt_in.map(String::as_str),
+        Some("true"),
+        "objectSelector on the opt-in label"
+    );
+    let excluded: Vec<String> = hook
+        .namespace_selector
+        .as_ref()
+        .and_then(|s| s.match_expressions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|e| e.key == "kubernetes.io/metadata.name" && e.operator == "NotIn")
+        .flat_map(|e| e.values.clone().unwrap_or_default())
+        .collect();
+    for ns in ["kube-system", "kube-public", namespace.as_str()] {
+        assert!(
+            excluded.iter().any(|e| e == ns),
+            "namespaceSelector excludes {ns}"
+        );
+    }
+    let conditions = hook.match_conditions.as_deref().unwrap_or_default();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.expression.contains("secret-gate.dev/status")),
+        "a matchCondition skips injected pods"
+    );
+    let [rule] = hook.rules.as_deref().unwrap_or_default() else {
+        panic!("one rule");
+    };
+    assert_eq!(rule.operations.as_deref(), Some(&["CREATE".to_owned()][..]));
+    assert_eq!(rule.resources.as_deref(), Some(&["pods".to_owned()][..]));
+    assert_eq!(rule.api_groups.as_deref(), Some(&[String::new()][..]));
+    let target = hook
+        .client_config
+        .service
+        .as_ref()
+        .expect("clientConfig.service");
+    assert_eq!(target.name, service_name);
+    assert_eq!(target.namespace, namespace);
+    assert_eq!(target.path.as_deref(), Some("/mutate"));
+    assert_eq!(Some(target.port.unwrap_or(443)), service_port.port.into());
+    assert!(
+        hook.client_config.ca_bundle.is_none(),
+        "the caBundle comes from cert-manager"
+    );
+
+    // cert-manager: the caBundle from the serving Certificate, whose Secret
+    // the pod mounts, for the Service's DNS name, issued by a CA Issuer (so
+    // a renewal keeps the CA the API server trusts).
+    let inject_from = config
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("cert-manager.io/inject-ca-from"))
+        .expect("cert-manager.io/inject-ca-from");
+    let certificates: Vec<&CertManagerCertificate> = injector
+        .iter()
+        .filter_map(|d| match &d.object {
+            Object::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let issuers: Vec<&CertManagerIssuer> = injector
+        .iter()
+        .filter_map(|d| match &d.object {
+            Object::Issuer(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    let serving = certificates
+        .iter()
+        .find(|c| {
+            format!(
+                "{}/{}",
+                c.metadata.namespace.as_deref().unwrap_or(""),
+                c.metadata.name.as_deref().unwrap_or("")
+            ) == *inject_from
+        })
+        .expect("inject-ca-from names a Certificate here");
+    assert_eq!(serving.api_version, "cert-manager.io/v1");
+    assert_eq!(serving.kind, "Certificate");
+    assert_eq!(
+        serving.spec.secret_name, tls_secret,
+        "the pod mounts the serving Certificate's Secret"
+    );
+    assert!(
+        serving
+            .spec
+            .dns_names
+            .contains(&format!("{service_name}.{namespace}.svc")),
+        "the certificate names the Service: {:?}",
+        serving.spec.dns_names
+    );
+    assert_ne!(serving.spec.is_ca, Some(true));
+    assert!(serving.spec.renew_before.is_some() && serving.spec.duration.is_some());
+    let issuer = issuers
+        .iter()
+        .find(|i| i.metadata.name.as_deref() == Some(serving.spec.issuer_ref.name.as_str()))
+        .expect("the serving Certificate's Issuer is here");
+    assert_eq!(
+        (issuer.api_version.as_str(), issuer.kind.as_str()),
+        ("cert-manager.io/v1", "Issuer")
+    );
+    assert_eq!(serving.spec.issuer_ref.kind, "Issuer");
+    assert_eq!(serving.spec.issuer_ref.group, "cert-manager.io");
+    let ca_secret = issuer
+        .spec
+        .ca
+        .as_ref()
+        .map(|ca| ca.secret_name.clone())
+        .expect("a CA Issuer");
+    let ca = certificates
+        .iter()
+        .find(|c| c.spec.secret_name == ca_secret)
+        .expect("the CA Issuer's Secret comes from a Certificate here");
+    assert_eq!(ca.spec.is_ca, Some(true));
+    assert!(ca.spec.common_name.is_some());
+    assert!(issuers.iter().any(|i| i.spec.self_signed.is_some()
+        && i.metadata.name.as_deref() == Some(ca.spec.issuer_ref.name.as_str())));
+    for c in &certificates {
+        let key = c.spec.private_key.as_ref().expect("privateKey");
+        assert!(matches!(
+            key.algorithm.as_str(),
+            "ECDSA" | "Ed25519" | "RSA"
+        ));
+        assert!(key.size.is_some() || key.algorithm == "Ed25519");
+        let _ = (&c.spec.usages, &key.rotation_policy);
+    }
 }

@@ -41,6 +41,15 @@ pub enum Command {
     /// function for kustomize and kpt). Exit 0 done, 1 with --check when
     /// anything would change, 2 on bad input (nothing on stdout).
     Inject(InjectArgs),
+
+    /// Serve the mutating admission webhook over HTTPS: POST /mutate
+    /// injects the gate into Pods at creation, GET /healthz, GET /metrics.
+    ///
+    /// The certificate and key are reloaded when they change on disk. Exit
+    /// 0 after SIGTERM (in-flight reviews finish), 1 when it cannot start
+    /// (a missing or expired certificate, say; the diagnosis goes to the
+    /// termination log), 2 on a usage error.
+    Webhook(crate::webhook::Args),
 }
 
 #[derive(Debug, Args)]
@@ -96,7 +105,10 @@ pub fn main() -> u8 {
             };
         }
     };
-    let Command::Inject(args) = cli.command;
+    let args = match cli.command {
+        Command::Inject(args) => args,
+        Command::Webhook(args) => return crate::webhook::run(&args),
+    };
     let out = inject(&args);
     let mut stderr = std::io::stderr().lock();
     for line in &out.stderr {

@@ -18,6 +18,8 @@
 //!   KRM-function front end (`ResourceList` in and out); [`cli`] is the
 //!   `inject` command.
 //! - [`value`] holds small helpers over `serde_yaml_ng::Value`.
+//! - [`webhook`] is the admission-webhook front end (`webhook`): HTTPS,
+//!   `AdmissionReview` in, a JSON patch from the core's answer out.
 
 pub mod annotations;
 pub mod cli;
@@ -27,6 +29,7 @@ pub mod inject;
 pub mod krm;
 pub mod status;
 pub mod value;
+pub mod webhook;
 
 pub use inject::{
     GateMode, InjectError, Injector, JsonOutcome, ObjectRef, ObjectReport, Outcome, Settings,

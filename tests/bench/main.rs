@@ -40,6 +40,10 @@
 //! `BENCH_ONLY=repro` prints figure 4's reproducibility table alone, from
 //! the result `make repro` left in target/repro/result.json.
 //! `BENCH_ONLY=inject` runs figure 11 (the injector) alone and prints it.
+//! `BENCH_ONLY=webhook` runs figure 12 ([`webhook`]: the injector's
+//! admission webhook against its `--bench-floor`) alone and prints it;
+//! `BENCH_WEBHOOK_SECONDS` shortens each of its load runs (default 30 s,
+//! 5 s with `BENCH_QUICK`).
 //!
 //! Cargo.toml sets `autotests = false`, so this file is only the bench
 //! target (`harness = false`): the helpers' `#[cfg(test)]` unit tests are
@@ -66,6 +70,7 @@ mod safe;
 mod sidecar;
 mod stats;
 mod volume;
+mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -240,6 +245,8 @@ pub struct Results {
     pub probe: probe::ProbeResult,
     /// Figure 11: the injector on 1,000 Deployments.
     pub inject: inject::InjectFigure,
+    /// Figure 11: the injector's admission webhook.
+    pub webhook: webhook::WebhookResult,
     /// When the secret was registered in figure 6, after the first start.
     pub register_at: Duration,
     /// `secret-gate safe`'s default back-off base and cap.
@@ -263,10 +270,12 @@ fn main() {
         return repro::only(&machine(&volume::scratch_parent()).commit);
     }
     let (run_volume, run_safe_small) = match only.as_str() {
-        "" | "tls" | "sidecar" | "probe" | "inject" => (true, true),
+        "" | "tls" | "sidecar" | "probe" | "inject" | "webhook" => (true, true),
         "safe" => (false, true),
         "6" => (false, false),
-        other => panic!("BENCH_ONLY={other:?}: use safe, 6, tls, sidecar, probe, inject or repro"),
+        other => panic!(
+            "BENCH_ONLY={other:?}: use safe, 6, tls, sidecar, probe, inject, webhook or repro"
+        ),
     };
     let plan = Plan::new(quick);
     let target = target_dir();
@@ -320,6 +329,14 @@ fn main() {
         let figure = figure11(&bench, &plan);
         let mut text = String::new();
         inject::render(&mut text, &figure);
+        println!("{text}");
+        return;
+    }
+    if only == "webhook" {
+        step("12 admission webhook (BENCH_ONLY=webhook)");
+        let result = webhook::webhook(&bench, webhook_duration(quick), 1);
+        let mut text = String::new();
+        webhook::render(&mut text, &result);
         println!("{text}");
         return;
     }
@@ -399,6 +416,12 @@ fn main() {
     } else {
         inject::InjectFigure::default()
     };
+    step("12 admission webhook");
+    let webhook = if run_volume {
+        webhook::webhook(&bench, webhook_duration(quick), if quick { 1 } else { 2 })
+    } else {
+        webhook::WebhookResult::default()
+    };
     machine.load_after = loadavg();
 
     let results = Results {
@@ -418,6 +441,7 @@ fn main() {
         sidecar,
         probe,
         inject,
+        webhook,
         register_at,
         backoff: safe::default_backoff(),
         elapsed: started.elapsed(),
@@ -445,6 +469,18 @@ fn main() {
         out.display(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Each load run of figure 11: `BENCH_WEBHOOK_SECONDS`, else 30 s (5 s
+/// quick).
+fn webhook_duration(quick: bool) -> Duration {
+    std::env::var("BENCH_WEBHOOK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(
+            Duration::from_secs(if quick { 5 } else { 30 }),
+            Duration::from_secs,
+        )
 }
 
 /// `BENCH_ONLY=tls`: figure 7 alone, printed, nothing written.

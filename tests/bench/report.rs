@@ -117,6 +117,7 @@ pub fn render(r: &Results) -> String {
     figure9(&mut out, &r.plan, &r.sidecar);
     crate::probe::figure(&mut out, &r.probe);
     crate::inject::render(&mut out, &r.inject);
+    crate::webhook::render(&mut out, &r.webhook);
     raw(&mut out, r);
     out
 }

@@ -1,0 +1,220 @@
+//! The webhook's Prometheus metrics (`GET /metrics`), written with
+//! `prometheus-client` like the gate's:
+//!
+//! | metric | type | what |
+//! |---|---|---|
+//! | `secret_gate_injector_reviews_total{outcome}` | counter | reviews answered: `injected`, `skipped` (not opted in, already injected, not a CREATE, a protected namespace), `denied` (a gate configuration the gate would refuse), `error` (not a Pod review), `invalid` (HTTP 400: not an `AdmissionReview`), `timeout` |
+//! | `secret_gate_injector_review_duration_seconds` | histogram | time from a complete request to its answer |
+//! | `secret_gate_injector_certificate_not_after_seconds` | gauge | the served certificate's `notAfter` (Unix seconds): alert well before it |
+//! | `secret_gate_injector_certificate_reloads_total` | counter | rotated certificates loaded |
+//! | `secret_gate_injector_certificate_reload_rejections_total` | counter | changed files whose pair failed the checks (the old pair stayed) |
+//! | `secret_gate_injector_http_*` | | the server's connections, sheds, timeouts and refused requests |
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use secret_gate::serve;
+
+/// The content type of the exposition `prometheus-client` writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How a review ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Injected,
+    Skipped,
+    Denied,
+    Error,
+    Invalid,
+    Timeout,
+}
+
+impl Outcome {
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Injected => "injected",
+            Self::Skipped => "skipped",
+            Self::Denied => "denied",
+            Self::Error => "error",
+            Self::Invalid => "invalid",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Every metric the webhook exports.
+pub struct Metrics {
+    registry: Registry,
+    reviews: Family<Labels, Counter>,
+    duration: Histogram,
+    not_after: Gauge,
+    reloads: Counter,
+    rejections: Counter,
+    http: Http,
+    serve_stats: OnceLock<Arc<serve::Stats>>,
+}
+
+/// The server's counters (see [`secret_gate::serve::StatsSnapshot`]).
+#[derive(Default)]
+struct Http {
+    open: Gauge,
+    shed: Counter,
+    refused: Counter,
+    timed_out: Counter,
+    rejected: Counter,
+    setup_failed: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let reviews = Family::<Labels, Counter>::default();
+        // 0.25 ms to about 4 s.
+        let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.000_25, 2.0, 15,
+        ));
+        let not_after = Gauge::default();
+        let reloads = Counter::default();
+        let rejections = Counter::default();
+        registry.register(
+            "secret_gate_injector_reviews",
+            "Admission reviews answered, by outcome",
+            reviews.clone(),
+        );
+        registry.register(
+            "secret_gate_injector_review_duration_seconds",
+            "Time from a complete review request to its answer",
+            duration.clone(),
+        );
+        registry.register(
+            "secret_gate_injector_certificate_not_after_seconds",
+            "notAfter of the serving certificate, in Unix seconds",
+            not_after.clone(),
+        );
+        registry.register(
+            "secret_gate_injector_certificate_reloads",
+            "Rotated serving certificates loaded",
+            reloads.clone(),
+        );
+        registry.register(
+            "secret_gate_injector_certificate_reload_rejections",
+            "Changed certificate files whose pair failed the checks; the previous pair stayed",
+            rejections.clone(),
+        );
+        let http = Http::default();
+        http.register(&mut registry);
+        Self {
+            registry,
+            reviews,
+            duration,
+            not_after,
+            reloads,
+            rejections,
+            http,
+            serve_stats: OnceLock::new(),
+        }
+    }
+
+    /// Exports the server's counters from now on.
+    pub fn serve_stats(&self, stats: Arc<serve::Stats>) {
+        let _ = self.serve_stats.set(stats);
+    }
+
+    /// Counts one review and its duration.
+    pub fn review(&self, outcome: Outcome, took: Duration) {
+        self.reviews
+            .get_or_create(&vec![("outcome", outcome.label())])
+            .inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// Records the pair now served; `reload` when it replaced another.
+    pub fn certificate_loaded(&self, not_after: i64, reload: bool) {
+        self.not_after.set(not_after);
+        if reload {
+            self.reloads.inc();
+        }
+    }
+
+    /// Counts a changed pair that failed the checks.
+    pub fn reload_rejected(&self) {
+        self.rejections.inc();
+    }
+
+    /// The Prometheus text exposition (`OpenMetrics` flavour).
+    #[must_use]
+    pub fn encode(&self) -> String {
+        if let Some(stats) = self.serve_stats.get() {
+            self.http.update(stats);
+        }
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Http {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "secret_gate_injector_http_connections",
+            "Connections open to the webhook",
+            self.open.clone(),
+        );
+        registry.register(
+            "secret_gate_injector_http_connections_shed",
+            "Idle or incomplete connections closed at --max-connections to make room for a new one",
+            self.shed.clone(),
+        );
+        registry.register(
+            "secret_gate_injector_http_connections_refused",
+            "New connections closed at once: at the cap with every connection busy",
+            self.refused.clone(),
+        );
+        registry.register(
+            "secret_gate_injector_http_timeouts",
+            "Connections closed for a timeout (idle, slow request head or body, slow answer)",
+            self.timed_out.clone(),
+        );
+        registry.register(
+            "secret_gate_injector_http_requests_rejected",
+            "Malformed or oversized requests answered 400, 411, 413 or 431 by the server",
+            self.rejected.clone(),
+        );
+        registry.register(
+            "secret_gate_injector_tls_handshakes_failed",
+            "TLS handshakes that failed or timed out (a client that does not trust the CA, say)",
+            self.setup_failed.clone(),
+        );
+    }
+
+    fn update(&self, stats: &serve::Stats) {
+        let now = stats.snapshot();
+        self.open.set(i64::try_from(now.open).unwrap_or(i64::MAX));
+        for (counter, value) in [
+            (&self.shed, now.shed),
+            (&self.refused, now.refused),
+            (&self.timed_out, now.timed_out),
+            (&self.rejected, now.rejected),
+            (&self.setup_failed, now.setup_failed),
+        ] {
+            counter.inner().store(value, Ordering::Relaxed);
+        }
+    }
+}

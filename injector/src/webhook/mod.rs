@@ -1,0 +1,564 @@
+//! `secret-gate-injector webhook`: the mutating admission webhook, a
+//! third front end over the same injection core as `inject` and the KRM
+//! function.
+//!
+//! - [`Args`] is the command line (clap stays here and in the CLI);
+//!   [`main`] loads the certificate, binds, and serves until SIGTERM.
+//! - [`review`] decodes an `AdmissionReview` and builds its response;
+//!   [`Webhook::review`] decides it: the pod goes through the core
+//!   ([`Mutate`]), and the difference between the pod and what the core
+//!   returns becomes the JSON patch (json-patch's `diff`), so the patched
+//!   pod is exactly what `inject` prints for it.
+//! - [`certs`] loads, checks and reloads the serving certificate;
+//!   [`metrics`] is `GET /metrics`.
+//! - Connections are [`secret_gate::serve`]'s: a connection cap that
+//!   sheds idle ones, short header and body timeouts, a 3 MiB body limit,
+//!   a TLS handshake timeout and a graceful shutdown.
+
+pub mod certs;
+pub mod metrics;
+pub mod review;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use secret_gate::cli::{LogFormat, LogLevel};
+use secret_gate::serve::{self, Limits, Server};
+
+use self::certs::{Files, Resolver};
+use self::metrics::{Metrics, Outcome};
+use self::review::Scope;
+
+/// The API server's own limit on a request body, 3 MiB: nothing larger
+/// can be a real review.
+pub const MAX_BODY_BYTES: usize = 3 << 20;
+
+/// `secret-gate-injector webhook`: serve the mutating admission webhook
+/// over HTTPS. `POST /mutate` reviews Pods on CREATE; `GET /healthz` and
+/// `GET /metrics` are for probes and Prometheus.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Address and port to serve HTTPS on, such as 0.0.0.0:8443.
+    #[arg(long, env = "SECRET_GATE_INJECTOR_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+
+    /// The serving certificate (PEM: the leaf first, then any
+    /// intermediates), such as cert-manager's tls.crt. Reloaded when it
+    /// changes.
+    #[arg(long, env = "SECRET_GATE_INJECTOR_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: PathBuf,
+
+    /// The serving certificate's private key (PEM), such as tls.key.
+    /// Reloaded with the certificate.
+    #[arg(long, env = "SECRET_GATE_INJECTOR_TLS_KEY", value_name = "FILE")]
+    pub tls_key: PathBuf,
+
+    /// The gate's image in injected pods [default: this release's].
+    #[arg(long, env = "SECRET_GATE_INJECTOR_IMAGE", value_name = "IMAGE")]
+    pub image: Option<String>,
+
+    /// Longest time one review may take before it is answered 504; keep it
+    /// below the webhook's timeoutSeconds.
+    #[arg(
+        long,
+        default_value = "3s",
+        value_parser = humantime::parse_duration,
+        env = "SECRET_GATE_INJECTOR_REVIEW_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub review_timeout: Duration,
+
+    /// Open connections at most; past it, idle ones are closed first.
+    #[arg(
+        long,
+        default_value_t = 256,
+        env = "SECRET_GATE_INJECTOR_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub max_connections: usize,
+
+    /// Where to write why the webhook could not start (default
+    /// /dev/termination-log when it is writable).
+    #[arg(
+        long,
+        env = "SECRET_GATE_INJECTOR_TERMINATION_LOG",
+        value_name = "FILE"
+    )]
+    pub termination_log: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "SECRET_GATE_INJECTOR_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log level of the injector's own events.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = LogLevel::Info,
+        env = "SECRET_GATE_INJECTOR_LOG_LEVEL",
+        value_name = "LEVEL"
+    )]
+    pub log_level: LogLevel,
+
+    /// Benchmark floor only: answer every review allowed, with no patch,
+    /// without injecting (TLS, HTTP and JSON only). Never for a cluster.
+    #[arg(long, hide = true, env = "SECRET_GATE_INJECTOR_BENCH_FLOOR")]
+    pub bench_floor: bool,
+
+    /// Tests only: hold every review this long before answering, so that
+    /// a test can have reviews in flight when it sends SIGTERM.
+    #[arg(
+        long,
+        hide = true,
+        value_parser = humantime::parse_duration,
+        env = "SECRET_GATE_INJECTOR_TEST_REVIEW_DELAY"
+    )]
+    pub test_review_delay: Option<Duration>,
+}
+
+impl Args {
+    fn logging(&self) -> secret_gate::logging::Settings {
+        use secret_gate::logging::{Format, Level, Settings};
+        Settings {
+            format: match self.log_format {
+                LogFormat::Text => Format::Text,
+                LogFormat::Json => Format::Json,
+            },
+            level: match self.log_level {
+                LogLevel::Error => Level::Error,
+                LogLevel::Warn => Level::Warn,
+                LogLevel::Info => Level::Info,
+                LogLevel::Debug => Level::Debug,
+                LogLevel::Trace => Level::Trace,
+                LogLevel::Off => Level::Off,
+            },
+        }
+    }
+}
+
+/// What the injection core made of one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    /// Leave it as it is (not opted in, already injected), and why.
+    Unchanged {
+        reason: String,
+        warnings: Vec<String>,
+    },
+    /// The pod as `inject` prints it, and the report's warnings.
+    Injected {
+        pod: serde_yaml_ng::Value,
+        warnings: Vec<String>,
+    },
+    /// A gate configuration the gate would refuse: the gate's message.
+    Refused(String),
+}
+
+/// The injection core as the webhook calls it: one Pod in, one
+/// [`Mutation`] out. Pure, and quick enough to run on the blocking pool.
+pub trait Mutate: Send + Sync + 'static {
+    fn mutate(&self, pod: &serde_yaml_ng::Value) -> Mutation;
+}
+
+/// The injection core: the pod is injected exactly as `inject` would
+/// inject it, and a gate configuration the gate would refuse is refused
+/// with the gate's own message. A pod that already carries the status
+/// annotation (its template was injected by `inject` or the KRM function)
+/// is left as it is, once the core has found nothing wrong with it: the
+/// webhook never rewrites what a pipeline injected.
+impl Mutate for crate::Injector {
+    fn mutate(&self, pod: &serde_yaml_ng::Value) -> Mutation {
+        let injected_before = pod
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(crate::annotations::STATUS))
+            .is_some();
+        match self.inject_value(pod) {
+            Err(error) => Mutation::Refused(error.to_string()),
+            Ok(outcome) if injected_before => Mutation::Unchanged {
+                reason: format!("already injected ({})", crate::annotations::STATUS),
+                warnings: outcome
+                    .reports
+                    .iter()
+                    .flat_map(|r| r.warnings.iter().cloned())
+                    .collect(),
+            },
+            Ok(outcome) => {
+                let warnings = outcome
+                    .reports
+                    .iter()
+                    .flat_map(|r| r.warnings.iter().cloned())
+                    .collect();
+                match outcome.value {
+                    Some(pod) => Mutation::Injected { pod, warnings },
+                    None => Mutation::Unchanged {
+                        reason: outcome
+                            .reports
+                            .iter()
+                            .map(|r| r.message.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        warnings,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// `secret-gate-injector webhook`: [`main`] over the injection core with
+/// `--image`; the process's exit code.
+#[must_use]
+pub fn run(args: &Args) -> u8 {
+    let mut settings = crate::Settings::default();
+    if let Some(image) = &args.image {
+        image.clone_into(&mut settings.image);
+    }
+    main(args, crate::Injector::new(settings)).code()
+}
+
+/// The webhook's state, shared by every connection.
+pub struct Webhook<M> {
+    mutate: M,
+    metrics: Arc<Metrics>,
+    resolver: Arc<Resolver>,
+    review_timeout: Duration,
+    floor: bool,
+    delay: Option<Duration>,
+}
+
+/// One review's answer: its outcome and the HTTP response body (or the
+/// HTTP 400 message).
+type Answer = (Outcome, Result<review::Response, review::Invalid>);
+
+impl<M: Mutate> Webhook<M> {
+    /// Answers one `POST /mutate` body. Pure: no I/O.
+    pub fn review(&self, body: &[u8]) -> Answer {
+        let request = match review::decode(body) {
+            Ok(request) => request,
+            Err(invalid) => return (Outcome::Invalid, Err(invalid)),
+        };
+        let uid = request.uid.as_str();
+        if self.floor {
+            return (Outcome::Skipped, Ok(review::Response::allow(uid)));
+        }
+        match request.scope() {
+            Scope::Pass(why) => {
+                tracing::debug!(pod = %request.shown(), "not injected: {why}");
+                return (Outcome::Skipped, Ok(review::Response::allow(uid)));
+            }
+            Scope::Error(message) => {
+                tracing::warn!(pod = %request.shown(), "{message}");
+                return (
+                    Outcome::Error,
+                    Ok(review::Response::deny(uid, 400, message)),
+                );
+            }
+            Scope::Review => {}
+        }
+        let Some(pod) = request.object.as_ref() else {
+            return (Outcome::Error, Ok(review::Response::allow(uid)));
+        };
+        match self.mutate.mutate(pod) {
+            Mutation::Unchanged { reason, warnings } => {
+                tracing::debug!(pod = %request.shown(), "not injected: {reason}");
+                (
+                    Outcome::Skipped,
+                    Ok(review::Response::allow(uid).with_warnings(warnings)),
+                )
+            }
+            Mutation::Injected {
+                pod: injected,
+                warnings,
+            } => {
+                // Objects compare by key, so the patch does not depend on
+                // the key order that serde_json's maps do not keep.
+                let (Ok(before), Ok(after)) =
+                    (serde_json::to_value(pod), serde_json::to_value(&injected))
+                else {
+                    let message =
+                        "the injected pod cannot be written as JSON (a key that is not a string?)"
+                            .to_owned();
+                    tracing::warn!(pod = %request.shown(), "{message}");
+                    return (
+                        Outcome::Error,
+                        Ok(review::Response::deny(uid, 400, message)),
+                    );
+                };
+                let patch = json_patch::diff(&before, &after);
+                tracing::info!(pod = %request.shown(), operations = patch.0.len(), "injected");
+                (
+                    Outcome::Injected,
+                    Ok(review::Response::patch(uid, &patch, warnings)),
+                )
+            }
+            Mutation::Refused(message) => {
+                tracing::info!(pod = %request.shown(), "denied: {message}");
+                (
+                    Outcome::Denied,
+                    Ok(review::Response::deny(uid, 400, message)),
+                )
+            }
+        }
+    }
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn text(status: StatusCode, body: String) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Routes one request.
+async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) -> Response<Bytes> {
+    let path = request.uri().path();
+    let method = request.method().clone();
+    match (path, method) {
+        ("/mutate", Method::POST) => {
+            let start = Instant::now();
+            let body = request.into_body();
+            let job = Arc::clone(&webhook);
+            let delay = webhook.delay;
+            let work = async move {
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
+                tokio::task::spawn_blocking(move || job.review(&body)).await
+            };
+            match tokio::time::timeout(webhook.review_timeout, work).await {
+                Ok(Ok((outcome, answer))) => {
+                    webhook.metrics.review(outcome, start.elapsed());
+                    match answer {
+                        Ok(response) => json(StatusCode::OK, response.to_json()),
+                        Err(invalid) => text(StatusCode::BAD_REQUEST, format!("{invalid}\n")),
+                    }
+                }
+                Ok(Err(_panicked)) => {
+                    webhook.metrics.review(Outcome::Error, start.elapsed());
+                    tracing::error!("a review failed unexpectedly; answered 500");
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the review failed unexpectedly; see the webhook's log\n".to_owned(),
+                    )
+                }
+                Err(_) => {
+                    webhook.metrics.review(Outcome::Timeout, start.elapsed());
+                    tracing::warn!(timeout = ?webhook.review_timeout, "a review took longer than --review-timeout; answered 504");
+                    text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the review took longer than --review-timeout\n".to_owned(),
+                    )
+                }
+            }
+        }
+        ("/mutate", _) => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST an AdmissionReview to /mutate\n".to_owned(),
+        ),
+        ("/healthz", Method::GET | Method::HEAD) => {
+            let not_after = webhook.resolver.current().not_after;
+            if unix_now() > not_after {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the serving certificate has expired and no valid rotation was loaded\n"
+                        .to_owned(),
+                )
+            } else {
+                text(StatusCode::OK, "ok\n".to_owned())
+            }
+        }
+        ("/metrics", Method::GET | Method::HEAD) => {
+            let mut response = Response::new(Bytes::from(webhook.metrics.encode()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The server's limits for a webhook: a 3 MiB body, a 16 KiB head, and
+/// room for a review to finish within `review_timeout` (plus its write),
+/// also at shutdown.
+#[must_use]
+pub fn limits(max_connections: usize, review_timeout: Duration) -> Limits {
+    Limits {
+        max_connections,
+        max_body_bytes: MAX_BODY_BYTES,
+        max_head_bytes: 16 * 1024,
+        // The API server keeps connections alive between reviews.
+        idle_timeout: Duration::from_secs(60),
+        request_timeout: review_timeout + Duration::from_secs(1),
+        shutdown_grace: review_timeout + Duration::from_secs(1),
+        ..Limits::default()
+    }
+}
+
+/// Why `webhook` stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM or SIGINT, after in-flight reviews finished: 0.
+    Stopped,
+    /// It could not start (certificate, address): 1, with a diagnosis.
+    Failed,
+    /// The command line or logging was unusable: 2.
+    Usage,
+}
+
+impl Exit {
+    #[must_use]
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Stopped => 0,
+            Self::Failed => 1,
+            Self::Usage => 2,
+        }
+    }
+}
+
+/// The whole `webhook` command. `mutate` is the injection core.
+pub fn main<M: Mutate>(args: &Args, mutate: M) -> Exit {
+    let termination_log = args
+        .termination_log
+        .clone()
+        .filter(|p| !p.as_os_str().is_empty())
+        .or_else(secret_gate::report::default_termination_log);
+    if let Err(msg) = secret_gate::logging::init(args.logging()) {
+        #[expect(clippy::print_stderr, reason = "logging is not up")]
+        {
+            eprintln!("secret-gate-injector: error: {msg}");
+        }
+        return Exit::Usage;
+    }
+    let fail = |diagnosis: String| {
+        secret_gate::report::report_stop(termination_log.as_deref(), &diagnosis);
+        Exit::Failed
+    };
+    let files = Files {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+    };
+    let pair = match certs::load(&files, SystemTime::now()) {
+        Ok(pair) => pair,
+        Err(error) => {
+            return fail(format!(
+                "the webhook cannot start: its serving certificate is not usable: {error}. cert-manager renews it; check `kubectl get certificate` in this namespace"
+            ));
+        }
+    };
+    secret_gate::rlimit::raise_nofile();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => return fail(format!("the webhook cannot start its runtime: {error}")),
+    };
+    let result = runtime.block_on(serve_until_stopped(args, files, pair, mutate));
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => Exit::Stopped,
+        Err(diagnosis) => fail(diagnosis),
+    }
+}
+
+async fn serve_until_stopped<M: Mutate>(
+    args: &Args,
+    files: Files,
+    pair: certs::Pair,
+    mutate: M,
+) -> Result<(), String> {
+    let signals = secret_gate::signals::Signals::install()
+        .map_err(|error| format!("the webhook cannot install its signal handlers: {error}"))?;
+    let listener = serve::bind(args.listen).map_err(|error| {
+        format!(
+            "the webhook cannot listen on {}: {error}. Pick a free port with --listen",
+            args.listen
+        )
+    })?;
+    let local = listener.local_addr().unwrap_or(args.listen);
+    let metrics = Arc::new(Metrics::new());
+    metrics.certificate_loaded(pair.not_after, false);
+    let not_after = pair.not_after;
+    let resolver = Arc::new(Resolver::new(pair));
+    let acceptor = certs::acceptor(Arc::clone(&resolver))
+        .map_err(|error| format!("the webhook cannot set up TLS: {error}"))?;
+    certs::watch(files, Arc::clone(&resolver), Arc::clone(&metrics));
+    let webhook = Arc::new(Webhook {
+        mutate,
+        metrics: Arc::clone(&metrics),
+        resolver,
+        review_timeout: args.review_timeout,
+        floor: args.bench_floor,
+        delay: args.test_review_delay,
+    });
+    let handler = move |request: Request<Bytes>| answer(Arc::clone(&webhook), request);
+    let server = Server::new(
+        listener,
+        acceptor,
+        handler,
+        limits(args.max_connections, args.review_timeout),
+    );
+    metrics.serve_stats(server.stats());
+    if args.bench_floor {
+        tracing::warn!("--bench-floor: answering every review allowed with no patch (a benchmark baseline, never for a cluster)");
+    }
+    tracing::info!(address = %local, not_after, "listening on {local}: POST /mutate, GET /healthz, GET /metrics");
+    server
+        .run(async move {
+            let stop = signals.recv().await;
+            tracing::info!(
+                signal = stop.name(),
+                "stopping: no new connections; in-flight reviews finish"
+            );
+        })
+        .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{limits, MAX_BODY_BYTES};
+    use std::time::Duration;
+
+    #[test]
+    fn limits_keep_a_review_inside_the_api_servers_budget() {
+        let l = limits(10, Duration::from_secs(3));
+        assert_eq!(l.max_body_bytes, MAX_BODY_BYTES);
+        assert_eq!(l.request_timeout, Duration::from_secs(4));
+        assert!(l.shutdown_grace >= Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,514 @@
+//! Figure 12: the injector's admission webhook under load.
+//!
+//! The release `secret-gate-injector webhook` on 127.0.0.1 with an rcgen
+//! certificate, and 50 keep-alive HTTPS connections from this process
+//! (hyper over tokio-rustls, two client threads) sending the same
+//! `AdmissionReview` of an opted-in Pod:
+//!
+//! - **closed loop** for the run's duration: each connection sends its
+//!   next review as soon as the last is answered (throughput, and latency
+//!   at saturation);
+//! - **paced** at 200 reviews/s in all (4/s per connection, staggered):
+//!   latency at the load the goal names.
+//!
+//! The floor is the same binary with `--bench-floor` (a hidden switch):
+//! it decodes each review and answers `allowed: true` with no patch, so
+//! TLS, HTTP and JSON cost the same and the difference is the injection
+//! and the JSON patch. Floor and injector alternate, each in a fresh
+//! process; peak RSS is `VmHWM` at the end of its runs. Latency is from
+//! writing a request to reading its whole answer, on the client; the
+//! client shares the machine's cores with the server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+
+use crate::process::{command, Running};
+use crate::stats::{bytes, mark, ms, ratio};
+use crate::{fake, pki, procfs, Bench};
+
+/// Connections, as the goal names them.
+pub const CONNECTIONS: usize = 50;
+/// The paced load, reviews per second in all.
+pub const PACED_RATE: f64 = 200.0;
+/// Client threads (each a current-thread runtime).
+const CLIENT_THREADS: usize = 2;
+
+/// One load run against one server.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub server: &'static str,
+    pub load: &'static str,
+    pub reviews: usize,
+    pub failures: usize,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub peak_rss: Option<u64>,
+}
+
+impl Run {
+    #[must_use]
+    pub fn rate(&self) -> f64 {
+        crate::stats::count(self.reviews) / self.seconds.max(f64::EPSILON)
+    }
+}
+
+/// Figure 12.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookResult {
+    pub runs: Vec<Run>,
+    pub duration: Duration,
+    pub rounds: usize,
+    pub error: Option<String>,
+    /// The answer's size with and without injection, for the text.
+    pub patch_bytes: usize,
+}
+
+/// An opted-in Pod as a controller creates it from a Deployment template.
+fn review_body() -> Vec<u8> {
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "web-7d9c6b5f4-",
+            "namespace": "apps",
+            "labels": {
+                "app.kubernetes.io/name": "web",
+                "pod-template-hash": "7d9c6b5f4",
+                "secret-gate.dev/inject": "true",
+            },
+            "annotations": {
+                "secret-gate.dev/inject": "true",
+                "secret-gate.dev/mount-path": "/opt/vsecm",
+                "secret-gate.dev/file": "secrets.json",
+                "secret-gate.dev/required-keys": "username,password",
+                "secret-gate.dev/timeout": "5m",
+            },
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c6b5f4",
+                "uid": "5b4e6f36-0b1e-4a53-9a59-1f7c1b0c2d3e", "controller": true,
+                "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": {
+            "serviceAccountName": "web",
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "app",
+                "image": "registry.example.com/web:1.4.2",
+                "ports": [{"containerPort": 8080, "name": "http"}],
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+                "volumeMounts": [{"name": "secrets", "mountPath": "/opt/vsecm", "readOnly": true}],
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+            }],
+            "volumes": [{"name": "secrets", "emptyDir": {"medium": "Memory"}}],
+        },
+    });
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "0f5a2c3e-bench",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "apps",
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+            "dryRun": false,
+        },
+    }))
+    .expect("the review serialises")
+}
+
+struct Tls {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    client: Arc<rustls::ClientConfig>,
+}
+
+fn tls(dir: &Path) -> Tls {
+    let key = pki::Key::new(pki::Alg::EcdsaP256);
+    let ca = pki::ca("webhook bench CA", None);
+    let leaf = pki::valid_leaf(&key, Some(&ca));
+    std::fs::create_dir_all(dir).expect("bench tls dir");
+    let cert = dir.join("tls.crt");
+    let key_path = dir.join("tls.key");
+    std::fs::write(&cert, leaf).expect("tls.crt");
+    std::fs::write(&key_path, key.pem(pki::Encoding::Pkcs8)).expect("tls.key");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca.der().to_vec()))
+        .expect("CA root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Tls {
+        cert,
+        key: key_path,
+        client: Arc::new(client),
+    }
+}
+
+/// Starts the webhook and returns it with its address.
+fn start(bin: &Path, tls: &Tls, floor: bool) -> Result<(Running, SocketAddr), String> {
+    let mut cmd = command(bin);
+    cmd.args(["webhook", "--listen", "127.0.0.1:0", "--log-level", "info"])
+        .arg("--tls-cert")
+        .arg(&tls.cert)
+        .arg("--tls-key")
+        .arg(&tls.key)
+        .args(["--max-connections", "256"]);
+    if floor {
+        cmd.arg("--bench-floor");
+    }
+    let running = Running::spawn_watching_stderr(&mut cmd, &["listening on "]);
+    if running.wait_marker(0, Duration::from_secs(20)).is_none() {
+        return Err(format!(
+            "the webhook did not start: {}",
+            running.stderr_text()
+        ));
+    }
+    let text = running.stderr_text();
+    let addr = text
+        .split("listening on ")
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect::<String>()
+        })
+        .and_then(|a| a.trim_end_matches(':').parse().ok())
+        .ok_or_else(|| format!("no address in the webhook's log: {text}"))?;
+    Ok((running, addr))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<Sender, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from("app.example.test").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+async fn review(sender: &mut Sender, addr: SocketAddr, body: &Bytes) -> Result<Bytes, String> {
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let request = http::Request::post("/mutate")
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .body(Full::new(body.clone()))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status() != 200 {
+        return Err(format!("status {}", response.status()));
+    }
+    response
+        .into_body()
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|e| e.to_string())
+}
+
+/// Latencies (ms) and failures of one load run.
+fn load(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    body: &Bytes,
+    duration: Duration,
+    rate: Option<f64>,
+) -> (Vec<f64>, usize, f64) {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let threads: Vec<_> = (0..CLIENT_THREADS)
+        .map(|t| {
+            let config = Arc::clone(config);
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("client runtime");
+                rt.block_on(async move {
+                    let mut tasks = Vec::new();
+                    for c in (t..CONNECTIONS).step_by(CLIENT_THREADS) {
+                        let config = Arc::clone(&config);
+                        let body = body.clone();
+                        tasks.push(tokio::spawn(async move {
+                            let mut latencies = Vec::new();
+                            let mut failures = 0usize;
+                            let Ok(mut sender) = connect(addr, config).await else {
+                                return (latencies, 1);
+                            };
+                            // Paced: this connection's share of the rate,
+                            // staggered across connections.
+                            let interval = rate.map(|r| {
+                                Duration::from_secs_f64(crate::stats::count(CONNECTIONS) / r)
+                            });
+                            let mut next = interval.map(|i| {
+                                Instant::now()
+                                    + i.mul_f64(
+                                        crate::stats::count(c) / crate::stats::count(CONNECTIONS),
+                                    )
+                            });
+                            loop {
+                                if let (Some(at), Some(i)) = (next.as_mut(), interval) {
+                                    tokio::time::sleep_until((*at).into()).await;
+                                    *at += i;
+                                }
+                                if Instant::now() >= deadline {
+                                    break;
+                                }
+                                let sent = Instant::now();
+                                match tokio::time::timeout(
+                                    Duration::from_secs(10),
+                                    review(&mut sender, addr, &body),
+                                )
+                                .await
+                                {
+                                    Ok(Ok(answer)) if answer.starts_with(b"{\"apiVersion\"") => {
+                                        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                                    }
+                                    _ => {
+                                        failures += 1;
+                                        break;
+                                    }
+                                }
+                            }
+                            (latencies, failures)
+                        }));
+                    }
+                    let mut all = Vec::new();
+                    let mut failures = 0;
+                    for task in tasks {
+                        if let Ok((l, f)) = task.await {
+                            all.extend(l);
+                            failures += f;
+                        } else {
+                            failures += 1;
+                        }
+                    }
+                    (all, failures)
+                })
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for thread in threads {
+        let (l, f) = thread.join().expect("a client thread");
+        latencies.extend(l);
+        failures += f;
+    }
+    (latencies, failures, start.elapsed().as_secs_f64())
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a rank within the series"
+    )]
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Runs figure 12: `rounds` rounds of (floor, injector), each server in a
+/// fresh process under the closed-loop then the paced load.
+pub fn webhook(bench: &Bench, duration: Duration, rounds: usize) -> WebhookResult {
+    let mut result = WebhookResult {
+        duration,
+        rounds,
+        ..WebhookResult::default()
+    };
+    let bin = fake::build_bin("secret-gate-injector", "secret-gate-injector");
+    let tls = tls(&bench.scratch.join("webhook-tls"));
+    let body = Bytes::from(review_body());
+    for _ in 0..rounds {
+        for (server, floor) in [("floor (no injection)", true), ("injector", false)] {
+            let (mut running, addr) = match start(&bin, &tls, floor) {
+                Ok(started) => started,
+                Err(error) => {
+                    result.error = Some(error);
+                    return result;
+                }
+            };
+            // One review first: that the server answers as it should.
+            let probe = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async {
+                    let mut sender = connect(addr, Arc::clone(&tls.client)).await?;
+                    review(&mut sender, addr, &body).await
+                });
+            match probe {
+                Ok(answer) => {
+                    let patched = answer.windows(8).any(|w| w == b"\"patch\":");
+                    if patched == floor {
+                        result.error = Some(format!(
+                            "{server}: the answer {} a patch",
+                            if floor { "carries" } else { "lacks" }
+                        ));
+                        return result;
+                    }
+                    if !floor {
+                        result.patch_bytes = answer.len();
+                    }
+                }
+                Err(error) => {
+                    result.error = Some(format!("{server}: {error}"));
+                    return result;
+                }
+            }
+            for (load_name, rate) in [("closed loop", None), ("paced 200/s", Some(PACED_RATE))] {
+                let (mut latencies, failures, seconds) =
+                    load(addr, &tls.client, &body, duration, rate);
+                latencies.sort_by(f64::total_cmp);
+                result.runs.push(Run {
+                    server,
+                    load: load_name,
+                    reviews: latencies.len(),
+                    failures,
+                    seconds,
+                    p50_ms: percentile(&latencies, 0.50),
+                    p99_ms: percentile(&latencies, 0.99),
+                    peak_rss: None,
+                });
+            }
+            let peak = procfs::sample(running.pid).peak_rss;
+            let n = result.runs.len();
+            for run in &mut result.runs[n - 2..] {
+                run.peak_rss = peak;
+            }
+            running.signal("TERM");
+            let _ = running.wait_timeout(Duration::from_secs(10));
+        }
+    }
+    result
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    if values.is_empty() {
+        f64::NAN
+    } else {
+        values[values.len() / 2]
+    }
+}
+
+/// The medians over rounds of one server and load.
+fn pick(result: &WebhookResult, server: &str, load: &str) -> Option<(f64, f64, f64, u64, usize)> {
+    let runs: Vec<&Run> = result
+        .runs
+        .iter()
+        .filter(|r| r.server.starts_with(server) && r.load == load)
+        .collect();
+    if runs.is_empty() {
+        return None;
+    }
+    let mut p50: Vec<f64> = runs.iter().map(|r| r.p50_ms).collect();
+    let mut p99: Vec<f64> = runs.iter().map(|r| r.p99_ms).collect();
+    let mut rate: Vec<f64> = runs.iter().map(|r| r.rate()).collect();
+    let rss = runs.iter().filter_map(|r| r.peak_rss).max().unwrap_or(0);
+    let failures = runs.iter().map(|r| r.failures).sum();
+    Some((
+        median(&mut p50),
+        median(&mut p99),
+        median(&mut rate),
+        rss,
+        failures,
+    ))
+}
+
+/// The figure's markdown.
+pub fn render(out: &mut String, result: &WebhookResult) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "## 12. The admission webhook under load\n");
+    let _ = writeln!(
+        out,
+        "`secret-gate-injector webhook` (release build) on 127.0.0.1 with an ECDSA P-256 certificate; {CONNECTIONS} keep-alive HTTPS connections from the harness (hyper over tokio-rustls, {CLIENT_THREADS} client threads on the same machine) send one `AdmissionReview` of an opted-in Pod (about {} bytes). Each server runs {} s closed-loop (each connection sends its next review when the last is answered), then {} s paced at {PACED_RATE} reviews/s in all. The floor is the same binary with `--bench-floor`: it decodes each review and answers `allowed: true` with no patch (TLS, HTTP and JSON only). Floor and injector alternate, {} round(s), each in a fresh process; figures are medians over rounds, latency from the request's write to the answer's last byte; peak RSS is the server's `VmHWM`. The injector's answer carries a {} byte AdmissionReview with its JSON patch.\n",
+        review_body().len(),
+        result.duration.as_secs(),
+        result.duration.as_secs(),
+        result.rounds,
+        result.patch_bytes,
+    );
+    if let Some(error) = &result.error {
+        let _ = writeln!(out, "Not measured: {error}\n");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "| server | load | reviews/s | p50 | p99 | peak RSS | failed |\n|---|---|---|---|---|---|---|"
+    );
+    for load in ["closed loop", "paced 200/s"] {
+        for server in ["floor", "injector"] {
+            if let Some((p50, p99, rate, rss, failures)) = pick(result, server, load) {
+                #[expect(clippy::cast_precision_loss, reason = "RSS far below 2^52 bytes")]
+                let rss = bytes(rss as f64);
+                let _ = writeln!(
+                    out,
+                    "| {server} | {load} | {rate:.0} | {} | {} | {rss} | {failures} |",
+                    ms(p50),
+                    ms(p99)
+                );
+            }
+        }
+    }
+    let closed = (
+        pick(result, "floor", "closed loop"),
+        pick(result, "injector", "closed loop"),
+    );
+    let paced = pick(result, "injector", "paced 200/s");
+    let floor_paced = pick(result, "floor", "paced 200/s");
+    if let ((Some(floor), Some(inj)), Some(paced), Some(floor_paced)) = (closed, paced, floor_paced)
+    {
+        let closed_ratio = inj.1 / floor.1;
+        let paced_ratio = paced.1 / floor_paced.1;
+        #[expect(clippy::cast_precision_loss, reason = "RSS far below 2^52 bytes")]
+        let rss = inj.3 as f64;
+        let _ = writeln!(
+            out,
+            "\nGoals: p99 ≤ 1.5× the floor's: closed loop {} {}, paced {} {}; p99 ≤ 5 ms at 200 reviews/s: {} {}; peak RSS ≤ 20 MiB: {} {}. Throughput against the floor: {}.\n",
+            ratio(closed_ratio),
+            mark(closed_ratio <= 1.5),
+            ratio(paced_ratio),
+            mark(paced_ratio <= 1.5),
+            ms(paced.1),
+            mark(paced.1 <= 5.0),
+            bytes(rss),
+            mark(rss <= 20.0 * 1024.0 * 1024.0),
+            ratio(inj.2 / floor.2),
+        );
+    }
+}
