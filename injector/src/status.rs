@@ -56,7 +56,7 @@ impl Status {
                 Some(("h", hash))
                     if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
                 {
-                    status.inputs = hash.to_owned();
+                    hash.clone_into(&mut status.inputs);
                 }
                 Some(("new", letters)) => {
                     for letter in letters.chars() {

@@ -1,7 +1,6 @@
 //! docs/injection.md carries the verbatim `webhook --help`. `UPDATE_DOCS=1
 //! cargo test -p secret-gate-injector --test webhook_docs` (or `make
 //! docs`) rewrites the block.
-#![expect(clippy::expect_used, reason = "tests")]
 
 use std::path::Path;
 use std::process::Command;
