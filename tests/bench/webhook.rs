@@ -179,7 +179,14 @@ fn start(bin: &Path, tls: &Tls, floor: bool) -> Result<(Running, SocketAddr), St
             running.stderr_text()
         ));
     }
-    let text = running.stderr_text();
+    // The marker fires before the reader thread stores the line: wait
+    // (bounded) for the text itself.
+    let mut text = running.stderr_text();
+    let until = Instant::now() + Duration::from_secs(5);
+    while !text.contains("listening on ") && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+        text = running.stderr_text();
+    }
     let addr = text
         .split("listening on ")
         .nth(1)
