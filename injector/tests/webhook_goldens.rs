@@ -170,10 +170,22 @@ fn without_fingerprint(doc: &Value) -> Value {
     }
     let status = &mut template["metadata"]["annotations"]["secret-gate.dev/status"];
     if let Some(text) = status.as_str() {
-        let mut parsed: Value = serde_json::from_str(text).expect("a status annotation");
-        assert!(parsed["inputs"].is_string(), "{parsed}");
-        parsed["inputs"] = Value::from("(fingerprint)");
-        *status = parsed;
+        // `v1;h=<fingerprint>;...`: every field but the fingerprint must match.
+        assert!(
+            text.split(';').any(|f| f.starts_with("h=")),
+            "a status annotation without h=: {text}"
+        );
+        let masked: Vec<&str> = text
+            .split(';')
+            .map(|f| {
+                if f.starts_with("h=") {
+                    "h=(fingerprint)"
+                } else {
+                    f
+                }
+            })
+            .collect();
+        *status = Value::from(masked.join(";"));
     }
     out
 }
