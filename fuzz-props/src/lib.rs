@@ -37,6 +37,7 @@ use std::alloc::System;
 
 pub mod cli;
 pub mod format;
+pub mod inject;
 pub mod pem;
 pub mod safe_response;
 pub mod spiffe_id;
@@ -64,6 +65,7 @@ pub const TARGETS: &[(&str, Property)] = &[
     ("safe_response", safe_response::safe_response),
     ("spiffe_id", spiffe_id::spiffe_id),
     ("cli", cli::cli),
+    ("inject", inject::inject),
 ];
 
 /// Runs `f` with the heap allowed to grow by at most [`MEMORY_LIMIT`].

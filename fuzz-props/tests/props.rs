@@ -233,6 +233,11 @@ fn cli() {
     drive("cli");
 }
 
+#[test]
+fn inject() {
+    drive("inject");
+}
+
 /// The PEM seeds reach the pair and chain checks at the harness's clock:
 /// one set passes them all, another fails the pair.
 #[test]

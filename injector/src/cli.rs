@@ -156,13 +156,20 @@ pub fn inject(args: &InjectArgs) -> RunOutput {
             Err(e) => return bad(vec![format!("error: {e}")]),
         }
     }
+    inject_inputs(args, &inputs)
+}
+
+/// `inject` on inputs already read (the files of `args` are not read):
+/// what the fuzz harness drives with arbitrary text.
+#[must_use]
+pub fn inject_inputs(args: &InjectArgs, inputs: &[Input]) -> RunOutput {
     let mut settings = Settings::default();
     if let Some(image) = &args.image {
         image.clone_into(&mut settings.image);
     }
     let mut errors = Vec::new();
     let mut parsed: Vec<(String, Vec<Document>)> = Vec::new();
-    for input in &inputs {
+    for input in inputs {
         match document::documents(input) {
             Ok(docs) => parsed.push((input.name.clone(), docs)),
             Err(e) => errors.push(format!("error: {e}")),
