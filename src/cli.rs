@@ -384,11 +384,11 @@ pub struct SafeArgs {
     )]
     pub workload_spiffeid_prefix: String,
 
-    /// Steady pace while the Safe has no secret for this pod yet: the first
-    /// attempt is immediate, the next within one interval (at random, so a
-    /// fleet spreads out), then one every 90-100% of the interval. Also the
-    /// base of the back-off on failures. A bare number is milliseconds, as
-    /// in VSecM.
+    /// Steady pace while the Safe has no secret for this pod yet, or is
+    /// booting (503): the first attempt is immediate, the next in the
+    /// interval after VSecM's first tick (at random, so a fleet spreads
+    /// out), then one every 90-100% of the interval. Also the base of the
+    /// back-off on failures. A bare number is milliseconds, as in VSecM.
     #[arg(long, env = "VSECM_INIT_CONTAINER_POLL_INTERVAL", default_value = "5000", value_parser = parse_millis_or_duration, value_name = "MS|DURATION")]
     pub poll_interval: Duration,
 

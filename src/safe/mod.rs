@@ -303,7 +303,10 @@ mod tests {
             "VSecM waits a full interval first; we do not"
         );
         let gaps = gaps(&times);
-        assert!(gaps[0] < i, "the first wait spreads the fleet: {gaps:?}");
+        assert!(
+            gaps[0] >= i && gaps[0] < i * 2,
+            "the first wait spreads the fleet over the interval after VSecM's first tick: {gaps:?}"
+        );
         for gap in &gaps[1..] {
             assert!(*gap >= i * 9 / 10 && *gap <= i, "{gaps:?}");
         }

@@ -106,7 +106,8 @@ pub fn render(r: &Results) -> String {
     let mut out = String::new();
     header(&mut out, r);
     summary_table(&mut out, r);
-    figure1(&mut out, r);
+    figure1(&mut out, &r.latency);
+    figure1b(&mut out, &r.latency, &r.exit_variants);
     figure2(&mut out, r);
     figure3(&mut out, r);
     figure4(&mut out, r);
@@ -479,7 +480,8 @@ fn scale_rows(r: &Results) -> Vec<[String; 6]> {
     ]
 }
 
-fn figure1(out: &mut String, r: &Results) {
+/// Figure 1: the gate against `inotifywait` and the shell loops.
+pub fn figure1(out: &mut String, latency: &[LatencySeries]) {
     let _ = writeln!(out, "## 1. Detection latency, volume mode\n");
     let _ = writeln!(
         out,
@@ -496,16 +498,15 @@ fn figure1(out: &mut String, r: &Results) {
          `inotifywait -e moved_to D` (inotify-tools), which exits on the first event without reading \
          anything: it runs interleaved with the gate, run by run, with the same random phase, and is \
          timed the same way. The goal is a gate median at most {LATENCY_FLOOR_FACTOR}× the floor's. \
-         On ready the gate drops its inotify watcher before it leaves the runtime, so the kernel \
-         tears the inotify instance down (an SRCU grace period) off the exit path where it can.\n"
+         What the exit costs, and the ways of leaving that were tried, is figure 1b.\n"
     );
-    let gate = r.latency.first().and_then(|s| median(&latency_values(s)));
-    let floor = r.latency.get(1).and_then(|s| median(&latency_values(s)));
+    let gate = latency.first().and_then(|s| median(&latency_values(s)));
+    let floor = latency.get(1).and_then(|s| median(&latency_values(s)));
     let _ = writeln!(
         out,
         "| waiter | median | p90 | max | runs | ÷ secret-gate | target | | rename → `ready` logged, median (max) |\n|---|---|---|---|---|---|---|---|---|"
     );
-    for (i, s) in r.latency.iter().enumerate() {
+    for (i, s) in latency.iter().enumerate() {
         let sum = Summary::of(&latency_values(s));
         let (target, ok) = match (i, floor) {
             (0, Some(f)) => (
@@ -533,7 +534,60 @@ fn figure1(out: &mut String, r: &Results) {
             or_dash(div(sum.map(|s| s.median), gate).map(ratio)),
         );
     }
-    for s in &r.latency {
+    for s in latency {
+        failures(out, &s.label, &s.failures);
+    }
+    let _ = writeln!(out);
+}
+
+/// Figure 1b: the gate's exit-path variants, each against `inotifywait`.
+pub fn figure1b(out: &mut String, latency: &[LatencySeries], variants: &[LatencySeries]) {
+    if variants.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### 1b. The exit path: variants\n");
+    let _ = writeln!(
+        out,
+        "From the decision to the end of the process, the gate's cost is mostly the kernel tearing its \
+         inotify instance down (`fsnotify_destroy_group` waits for an SRCU grace period), wherever that \
+         happens. Each variant below is the same gate built with the `exit-variants` cargo feature \
+         (src/exit_variant.rs; no shipped build has it) and picked by `SECRET_GATE_EXIT_VARIANT`; all \
+         ran interleaved with figure 1's two rows, run by run, timed the same way. `early-drop` is \
+         the shipped path: on ready the watcher is dropped at once, so notify's thread removes the \
+         watches and closes the instance while the main thread logs and leaves the runtime. \
+         `kernel-close` keeps the watcher, so nothing is removed or closed until the kernel closes \
+         the descriptor at exit, as it does for `inotifywait`. `-immediate` also skips the runtime's \
+         shutdown: `exit(0)` right after the decision is logged. `early-drop` is shipped because the \
+         teardown then overlaps the main thread's last work instead of following it; on a quiet \
+         machine that made it the fastest while these were compared, and under load they come \
+         closer. This table re-measures the choice in every run: a variant that wins run after run \
+         should replace it.\n"
+    );
+    let floor = latency.get(1).and_then(|s| median(&latency_values(s)));
+    let _ = writeln!(
+        out,
+        "| exit path | median | p90 | max | runs | ÷ `inotifywait` | target | | rename → `ready` logged, median |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for s in variants {
+        let sum = Summary::of(&latency_values(s));
+        let med = sum.map(|s| s.median);
+        let target = floor.map(|f| f * LATENCY_FLOOR_FACTOR);
+        let decided: Vec<f64> = s.runs.iter().filter_map(|r| r.decided_ms).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | ≤ {LATENCY_FLOOR_FACTOR}× ({}) | {} | {} |",
+            s.label,
+            ms_of(med),
+            ms_of(sum.map(|s| s.p90)),
+            ms_of(sum.map(|s| s.max)),
+            s.runs.len(),
+            or_dash(div(med, floor).map(ratio)),
+            ms_of(target),
+            target.map_or("", |t| verdict(med, t)),
+            ms_of(median(&decided)),
+        );
+    }
+    for s in variants {
         failures(out, &s.label, &s.failures);
     }
     let _ = writeln!(out);
@@ -854,7 +908,7 @@ fn figure6(out: &mut String, r: &Results) {
         |(interval, cap)| {
             format!(
                 "default policy, as [safe-mode.md](safe-mode.md) describes: while nothing is registered, \
-                 a first wait uniform in [0, {i}) and then one every 90–100 % of {i}; back-off capped at {c} \
+                 after the immediate first request a first wait uniform in [{i}, 2 × {i}) and then one every 90–100 % of {i}; back-off capped at {c} \
                  only on failures",
                 i = humantime::format_duration(interval),
                 c = humantime::format_duration(cap)
@@ -1028,11 +1082,13 @@ fn figure6b(out: &mut String, r: &Results) {
     failures(out, &model.label, &model.failures);
     let _ = writeln!(
         out,
-        "\nWhile the Safe answers 503 without `Retry-After` the gates keep VSecM's ticker pace, spread: \
-         after the immediate first request, the first wait is uniform in one to two intervals and every \
-         later one is exactly an interval. So they cost the booting Safe what the ticker does plus that \
-         first request per gate, and with their phases spread over the interval they notice the Safe is \
-         up half an interval later on average, one interval at most. Transport and TLS failures still \
+        "\nWhile the Safe answers 503 without `Retry-After` the gates keep VSecM's ticker pace, spread, \
+         as while nothing is registered (figure 6): after the immediate first request, the first wait is \
+         uniform in one to two intervals and every later one 90–100 % of an interval. So they cost the \
+         booting Safe about what the ticker does plus that first request per gate (a jittered tick may \
+         come early enough to fit one more in the window), and with their phases spread over the \
+         interval they notice the Safe is up a little under half an interval later on average, one \
+         interval at most. Transport and TLS failures still \
          back off; a `Retry-After`, which VSecM does not send, is still honoured. The 503 window is a whole \
          number of VSecM's intervals and the model's clients start just after the fake does, so the \
          model's second tick lands just after the window closes: this setup is the ticker's best case, \
