@@ -112,16 +112,24 @@ fn keep_running(after: &AfterArgs, safe: Option<&SafeArgs>) -> Result<KeepRunnin
     })
 }
 
-/// `ADDR:PORT`, `[v6]:PORT`, or `:PORT` for every IPv4 address.
-fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+/// `ADDR:PORT`, `[v6]:PORT`, or `:PORT` for every IPv4 address. An IPv6
+/// address without brackets is taken with its last `:N` as the port, so
+/// that `$(POD_IP):8080` works when the kubelet's pod IP is IPv6
+/// (`fd00::5:8080` is `[fd00::5]:8080`).
+pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     let t = text.trim();
     let full = if t.starts_with(':') {
         format!("0.0.0.0{t}")
     } else {
         t.to_owned()
     };
-    full.parse().map_err(|_| {
-        format!("--listen {t:?} is not ADDR:PORT: write e.g. 0.0.0.0:8080 (the pod IP, for kubelet probes) or 127.0.0.1:8080")
+    let unbracketed_v6 = || {
+        let (addr, port) = full.rsplit_once(':')?;
+        let addr: std::net::Ipv6Addr = addr.parse().ok()?;
+        Some(SocketAddr::from((addr, port.parse::<u16>().ok()?)))
+    };
+    full.parse().ok().or_else(unbracketed_v6).ok_or_else(|| {
+        format!("--listen {t:?} is not ADDR:PORT: write e.g. 0.0.0.0:8080 (the pod IP, for kubelet probes), [::]:8080 or 127.0.0.1:8080")
     })
 }
 
@@ -155,7 +163,37 @@ fn parse_url(text: &str) -> Result<http::Uri, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_url;
+    use super::{parse_listen, parse_url};
+
+    /// What `--listen=$(POD_IP):8080` becomes with an IPv4 or an IPv6 pod
+    /// IP, and the other spellings.
+    #[test]
+    fn listen_addresses() {
+        for (text, want) in [
+            ("10.1.2.3:8080", "10.1.2.3:8080"),
+            (":8080", "0.0.0.0:8080"),
+            ("[::]:8080", "[::]:8080"),
+            ("[fd00::5]:8080", "[fd00::5]:8080"),
+            ("fd00::5:8080", "[fd00::5]:8080"),
+            ("2001:db8::a:b:8443", "[2001:db8::a:b]:8443"),
+            (" 127.0.0.1:1 ", "127.0.0.1:1"),
+        ] {
+            assert_eq!(parse_listen(text).unwrap().to_string(), want, "{text}");
+        }
+        for bad in [
+            "",
+            "8080",
+            "localhost:8080",
+            "10.1.2.3",
+            "fd00::5",
+            "::",
+            "fd00::5:70000",
+            "[fd00::5]",
+        ] {
+            let err = parse_listen(bad).unwrap_err();
+            assert!(err.contains("is not ADDR:PORT"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn webhook_urls() {
