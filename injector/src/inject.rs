@@ -369,6 +369,9 @@ impl Injector {
         let req = annotations::request(&ours, &self.settings)?;
         let argv = gate::arguments(&req)?;
         let verdict = self.validator.check(&argv).map_err(|e| refusal(&e, &req))?;
+        if req.mode == GateMode::Sidecar {
+            probe_port_is_free(&work, verdict.listen_port.unwrap_or(gate::PROBE_PORT))?;
+        }
         let inputs = fingerprint(&[
             serde_json::to_string(&work).unwrap_or_default().as_bytes(),
             self.settings.image.as_bytes(),
@@ -639,6 +642,46 @@ fn place(
     }
     list.insert(at, container);
     Ok(())
+}
+
+/// A sidecar-mode gate listens on the pod's network, which every container
+/// shares: a container that declares the same TCP port would leave one of
+/// the two unable to bind it (the gate would exit 2 in a restart loop, and
+/// the app would never start).
+fn probe_port_is_free(template: &Value, port: u16) -> Result<(), String> {
+    let spec = get(template, "spec");
+    for list in ["initContainers", "containers"] {
+        for c in spec.map_or(&[][..], |spec| items(spec, list)) {
+            let taken = items(c, "ports").iter().any(|p| {
+                get(p, "containerPort").and_then(Value::as_u64) == Some(u64::from(port))
+                    && str_at(p, "protocol").is_none_or(|proto| proto == "TCP")
+            });
+            if taken {
+                return Err(format!(
+                    "the gate's probe port {port} (sidecar mode listens on the pod IP) is already \
+                     a port of container {:?}: every container shares the pod's network, so one \
+                     of them could not bind it; set {PREFIX}listen to a free port, such as \
+                     \"$(POD_IP):{}\"",
+                    str_at(c, "name").unwrap_or_default(),
+                    free_port_near(spec, port),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first port above `port` that no container declares, to suggest.
+fn free_port_near(spec: Option<&Value>, port: u16) -> u16 {
+    let declared: Vec<u64> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|list| spec.map_or(&[][..], |spec| items(spec, list)))
+        .flat_map(|c| items(c, "ports"))
+        .filter_map(|p| get(p, "containerPort").and_then(Value::as_u64))
+        .collect();
+    (port.saturating_add(1)..u16::MAX)
+        .find(|p| !declared.contains(&u64::from(*p)))
+        .unwrap_or(port)
 }
 
 /// A classic (non-native) mesh proxy and a safe-mode gate: the gate runs
