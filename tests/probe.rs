@@ -3,7 +3,8 @@
 //! `watch --keep-running --listen`, started under a 1,024 open-files soft
 //! limit. A fresh probe every 100 ms must keep getting `200` within the
 //! kubelet's 1 s budget, the gate must never flip to not ready, and its
-//! peak memory must stay in budget.
+//! peak memory must stay in budget. Under a hard open-files limit the gate
+//! cannot raise, the secret files must still be readable.
 
 #[path = "common/bounded.rs"]
 mod bounded;
@@ -353,4 +354,72 @@ fn oversized_and_malformed_requests_are_refused_and_counted() {
         "{body}"
     );
     running.assert_running("after bad requests");
+}
+
+/// A hard open-files limit the gate cannot raise (32, where it uses about
+/// 15 at rest), and 100 clients that connect and stay silent: the server
+/// fits its cap under the limit (and says so), so the secret files can
+/// still be opened. A rotation is read while the clients hold on, the
+/// probe answers once they go, and a shortage that does hit a check is
+/// no verdict: readiness never flips.
+#[test]
+fn a_low_hard_open_files_limit_leaves_room_for_the_checks() {
+    let fx = Fixture::new();
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    fx.write("s.json", r#"{"password":"p"}"#);
+    let mut running = Gate::program("prlimit")
+        .arg("--nofile=32:32")
+        .arg(BIN)
+        .args(["watch", "--mount-path"])
+        .arg(&fx.mount)
+        .arg("--termination-log")
+        .arg(&fx.log)
+        .args([
+            "--file",
+            "s.json",
+            "--required-keys",
+            "password",
+            "--keep-running",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--timeout",
+            READY_TIMEOUT,
+        ])
+        .spawn();
+    let up = wait_until(LIMIT, || {
+        probe(addr, "/readyz").is_ok_and(|(status, _, _)| status == 200)
+    });
+    assert!(up, "the gate never became ready\n{}", running.stderr());
+    assert!(
+        running
+            .stderr()
+            .contains("--max-connections 1024 does not fit the open-files limit 32"),
+        "{}",
+        running.stderr()
+    );
+    let silent = open_many(addr, 100, b"");
+    fx.replace("s.json", r#"{"password":"rotated"}"#);
+    let read = wait_until(LIMIT, || {
+        running
+            .stderr()
+            .contains("the new version passes the check")
+    });
+    assert!(
+        read,
+        "the rotation was not read while the clients held on\n{}",
+        running.stderr()
+    );
+    drop(silent);
+    let answered = wait_until(LIMIT, || {
+        probe(addr, "/readyz").is_ok_and(|(status, _, _)| status == 200)
+    });
+    assert!(
+        answered,
+        "no 200 after the clients left\n{}",
+        running.stderr()
+    );
+    let log = running.stderr();
+    assert!(!log.contains("not ready"), "readiness flipped:\n{log}");
+    running.assert_running("under the open-files limit");
 }
