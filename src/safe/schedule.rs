@@ -153,7 +153,7 @@ mod tests {
             let mut s = Schedule::with_rng(INTERVAL, CAP, fastrand::Rng::with_seed(seed));
             let d = s.next_delay(Pace::NotYet);
             firsts.push(d);
-            let past = d - INTERVAL;
+            let past = d.saturating_sub(INTERVAL);
             let tenth = usize::try_from(past.as_nanos() * 10 / INTERVAL.as_nanos()).unwrap();
             buckets[tenth.min(9)] += 1;
         }
@@ -302,14 +302,14 @@ mod tests {
                 let started = Duration::from_millis(rng.u64(0..400));
                 let mut s =
                     Schedule::with_rng(INTERVAL, CAP, fastrand::Rng::with_seed(rng.u64(..)));
-                let before = registered - started;
+                let before = registered.saturating_sub(started);
                 ticker += u64::try_from(before.as_nanos() / INTERVAL.as_nanos()).unwrap();
                 // The immediate request, then the schedule; bounded: the
                 // registration is at most six intervals away.
                 let mut at = Duration::ZERO;
                 for _ in 0..100 {
                     if at >= before {
-                        waits += at - before;
+                        waits += at.saturating_sub(before);
                         break;
                     }
                     gates += 1;
