@@ -711,7 +711,9 @@ fn mesh_warnings(spec: &Mapping, req: &Request, warnings: &mut Vec<String>) {
 /// The result must parse as a Kubernetes pod template.
 fn check_typed(template: &Value) -> Result<(), String> {
     use k8s_openapi::api::core::v1::PodTemplateSpec;
-    serde_yaml_ng::from_value::<PodTemplateSpec>(template.clone())
+    use serde::Deserialize as _;
+    // From the borrowed tree: no copy of the template.
+    PodTemplateSpec::deserialize(template)
         .map(drop)
         .map_err(|e| {
             format!("the pod template is not a valid Kubernetes PodTemplateSpec ({e}): fix it")
