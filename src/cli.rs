@@ -40,30 +40,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Log format on stderr.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t = LogFormat::Text,
-        env = "SECRET_GATE_LOG_FORMAT",
-        value_name = "FORMAT",
-        help_heading = "Logging"
-    )]
-    pub log_format: LogFormat,
-
-    /// Log level of secret-gate's own events; libraries log warnings only.
-    /// Secret values are never logged, at any level.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t = LogLevel::Info,
-        env = "SECRET_GATE_LOG_LEVEL",
-        value_name = "LEVEL",
-        help_heading = "Logging"
-    )]
-    pub log_level: LogLevel,
+    #[command(flatten)]
+    pub logging: LoggingArgs<GateLogging>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -510,10 +488,69 @@ pub enum LogFormat {
     Json,
 }
 
-impl Cli {
+/// What differs between the binaries that take [`LoggingArgs`]: the env
+/// vars, the `--log-level` help, and where the flags sit in `--help`.
+pub trait LoggingFlags {
+    /// The env var behind `--log-format`.
+    const FORMAT_ENV: &'static str;
+    /// The env var behind `--log-level`.
+    const LEVEL_ENV: &'static str;
+    /// `--log-level`'s help: whose events it sets.
+    const LEVEL_HELP: &'static str;
+    /// The `--help` heading of both flags (`None`: with the other options).
+    const HEADING: Option<&'static str>;
+    /// Whether the flags are accepted after a subcommand too.
+    const GLOBAL: bool;
+}
+
+/// The gate's logging flags: `SECRET_GATE_LOG_*`, global, under "Logging".
+#[derive(Debug, Clone, Copy)]
+pub struct GateLogging;
+
+impl LoggingFlags for GateLogging {
+    const FORMAT_ENV: &'static str = "SECRET_GATE_LOG_FORMAT";
+    const LEVEL_ENV: &'static str = "SECRET_GATE_LOG_LEVEL";
+    const LEVEL_HELP: &'static str = "Log level of secret-gate's own events; libraries log warnings only. Secret values are never logged, at any level";
+    const HEADING: Option<&'static str> = Some("Logging");
+    const GLOBAL: bool = true;
+}
+
+/// `--log-format` and `--log-level`, one definition for the gate and the
+/// injector's webhook; `F` names each binary's env vars and help.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LoggingArgs<F: LoggingFlags> {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = F::GLOBAL,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = F::FORMAT_ENV,
+        value_name = "FORMAT",
+        help_heading = F::HEADING
+    )]
+    pub log_format: LogFormat,
+
+    #[arg(
+        long,
+        global = F::GLOBAL,
+        value_enum,
+        default_value_t = LogLevel::Info,
+        env = F::LEVEL_ENV,
+        value_name = "LEVEL",
+        help = F::LEVEL_HELP,
+        help_heading = F::HEADING
+    )]
+    pub log_level: LogLevel,
+
+    #[arg(skip)]
+    flags: std::marker::PhantomData<F>,
+}
+
+impl<F: LoggingFlags> LoggingArgs<F> {
     /// `--log-format` and `--log-level`, for [`crate::logging::init`].
     #[must_use]
-    pub const fn logging(&self) -> crate::logging::Settings {
+    pub const fn settings(&self) -> crate::logging::Settings {
         use crate::logging::{Format, Level};
         crate::logging::Settings {
             format: match self.log_format {
@@ -529,6 +566,14 @@ impl Cli {
                 LogLevel::Off => Level::Off,
             },
         }
+    }
+}
+
+impl Cli {
+    /// `--log-format` and `--log-level`, for [`crate::logging::init`].
+    #[must_use]
+    pub const fn logging(&self) -> crate::logging::Settings {
+        self.logging.settings()
     }
 
     /// `--termination-log` (or `SECRET_GATE_TERMINATION_LOG`), if given.
@@ -776,6 +821,50 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn logging_flags_go_before_or_after_the_subcommand() {
+        use crate::logging::{Format, Level, Settings};
+        let default = Settings {
+            format: Format::Text,
+            level: Level::Info,
+        };
+        let debug_json = Settings {
+            format: Format::Json,
+            level: Level::Debug,
+        };
+        let table: [(&[&str], Settings); 3] = [
+            (&["secret-gate", "check", "--mount-path", "/m"], default),
+            (
+                &[
+                    "secret-gate",
+                    "--log-level",
+                    "debug",
+                    "--log-format=json",
+                    "check",
+                    "--mount-path",
+                    "/m",
+                ],
+                debug_json,
+            ),
+            (
+                &[
+                    "secret-gate",
+                    "check",
+                    "--mount-path",
+                    "/m",
+                    "--log-format",
+                    "json",
+                    "--log-level=debug",
+                ],
+                debug_json,
+            ),
+        ];
+        for (args, want) in table {
+            let cli = super::parse_from_ignoring_env(args).unwrap();
+            assert_eq!(cli.logging(), want, "{args:?}");
+        }
     }
 
     #[test]
