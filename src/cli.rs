@@ -181,6 +181,11 @@ pub struct AfterArgs {
     )]
     pub max_connections: usize,
 
+    /// Whether --max-connections was given (on the command line or in its
+    /// env var) rather than left at its default: it needs --listen.
+    #[arg(skip)]
+    pub max_connections_given: bool,
+
     /// With --keep-running: POST to this http:// URL when the secret
     /// changed and the new version passes the check (repeatable; the env
     /// var takes a comma-separated list). Success is a 2xx answer; failures
@@ -628,7 +633,31 @@ impl UsageError {
 
 /// Parses this process's command line (arguments need not be UTF-8).
 pub fn parse() -> Result<Cli, UsageError> {
-    Cli::try_parse().map_err(|error| UsageError { error })
+    use clap::CommandFactory;
+    let matches = Cli::command()
+        .try_get_matches()
+        .map_err(|error| UsageError { error })?;
+    from_matches(&matches)
+}
+
+/// The [`Cli`] of parsed matches, with what only the matches know: which
+/// defaulted flags were given.
+fn from_matches(matches: &clap::ArgMatches) -> Result<Cli, UsageError> {
+    use clap::parser::ValueSource;
+    use clap::FromArgMatches;
+    let mut cli = Cli::from_arg_matches(matches).map_err(|error| UsageError { error })?;
+    let after = match &mut cli.command {
+        Command::Watch(a) => &mut a.after,
+        Command::Safe(a) => &mut a.after,
+        Command::Check(_) => return Ok(cli),
+    };
+    after.max_connections_given = matches.subcommand().is_some_and(|(_, sub)| {
+        matches!(
+            sub.value_source("max_connections"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    });
+    Ok(cli)
 }
 
 /// Parses `args` (the first is the program name), as [`parse`] does.
@@ -637,7 +666,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    Cli::try_parse_from(args).map_err(|error| UsageError { error })
+    use clap::CommandFactory;
+    let matches = Cli::command()
+        .try_get_matches_from(args)
+        .map_err(|error| UsageError { error })?;
+    from_matches(&matches)
 }
 
 /// Parses `args` as [`parse_from`] does, but reads no environment
@@ -650,7 +683,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    use clap::{CommandFactory, FromArgMatches};
+    use clap::CommandFactory;
     fn without_env(cmd: clap::Command) -> clap::Command {
         let cmd = cmd.mut_args(|arg| arg.env(None));
         let names: Vec<String> = cmd
@@ -664,7 +697,7 @@ where
     let matches = without_env(Cli::command())
         .try_get_matches_from(args)
         .map_err(|error| UsageError { error })?;
-    Cli::from_arg_matches(&matches).map_err(|error| UsageError { error })
+    from_matches(&matches)
 }
 
 /// `--termination-log` (or `SECRET_GATE_TERMINATION_LOG`) on a command
