@@ -18,14 +18,13 @@
     reason = "test code: a panic fails the test, with its location"
 )]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use secret_gate_injector::document::{self, Format, Input};
 use serde_yaml_ng::{Mapping, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_secret-gate-injector");
+mod cli_support;
+use cli_support::run_bin;
 
 struct Case {
     name: String,
@@ -107,23 +106,6 @@ trait FrontEnd {
     fn name(&self) -> &'static str;
     /// `None`: the case does not apply to this front end.
     fn run(&self, case: &Case) -> Option<Observed>;
-}
-
-fn run_bin(args: &[String], stdin: &[u8]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 fn split_stderr(stderr: &str) -> (Vec<String>, Vec<String>) {

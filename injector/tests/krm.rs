@@ -9,78 +9,35 @@
     reason = "test code: a panic fails the test, with its location"
 )]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use serde_yaml_ng::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_secret-gate-injector");
+mod cli_support;
 
 fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    cli_support::run_bin(&args, stdin.as_bytes())
 }
 
 /// A secret value that must never reach a message.
 const SECRET: &str = "c3VwZXItc2VjcmV0LXZhbHVl";
 
-fn list(function_config: &str, bad_mode: &str) -> String {
+/// An opted-in Deployment in `prod` whose app mounts the secret at
+/// `/secrets`, with the gate's files at `mount_path` and a `mode`.
+fn deployment(name: &str, mount_path: &str, mode: &str) -> String {
     format!(
-        r#"apiVersion: config.kubernetes.io/v1
-kind: ResourceList
-{function_config}items:
-  - apiVersion: v1
-    kind: Secret
-    metadata: {{name: db}}
-    data: {{password: {SECRET}}}
-  - apiVersion: apps/v1
+        r#"  - apiVersion: apps/v1
     kind: Deployment
-    metadata: {{name: good, namespace: prod}}
+    metadata: {{name: {name}, namespace: prod}}
     spec:
-      selector: {{matchLabels: {{app: good}}}}
+      selector: {{matchLabels: {{app: {name}}}}}
       template:
         metadata:
-          labels: {{app: good}}
+          labels: {{app: {name}}}
           annotations:
             secret-gate.dev/inject: "true"
-            secret-gate.dev/mount-path: /secrets
+            secret-gate.dev/mount-path: {mount_path}
             secret-gate.dev/required-keys: password
-        spec:
-          containers:
-            - name: app
-              image: example.com/app:1
-              volumeMounts: [{{name: s, mountPath: /secrets}}]
-          volumes: [{{name: s, secret: {{secretName: db}}}}]
-  - apiVersion: apps/v1
-    kind: Deployment
-    metadata: {{name: bad, namespace: prod}}
-    spec:
-      selector: {{matchLabels: {{app: bad}}}}
-      template:
-        metadata:
-          labels: {{app: bad}}
-          annotations:
-            secret-gate.dev/inject: "true"
-            secret-gate.dev/mount-path: /secrets
-            secret-gate.dev/required-keys: password
-            secret-gate.dev/mode: {bad_mode}
+            secret-gate.dev/mode: {mode}
         spec:
           containers:
             - name: app
@@ -91,13 +48,24 @@ kind: ResourceList
     )
 }
 
+/// A `ResourceList`: a Secret, the Deployment `good` (`good_path` its
+/// mount path) and the Deployment `bad` (`bad_mode` its mode).
+fn list(function_config: &str, good_path: &str, bad_mode: &str) -> String {
+    format!(
+        "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\n{function_config}items:\n  \
+         - apiVersion: v1\n    kind: Secret\n    metadata: {{name: db}}\n    data: {{password: {SECRET}}}\n{}{}",
+        deployment("good", good_path, "init"),
+        deployment("bad", "/secrets", bad_mode),
+    )
+}
+
 fn items(v: &Value) -> &Vec<Value> {
     v["items"].as_sequence().unwrap()
 }
 
 #[test]
 fn a_bad_item_fails_the_function_with_an_error_result_and_the_items_unchanged() {
-    let input = list("", "daemon");
+    let input = list("", "/secrets", "daemon");
     let (code, stdout, stderr) = run(&["inject"], &input);
     assert_eq!(code, 2, "stderr: {stderr}");
     assert!(
@@ -144,7 +112,7 @@ fn a_bad_item_fails_the_function_with_an_error_result_and_the_items_unchanged() 
     assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
 
     // The same list, fixed, injects.
-    let (code, stdout, stderr) = run(&["inject"], &list("", "init"));
+    let (code, stdout, stderr) = run(&["inject"], &list("", "/secrets", "init"));
     assert_eq!(code, 0, "{stderr}");
     let answer: Value = serde_yaml_ng::from_str(&stdout).unwrap();
     let results = answer["results"].as_sequence().unwrap();
@@ -156,7 +124,7 @@ fn a_bad_item_fails_the_function_with_an_error_result_and_the_items_unchanged() 
 
 #[test]
 fn every_bad_item_gets_its_own_error_result() {
-    let input = list("", "daemon").replace("mount-path: /secrets\n            secret-gate.dev/required-keys: password\n        spec:", "mount-path: /elsewhere\n            secret-gate.dev/required-keys: password\n        spec:");
+    let input = list("", "/elsewhere", "daemon");
     let (code, stdout, stderr) = run(&["inject"], &input);
     assert_eq!(code, 2, "stderr: {stderr}");
     let answer: Value = serde_yaml_ng::from_str(&stdout).unwrap();
@@ -172,7 +140,7 @@ fn every_bad_item_gets_its_own_error_result() {
 #[test]
 fn a_bad_function_config_is_an_error_result_without_a_resource() {
     let config = "functionConfig:\n  apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: cfg}\n  data: {mode: daemon}\n";
-    let input = list(config, "init");
+    let input = list(config, "/secrets", "init");
     let (code, stdout, stderr) = run(&["inject"], &input);
     assert_eq!(code, 2, "stderr: {stderr}");
     assert!(
