@@ -40,30 +40,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Log format on stderr.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t = LogFormat::Text,
-        env = "SECRET_GATE_LOG_FORMAT",
-        value_name = "FORMAT",
-        help_heading = "Logging"
-    )]
-    pub log_format: LogFormat,
-
-    /// Log level of secret-gate's own events; libraries log warnings only.
-    /// Secret values are never logged, at any level.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t = LogLevel::Info,
-        env = "SECRET_GATE_LOG_LEVEL",
-        value_name = "LEVEL",
-        help_heading = "Logging"
-    )]
-    pub log_level: LogLevel,
+    #[command(flatten)]
+    pub logging: LoggingArgs<GateLogging>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +180,11 @@ pub struct AfterArgs {
         help_heading = "Keep running"
     )]
     pub max_connections: usize,
+
+    /// Whether --max-connections was given (on the command line or in its
+    /// env var) rather than left at its default: it needs --listen.
+    #[arg(skip)]
+    pub max_connections_given: bool,
 
     /// With --keep-running: POST to this http:// URL when the secret
     /// changed and the new version passes the check (repeatable; the env
@@ -510,10 +493,69 @@ pub enum LogFormat {
     Json,
 }
 
-impl Cli {
+/// What differs between the binaries that take [`LoggingArgs`]: the env
+/// vars, the `--log-level` help, and where the flags sit in `--help`.
+pub trait LoggingFlags {
+    /// The env var behind `--log-format`.
+    const FORMAT_ENV: &'static str;
+    /// The env var behind `--log-level`.
+    const LEVEL_ENV: &'static str;
+    /// `--log-level`'s help: whose events it sets.
+    const LEVEL_HELP: &'static str;
+    /// The `--help` heading of both flags (`None`: with the other options).
+    const HEADING: Option<&'static str>;
+    /// Whether the flags are accepted after a subcommand too.
+    const GLOBAL: bool;
+}
+
+/// The gate's logging flags: `SECRET_GATE_LOG_*`, global, under "Logging".
+#[derive(Debug, Clone, Copy)]
+pub struct GateLogging;
+
+impl LoggingFlags for GateLogging {
+    const FORMAT_ENV: &'static str = "SECRET_GATE_LOG_FORMAT";
+    const LEVEL_ENV: &'static str = "SECRET_GATE_LOG_LEVEL";
+    const LEVEL_HELP: &'static str = "Log level of secret-gate's own events; libraries log warnings only. Secret values are never logged, at any level";
+    const HEADING: Option<&'static str> = Some("Logging");
+    const GLOBAL: bool = true;
+}
+
+/// `--log-format` and `--log-level`, one definition for the gate and the
+/// injector's webhook; `F` names each binary's env vars and help.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LoggingArgs<F: LoggingFlags> {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = F::GLOBAL,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = F::FORMAT_ENV,
+        value_name = "FORMAT",
+        help_heading = F::HEADING
+    )]
+    pub log_format: LogFormat,
+
+    #[arg(
+        long,
+        global = F::GLOBAL,
+        value_enum,
+        default_value_t = LogLevel::Info,
+        env = F::LEVEL_ENV,
+        value_name = "LEVEL",
+        help = F::LEVEL_HELP,
+        help_heading = F::HEADING
+    )]
+    pub log_level: LogLevel,
+
+    #[arg(skip)]
+    flags: std::marker::PhantomData<F>,
+}
+
+impl<F: LoggingFlags> LoggingArgs<F> {
     /// `--log-format` and `--log-level`, for [`crate::logging::init`].
     #[must_use]
-    pub const fn logging(&self) -> crate::logging::Settings {
+    pub const fn settings(&self) -> crate::logging::Settings {
         use crate::logging::{Format, Level};
         crate::logging::Settings {
             format: match self.log_format {
@@ -529,6 +571,14 @@ impl Cli {
                 LogLevel::Off => Level::Off,
             },
         }
+    }
+}
+
+impl Cli {
+    /// `--log-format` and `--log-level`, for [`crate::logging::init`].
+    #[must_use]
+    pub const fn logging(&self) -> crate::logging::Settings {
+        self.logging.settings()
     }
 
     /// `--termination-log` (or `SECRET_GATE_TERMINATION_LOG`), if given.
@@ -583,7 +633,31 @@ impl UsageError {
 
 /// Parses this process's command line (arguments need not be UTF-8).
 pub fn parse() -> Result<Cli, UsageError> {
-    Cli::try_parse().map_err(|error| UsageError { error })
+    use clap::CommandFactory;
+    let matches = Cli::command()
+        .try_get_matches()
+        .map_err(|error| UsageError { error })?;
+    from_matches(&matches)
+}
+
+/// The [`Cli`] of parsed matches, with what only the matches know: which
+/// defaulted flags were given.
+fn from_matches(matches: &clap::ArgMatches) -> Result<Cli, UsageError> {
+    use clap::parser::ValueSource;
+    use clap::FromArgMatches;
+    let mut cli = Cli::from_arg_matches(matches).map_err(|error| UsageError { error })?;
+    let after = match &mut cli.command {
+        Command::Watch(a) => &mut a.after,
+        Command::Safe(a) => &mut a.after,
+        Command::Check(_) => return Ok(cli),
+    };
+    after.max_connections_given = matches.subcommand().is_some_and(|(_, sub)| {
+        matches!(
+            sub.value_source("max_connections"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    });
+    Ok(cli)
 }
 
 /// Parses `args` (the first is the program name), as [`parse`] does.
@@ -592,7 +666,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    Cli::try_parse_from(args).map_err(|error| UsageError { error })
+    use clap::CommandFactory;
+    let matches = Cli::command()
+        .try_get_matches_from(args)
+        .map_err(|error| UsageError { error })?;
+    from_matches(&matches)
 }
 
 /// Parses `args` as [`parse_from`] does, but reads no environment
@@ -605,7 +683,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    use clap::{CommandFactory, FromArgMatches};
+    use clap::CommandFactory;
     fn without_env(cmd: clap::Command) -> clap::Command {
         let cmd = cmd.mut_args(|arg| arg.env(None));
         let names: Vec<String> = cmd
@@ -619,7 +697,7 @@ where
     let matches = without_env(Cli::command())
         .try_get_matches_from(args)
         .map_err(|error| UsageError { error })?;
-    Cli::from_arg_matches(&matches).map_err(|error| UsageError { error })
+    from_matches(&matches)
 }
 
 /// `--termination-log` (or `SECRET_GATE_TERMINATION_LOG`) on a command
@@ -776,6 +854,50 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn logging_flags_go_before_or_after_the_subcommand() {
+        use crate::logging::{Format, Level, Settings};
+        let default = Settings {
+            format: Format::Text,
+            level: Level::Info,
+        };
+        let debug_json = Settings {
+            format: Format::Json,
+            level: Level::Debug,
+        };
+        let table: [(&[&str], Settings); 3] = [
+            (&["secret-gate", "check", "--mount-path", "/m"], default),
+            (
+                &[
+                    "secret-gate",
+                    "--log-level",
+                    "debug",
+                    "--log-format=json",
+                    "check",
+                    "--mount-path",
+                    "/m",
+                ],
+                debug_json,
+            ),
+            (
+                &[
+                    "secret-gate",
+                    "check",
+                    "--mount-path",
+                    "/m",
+                    "--log-format",
+                    "json",
+                    "--log-level=debug",
+                ],
+                debug_json,
+            ),
+        ];
+        for (args, want) in table {
+            let cli = super::parse_from_ignoring_env(args).unwrap();
+            assert_eq!(cli.logging(), want, "{args:?}");
+        }
     }
 
     #[test]

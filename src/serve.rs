@@ -27,6 +27,11 @@
 //! [`Limits::setup_timeout`] and counted under the cap. The handler gets an
 //! `http::Request<Bytes>` (with the peer's [`PeerAddr`] as an extension)
 //! and returns an `http::Response<Bytes>`.
+//!
+//! [`Stats`] counts what the server did; [`metrics::StatsMetrics`] exports
+//! those counters to Prometheus under the names each caller chooses.
+
+pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -390,6 +390,17 @@ fn exec_and_keep_running_and_stray_flags_are_usage_errors() {
     let run = base().args(["--listen", "127.0.0.1:1"]).run();
     run.assert_code(2);
     assert_log_contains(&fx, "--listen needs --keep-running", &run);
+    // --max-connections caps the --listen port: without one it is a
+    // usage error too, given as a flag or in its env var, with or without
+    // --keep-running.
+    let run = base()
+        .args(["--keep-running", "--max-connections", "10"])
+        .run();
+    run.assert_code(2);
+    assert_log_contains(&fx, "--max-connections needs --listen", &run);
+    let run = base().env("SECRET_GATE_MAX_CONNECTIONS", "10").run();
+    run.assert_code(2);
+    assert_log_contains(&fx, "--max-connections needs --listen", &run);
     let run = base()
         .args(["--keep-running", "--on-change-url", "https://x/"])
         .run();

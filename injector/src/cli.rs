@@ -2,7 +2,9 @@
 //! manifests on stdout, one report line per object on stderr.
 //!
 //! Exit codes: 0 done; 1 with `--check` when anything would change; 2 bad
-//! input (nothing is written to stdout then).
+//! input (nothing is written to stdout then, except by the KRM function,
+//! which answers a `ResourceList` it cannot process with its items
+//! unchanged and `severity: error` results).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -39,7 +41,8 @@ pub enum Command {
     /// and CronJobs are edited, everything else passes through byte for
     /// byte. When stdin holds a KRM ResourceList, answers with one (a KRM
     /// function for kustomize and kpt). Exit 0 done, 1 with --check when
-    /// anything would change, 2 on bad input (nothing on stdout).
+    /// anything would change, 2 on bad input (nothing on stdout, except a
+    /// ResourceList's answer: its items unchanged, with error results).
     Inject(InjectArgs),
 
     /// Serve the mutating admission webhook over HTTPS: POST /mutate
@@ -266,12 +269,18 @@ fn krm_run(
         args.image.is_some(),
     ) {
         Ok(s) => s,
-        Err(e) => return bad(vec![format!("error: ResourceList: {e}")]),
+        Err(message) => {
+            let problem = krm::Problem {
+                message,
+                object: None,
+            };
+            return krm_failed(args, doc, list, &[problem]);
+        }
     };
     let injector = Injector::new(settings);
     let (answer, reports) = match krm::run(&injector, list) {
         Ok(x) => x,
-        Err(e) => return bad(vec![format!("error: ResourceList: {e}")]),
+        Err(problems) => return krm_failed(args, doc, list, &problems),
     };
     let changed = reports.iter().any(|r| r.changed);
     let mut stderr = Vec::new();
@@ -292,12 +301,7 @@ fn krm_run(
             },
         };
     }
-    let format = match args.output {
-        Some(OutputFormat::Json) => Format::Json,
-        Some(OutputFormat::Yaml) => Format::Yaml,
-        None => doc.format,
-    };
-    match document::emit(&answer, format) {
+    match document::emit(&answer, krm_format(args, doc)) {
         Ok(text) => RunOutput {
             stdout: Some(text),
             stderr,
@@ -306,5 +310,39 @@ fn krm_run(
         Err(e) => bad(vec![format!(
             "error: ResourceList: cannot write the answer: {e}"
         )]),
+    }
+}
+
+/// The answer's format: `-o`, else the `ResourceList`'s own.
+fn krm_format(args: &InjectArgs, doc: &Document) -> Format {
+    match args.output {
+        Some(OutputFormat::Json) => Format::Json,
+        Some(OutputFormat::Yaml) => Format::Yaml,
+        None => doc.format,
+    }
+}
+
+/// A `ResourceList` the function cannot process: exit 2 with the problems
+/// on stderr and, on stdout, the list with its items unchanged and a
+/// `severity: error` result per problem (nothing with `--check`).
+fn krm_failed(
+    args: &InjectArgs,
+    doc: &Document,
+    list: &serde_yaml_ng::Value,
+    problems: &[krm::Problem],
+) -> RunOutput {
+    let stderr = problems
+        .iter()
+        .map(|p| format!("error: ResourceList: {}", p.message))
+        .collect();
+    let stdout = if args.check {
+        None
+    } else {
+        document::emit(&krm::failed(list, problems), krm_format(args, doc)).ok()
+    };
+    RunOutput {
+        stdout,
+        stderr,
+        code: exit::BAD_INPUT,
     }
 }

@@ -1,7 +1,8 @@
 //! Input and output documents. Multi-document YAML is split on its `---`
-//! lines so that each document keeps its original text: a document the
-//! core leaves alone is written back byte for byte, and only an edited one
-//! is emitted from its value tree.
+//! lines, after its `...` (document end) lines and before its directives
+//! (`%YAML 1.2`, `%TAG`), so that each document keeps its original text: a
+//! document the core leaves alone is written back byte for byte, and only
+//! an edited one is emitted from its value tree.
 
 use std::fmt;
 use std::io::Read;
@@ -72,16 +73,41 @@ impl Document {
             })
     }
 
-    /// The `---` line that opened the document, if any.
+    /// The `---` line that opened the document (after its directives, if
+    /// any), if any.
     fn separator(&self) -> Option<&str> {
-        let first = self.text.lines().next()?;
+        let first = self.text.lines().find(|l| !is_directive(l))?;
         is_separator(first).then_some("---\n")
     }
 }
 
+/// A line that is `marker` alone, or `marker` then a space or tab (and a
+/// comment or, for `---`, content).
+fn is_marker(line: &str, marker: &str) -> bool {
+    line.trim_end_matches(['\r', '\n'])
+        .strip_prefix(marker)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+}
+
+/// A document start, `---`.
 fn is_separator(line: &str) -> bool {
-    let line = line.trim_end_matches('\r');
-    line == "---" || line.starts_with("--- ") || line.starts_with("---\t")
+    is_marker(line, "---")
+}
+
+/// A document end, `...`.
+fn is_document_end(line: &str) -> bool {
+    is_marker(line, "...")
+}
+
+/// A directive line (`%YAML 1.2`, `%TAG ! tag:example.com,2000:`).
+fn is_directive(line: &str) -> bool {
+    line.starts_with('%')
+}
+
+/// A blank or comment-only line.
+fn is_blank_or_comment(line: &str) -> bool {
+    let t = line.trim();
+    t.is_empty() || t.starts_with('#')
 }
 
 /// Reads `path` (`-` for stdin): a file, or every `.yaml`, `.yml` and
@@ -201,17 +227,59 @@ pub fn documents(input: &Input) -> Result<Vec<Document>, InputError> {
     }
 }
 
-/// The documents of a YAML stream, as text: each piece starts at a `---`
-/// line (except the first) and the pieces concatenate to the input.
+/// The documents of a YAML stream, as text; the pieces concatenate to the
+/// input. A piece starts at a `---` line (with the directives before it,
+/// if any), at a directive or a bare document after a `...` line, or at
+/// the start. Comments and blank lines stay with the piece before them
+/// (before the first document, they are a piece of their own when a `---`
+/// or a directive follows). A `...` line ends its piece's document, so a
+/// directive after it starts the next; anywhere else a `%` line is the
+/// parser's to judge, as YAML 1.2 has it.
 #[must_use]
 pub fn split_yaml(text: &str) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut start = 0;
     let mut offset = 0;
+    // Inside a document (after its `---` or content, before a `...`).
+    let mut open = false;
+    // The piece holds a document (content, `---` or `...`): anything that
+    // starts a new document after it ends starts a new piece.
+    let mut has_doc = false;
+    // The piece holds directives, whose `---` is still to come.
+    let mut directives = false;
     for line in text.split_inclusive('\n') {
-        if offset > 0 && is_separator(line.trim_end_matches('\n')) {
+        let cut = if open {
+            if is_separator(line) {
+                true
+            } else {
+                open = !is_document_end(line);
+                false
+            }
+        } else if is_separator(line) {
+            let cut = !directives && offset > start;
+            open = true;
+            cut
+        } else if is_directive(line) {
+            let cut = !directives && offset > start;
+            directives = true;
+            cut
+        } else if is_document_end(line) || is_blank_or_comment(line) {
+            // A stray end, a comment: with the piece before.
+            false
+        } else {
+            // A bare document: a new piece only after an ended one.
+            open = true;
+            has_doc && !directives
+        };
+        if cut {
             pieces.push(&text[start..offset]);
             start = offset;
+            has_doc = false;
+            directives = is_directive(line);
+        }
+        if is_separator(line) || is_document_end(line) || (open && !is_blank_or_comment(line)) {
+            has_doc = true;
+            directives = false;
         }
         offset += line.len();
     }
@@ -221,11 +289,22 @@ pub fn split_yaml(text: &str) -> Vec<&str> {
     pieces
 }
 
+/// Whether a piece holds anything but markers, directives before its
+/// `---`, comments and blank lines.
 fn has_content(text: &str) -> bool {
+    let mut prefix = true;
     text.lines().any(|l| {
+        if prefix && is_directive(l) {
+            return false;
+        }
+        prefix = false;
+        let marker = (is_separator(l) && l[3..].trim_start().starts_with('#'))
+            || (is_document_end(l) && {
+                let rest = l[3..].trim();
+                rest.is_empty() || rest.starts_with('#')
+            });
         let t = l.trim();
-        let marker = is_separator(l) && l.trim_start_matches('-').trim().starts_with('#');
-        !(t.is_empty() || t.starts_with('#') || marker || t == "---" || t == "...")
+        !(is_blank_or_comment(l) || marker || t == "---" || t == "...")
     })
 }
 
@@ -361,12 +440,32 @@ pub fn emit(value: &Value, format: Format) -> Result<String, String> {
     }
 }
 
+/// Whether a piece's last line that is not blank or a comment is a `...`:
+/// its document is ended, so a directive or a bare document may follow.
+fn ends_document(text: &str) -> Option<bool> {
+    text.lines()
+        .rev()
+        .find(|l| !is_blank_or_comment(l))
+        .map(is_document_end)
+}
+
 /// Assembles the output stream.
 #[derive(Debug, Default)]
 pub struct Writer {
     out: String,
     /// `None`: each document keeps its input's format.
     format: Option<Format>,
+    /// Where the last document written stands.
+    last: Last,
+}
+
+/// The last document written: none yet, open, or ended by a `...` line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Last {
+    #[default]
+    None,
+    Open,
+    Ended,
 }
 
 impl Writer {
@@ -375,12 +474,16 @@ impl Writer {
         Self {
             out: String::new(),
             format,
+            last: Last::None,
         }
     }
 
     /// Writes one document: its original text if it was not edited (and
     /// its format is the output's, or the output is YAML, of which JSON is
-    /// a part), else the emitted value.
+    /// a part), else the emitted value. In YAML, a `---` goes before a
+    /// document that needs one, a `...` before directives that follow an
+    /// open document (from another input), and an edited document whose
+    /// text ended with `...` keeps it.
     pub fn push(&mut self, doc: &Document, edited: Option<&Value>) -> Result<(), String> {
         let format = self.format.unwrap_or(doc.format);
         let verbatim = edited.is_none() && (doc.format == format || format == Format::Yaml);
@@ -389,17 +492,36 @@ impl Writer {
         } else {
             match edited.or(doc.value.as_ref()) {
                 None => return Ok(()),
-                Some(v) => std::borrow::Cow::Owned(emit(v, format)?),
+                Some(v) => {
+                    let mut text = emit(v, format)?;
+                    if format == Format::Yaml
+                        && doc.format == Format::Yaml
+                        && ends_document(&doc.text) == Some(true)
+                    {
+                        text.push_str("...\n");
+                    }
+                    std::borrow::Cow::Owned(text)
+                }
             }
         };
         if !self.out.is_empty() && !self.out.ends_with('\n') {
             self.out.push('\n');
         }
         if format == Format::Yaml {
-            let has_sep = text.lines().next().is_some_and(is_separator);
-            let wants = !self.out.is_empty() || (!verbatim && doc.separator().is_some());
-            if wants && !has_sep {
-                self.out.push_str("---\n");
+            if text.lines().next().is_some_and(is_directive) {
+                if self.last == Last::Open {
+                    self.out.push_str("...\n");
+                }
+            } else {
+                let has_sep = text.lines().next().is_some_and(is_separator);
+                let wants = (!self.out.is_empty() && self.last != Last::Ended)
+                    || (!verbatim && doc.separator().is_some());
+                if wants && !has_sep {
+                    self.out.push_str("---\n");
+                }
+            }
+            if let Some(ended) = ends_document(&text) {
+                self.last = if ended { Last::Ended } else { Last::Open };
             }
         }
         self.out.push_str(&text);
@@ -409,5 +531,128 @@ impl Writer {
     #[must_use]
     pub fn finish(self) -> String {
         self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{documents, split_yaml, Format, Input, Writer};
+
+    fn input(text: &str) -> Input {
+        Input {
+            name: "t".to_owned(),
+            text: text.to_owned(),
+            format: Format::Yaml,
+        }
+    }
+
+    #[test]
+    fn the_stream_splits_at_starts_ends_and_directives() {
+        let table: &[(&str, &[&str])] = &[
+            ("a: 1\n", &["a: 1\n"]),
+            ("a: 1\n---\nb: 2\n", &["a: 1\n", "---\nb: 2\n"]),
+            ("# c\n---\na: 1\n", &["# c\n", "---\na: 1\n"]),
+            ("# c\na: 1\n---\nb: 2", &["# c\na: 1\n", "---\nb: 2"]),
+            // Directives belong to the document their `---` opens.
+            ("%YAML 1.2\n---\na: 1\n", &["%YAML 1.2\n---\na: 1\n"]),
+            (
+                "# c\n%YAML 1.2\n# d\n%TAG !e! tag:e.com,2000:\n---\na: 1\n",
+                &[
+                    "# c\n",
+                    "%YAML 1.2\n# d\n%TAG !e! tag:e.com,2000:\n---\na: 1\n",
+                ],
+            ),
+            // `...` ends its piece's document: a bare document, directives
+            // or a `---` after it start the next piece.
+            ("a: 1\n...\nb: 2\n", &["a: 1\n...\n", "b: 2\n"]),
+            (
+                "a: 1\n... # end\n# c\n\nb: 2\n",
+                &["a: 1\n... # end\n# c\n\n", "b: 2\n"],
+            ),
+            (
+                "a: 1\n...\n%YAML 1.2\n---\nb: 2\n...\n",
+                &["a: 1\n...\n", "%YAML 1.2\n---\nb: 2\n...\n"],
+            ),
+            ("a: 1\n...\n---\nb: 2\n", &["a: 1\n...\n", "---\nb: 2\n"]),
+            ("---\na: 1\n...\n...\n", &["---\na: 1\n...\n...\n"]),
+            // Inside a document, a `%` line is the parser's to judge.
+            ("a: |\n  x\n%b\n", &["a: |\n  x\n%b\n"]),
+            ("...x: 1\n", &["...x: 1\n"]),
+            ("", &[""]),
+        ];
+        for (text, want) in table {
+            let got = split_yaml(text);
+            assert_eq!(&got, want, "{text:?}");
+            assert_eq!(got.concat(), *text);
+        }
+    }
+
+    #[test]
+    fn directives_and_document_ends_parse_and_come_back_byte_for_byte() {
+        let text = "# header\n%YAML 1.2\n---\na: 1\n...\n# between\n%YAML 1.2\n--- # c\nb: 2\n...\nc: 3\n---\n...\n";
+        let docs = documents(&input(text)).unwrap();
+        let values: Vec<_> = docs
+            .iter()
+            .map(|d| {
+                d.value
+                    .as_ref()
+                    .map(|v| serde_yaml_ng::to_string(v).unwrap())
+            })
+            .collect();
+        assert_eq!(
+            values,
+            [
+                None,
+                Some("a: 1\n".to_owned()),
+                Some("b: 2\n".to_owned()),
+                Some("c: 3\n".to_owned()),
+                None
+            ]
+        );
+        let mut w = Writer::new(None);
+        for d in &docs {
+            w.push(d, None).unwrap();
+        }
+        assert_eq!(w.finish(), text);
+    }
+
+    #[test]
+    fn an_edited_document_keeps_its_end_and_the_next_its_directives() {
+        let text = "%YAML 1.2\n---\na: 1\n...\n%YAML 1.2\n---\nb: 2\n...\nc: 3\n";
+        let docs = documents(&input(text)).unwrap();
+        let edited: serde_yaml_ng::Value = serde_yaml_ng::from_str("a: 9").unwrap();
+        let mut w = Writer::new(None);
+        w.push(&docs[0], Some(&edited)).unwrap();
+        w.push(&docs[1], None).unwrap();
+        w.push(&docs[2], None).unwrap();
+        let out = w.finish();
+        assert_eq!(out, "---\na: 9\n...\n%YAML 1.2\n---\nb: 2\n...\nc: 3\n");
+        let again: Vec<_> = documents(&input(&out))
+            .unwrap()
+            .into_iter()
+            .filter_map(|d| d.value)
+            .collect();
+        assert_eq!(again.len(), 3);
+    }
+
+    #[test]
+    fn directives_after_an_open_document_of_another_input_get_an_end_first() {
+        let first = documents(&input("a: 1\n")).unwrap();
+        let second = documents(&input("%YAML 1.2\n---\nb: 2\n")).unwrap();
+        let third = documents(&input("c: 3\n")).unwrap();
+        let mut w = Writer::new(None);
+        for d in first.iter().chain(&second).chain(&third) {
+            w.push(d, None).unwrap();
+        }
+        let out = w.finish();
+        assert_eq!(out, "a: 1\n...\n%YAML 1.2\n---\nb: 2\n---\nc: 3\n");
+        assert_eq!(
+            documents(&input(&out))
+                .unwrap()
+                .iter()
+                .filter(|d| d.value.is_some())
+                .count(),
+            3
+        );
     }
 }

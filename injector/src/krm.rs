@@ -3,7 +3,9 @@
 //! (severity, `resourceRef`) per object, so that `kustomize build
 //! --enable-alpha-plugins --enable-exec` and kpt run the binary directly.
 //! `functionConfig` (a `ConfigMap`'s `data`, or a `spec`) may set the
-//! defaults `image`, `source` and `mode`.
+//! defaults `image`, `source` and `mode`. A list the function cannot
+//! process is answered with its items unchanged and a `severity: error`
+//! result per problem ([`failed`]), and a non-zero exit.
 
 use serde_yaml_ng::{Mapping, Value};
 
@@ -76,23 +78,41 @@ pub fn settings(
     Ok(base)
 }
 
+/// A problem that fails the function: its text (naming the item and the
+/// object, as on stderr) and the object, when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub message: String,
+    pub object: Option<ObjectRef>,
+}
+
 /// The answer to a `ResourceList`: the list with edited items and results,
-/// and the reports. The error names the item and what to change.
-pub fn run(injector: &Injector, list: &Value) -> Result<(Value, Vec<ObjectReport>), String> {
+/// and the reports. Every item is tried: the error lists each bad item,
+/// naming it and what to change.
+pub fn run(injector: &Injector, list: &Value) -> Result<(Value, Vec<ObjectReport>), Vec<Problem>> {
     let mut new_items = Vec::new();
     let mut reports = Vec::new();
+    let mut problems = Vec::new();
     for (i, item) in items(list, "items").iter().enumerate() {
-        let out = injector
-            .inject_value(item)
-            .map_err(|e| format!("item {i}: {e}"))?;
-        new_items.push(out.value.unwrap_or_else(|| item.clone()));
-        reports.extend(out.reports);
+        match injector.inject_value(item) {
+            Ok(out) => {
+                new_items.push(out.value.unwrap_or_else(|| item.clone()));
+                reports.extend(out.reports);
+            }
+            Err(e) => problems.push(Problem {
+                message: format!("item {i}: {e}"),
+                object: Some(e.object),
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
     }
     let mut results = Vec::new();
     for r in &reports {
-        results.push(result(&r.object, &r.message, "info"));
+        results.push(result(Some(&r.object), &r.message, "info"));
         for w in &r.warnings {
-            results.push(result(&r.object, w, "warning"));
+            results.push(result(Some(&r.object), w, "warning"));
         }
     }
     let mut out = list.as_mapping().cloned().unwrap_or_default();
@@ -101,10 +121,28 @@ pub fn run(injector: &Injector, list: &Value) -> Result<(Value, Vec<ObjectReport
     Ok((Value::Mapping(out), reports))
 }
 
-fn result(object: &ObjectRef, message: &str, severity: &str) -> Value {
+/// The answer when the function fails: `list` as it came, its items
+/// unchanged (nothing is half-injected), with one `severity: error` result
+/// per problem, as the KRM functions spec asks of a failing function.
+#[must_use]
+pub fn failed(list: &Value, problems: &[Problem]) -> Value {
+    let results = problems
+        .iter()
+        .map(|p| result(p.object.as_ref(), &p.message, "error"))
+        .collect();
+    let mut out = list.as_mapping().cloned().unwrap_or_default();
+    out.insert(s("results"), Value::Sequence(results));
+    Value::Mapping(out)
+}
+
+/// One `results` entry; the `resourceRef` only for an object with a kind
+/// and a name (an item that is not an object has none).
+fn result(object: Option<&ObjectRef>, message: &str, severity: &str) -> Value {
     let mut m = Mapping::new();
     m.insert(s("message"), s(message));
     m.insert(s("severity"), s(severity));
-    m.insert(s("resourceRef"), resource_ref(object));
+    if let Some(o) = object.filter(|o| !o.kind.is_empty() && !o.name.is_empty()) {
+        m.insert(s("resourceRef"), resource_ref(o));
+    }
     Value::Mapping(m)
 }

@@ -18,14 +18,13 @@
     reason = "test code: a panic fails the test, with its location"
 )]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use secret_gate_injector::document::{self, Format, Input};
 use serde_yaml_ng::{Mapping, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_secret-gate-injector");
+mod cli_support;
+use cli_support::run_bin;
 
 struct Case {
     name: String,
@@ -107,23 +106,6 @@ trait FrontEnd {
     fn name(&self) -> &'static str;
     /// `None`: the case does not apply to this front end.
     fn run(&self, case: &Case) -> Option<Observed>;
-}
-
-fn run_bin(args: &[String], stdin: &[u8]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 fn split_stderr(stderr: &str) -> (Vec<String>, Vec<String>) {
@@ -215,7 +197,9 @@ impl FrontEnd for Cli {
 }
 
 /// The KRM function: the case's documents as the items of a `ResourceList`
-/// on stdin, the answer's items and results read back.
+/// on stdin, the answer's items and results read back. On exit 2 the
+/// answer must carry the items unchanged and an error result per error
+/// line; its documents then count as no output, as the CLI writes none.
 struct Krm;
 
 impl FrontEnd for Krm {
@@ -242,7 +226,33 @@ impl FrontEnd for Krm {
         let (code, stdout, stderr) = run_bin(&args, stdin.as_bytes());
         let (report, errors) = split_stderr(&stderr);
         let mut docs = Vec::new();
-        if !stdout.is_empty() {
+        if code == 2 {
+            // A failed function answers with its items unchanged and one
+            // error result per error line on stderr.
+            let answer: Value = serde_yaml_ng::from_str(&stdout).unwrap_or_else(|e| {
+                panic!("{}: krm: exit 2 without a ResourceList ({e})", case.name)
+            });
+            assert_eq!(
+                answer["items"].as_sequence().unwrap(),
+                &case.input_docs(),
+                "{}: krm: a failed run changed its items",
+                case.name
+            );
+            let from_results: Vec<String> = answer["results"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    assert_eq!(r["severity"].as_str(), Some("error"), "{}", case.name);
+                    format!("error: ResourceList: {}", r["message"].as_str().unwrap())
+                })
+                .collect();
+            assert_eq!(
+                from_results, errors,
+                "{}: krm: results and stderr differ",
+                case.name
+            );
+        } else if !stdout.is_empty() {
             let answer: Value = serde_yaml_ng::from_str(&stdout).unwrap();
             docs.clone_from(answer["items"].as_sequence().unwrap());
             // The results say what the report says.
@@ -342,7 +352,8 @@ fn every_front_end_matches_the_goldens() {
             }
             let want: Vec<String> = expected_errors.iter().map(|l| core_message(l)).collect();
             let got: Vec<String> = seen.errors.iter().map(|l| core_message(l)).collect();
-            // The KRM function stops at the first bad item.
+            // The KRM function reports its bad items only (the CLI every
+            // bad document), each once.
             assert!(
                 got.iter().all(|g| want.contains(g)) && got.len() <= want.len(),
                 "{at}: errors {got:#?} are not the golden ones {want:#?}"

@@ -16,6 +16,11 @@ use super::{bad, ConfigError};
 /// gives its own `--keep-running` flags).
 pub(super) fn after(after: &AfterArgs, safe: Option<&SafeArgs>) -> Result<After, ConfigError> {
     let exec = (!after.command.is_empty()).then(|| after.command.clone());
+    if after.max_connections_given && after.listen.is_none() {
+        return Err(bad(
+            "--max-connections needs --listen (SECRET_GATE_LISTEN): without it the gate serves no port whose connections it could cap",
+        ));
+    }
     if !after.keep_running {
         let stray = [
             (after.listen.is_some(), "--listen"),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::problem::Problem;
 use crate::serve;
+use crate::serve::metrics::{Counted, StatsMetrics};
 
 use super::notify::Notifier;
 
@@ -37,71 +38,59 @@ pub struct Metrics {
     notification_retries: Family<Labels, Counter>,
     safe_requests: Family<Labels, Counter>,
     resource_errors: Counter,
-    http: HttpMetrics,
-    /// The `--listen` server's counters, copied into `http` at each scrape.
-    serve_stats: OnceLock<Arc<serve::Stats>>,
+    /// The `--listen` server's counters, copied at each scrape.
+    http: StatsMetrics,
     svid_expiry: TimeGauge,
     workload_api_reconnects: Counter,
 }
 
-/// The `--listen` server's counters (see [`crate::serve::StatsSnapshot`]).
-#[derive(Default)]
-struct HttpMetrics {
-    open: Gauge,
-    shed: Counter,
-    refused: Counter,
-    timed_out: Counter,
-    rejected: Counter,
-    accept_errors: Counter,
-}
-
-impl HttpMetrics {
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
+/// The `--listen` server's metrics (see [`crate::serve::StatsSnapshot`]),
+/// registered first.
+fn register_http(registry: &mut Registry) -> StatsMetrics {
+    StatsMetrics::register(
+        registry,
+        (
             "secret_gate_http_connections",
             "Connections open to the --listen port",
-            self.open.clone(),
-        );
-        registry.register(
-            "secret_gate_http_connections_shed",
-            "Idle or incomplete connections closed at the --max-connections cap to make room for a new one",
-            self.shed.clone(),
-        );
-        registry.register(
-            "secret_gate_http_connections_refused",
-            "New connections closed at once: at the cap with every connection busy",
-            self.refused.clone(),
-        );
-        registry.register(
-            "secret_gate_http_timeouts",
-            "Connections closed for a timeout (idle, slow request head or body, slow response)",
-            self.timed_out.clone(),
-        );
-        registry.register(
-            "secret_gate_http_requests_rejected",
-            "Malformed or oversized requests answered 400, 411, 413 or 431",
-            self.rejected.clone(),
-        );
-        registry.register(
-            "secret_gate_http_accept_errors",
-            "Failed accepts on the --listen port (out of file descriptors, say)",
-            self.accept_errors.clone(),
-        );
-    }
-
-    fn update(&self, stats: &serve::Stats) {
-        let now = stats.snapshot();
-        self.open.set(i64::try_from(now.open).unwrap_or(i64::MAX));
-        for (counter, value) in [
-            (&self.shed, now.shed),
-            (&self.refused, now.refused),
-            (&self.timed_out, now.timed_out),
-            (&self.rejected, now.rejected),
-            (&self.accept_errors, now.accept_errors),
-        ] {
-            counter.inner().store(value, Ordering::Relaxed);
-        }
-    }
+        ),
+        &[
+            (
+                Counted::Shed,
+                (
+                    "secret_gate_http_connections_shed",
+                    "Idle or incomplete connections closed at the --max-connections cap to make room for a new one",
+                ),
+            ),
+            (
+                Counted::Refused,
+                (
+                    "secret_gate_http_connections_refused",
+                    "New connections closed at once: at the cap with every connection busy",
+                ),
+            ),
+            (
+                Counted::TimedOut,
+                (
+                    "secret_gate_http_timeouts",
+                    "Connections closed for a timeout (idle, slow request head or body, slow response)",
+                ),
+            ),
+            (
+                Counted::Rejected,
+                (
+                    "secret_gate_http_requests_rejected",
+                    "Malformed or oversized requests answered 400, 411, 413 or 431",
+                ),
+            ),
+            (
+                Counted::AcceptErrors,
+                (
+                    "secret_gate_http_accept_errors",
+                    "Failed accepts on the --listen port (out of file descriptors, say)",
+                ),
+            ),
+        ],
+    )
 }
 
 impl Metrics {
@@ -117,8 +106,7 @@ impl Metrics {
         let notification_retries = Family::<Labels, Counter>::default();
         let safe_requests = Family::<Labels, Counter>::default();
         let resource_errors = Counter::default();
-        let http = HttpMetrics::default();
-        http.register(&mut registry);
+        let http = register_http(&mut registry);
         registry.register(
             "secret_gate_resource_errors",
             "Checks the gate could not complete for lack of its own resources (open files, memory); the last verdict stood",
@@ -204,7 +192,6 @@ impl Metrics {
             safe_requests,
             resource_errors,
             http,
-            serve_stats: OnceLock::new(),
             svid_expiry,
             workload_api_reconnects,
         }
@@ -212,7 +199,7 @@ impl Metrics {
 
     /// Exports the `--listen` server's counters from now on.
     pub fn serve_stats(&self, stats: Arc<serve::Stats>) {
-        let _ = self.serve_stats.set(stats);
+        self.http.attach(stats);
     }
 
     /// Counts one check the gate's own resources kept from completing.
@@ -223,9 +210,7 @@ impl Metrics {
     /// The Prometheus text exposition (`OpenMetrics` flavour).
     #[must_use]
     pub fn encode(&self) -> String {
-        if let Some(stats) = self.serve_stats.get() {
-            self.http.update(stats);
-        }
+        self.http.update();
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

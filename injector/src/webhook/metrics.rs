@@ -10,8 +10,7 @@
 //! | `secret_gate_injector_certificate_reload_rejections_total` | counter | changed files whose pair failed the checks (the old pair stayed) |
 //! | `secret_gate_injector_http_*` | | the server's connections, sheds, timeouts and refused requests |
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -20,6 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use secret_gate::serve;
+use secret_gate::serve::metrics::{Counted, StatsMetrics};
 
 /// The content type of the exposition `prometheus-client` writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -59,19 +59,57 @@ pub struct Metrics {
     not_after: Gauge,
     reloads: Counter,
     rejections: Counter,
-    http: Http,
-    serve_stats: OnceLock<Arc<serve::Stats>>,
+    /// The server's counters, copied at each scrape.
+    http: StatsMetrics,
 }
 
-/// The server's counters (see [`secret_gate::serve::StatsSnapshot`]).
-#[derive(Default)]
-struct Http {
-    open: Gauge,
-    shed: Counter,
-    refused: Counter,
-    timed_out: Counter,
-    rejected: Counter,
-    setup_failed: Counter,
+/// The server's metrics (see [`secret_gate::serve::StatsSnapshot`]),
+/// registered after the webhook's own.
+fn register_http(registry: &mut Registry) -> StatsMetrics {
+    StatsMetrics::register(
+        registry,
+        (
+            "secret_gate_injector_http_connections",
+            "Connections open to the webhook",
+        ),
+        &[
+            (
+                Counted::Shed,
+                (
+                    "secret_gate_injector_http_connections_shed",
+                    "Idle or incomplete connections closed at --max-connections to make room for a new one",
+                ),
+            ),
+            (
+                Counted::Refused,
+                (
+                    "secret_gate_injector_http_connections_refused",
+                    "New connections closed at once: at the cap with every connection busy",
+                ),
+            ),
+            (
+                Counted::TimedOut,
+                (
+                    "secret_gate_injector_http_timeouts",
+                    "Connections closed for a timeout (idle, slow request head or body, slow answer)",
+                ),
+            ),
+            (
+                Counted::Rejected,
+                (
+                    "secret_gate_injector_http_requests_rejected",
+                    "Malformed or oversized requests answered 400, 411, 413 or 431 by the server",
+                ),
+            ),
+            (
+                Counted::SetupFailed,
+                (
+                    "secret_gate_injector_tls_handshakes_failed",
+                    "TLS handshakes that failed or timed out (a client that does not trust the CA, say)",
+                ),
+            ),
+        ],
+    )
 }
 
 impl Default for Metrics {
@@ -117,8 +155,7 @@ impl Metrics {
             "Changed certificate files whose pair failed the checks; the previous pair stayed",
             rejections.clone(),
         );
-        let http = Http::default();
-        http.register(&mut registry);
+        let http = register_http(&mut registry);
         Self {
             registry,
             reviews,
@@ -127,13 +164,12 @@ impl Metrics {
             reloads,
             rejections,
             http,
-            serve_stats: OnceLock::new(),
         }
     }
 
     /// Exports the server's counters from now on.
     pub fn serve_stats(&self, stats: Arc<serve::Stats>) {
-        let _ = self.serve_stats.set(stats);
+        self.http.attach(stats);
     }
 
     /// Counts one review and its duration.
@@ -160,61 +196,10 @@ impl Metrics {
     /// The Prometheus text exposition (`OpenMetrics` flavour).
     #[must_use]
     pub fn encode(&self) -> String {
-        if let Some(stats) = self.serve_stats.get() {
-            self.http.update(stats);
-        }
+        self.http.update();
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
-    }
-}
-
-impl Http {
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "secret_gate_injector_http_connections",
-            "Connections open to the webhook",
-            self.open.clone(),
-        );
-        registry.register(
-            "secret_gate_injector_http_connections_shed",
-            "Idle or incomplete connections closed at --max-connections to make room for a new one",
-            self.shed.clone(),
-        );
-        registry.register(
-            "secret_gate_injector_http_connections_refused",
-            "New connections closed at once: at the cap with every connection busy",
-            self.refused.clone(),
-        );
-        registry.register(
-            "secret_gate_injector_http_timeouts",
-            "Connections closed for a timeout (idle, slow request head or body, slow answer)",
-            self.timed_out.clone(),
-        );
-        registry.register(
-            "secret_gate_injector_http_requests_rejected",
-            "Malformed or oversized requests answered 400, 411, 413 or 431 by the server",
-            self.rejected.clone(),
-        );
-        registry.register(
-            "secret_gate_injector_tls_handshakes_failed",
-            "TLS handshakes that failed or timed out (a client that does not trust the CA, say)",
-            self.setup_failed.clone(),
-        );
-    }
-
-    fn update(&self, stats: &serve::Stats) {
-        let now = stats.snapshot();
-        self.open.set(i64::try_from(now.open).unwrap_or(i64::MAX));
-        for (counter, value) in [
-            (&self.shed, now.shed),
-            (&self.refused, now.refused),
-            (&self.timed_out, now.timed_out),
-            (&self.rejected, now.rejected),
-            (&self.setup_failed, now.setup_failed),
-        ] {
-            counter.inner().store(value, Ordering::Relaxed);
-        }
     }
 }

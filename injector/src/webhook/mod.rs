@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use secret_gate::cli::{LogFormat, LogLevel};
+use secret_gate::cli::{LoggingArgs, LoggingFlags};
 use secret_gate::serve::{self, Limits, Server};
 
 use self::certs::{Files, Resolver};
@@ -90,25 +90,8 @@ pub struct Args {
     )]
     pub termination_log: Option<PathBuf>,
 
-    /// Log format on stderr.
-    #[arg(
-        long,
-        value_enum,
-        default_value_t = LogFormat::Text,
-        env = "SECRET_GATE_INJECTOR_LOG_FORMAT",
-        value_name = "FORMAT"
-    )]
-    pub log_format: LogFormat,
-
-    /// Log level of the injector's own events.
-    #[arg(
-        long,
-        value_enum,
-        default_value_t = LogLevel::Info,
-        env = "SECRET_GATE_INJECTOR_LOG_LEVEL",
-        value_name = "LEVEL"
-    )]
-    pub log_level: LogLevel,
+    #[command(flatten)]
+    pub logging: LoggingArgs<WebhookLogging>,
 
     /// Benchmark floor only: answer every review allowed, with no patch,
     /// without injecting (TLS, HTTP and JSON only). Never for a cluster.
@@ -126,24 +109,17 @@ pub struct Args {
     pub test_review_delay: Option<Duration>,
 }
 
-impl Args {
-    fn logging(&self) -> secret_gate::logging::Settings {
-        use secret_gate::logging::{Format, Level, Settings};
-        Settings {
-            format: match self.log_format {
-                LogFormat::Text => Format::Text,
-                LogFormat::Json => Format::Json,
-            },
-            level: match self.log_level {
-                LogLevel::Error => Level::Error,
-                LogLevel::Warn => Level::Warn,
-                LogLevel::Info => Level::Info,
-                LogLevel::Debug => Level::Debug,
-                LogLevel::Trace => Level::Trace,
-                LogLevel::Off => Level::Off,
-            },
-        }
-    }
+/// The webhook's logging flags: `SECRET_GATE_INJECTOR_LOG_*`, with the
+/// other options.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookLogging;
+
+impl LoggingFlags for WebhookLogging {
+    const FORMAT_ENV: &'static str = "SECRET_GATE_INJECTOR_LOG_FORMAT";
+    const LEVEL_ENV: &'static str = "SECRET_GATE_INJECTOR_LOG_LEVEL";
+    const LEVEL_HELP: &'static str = "Log level of the injector's own events";
+    const HEADING: Option<&'static str> = None;
+    const GLOBAL: bool = false;
 }
 
 /// What the injection core made of one pod.
@@ -454,7 +430,7 @@ pub fn main<M: Mutate>(args: &Args, mutate: M) -> Exit {
         .clone()
         .filter(|p| !p.as_os_str().is_empty())
         .or_else(secret_gate::report::default_termination_log);
-    if let Err(msg) = secret_gate::logging::init(args.logging()) {
+    if let Err(msg) = secret_gate::logging::init(args.logging.settings()) {
         #[expect(clippy::print_stderr, reason = "logging is not up")]
         {
             eprintln!("secret-gate-injector: error: {msg}");
@@ -553,6 +529,47 @@ async fn serve_until_stopped<M: Mutate>(
 mod tests {
     use super::{limits, MAX_BODY_BYTES};
     use std::time::Duration;
+
+    #[test]
+    fn the_logging_flags_are_the_gates_under_the_injectors_env_vars() {
+        use clap::{CommandFactory, Parser};
+        let cmd = crate::cli::Cli::command();
+        let webhook = cmd.find_subcommand("webhook").unwrap();
+        for (flag, env) in [
+            ("log_format", "SECRET_GATE_INJECTOR_LOG_FORMAT"),
+            ("log_level", "SECRET_GATE_INJECTOR_LOG_LEVEL"),
+        ] {
+            let arg = webhook
+                .get_arguments()
+                .find(|a| a.get_id() == flag)
+                .unwrap();
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(env));
+            assert!(!arg.is_global_set(), "{flag}");
+        }
+        let parsed = crate::cli::Cli::try_parse_from([
+            "secret-gate-injector",
+            "webhook",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--log-format",
+            "json",
+            "--log-level",
+            "warn",
+        ]);
+        let Ok(crate::cli::Cli {
+            command: crate::cli::Command::Webhook(args),
+        }) = parsed
+        else {
+            panic!("{parsed:?}");
+        };
+        let settings = args.logging.settings();
+        assert_eq!(settings.format, secret_gate::logging::Format::Json);
+        assert_eq!(settings.level, secret_gate::logging::Level::Warn);
+    }
 
     #[test]
     fn limits_keep_a_review_inside_the_api_servers_budget() {
