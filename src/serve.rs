@@ -108,6 +108,25 @@ impl Default for Limits {
 /// while the accept loop sheds, so that a probe's SYN is not dropped.
 pub const BACKLOG: u32 = 4096;
 
+/// `ADDR:PORT`, `[v6]:PORT`, or `:PORT` for every IPv4 address. An IPv6
+/// address without brackets is taken with its last `:N` as the port, so
+/// that `$(POD_IP):8080` works when the kubelet's pod IP is IPv6
+/// (`fd00::5:8080` is `[fd00::5]:8080`). `None` when it is none of these.
+#[must_use]
+pub fn parse_listen(text: &str) -> Option<SocketAddr> {
+    let t = text.trim();
+    let full = if t.starts_with(':') {
+        format!("0.0.0.0{t}")
+    } else {
+        t.to_owned()
+    };
+    full.parse().ok().or_else(|| {
+        let (addr, port) = full.rsplit_once(':')?;
+        let addr: std::net::Ipv6Addr = addr.parse().ok()?;
+        Some(SocketAddr::from((addr, port.parse::<u16>().ok()?)))
+    })
+}
+
 /// Binds a listener with a [`BACKLOG`]-deep accept queue (and
 /// `SO_REUSEADDR`, as `TcpListener::bind` sets it).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {

@@ -117,24 +117,13 @@ fn keep_running(after: &AfterArgs, safe: Option<&SafeArgs>) -> Result<KeepRunnin
     })
 }
 
-/// `ADDR:PORT`, `[v6]:PORT`, or `:PORT` for every IPv4 address. An IPv6
-/// address without brackets is taken with its last `:N` as the port, so
-/// that `$(POD_IP):8080` works when the kubelet's pod IP is IPv6
-/// (`fd00::5:8080` is `[fd00::5]:8080`).
-pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    let t = text.trim();
-    let full = if t.starts_with(':') {
-        format!("0.0.0.0{t}")
-    } else {
-        t.to_owned()
-    };
-    let unbracketed_v6 = || {
-        let (addr, port) = full.rsplit_once(':')?;
-        let addr: std::net::Ipv6Addr = addr.parse().ok()?;
-        Some(SocketAddr::from((addr, port.parse::<u16>().ok()?)))
-    };
-    full.parse().ok().or_else(unbracketed_v6).ok_or_else(|| {
-        format!("--listen {t:?} is not ADDR:PORT: write e.g. 0.0.0.0:8080 (the pod IP, for kubelet probes), [::]:8080 or 127.0.0.1:8080")
+/// `--listen`'s address ([`crate::serve::parse_listen`]), or what to write.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    crate::serve::parse_listen(text).ok_or_else(|| {
+        format!(
+            "--listen {:?} is not ADDR:PORT: write e.g. 0.0.0.0:8080 (the pod IP, for kubelet probes), [::]:8080 or 127.0.0.1:8080",
+            text.trim()
+        )
     })
 }
 

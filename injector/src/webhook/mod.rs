@@ -37,13 +37,22 @@ use self::review::Scope;
 /// can be a real review.
 pub const MAX_BODY_BYTES: usize = 3 << 20;
 
+/// `--listen`: the gate's own reading of `ADDR:PORT`, so that
+/// `$(POD_IP):8443` works with an IPv6 pod IP too.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    serve::parse_listen(text).ok_or_else(|| {
+        "not ADDR:PORT: write e.g. 0.0.0.0:8443, [::]:8443 or $(POD_IP):8443 (an IPv6 pod IP needs no brackets)"
+            .to_owned()
+    })
+}
+
 /// `secret-gate-injector webhook`: serve the mutating admission webhook
 /// over HTTPS. `POST /mutate` reviews Pods on CREATE; `GET /healthz` and
 /// `GET /metrics` are for probes and Prometheus.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Address and port to serve HTTPS on, such as 0.0.0.0:8443.
-    #[arg(long, env = "SECRET_GATE_INJECTOR_LISTEN", value_name = "ADDR:PORT")]
+    #[arg(long, env = "SECRET_GATE_INJECTOR_LISTEN", value_name = "ADDR:PORT", value_parser = listen_address)]
     pub listen: SocketAddr,
 
     /// The serving certificate (PEM: the leaf first, then any
@@ -527,8 +536,26 @@ async fn serve_until_stopped<M: Mutate>(
 
 #[cfg(test)]
 mod tests {
-    use super::{limits, MAX_BODY_BYTES};
+    use super::{limits, listen_address, MAX_BODY_BYTES};
     use std::time::Duration;
+
+    /// `--listen=$(POD_IP):8443` as the kubelet expands it, IPv4 or IPv6.
+    #[test]
+    fn listen_takes_a_pod_ip_of_either_family() {
+        for (text, want) in [
+            ("10.1.2.3:8443", "10.1.2.3:8443"),
+            ("fd00::5:8443", "[fd00::5]:8443"),
+            ("[::]:8443", "[::]:8443"),
+        ] {
+            assert_eq!(listen_address(text).unwrap().to_string(), want);
+        }
+        for bad in ["fd00::5", "web:8443", "8443"] {
+            assert!(
+                listen_address(bad).unwrap_err().contains("not ADDR:PORT"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn the_logging_flags_are_the_gates_under_the_injectors_env_vars() {
