@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 row=$1 cpus=$2
+# Two campaigns may finish at once: one writer at a time.
+exec 9>"${TMPDIR:-/tmp}/secret-gate-fuzz-report.lock"
+flock 9
 target=$(echo "$row" | cut -d'|' -f2 | tr -d ' ')
 doc=docs/benchmarks.md
 old=$(mktemp) new=$(mktemp)
@@ -21,8 +24,8 @@ fi
   echo
   echo "Written by \`make fuzz\` (fuzz/run.sh), not by \`make bench\`, which keeps this section as it is."
   echo "Each row is the last run of its target, by the command in its row: libFuzzer with AddressSanitizer"
-  echo "and debug assertions on the nightly toolchain, one target at a time at \`nice -n 19\`, on a machine"
-  echo "with $cpus CPUs shared with other builds (so the rates are lower bounds)."
+  echo "and debug assertions on the nightly toolchain at \`nice -n 19\` (one target at a time per \`make fuzz\`; at times two"
+  echo "campaigns ran side by side), on a machine with $cpus CPUs shared with other builds (so the rates are lower bounds)."
   echo "A timeout is an input that runs longer than 1 s; an OOM an input that grows the heap past 64 MiB"
   echo "(see docs/fuzzing.md). Goal: at least 10,000,000 executions per target, with 0 crashes, 0 timeouts and 0 OOMs."
   echo

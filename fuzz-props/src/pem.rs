@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use secret_gate::check::{self, pem::parse_bundle, tls, Format, TlsPolicy};
+use secret_gate::check::{self, tls, Format, TlsPolicy};
 
 use crate::{assert_no_canary, limited, split_nul};
 
@@ -23,26 +23,34 @@ pub fn pem(data: &[u8]) {
 }
 
 fn check_pem(data: &[u8]) {
+    let base64 = base64_lines(data);
+    let check_text = |text: &str| check_text(&base64, text);
     let parts = split_nul(data, NAMES.len());
-    for part in &parts {
-        let bundle = parse_bundle(part);
+    let mut bundles = Vec::new();
+    for (name, part) in NAMES.iter().zip(&parts) {
+        // As the gate reads a PEM file (volume and safe mode): `parse_pem`
+        // keeps the bundle for the TLS checks.
+        let bundle = check::parse_pem(part);
         let parsed = check::parse(Format::Pem, part);
         // The format check and the bundle agree (blank and `<no value>`
         // files stop earlier, as every format does).
-        if bundle.is_ok() {
-            assert!(parsed.is_ok(), "a bundle that parses is not valid PEM");
+        assert_eq!(
+            bundle.is_ok(),
+            parsed.is_ok(),
+            "parse_pem and parse(Format::Pem) disagree"
+        );
+        if let Err(err) = parsed {
+            check_text(&err.to_string());
         }
-        match (&bundle, &parsed) {
-            (Err(err), _) => check_text(data, &err.to_string()),
-            (Ok(bundle), _) => {
-                check_text(data, &format!("{bundle:?}"));
+        match bundle {
+            Err(err) => check_text(&err.to_string()),
+            Ok(bundle) => {
+                check_text(&format!("{bundle:?}"));
                 for i in 0..bundle.certs.len() {
                     let _ = bundle.cert_name(i);
                 }
+                bundles.push((*name, bundle));
             }
-        }
-        if let Err(err) = parsed {
-            check_text(data, &err.to_string());
         }
     }
     let files: Vec<(&str, &[u8])> = NAMES.iter().copied().zip(parts).collect();
@@ -51,10 +59,11 @@ fn check_pem(data: &[u8]) {
         pairs: vec![(NAMES[0].to_owned(), NAMES[1].to_owned())],
         ca_file: Some(NAMES[2].to_owned()),
     };
+    // The gate's own path: the TLS checks on the bundles parsed above.
     let now = UNIX_EPOCH + Duration::from_secs(NOW_UNIX);
-    let report = tls::check(&files, &policy, now);
+    let report = tls::check_bundles(&bundles, &policy, now);
     for problem in &report.problems {
-        check_text(data, &problem.to_string());
+        check_text(&problem.to_string());
     }
     if let Some(next) = report.next_change {
         assert!(
@@ -62,31 +71,39 @@ fn check_pem(data: &[u8]) {
             "next look at the certificates is {next:?} away, past the one-day horizon"
         );
     }
-    // The clock at the edges of time.
-    for at in [
-        UNIX_EPOCH,
+    // The clock at the edges of time; `tls::check` (which parses the files
+    // itself) once, `check_bundles` again.
+    let _ = tls::check(&files, &policy, UNIX_EPOCH);
+    let _ = tls::check_bundles(
+        &bundles,
+        &policy,
         SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40),
-    ] {
-        let _ = tls::check(&files, &policy, at);
-    }
+    );
+}
+
+/// The lines of `data` that look like base64 (key material, a certificate
+/// body): at least 16 characters of the base64 alphabet.
+fn base64_lines(data: &[u8]) -> Vec<String> {
+    data.split(|b| *b == b'\n' || *b == 0)
+        .map(<[u8]>::trim_ascii)
+        .filter(|line| {
+            line.len() >= 16
+                && line
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        })
+        .map(|line| String::from_utf8_lossy(line).into_owned())
+        .collect()
 }
 
 /// No message repeats the canary or a line of base64 (key material, a
-/// certificate body) from the input.
-fn check_text(data: &[u8], text: &str) {
+/// certificate body) from the input ([`base64_lines`]).
+fn check_text(base64: &[String], text: &str) {
     assert_no_canary("a PEM diagnosis", text);
-    for line in data.split(|b| *b == b'\n' || *b == 0) {
-        let line = line.trim_ascii();
-        let base64 = line.len() >= 16
-            && line
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
-        if base64 {
-            let line = String::from_utf8_lossy(line);
-            assert!(
-                !text.contains(line.as_ref()),
-                "a PEM diagnosis repeats base64 from the file: {text:?}"
-            );
-        }
+    for line in base64 {
+        assert!(
+            !text.contains(line.as_str()),
+            "a PEM diagnosis repeats base64 from the file: {text:?}"
+        );
     }
 }
