@@ -557,11 +557,12 @@ pub fn figure1b(out: &mut String, latency: &[LatencySeries], variants: &[Latency
          watches and closes the instance while the main thread logs and leaves the runtime. \
          `kernel-close` keeps the watcher, so nothing is removed or closed until the kernel closes \
          the descriptor at exit, as it does for `inotifywait`. `-immediate` also skips the runtime's \
-         shutdown: `exit(0)` right after the decision is logged. `early-drop` is shipped because the \
-         teardown then overlaps the main thread's last work instead of following it; on a quiet \
-         machine that made it the fastest while these were compared, and under load they come \
-         closer. This table re-measures the choice in every run: a variant that wins run after run \
-         should replace it.\n"
+         shutdown: `exit(0)` right after the decision is logged. `early-drop` is shipped: the teardown then \
+         overlaps the main thread's last work instead of following it. Which variant is fastest has \
+         changed from run to run on this machine (the grace period dominates, and varies); \
+         `kernel-close` does exactly what `inotifywait` does and follows its median most closely. \
+         This table re-measures the choice in every run: a variant that wins run after run should \
+         replace the shipped one.\n"
     );
     let floor = latency.get(1).and_then(|s| median(&latency_values(s)));
     let _ = writeln!(
