@@ -90,11 +90,12 @@ fn soft_nofile(pid: u32) -> Option<u64> {
 }
 
 /// `watch --keep-running --listen` on a ready `s.json`, started by
-/// `prlimit` with a 1,024 open-files soft limit.
-fn gate_under_1024(fx: &Fixture, port: u16) -> Running {
+/// `prlimit --nofile=LIMITS` (`1024:` sets only the soft limit, `32:32`
+/// both).
+fn gate_under(fx: &Fixture, port: u16, limits: &str) -> Running {
     fx.write("s.json", r#"{"password":"p"}"#);
     Gate::program("prlimit")
-        .arg("--nofile=1024:")
+        .arg(format!("--nofile={limits}"))
         .arg(BIN)
         .args(["watch", "--mount-path"])
         .arg(&fx.mount)
@@ -137,7 +138,7 @@ fn thousands_of_hostile_clients_neither_starve_the_probe_nor_flip_readiness() {
     let fx = Fixture::new();
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut running = gate_under_1024(&fx, port);
+    let mut running = gate_under(&fx, port, "1024:");
     let up = wait_until(LIMIT, || {
         probe(addr, "/readyz").is_ok_and(|(status, _, _)| status == 200)
     });
@@ -367,26 +368,7 @@ fn a_low_hard_open_files_limit_leaves_room_for_the_checks() {
     let fx = Fixture::new();
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    fx.write("s.json", r#"{"password":"p"}"#);
-    let mut running = Gate::program("prlimit")
-        .arg("--nofile=32:32")
-        .arg(BIN)
-        .args(["watch", "--mount-path"])
-        .arg(&fx.mount)
-        .arg("--termination-log")
-        .arg(&fx.log)
-        .args([
-            "--file",
-            "s.json",
-            "--required-keys",
-            "password",
-            "--keep-running",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--timeout",
-            READY_TIMEOUT,
-        ])
-        .spawn();
+    let mut running = gate_under(&fx, port, "32:32");
     let up = wait_until(LIMIT, || {
         probe(addr, "/readyz").is_ok_and(|(status, _, _)| status == 200)
     });

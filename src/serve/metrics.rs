@@ -97,6 +97,18 @@ impl StatsMetrics {
             counter.inner().store(counted.of(&now), Ordering::Relaxed);
         }
     }
+
+    /// The Prometheus text exposition (`OpenMetrics` flavour) of
+    /// `registry`, which these metrics are registered in, brought up to
+    /// date first.
+    #[must_use]
+    pub fn encode(&self, registry: &Registry) -> String {
+        self.update();
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+        text
+    }
 }
 
 #[cfg(test)]

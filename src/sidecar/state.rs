@@ -210,11 +210,7 @@ impl Metrics {
     /// The Prometheus text exposition (`OpenMetrics` flavour).
     #[must_use]
     pub fn encode(&self) -> String {
-        self.http.update();
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        self.http.encode(&self.registry)
     }
 
     pub fn notification(&self, kind: &'static str, sent: bool) {

@@ -196,10 +196,6 @@ impl Metrics {
     /// The Prometheus text exposition (`OpenMetrics` flavour).
     #[must_use]
     pub fn encode(&self) -> String {
-        self.http.update();
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        self.http.encode(&self.registry)
     }
 }
