@@ -148,7 +148,7 @@ demo: build ## Show the gate waiting for a volume (torn write), for the fake Saf
 
 docs: ## Regenerate the --help blocks in README/docs and the man page docs/secret-gate.1
 	UPDATE_DOCS=1 $(CARGO) test $(FLAGS) --test docs
-	UPDATE_DOCS=1 $(CARGO) test $(FLAGS) -p secret-gate-injector --test docs --test webhook_docs
+	UPDATE_DOCS=1 $(CARGO) test $(FLAGS) -p secret-gate-injector --test docs
 
 # Fuzzing (fuzz/run.sh; docs/fuzzing.md). Needs nightly; without it the
 # script says so and runs the same properties on stable instead.
