@@ -3,6 +3,12 @@
 //! cargo test -p secret-gate-injector --test docs` (or `make docs`)
 //! rewrites the blocks.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic fails the test, with its location"
+)]
+
 use std::path::Path;
 use std::process::Command;
 
