@@ -215,14 +215,31 @@ fn read_limited(r: impl Read, name: &str) -> Result<String, InputError> {
     })
 }
 
-/// Splits an input into its documents, each parsed.
+/// A UTF-8 byte-order mark, which kubectl and kustomize accept at the
+/// start of a stream.
+const BOM: char = '\u{FEFF}';
+
+/// Splits an input into its documents, each parsed. A document that is
+/// null (`~`, `--- null`, only comments) has no value: kubectl skips it,
+/// and it is written back as it was.
 pub fn documents(input: &Input) -> Result<Vec<Document>, InputError> {
     match input.format {
-        Format::Yaml => split_yaml(&input.text)
-            .into_iter()
-            .enumerate()
-            .map(|(index, text)| parse_yaml(&input.name, index, text))
-            .collect(),
+        Format::Yaml => {
+            let (bom, text) = match input.text.strip_prefix(BOM) {
+                Some(rest) => (BOM.len_utf8(), rest),
+                None => (0, input.text.as_str()),
+            };
+            let mut pieces = split_yaml(text);
+            // The mark stays with the first piece, so the text is whole.
+            if bom > 0 {
+                pieces[0] = &input.text[..bom + pieces[0].len()];
+            }
+            pieces
+                .into_iter()
+                .enumerate()
+                .map(|(index, text)| parse_yaml(&input.name, index, text))
+                .collect()
+        }
         Format::Json => json_documents(input),
     }
 }
@@ -327,11 +344,12 @@ fn parse_yaml(file: &str, index: usize, text: &str) -> Result<Document, InputErr
              manifest needs that; fix the document"
         )));
     }
-    let value = if has_content(text) {
-        Some(
-            serde_yaml_ng::from_str::<Value>(text)
-                .map_err(|e| err(format!("not valid YAML ({e}): fix the document")))?,
-        )
+    // A byte-order mark (only ever at the start of a stream) is kept in
+    // the text and skipped by the parser, as kubectl skips it.
+    let body = text.strip_prefix(BOM).unwrap_or(text);
+    let value = if has_content(body) {
+        crate::yaml::load(body)
+            .map_err(|e| err(format!("not valid YAML ({e}): fix the document")))?
     } else {
         None
     };
@@ -382,8 +400,10 @@ fn mib(n: usize) -> f64 {
 }
 
 fn json_documents(input: &Input) -> Result<Vec<Document>, InputError> {
-    let mut docs = Vec::new();
-    let mut stream = serde_json::Deserializer::from_str(&input.text).into_iter::<Value>();
+    let mut docs: Vec<Document> = Vec::new();
+    let text = input.text.strip_prefix(BOM).unwrap_or(&input.text);
+    let bom = input.text.len() - text.len();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let mut start = 0;
     loop {
         let index = docs.len();
@@ -391,7 +411,14 @@ fn json_documents(input: &Input) -> Result<Vec<Document>, InputError> {
             None => break,
             Some(Ok(value)) => {
                 let end = stream.byte_offset();
-                let text = &input.text[start..end];
+                // The white space before a value ends the one before it, so
+                // that each document's text is its value and what follows.
+                let lead = text[start..end].len() - text[start..end].trim_start().len();
+                if let Some(last) = docs.last_mut() {
+                    last.text.push_str(&text[start..start + lead]);
+                    start += lead;
+                }
+                let text = &input.text[if docs.is_empty() { 0 } else { bom + start }..bom + end];
                 if text.len() > MAX_DOCUMENT {
                     return Err(InputError {
                         file: input.name.clone(),
@@ -422,7 +449,7 @@ fn json_documents(input: &Input) -> Result<Vec<Document>, InputError> {
     }
     // Whatever follows the last value (a newline) belongs to it.
     if let Some(last) = docs.last_mut() {
-        last.text.push_str(&input.text[start..]);
+        last.text.push_str(&text[start..]);
     }
     Ok(docs)
 }
@@ -430,7 +457,7 @@ fn json_documents(input: &Input) -> Result<Vec<Document>, InputError> {
 /// Emits an edited value as a document of `format`.
 pub fn emit(value: &Value, format: Format) -> Result<String, String> {
     match format {
-        Format::Yaml => serde_yaml_ng::to_string(value).map_err(|e| e.to_string()),
+        Format::Yaml => Ok(crate::yaml::to_string(value)),
         Format::Json => serde_json::to_string_pretty(value)
             .map(|mut t| {
                 t.push('\n');

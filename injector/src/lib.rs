@@ -30,6 +30,7 @@ pub mod krm;
 pub mod status;
 pub mod value;
 pub mod webhook;
+pub mod yaml;
 
 pub use inject::{
     GateMode, InjectError, Injector, JsonOutcome, ObjectRef, ObjectReport, Outcome, Settings,

@@ -222,16 +222,19 @@ impl FrontEnd for Krm {
                 .filter(|a| *a != "-o" && *a != "json")
                 .cloned(),
         );
-        let stdin = serde_yaml_ng::to_string(&Value::Mapping(list)).unwrap();
+        // Written and read back as kubectl would: YAML 1.1 scalars.
+        let stdin = secret_gate_injector::yaml::to_string(&Value::Mapping(list));
         let (code, stdout, stderr) = run_bin(&args, stdin.as_bytes());
         let (report, errors) = split_stderr(&stderr);
         let mut docs = Vec::new();
         if code == 2 {
             // A failed function answers with its items unchanged and one
             // error result per error line on stderr.
-            let answer: Value = serde_yaml_ng::from_str(&stdout).unwrap_or_else(|e| {
-                panic!("{}: krm: exit 2 without a ResourceList ({e})", case.name)
-            });
+            let answer: Value = secret_gate_injector::yaml::load(&stdout)
+                .unwrap_or_else(|e| {
+                    panic!("{}: krm: exit 2 without a ResourceList ({e})", case.name)
+                })
+                .unwrap();
             assert_eq!(
                 answer["items"].as_sequence().unwrap(),
                 &case.input_docs(),
@@ -253,7 +256,7 @@ impl FrontEnd for Krm {
                 case.name
             );
         } else if !stdout.is_empty() {
-            let answer: Value = serde_yaml_ng::from_str(&stdout).unwrap();
+            let answer: Value = secret_gate_injector::yaml::load(&stdout).unwrap().unwrap();
             docs.clone_from(answer["items"].as_sequence().unwrap());
             // The results say what the report says.
             let mut from_results = Vec::new();

@@ -74,8 +74,8 @@ fn a_bad_item_fails_the_function_with_an_error_result_and_the_items_unchanged() 
         ),
         "{stderr}"
     );
-    let answer: Value = serde_yaml_ng::from_str(&stdout).unwrap();
-    let given: Value = serde_yaml_ng::from_str(&input).unwrap();
+    let answer: Value = secret_gate_injector::yaml::load(&stdout).unwrap().unwrap();
+    let given: Value = secret_gate_injector::yaml::load(&input).unwrap().unwrap();
     assert_eq!(answer["kind"].as_str(), Some("ResourceList"));
     assert_eq!(
         items(&answer),
@@ -114,7 +114,7 @@ fn a_bad_item_fails_the_function_with_an_error_result_and_the_items_unchanged() 
     // The same list, fixed, injects.
     let (code, stdout, stderr) = run(&["inject"], &list("", "/secrets", "init"));
     assert_eq!(code, 0, "{stderr}");
-    let answer: Value = serde_yaml_ng::from_str(&stdout).unwrap();
+    let answer: Value = secret_gate_injector::yaml::load(&stdout).unwrap().unwrap();
     let results = answer["results"].as_sequence().unwrap();
     assert!(
         results.iter().all(|r| r["severity"] != "error"),
@@ -127,7 +127,7 @@ fn every_bad_item_gets_its_own_error_result() {
     let input = list("", "/elsewhere", "daemon");
     let (code, stdout, stderr) = run(&["inject"], &input);
     assert_eq!(code, 2, "stderr: {stderr}");
-    let answer: Value = serde_yaml_ng::from_str(&stdout).unwrap();
+    let answer: Value = secret_gate_injector::yaml::load(&stdout).unwrap().unwrap();
     let results = answer["results"].as_sequence().unwrap();
     let named: Vec<&str> = results
         .iter()
@@ -149,8 +149,8 @@ fn a_bad_function_config_is_an_error_result_without_a_resource() {
         ),
         "{stderr}"
     );
-    let answer: Value = serde_yaml_ng::from_str(&stdout).unwrap();
-    let given: Value = serde_yaml_ng::from_str(&input).unwrap();
+    let answer: Value = secret_gate_injector::yaml::load(&stdout).unwrap().unwrap();
+    let given: Value = secret_gate_injector::yaml::load(&input).unwrap().unwrap();
     assert_eq!(items(&answer), items(&given));
     assert_eq!(answer["functionConfig"], given["functionConfig"]);
     let results = answer["results"].as_sequence().unwrap();
