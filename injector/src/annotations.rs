@@ -65,7 +65,10 @@ pub fn ours(annotations: Option<&Mapping>) -> Result<Vec<(String, String)>, Stri
             continue;
         };
         match v {
-            Value::String(text) => out.push((name.to_owned(), text.clone())),
+            Value::String(text) => {
+                value_is_runnable(name, text)?;
+                out.push((name.to_owned(), text.clone()));
+            }
             other => {
                 return Err(format!(
                     "annotation {name} is {}, not a string: Kubernetes annotations are strings, \
@@ -77,6 +80,29 @@ pub fn ours(annotations: Option<&Mapping>) -> Result<Vec<(String, String)>, Stri
         }
     }
     Ok(out)
+}
+
+/// A value the gate can be given as it was checked: no NUL (no runtime
+/// can pass one in an argument), and nothing Kubernetes would rewrite.
+/// The kubelet expands `$(VAR)` and turns `$$` into `$` in a container's
+/// args, so such a value would not be what the injector validated; only
+/// `$(POD_IP)`, which sidecar mode defines, is left to it.
+fn value_is_runnable(name: &str, text: &str) -> Result<(), String> {
+    if text.contains('\0') {
+        return Err(format!(
+            "annotation {name} holds a NUL character, which no container runtime can pass to \
+             the gate: remove it"
+        ));
+    }
+    let rest = text.replace("$(POD_IP)", "");
+    if rest.contains("$(") || rest.contains("$$") {
+        return Err(format!(
+            "annotation {name} holds \"$(\" or \"$$\": the kubelet expands $(VAR) and $$ in a \
+             container's arguments, so the gate would not run what the injector checked; write \
+             the value without them (only $(POD_IP) is defined, in sidecar mode)"
+        ));
+    }
+    Ok(())
 }
 
 fn kind_of(v: &Value) -> &'static str {

@@ -298,7 +298,20 @@ impl Injector {
             } else {
                 "passed through: not a workload"
             };
-            return Ok((None, report(false, why.to_owned(), Vec::new())));
+            let warnings = opted_in_template(obj)
+                .map(|at| {
+                    vec![format!(
+                        "{} is not a kind the injector edits, but its pod template ({at}) opts in \
+                         with {}: nothing was injected; add the gate to it by hand, or let the \
+                         admission webhook inject the Pods it creates",
+                        object.kind,
+                        annotations::INJECT
+                    )]
+                })
+                .into_iter()
+                .flatten()
+                .collect();
+            return Ok((None, report(false, why.to_owned(), warnings)));
         };
         let Some(template) = path(obj, tpath).filter(|t| t.is_mapping()) else {
             return Ok((
@@ -371,6 +384,7 @@ impl Injector {
         let verdict = self.validator.check(&argv).map_err(|e| refusal(&e, &req))?;
         if req.mode == GateMode::Sidecar {
             probe_port_is_free(&work, verdict.listen_port.unwrap_or(gate::PROBE_PORT))?;
+            host_network_has_a_port(&work, &req)?;
         }
         let inputs = fingerprint(&[
             serde_json::to_string(&work).unwrap_or_default().as_bytes(),
@@ -461,6 +475,36 @@ enum Done {
     Skipped(String),
 }
 
+/// A path the injector matches against the app's mounts must say what it
+/// means: a `.` or `..` component would make a prefix match lie.
+fn plain_path(dir: &str, flag: &str) -> Result<(), String> {
+    if dir.split('/').any(|c| c == "." || c == "..") {
+        return Err(format!(
+            "{PREFIX}{flag} is {dir:?}: write the path without . or .. components (the injector \
+             matches it against the app's volume mounts)"
+        ));
+    }
+    Ok(())
+}
+
+/// Where an object the injector does not edit (an Argo `Rollout`, a
+/// `Knative` service, any custom resource) carries a pod template that
+/// opts in: `spec.template` or `spec.jobTemplate.spec.template`.
+fn opted_in_template(obj: &Value) -> Option<&'static str> {
+    [
+        ("spec.template", &["spec", "template"][..]),
+        ("spec.jobTemplate.spec.template", &["spec", "jobTemplate", "spec", "template"][..]),
+    ]
+    .into_iter()
+    .find(|(_, keys)| {
+        path(obj, keys)
+            .and_then(|t| path(t, &["metadata", "annotations"]))
+            .and_then(|a| str_at(a, annotations::INJECT))
+            .is_some_and(|v| v.trim() == "true")
+    })
+    .map(|(at, _)| at)
+}
+
 /// The volume a regular container mounts at or above `dir`: (volume name,
 /// that container's mountPath, its subPath), the deepest such mount.
 fn app_mount(spec: &Mapping, dir: &str) -> Option<(String, String, Option<String>)> {
@@ -515,6 +559,7 @@ fn mounts(spec: &mut Mapping, req: &Request, status: &mut Status) -> Result<Vec<
     match req.source {
         Source::Watch => {
             let dir = flag(req, "mount-path").unwrap_or_default();
+            plain_path(dir, "mount-path")?;
             let (name, at, sub) = app_mount(spec, dir).ok_or_else(|| {
                 format!(
                     "no container mounts a volume at or above {dir:?} ({PREFIX}mount-path): mount \
@@ -561,6 +606,7 @@ fn mounts(spec: &mut Mapping, req: &Request, status: &mut Status) -> Result<Vec<
                     })
                 });
             if let Some((dir, which)) = target {
+                plain_path(&dir, which)?;
                 let (name, at, sub) = app_mount(spec, &dir).ok_or_else(|| {
                     format!(
                         "no container mounts a volume at or above {dir:?} ({PREFIX}{which}): the \
@@ -594,14 +640,29 @@ fn place(
         spec.insert(s("initContainers"), Value::Sequence(Vec::new()));
         status.created.push("initContainers".to_owned());
     }
+    let names: Vec<String> = spec
+        .get("initContainers")
+        .and_then(Value::as_sequence)
+        .ok_or("spec.initContainers is not a list: fix it")?
+        .iter()
+        .map(|c| str_at(c, "name").unwrap_or_default().to_owned())
+        .collect();
+    let app_named_like_gate = spec
+        .get("containers")
+        .and_then(Value::as_sequence)
+        .is_some_and(|cs| cs.iter().any(|c| str_at(c, "name") == Some(gate::CONTAINER)));
+    if app_named_like_gate {
+        return Err(format!(
+            "the pod already has a container named {0}: the API server refuses two containers of \
+             one name, so rename that container, or remove {1}",
+            gate::CONTAINER,
+            annotations::INJECT
+        ));
+    }
     let list = spec
         .get_mut("initContainers")
         .and_then(Value::as_sequence_mut)
         .ok_or("spec.initContainers is not a list: fix it")?;
-    let names: Vec<String> = list
-        .iter()
-        .map(|c| str_at(c, "name").unwrap_or_default().to_owned())
-        .collect();
     if names.iter().any(|n| n == gate::CONTAINER) {
         return Err(format!(
             "the pod already has an init container named {}, not written by the injector (no \
@@ -648,6 +709,23 @@ fn place(
 /// shares: a container that declares the same TCP port would leave one of
 /// the two unable to bind it (the gate would exit 2 in a restart loop, and
 /// the app would never start).
+/// Sidecar mode on a `hostNetwork: true` pod listens on the node's own
+/// network: the default probe port would be taken on every node the pod
+/// runs on, so the port must be chosen.
+fn host_network_has_a_port(template: &Value, req: &Request) -> Result<(), String> {
+    let host = path(template, &["spec", "hostNetwork"]).and_then(Value::as_bool) == Some(true);
+    if host && flag(req, "listen").is_none() {
+        return Err(format!(
+            "sidecar mode on a hostNetwork: true pod would bind the node's port {} for the \
+             gate's probes: set {PREFIX}listen to a port that is free on every node (e.g. \
+             \"$(POD_IP):18080\"), or use {}: init",
+            gate::PROBE_PORT,
+            annotations::MODE
+        ));
+    }
+    Ok(())
+}
+
 fn probe_port_is_free(template: &Value, port: u16) -> Result<(), String> {
     let spec = get(template, "spec");
     for list in ["initContainers", "containers"] {
