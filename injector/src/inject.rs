@@ -493,7 +493,10 @@ fn plain_path(dir: &str, flag: &str) -> Result<(), String> {
 fn opted_in_template(obj: &Value) -> Option<&'static str> {
     [
         ("spec.template", &["spec", "template"][..]),
-        ("spec.jobTemplate.spec.template", &["spec", "jobTemplate", "spec", "template"][..]),
+        (
+            "spec.jobTemplate.spec.template",
+            &["spec", "jobTemplate", "spec", "template"][..],
+        ),
     ]
     .into_iter()
     .find(|(_, keys)| {
@@ -650,7 +653,10 @@ fn place(
     let app_named_like_gate = spec
         .get("containers")
         .and_then(Value::as_sequence)
-        .is_some_and(|cs| cs.iter().any(|c| str_at(c, "name") == Some(gate::CONTAINER)));
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| str_at(c, "name") == Some(gate::CONTAINER))
+        });
     if app_named_like_gate {
         return Err(format!(
             "the pod already has a container named {0}: the API server refuses two containers of \
