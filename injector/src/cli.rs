@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::document::{self, Document, Format, Input, Writer};
+use crate::document::{self, Document, Format, Input, Spool, Writer};
 use crate::inject::{Injector, Settings};
 use crate::krm;
 
@@ -21,6 +21,9 @@ use crate::krm;
 /// Opt a pod template in with `secret-gate.dev/inject: "true"`; every gate
 /// flag --NAME is the annotation secret-gate.dev/NAME. See
 /// docs/injection.md.
+///
+/// With no arguments and a KRM ResourceList on stdin, it is the KRM
+/// function (how kustomize runs exec functions).
 #[derive(Debug, Parser)]
 #[command(name = "secret-gate-injector", version, max_term_width = 100)]
 pub struct Cli {
@@ -97,6 +100,9 @@ pub mod exit {
 /// Runs the program; returns its exit code.
 #[must_use]
 pub fn main() -> u8 {
+    if std::env::args_os().len() == 1 {
+        return bare();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -112,7 +118,66 @@ pub fn main() -> u8 {
         Command::Inject(args) => args,
         Command::Webhook(args) => return crate::webhook::run(&args),
     };
-    let out = inject(&args);
+    let (out, spool) = inject(&args);
+    let code = finish(out);
+    if let Some(spool) = spool {
+        let mut stdout = std::io::stdout().lock();
+        if spool
+            .copy_to(&mut stdout)
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            let _ = writeln!(std::io::stderr(), "error: cannot write to stdout");
+            return exit::BAD_INPUT;
+        }
+    }
+    code
+}
+
+/// No arguments: kustomize runs an exec KRM function this way (its exec
+/// spec has a path and no arguments), with a `ResourceList` on stdin. A
+/// terminal on stdin gets the usage; anything but a `ResourceList` is
+/// refused, saying what to run instead.
+fn bare() -> u8 {
+    use clap::CommandFactory;
+    use std::io::IsTerminal;
+    let mut stderr = std::io::stderr().lock();
+    if std::io::stdin().is_terminal() {
+        let _ = write!(stderr, "{}", Cli::command().render_help());
+        return exit::BAD_INPUT;
+    }
+    let inputs = match document::read(std::path::Path::new("-")) {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let is_list = inputs.iter().all(|input| {
+        document::documents(input).is_ok_and(|docs| {
+            let values: Vec<_> = docs.iter().filter_map(|d| d.value.as_ref()).collect();
+            matches!(values.as_slice(), [v] if krm::is_resource_list(v))
+        })
+    });
+    if !is_list {
+        let _ = writeln!(
+            stderr,
+            "error: with no subcommand, stdin must be a KRM ResourceList (kustomize runs exec \
+             functions this way); to inject manifests, run `secret-gate-injector inject -f PATH`"
+        );
+        return exit::BAD_INPUT;
+    }
+    let args = InjectArgs {
+        files: Vec::new(),
+        output: None,
+        check: false,
+        image: None,
+    };
+    finish(inject_inputs(&args, &inputs))
+}
+
+/// Prints a run's output; returns its exit code.
+fn finish(out: RunOutput) -> u8 {
     let mut stderr = std::io::stderr().lock();
     for line in &out.stderr {
         let _ = writeln!(stderr, "{line}");
@@ -149,111 +214,184 @@ fn bad(stderr: Vec<String>) -> RunOutput {
     }
 }
 
-/// `inject`, without touching stdout or stderr.
+/// `inject` over files and stdin: each input is read when its turn comes,
+/// and its documents are parsed, injected and written one at a time, so
+/// memory follows the largest document, not the whole input. The output is
+/// spooled (see [`Spool`]) and handed back only if every document went
+/// through: a run that fails writes nothing. A `ResourceList` on stdin (or
+/// as the one input) is the KRM function's, answered in memory.
 #[must_use]
-pub fn inject(args: &InjectArgs) -> RunOutput {
-    let mut inputs: Vec<Input> = Vec::new();
+pub fn inject(args: &InjectArgs) -> (RunOutput, Option<Spool>) {
+    let mut origins = Vec::new();
     for path in &args.files {
-        match document::read(path) {
-            Ok(more) => inputs.extend(more),
-            Err(e) => return bad(vec![format!("error: {e}")]),
+        match document::origins(path) {
+            Ok(more) => origins.extend(more),
+            Err(e) => return (bad(vec![format!("error: {e}")]), None),
         }
     }
-    inject_inputs(args, &inputs)
+    let mut budget = document::MAX_TOTAL;
+    if let [origin] = origins.as_slice() {
+        let input = match document::read_origin(origin, &mut budget) {
+            Ok(input) => input,
+            Err(e) => return (bad(vec![format!("error: {e}")]), None),
+        };
+        if input.text.contains("ResourceList") {
+            return (inject_inputs(args, std::slice::from_ref(&input)), None);
+        }
+        let mut session = Session::new(args, Spool::default());
+        session.input(&input);
+        return session.finish();
+    }
+    let mut session = Session::new(args, Spool::default());
+    for origin in &origins {
+        match document::read_origin(origin, &mut budget) {
+            Ok(input) => session.input(&input),
+            Err(e) => session.errors.push(format!("error: {e}")),
+        }
+    }
+    session.finish()
 }
 
-/// `inject` on inputs already read (the files of `args` are not read):
-/// what the fuzz harness drives with arbitrary text.
+/// `inject` on inputs already read (the files of `args` are not read),
+/// output in memory: what the fuzz harness drives with arbitrary text.
 #[must_use]
 pub fn inject_inputs(args: &InjectArgs, inputs: &[Input]) -> RunOutput {
+    // A KRM function call: stdin is one ResourceList.
+    if let [input] = inputs {
+        let mut content =
+            document::each(input).filter(|d| !matches!(d, Ok(d) if d.value.is_none()));
+        if let (Some(Ok(doc)), None) = (content.next(), content.next()) {
+            if let Some(list) = doc.value.as_ref().filter(|v| krm::is_resource_list(v)) {
+                let settings = settings(args);
+                return krm_run(args, settings, &doc, list);
+            }
+        }
+    }
+    let mut session = Session::new(args, String::new());
+    for input in inputs {
+        session.input(input);
+    }
+    let (mut out, text) = session.finish();
+    out.stdout = text;
+    out
+}
+
+fn settings(args: &InjectArgs) -> Settings {
     let mut settings = Settings::default();
     if let Some(image) = &args.image {
         image.clone_into(&mut settings.image);
     }
-    let mut errors = Vec::new();
-    let mut parsed: Vec<(String, Vec<Document>)> = Vec::new();
-    for input in inputs {
-        match document::documents(input) {
-            Ok(docs) => parsed.push((input.name.clone(), docs)),
-            Err(e) => errors.push(format!("error: {e}")),
+    settings
+}
+
+/// One run over any number of inputs, a document at a time.
+struct Session<W> {
+    injector: Injector,
+    writer: Writer<W>,
+    check: bool,
+    report: Vec<String>,
+    errors: Vec<String>,
+    changed: bool,
+}
+
+impl<W: std::fmt::Write> Session<W> {
+    fn new(args: &InjectArgs, out: W) -> Self {
+        let format = args.output.map(|o| match o {
+            OutputFormat::Yaml => Format::Yaml,
+            OutputFormat::Json => Format::Json,
+        });
+        Self {
+            injector: Injector::new(settings(args)),
+            writer: Writer::to(out, format),
+            check: args.check,
+            report: Vec::new(),
+            errors: Vec::new(),
+            changed: false,
         }
     }
-    if !errors.is_empty() {
-        return bad(errors);
-    }
-    // A KRM function call: stdin is one ResourceList.
-    if let [(_, docs)] = parsed.as_slice() {
-        let content: Vec<&Document> = docs.iter().filter(|d| d.value.is_some()).collect();
-        if let [doc] = content.as_slice() {
-            if let Some(list) = doc.value.as_ref().filter(|v| krm::is_resource_list(v)) {
-                return krm_run(args, settings, doc, list);
+
+    /// Every document of one input; after an error the rest are still
+    /// checked, so that every problem is reported.
+    fn input(&mut self, input: &Input) {
+        for doc in document::each(input) {
+            match doc {
+                Ok(doc) => self.document(&input.name, &doc),
+                Err(e) => {
+                    self.errors.push(format!("error: {e}"));
+                    // The rest of a stream that does not split or parse
+                    // cannot be trusted to be where it seems.
+                    if e.index.is_none() || input.format == Format::Json {
+                        break;
+                    }
+                }
             }
         }
     }
-    let injector = Injector::new(settings);
-    let mut writer = Writer::new(args.output.map(|o| match o {
-        OutputFormat::Yaml => Format::Yaml,
-        OutputFormat::Json => Format::Json,
-    }));
-    let mut report = Vec::new();
-    let mut changed = false;
-    for (file, docs) in &parsed {
-        for doc in docs {
-            let Some(value) = &doc.value else {
-                if let Err(e) = writer.push(doc, None) {
-                    errors.push(format!("error: {file}: document {}: {e}", doc.index));
+
+    fn document(&mut self, file: &str, doc: &Document) {
+        let write = !self.check && self.errors.is_empty();
+        let Some(value) = &doc.value else {
+            if write {
+                if let Err(e) = self.writer.push(doc, None) {
+                    self.errors
+                        .push(format!("error: {file}: document {}: {e}", doc.index));
                 }
-                continue;
-            };
-            match injector.inject_value(value) {
-                Ok(outcome) => {
-                    for r in &outcome.reports {
-                        report.push(r.to_string());
-                        for w in &r.warnings {
-                            report.push(format!("warning: {}: {w}", r.object));
-                        }
-                    }
-                    if outcome.changed() && doc.has_comments() {
-                        let names: Vec<String> = outcome
-                            .reports
-                            .iter()
-                            .filter(|r| r.changed)
-                            .map(|r| r.object.to_string())
-                            .collect();
-                        report.push(format!(
-                            "warning: {}: comments not preserved in {file} document {} (the \
-                             document was edited; see docs/injection.md)",
-                            names.join(", "),
-                            doc.index
-                        ));
-                    }
-                    changed |= outcome.changed();
-                    if let Err(e) = writer.push(doc, outcome.value.as_ref()) {
-                        errors.push(format!("error: {file}: document {}: {e}", doc.index));
-                    }
-                }
-                Err(e) => errors.push(format!("error: {file}: document {}: {e}", doc.index)),
             }
-        }
-    }
-    if !errors.is_empty() {
-        return bad(errors);
-    }
-    if args.check {
-        return RunOutput {
-            stdout: None,
-            stderr: report,
-            code: if changed {
-                exit::WOULD_CHANGE
-            } else {
-                exit::OK
-            },
+            return;
         };
+        match self.injector.inject_value(value) {
+            Ok(outcome) => {
+                for r in &outcome.reports {
+                    self.report.push(r.to_string());
+                    for w in &r.warnings {
+                        self.report.push(format!("warning: {}: {w}", r.object));
+                    }
+                }
+                if outcome.changed() && doc.has_comments() {
+                    let names: Vec<String> = outcome
+                        .reports
+                        .iter()
+                        .filter(|r| r.changed)
+                        .map(|r| r.object.to_string())
+                        .collect();
+                    self.report.push(format!(
+                        "warning: {}: comments not preserved in {file} document {} (the \
+                         document was edited; see docs/injection.md)",
+                        names.join(", "),
+                        doc.index
+                    ));
+                }
+                self.changed |= outcome.changed();
+                if write {
+                    if let Err(e) = self.writer.push(doc, outcome.value.as_ref()) {
+                        self.errors
+                            .push(format!("error: {file}: document {}: {e}", doc.index));
+                    }
+                }
+            }
+            Err(e) => self
+                .errors
+                .push(format!("error: {file}: document {}: {e}", doc.index)),
+        }
     }
-    RunOutput {
-        stdout: Some(writer.finish()),
-        stderr: report,
-        code: exit::OK,
+
+    /// The run's report and exit code, and the output if it is to be
+    /// written.
+    fn finish(self) -> (RunOutput, Option<W>) {
+        if !self.errors.is_empty() {
+            return (bad(self.errors), None);
+        }
+        let code = if self.check && self.changed {
+            exit::WOULD_CHANGE
+        } else {
+            exit::OK
+        };
+        let out = RunOutput {
+            stdout: None,
+            stderr: self.report,
+            code,
+        };
+        (out, (!self.check).then(|| self.writer.finish()))
     }
 }
 

@@ -110,25 +110,31 @@ fn is_blank_or_comment(line: &str) -> bool {
     t.is_empty() || t.starts_with('#')
 }
 
-/// Reads `path` (`-` for stdin): a file, or every `.yaml`, `.yml` and
-/// `.json` file under a directory, recursively, in name order.
-pub fn read(path: &Path) -> Result<Vec<Input>, InputError> {
+/// A UTF-8 byte-order mark, which kubectl and kustomize accept at the
+/// start of a stream.
+const BOM: char = '\u{FEFF}';
+
+/// Largest total input of one run, in bytes: documents are read, injected
+/// and written one at a time, so this bounds the time a run takes, not its
+/// memory.
+pub const MAX_TOTAL: u64 = 256 << 20;
+
+/// Where an input comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Stdin,
+    File(PathBuf),
+}
+
+/// The inputs `path` names, unread: stdin for `-`, a file, or every
+/// `.yaml`, `.yml` and `.json` file under a directory, recursively, in name
+/// order.
+pub fn origins(path: &Path) -> Result<Vec<Origin>, InputError> {
     if path.as_os_str() == "-" {
-        let text = read_limited(std::io::stdin().lock(), "stdin")?;
-        let format = if text.trim_start().starts_with(['{', '[']) {
-            Format::Json
-        } else {
-            Format::Yaml
-        };
-        return Ok(vec![Input {
-            name: "stdin".to_owned(),
-            text,
-            format,
-        }]);
+        return Ok(vec![Origin::Stdin]);
     }
-    let name = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| InputError {
-        file: name.clone(),
+        file: path.display().to_string(),
         index: None,
         message: format!("cannot read it ({e}): check the path"),
     })?;
@@ -136,9 +142,53 @@ pub fn read(path: &Path) -> Result<Vec<Input>, InputError> {
         let mut files = Vec::new();
         walk(path, &mut files, 0)?;
         files.sort();
-        return files.iter().map(|f| read_file(f)).collect();
+        return Ok(files.into_iter().map(Origin::File).collect());
     }
-    Ok(vec![read_file(path)?])
+    Ok(vec![Origin::File(path.to_owned())])
+}
+
+/// Reads one input, counting it against `budget` (the bytes the run may
+/// still read, of [`MAX_TOTAL`]).
+pub fn read_origin(origin: &Origin, budget: &mut u64) -> Result<Input, InputError> {
+    let input = match origin {
+        Origin::Stdin => {
+            let text = read_limited(std::io::stdin().lock(), "stdin")?;
+            let format = if text.trim_start().starts_with(['{', '[']) {
+                Format::Json
+            } else {
+                Format::Yaml
+            };
+            Input {
+                name: "stdin".to_owned(),
+                text,
+                format,
+            }
+        }
+        Origin::File(path) => read_file(path)?,
+    };
+    let len = input.text.len() as u64;
+    if len > *budget {
+        return Err(InputError {
+            file: input.name,
+            index: None,
+            message: format!(
+                "the inputs of one run add up to more than {} MiB: inject them in several runs",
+                MAX_TOTAL >> 20
+            ),
+        });
+    }
+    *budget -= len;
+    Ok(input)
+}
+
+/// Reads `path` (`-` for stdin): a file, or every `.yaml`, `.yml` and
+/// `.json` file under a directory, recursively, in name order.
+pub fn read(path: &Path) -> Result<Vec<Input>, InputError> {
+    let mut budget = MAX_TOTAL;
+    origins(path)?
+        .iter()
+        .map(|o| read_origin(o, &mut budget))
+        .collect()
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(), InputError> {
@@ -215,14 +265,16 @@ fn read_limited(r: impl Read, name: &str) -> Result<String, InputError> {
     })
 }
 
-/// A UTF-8 byte-order mark, which kubectl and kustomize accept at the
-/// start of a stream.
-const BOM: char = '\u{FEFF}';
-
 /// Splits an input into its documents, each parsed. A document that is
 /// null (`~`, `--- null`, only comments) has no value: kubectl skips it,
 /// and it is written back as it was.
 pub fn documents(input: &Input) -> Result<Vec<Document>, InputError> {
+    each(input).collect()
+}
+
+/// [`documents`], one at a time: each is parsed only when it is asked for,
+/// so a caller that handles one before the next holds one value tree.
+pub fn each(input: &Input) -> Box<dyn Iterator<Item = Result<Document, InputError>> + '_> {
     match input.format {
         Format::Yaml => {
             let (bom, text) = match input.text.strip_prefix(BOM) {
@@ -234,13 +286,14 @@ pub fn documents(input: &Input) -> Result<Vec<Document>, InputError> {
             if bom > 0 {
                 pieces[0] = &input.text[..bom + pieces[0].len()];
             }
-            pieces
-                .into_iter()
-                .enumerate()
-                .map(|(index, text)| parse_yaml(&input.name, index, text))
-                .collect()
+            Box::new(
+                pieces
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, text)| parse_yaml(&input.name, index, text)),
+            )
         }
-        Format::Json => json_documents(input),
+        Format::Json => Box::new(JsonDocuments::new(input)),
     }
 }
 
@@ -399,59 +452,82 @@ fn mib(n: usize) -> f64 {
     n as f64 / f64::from(1 << 20)
 }
 
-fn json_documents(input: &Input) -> Result<Vec<Document>, InputError> {
-    let mut docs: Vec<Document> = Vec::new();
-    let text = input.text.strip_prefix(BOM).unwrap_or(&input.text);
-    let bom = input.text.len() - text.len();
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
-    let mut start = 0;
-    loop {
-        let index = docs.len();
-        match stream.next() {
-            None => break,
-            Some(Ok(value)) => {
-                let end = stream.byte_offset();
-                // The white space before a value ends the one before it, so
-                // that each document's text is its value and what follows.
-                let lead = text[start..end].len() - text[start..end].trim_start().len();
-                if let Some(last) = docs.last_mut() {
-                    last.text.push_str(&text[start..start + lead]);
-                    start += lead;
-                }
-                let text = &input.text[if docs.is_empty() { 0 } else { bom + start }..bom + end];
-                if text.len() > MAX_DOCUMENT {
-                    return Err(InputError {
-                        file: input.name.clone(),
-                        index: Some(index),
-                        message: format!(
-                            "it is {:.1} MiB, over the {} MiB an object can be (the API server's limit): split it",
-                            mib(text.len()),
-                            MAX_DOCUMENT >> 20
-                        ),
-                    });
-                }
-                docs.push(Document {
-                    index,
-                    text: text.to_owned(),
-                    value: Some(value),
-                    format: Format::Json,
-                });
-                start = end;
-            }
-            Some(Err(e)) => {
-                return Err(InputError {
-                    file: input.name.clone(),
-                    index: Some(index),
-                    message: format!("not valid JSON ({e}): fix the document"),
-                })
-            }
+/// The values of a JSON stream, one at a time. Each document's text is its
+/// value and the white space after it (the first also keeps what comes
+/// before it), so the texts concatenate to the input.
+struct JsonDocuments<'a> {
+    input: &'a Input,
+    /// The text after the byte-order mark, if any.
+    text: &'a str,
+    bom: usize,
+    /// Where the next document's text starts, in `text`.
+    start: usize,
+    index: usize,
+    done: bool,
+}
+
+impl<'a> JsonDocuments<'a> {
+    fn new(input: &'a Input) -> Self {
+        let text = input.text.strip_prefix(BOM).unwrap_or(&input.text);
+        Self {
+            input,
+            text,
+            bom: input.text.len() - text.len(),
+            start: 0,
+            index: 0,
+            done: false,
         }
     }
-    // Whatever follows the last value (a newline) belongs to it.
-    if let Some(last) = docs.last_mut() {
-        last.text.push_str(&text[start..]);
+
+    fn error(&mut self, message: String) -> Option<Result<Document, InputError>> {
+        self.done = true;
+        Some(Err(InputError {
+            file: self.input.name.clone(),
+            index: Some(self.index),
+            message,
+        }))
     }
-    Ok(docs)
+}
+
+impl Iterator for JsonDocuments<'_> {
+    type Item = Result<Document, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.text[self.start..].trim().is_empty() {
+            return None;
+        }
+        let rest = &self.text[self.start..];
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        let value = match stream.next()? {
+            Ok(value) => value,
+            Err(e) => return self.error(format!("not valid JSON ({e}): fix the document")),
+        };
+        let end = stream.byte_offset();
+        let next = end + (rest[end..].len() - rest[end..].trim_start().len());
+        let from = if self.index == 0 {
+            0
+        } else {
+            self.bom + self.start
+        };
+        let text = &self.input.text[from..self.bom + self.start + next];
+        if text.len() > MAX_DOCUMENT {
+            let message = format!(
+                "it is {:.1} MiB, over the {} MiB an object can be (the API server's limit): split it",
+                mib(text.len()),
+                MAX_DOCUMENT >> 20
+            );
+            return self.error(message);
+        }
+        let doc = Document {
+            index: self.index,
+            text: text.to_owned(),
+            value: Some(value),
+            format: Format::Json,
+        };
+        self.start += next;
+        self.index += 1;
+        Some(Ok(doc))
+    }
 }
 
 /// Emits an edited value as a document of `format`.
@@ -476,10 +552,14 @@ fn ends_document(text: &str) -> Option<bool> {
         .map(is_document_end)
 }
 
-/// Assembles the output stream.
+/// Assembles the output stream, one document at a time, into `W`: a
+/// `String`, or a [`Spool`] that moves to a temporary file once it grows.
 #[derive(Debug, Default)]
-pub struct Writer {
-    out: String,
+pub struct Writer<W = String> {
+    out: W,
+    /// Whether anything was written, and whether it ended with a newline.
+    written: bool,
+    at_line_start: bool,
     /// `None`: each document keeps its input's format.
     format: Option<Format>,
     /// Where the last document written stands.
@@ -498,11 +578,32 @@ enum Last {
 impl Writer {
     #[must_use]
     pub fn new(format: Option<Format>) -> Self {
+        Self::to(String::new(), format)
+    }
+}
+
+impl<W: std::fmt::Write> Writer<W> {
+    /// A writer into `out`.
+    pub fn to(out: W, format: Option<Format>) -> Self {
         Self {
-            out: String::new(),
+            out,
+            written: false,
+            at_line_start: true,
             format,
             last: Last::None,
         }
+    }
+
+    fn put(&mut self, text: &str) -> Result<(), String> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.out
+            .write_str(text)
+            .map_err(|_| "cannot write the output".to_owned())?;
+        self.written = true;
+        self.at_line_start = text.ends_with('\n');
+        Ok(())
     }
 
     /// Writes one document: its original text if it was not edited (and
@@ -531,33 +632,89 @@ impl Writer {
                 }
             }
         };
-        if !self.out.is_empty() && !self.out.ends_with('\n') {
-            self.out.push('\n');
+        if self.written && !self.at_line_start {
+            self.put("\n")?;
         }
         if format == Format::Yaml {
             if text.lines().next().is_some_and(is_directive) {
                 if self.last == Last::Open {
-                    self.out.push_str("...\n");
+                    self.put("...\n")?;
                 }
             } else {
                 let has_sep = text.lines().next().is_some_and(is_separator);
-                let wants = (!self.out.is_empty() && self.last != Last::Ended)
+                let wants = (self.written && self.last != Last::Ended)
                     || (!verbatim && doc.separator().is_some());
                 if wants && !has_sep {
-                    self.out.push_str("---\n");
+                    self.put("---\n")?;
                 }
             }
             if let Some(ended) = ends_document(&text) {
                 self.last = if ended { Last::Ended } else { Last::Open };
             }
         }
-        self.out.push_str(&text);
-        Ok(())
+        self.put(&text)
     }
 
+    /// The output.
     #[must_use]
-    pub fn finish(self) -> String {
+    pub fn finish(self) -> W {
         self.out
+    }
+}
+
+/// Output held until a run has succeeded (a run that fails writes nothing):
+/// in memory up to [`Spool::IN_MEMORY`], then in an unnamed temporary file,
+/// so that memory does not grow with the output. Where no temporary file
+/// can be made (a read-only root with no `/tmp`), it stays in memory.
+#[derive(Debug, Default)]
+pub struct Spool {
+    memory: String,
+    file: Option<std::fs::File>,
+    /// No temporary file could be made: stay in memory.
+    no_file: bool,
+    failed: bool,
+}
+
+impl Spool {
+    /// Bytes held in memory before moving to a file.
+    pub const IN_MEMORY: usize = 4 << 20;
+
+    /// Copies the output to `out`.
+    pub fn copy_to(mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        use std::io::{Seek, Write as _};
+        if let Some(mut file) = self.file.take() {
+            file.write_all(self.memory.as_bytes())?;
+            file.flush()?;
+            file.rewind()?;
+            std::io::copy(&mut file, out)?;
+            return Ok(());
+        }
+        out.write_all(self.memory.as_bytes())
+    }
+}
+
+impl std::fmt::Write for Spool {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        use std::io::Write as _;
+        if self.failed {
+            return Err(std::fmt::Error);
+        }
+        self.memory.push_str(s);
+        if self.memory.len() < Self::IN_MEMORY {
+            return Ok(());
+        }
+        if self.file.is_none() && !self.no_file {
+            self.file = tempfile::tempfile().ok();
+            self.no_file = self.file.is_none();
+        }
+        if let Some(file) = &mut self.file {
+            if file.write_all(self.memory.as_bytes()).is_err() {
+                self.failed = true;
+                return Err(std::fmt::Error);
+            }
+            self.memory.clear();
+        }
+        Ok(())
     }
 }
 
