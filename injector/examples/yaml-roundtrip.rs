@@ -1,13 +1,14 @@
 //! The baseline of figure 11 in `make bench`: a plain round trip of a
-//! multi-document YAML file by the crate the injector edits with, and
-//! nothing else. Every document is parsed into a `serde_yaml_ng::Value`
-//! and emitted again to stdout; no injection, no validation.
+//! multi-document YAML file through the injector's own reader and writer
+//! (`secret_gate_injector::yaml`: YAML 1.1 as kubectl reads it), and
+//! nothing else. Every document is split off, parsed into a value and
+//! emitted again to stdout; no injection, no validation.
 //!
 //! `cargo run --release -p secret-gate-injector --example yaml-roundtrip -- FILE`
 
 use std::io::Write as _;
 
-use serde::Deserialize as _;
+use secret_gate_injector::{document, yaml};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args_os()
@@ -15,10 +16,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("usage: yaml-roundtrip FILE")?;
     let text = std::fs::read_to_string(path)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
-        let value = serde_yaml_ng::Value::deserialize(document)?;
-        out.write_all(b"---\n")?;
-        out.write_all(serde_yaml_ng::to_string(&value)?.as_bytes())?;
+    for piece in document::split_yaml(&text) {
+        if let Some(value) = yaml::load(piece)? {
+            out.write_all(b"---\n")?;
+            out.write_all(yaml::to_string(&value).as_bytes())?;
+        }
     }
     out.flush()?;
     Ok(())

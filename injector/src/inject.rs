@@ -15,11 +15,11 @@ use crate::gate::{self, Parts, Validator};
 use crate::status::{fingerprint, Status};
 use crate::value::{get, get_mut, items, path, s, str_at};
 
-/// The image when neither `--image` nor a function config names one.
-pub const DEFAULT_IMAGE: &str = concat!(
-    "ghcr.io/secret-gate/secret-gate:",
-    env!("CARGO_PKG_VERSION")
-);
+/// The image when neither `--image` nor a function config names one: this
+/// release's, by digest when the build knew it (`SECRET_GATE_IMAGE_DIGEST`
+/// at build time, as the release workflow sets it; see `build.rs`), so
+/// that what runs is exactly what was released.
+pub const DEFAULT_IMAGE: &str = env!("SECRET_GATE_DEFAULT_IMAGE");
 
 /// Where the gate reads the secret from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
