@@ -7,7 +7,7 @@
 
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::inject::{GateMode, Settings, Source};
+use crate::settings::{GateMode, Settings, Source};
 
 /// The annotation prefix.
 pub const PREFIX: &str = "secret-gate.dev/";

@@ -11,7 +11,7 @@ use clap::CommandFactory;
 use serde_yaml_ng::Value;
 
 use crate::annotations::{Request, PREFIX};
-use crate::inject::{GateMode, Source};
+use crate::settings::{GateMode, Source};
 use crate::value::{map, s, seq};
 
 /// The injected container's name.
@@ -33,7 +33,7 @@ const STARTUP_SECONDS_WITHOUT_TIMEOUT: u64 = 300;
 /// canonical order: subcommand, annotation flags sorted by name, then the
 /// flags the mode sets.
 pub fn arguments(req: &Request) -> Result<Vec<String>, String> {
-    let sub = subcommand(req.source);
+    let sub = req.source.subcommand();
     let root = gate_command();
     let subcmd = root
         .find_subcommand(sub)
@@ -84,15 +84,6 @@ pub fn arguments(req: &Request) -> Result<Vec<String>, String> {
 fn gate_command() -> &'static clap::Command {
     static COMMAND: OnceLock<clap::Command> = OnceLock::new();
     COMMAND.get_or_init(secret_gate::cli::Cli::command)
-}
-
-/// The subcommand for a source.
-#[must_use]
-pub const fn subcommand(source: Source) -> &'static str {
-    match source {
-        Source::Watch => "watch",
-        Source::Safe => "safe",
-    }
 }
 
 /// What the gate's own validation says about a command line.

@@ -12,66 +12,9 @@ use serde_yaml_ng::{Mapping, Value};
 
 use crate::annotations::{self, Placement, Request, PREFIX, STATUS};
 use crate::gate::{self, Parts, Validator};
+pub use crate::settings::{GateMode, Settings, Source, DEFAULT_IMAGE};
 use crate::status::{fingerprint, Status};
 use crate::value::{get, get_mut, items, path, s, str_at};
-
-/// The image when neither `--image` nor a function config names one: this
-/// release's, by digest when the build knew it (`SECRET_GATE_IMAGE_DIGEST`
-/// at build time, as the release workflow sets it; see `build.rs`), so
-/// that what runs is exactly what was released.
-pub const DEFAULT_IMAGE: &str = env!("SECRET_GATE_DEFAULT_IMAGE");
-
-/// Where the gate reads the secret from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// Files on a volume the app mounts (`watch`).
-    Watch,
-    /// VSecM Safe over SPIFFE mTLS (`safe`).
-    Safe,
-}
-
-/// How the gate runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GateMode {
-    /// The last init container (by default); it exits once ready.
-    Init,
-    /// A native sidecar (`restartPolicy: Always`) that keeps running.
-    Sidecar,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(gate::subcommand(*self))
-    }
-}
-
-impl fmt::Display for GateMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Init => "init",
-            Self::Sidecar => "sidecar",
-        })
-    }
-}
-
-/// Defaults for every template: the image, and the source and mode used
-/// when a template's annotations do not say.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub image: String,
-    pub source: Source,
-    pub mode: GateMode,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            image: DEFAULT_IMAGE.to_owned(),
-            source: Source::Watch,
-            mode: GateMode::Init,
-        }
-    }
-}
 
 /// Which object a report or an error is about.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -452,7 +395,7 @@ fn refusal(gate_message: &str, req: &Request) -> String {
         Some(f) if first.starts_with("unexpected argument") => format!(
             "annotation {PREFIX}{f}: the gate's `{}` has no --{f} flag ({first}); fix the name or \
              remove the annotation ({PREFIX}NAME is the gate's --NAME)",
-            gate::subcommand(req.source)
+            req.source.subcommand()
         ),
         Some(f) => {
             format!("annotation {PREFIX}{f}: the gate would refuse it: {first}; fix the annotation")

@@ -9,7 +9,8 @@
 
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::inject::{resource_ref, GateMode, Injector, ObjectRef, ObjectReport, Settings, Source};
+use crate::inject::{resource_ref, Injector, ObjectRef, ObjectReport};
+use crate::settings::{GateMode, Settings, Source};
 use crate::value::{get, items, s, str_at};
 
 /// Whether a document is a KRM `ResourceList`.

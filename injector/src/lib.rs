@@ -17,6 +17,10 @@
 //!   that keep their original text, and emits the result; [`krm`] is the
 //!   KRM-function front end (`ResourceList` in and out); [`cli`] is the
 //!   `inject` command.
+//! - [`settings`] is the vocabulary at the bottom ([`Source`],
+//!   [`GateMode`], [`Settings`]); imports only point down to it.
+//! - [`yaml`] reads YAML as kubectl does (YAML 1.1) and writes it so that
+//!   kubectl reads it back as written.
 //! - [`value`] holds small helpers over `serde_yaml_ng::Value`.
 //! - [`webhook`] is the admission-webhook front end (`webhook`): HTTPS,
 //!   `AdmissionReview` in, a JSON patch from the core's answer out.
@@ -27,12 +31,11 @@ pub mod document;
 pub mod gate;
 pub mod inject;
 pub mod krm;
+pub mod settings;
 pub mod status;
 pub mod value;
 pub mod webhook;
 pub mod yaml;
 
-pub use inject::{
-    GateMode, InjectError, Injector, JsonOutcome, ObjectRef, ObjectReport, Outcome, Settings,
-    Source,
-};
+pub use inject::{InjectError, Injector, JsonOutcome, ObjectRef, ObjectReport, Outcome};
+pub use settings::{GateMode, Settings, Source};
