@@ -26,6 +26,10 @@ use crate::krm;
 /// function (how kustomize runs exec functions).
 #[derive(Debug, Parser)]
 #[command(name = "secret-gate-injector", version, max_term_width = 100)]
+#[expect(
+    clippy::doc_markdown,
+    reason = "the doc comment is the --help text, where backticks would show"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

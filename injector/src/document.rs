@@ -274,6 +274,7 @@ pub fn documents(input: &Input) -> Result<Vec<Document>, InputError> {
 
 /// [`documents`], one at a time: each is parsed only when it is asked for,
 /// so a caller that handles one before the next holds one value tree.
+#[must_use]
 pub fn each(input: &Input) -> Box<dyn Iterator<Item = Result<Document, InputError>> + '_> {
     match input.format {
         Format::Yaml => {
@@ -479,13 +480,14 @@ impl<'a> JsonDocuments<'a> {
         }
     }
 
-    fn error(&mut self, message: String) -> Option<Result<Document, InputError>> {
+    /// Ends the stream with an error about the current document.
+    fn error(&mut self, message: String) -> Result<Document, InputError> {
         self.done = true;
-        Some(Err(InputError {
+        Err(InputError {
             file: self.input.name.clone(),
             index: Some(self.index),
             message,
-        }))
+        })
     }
 }
 
@@ -500,7 +502,7 @@ impl Iterator for JsonDocuments<'_> {
         let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
         let value = match stream.next()? {
             Ok(value) => value,
-            Err(e) => return self.error(format!("not valid JSON ({e}): fix the document")),
+            Err(e) => return Some(self.error(format!("not valid JSON ({e}): fix the document"))),
         };
         let end = stream.byte_offset();
         let next = end + (rest[end..].len() - rest[end..].trim_start().len());
@@ -516,7 +518,7 @@ impl Iterator for JsonDocuments<'_> {
                 mib(text.len()),
                 MAX_DOCUMENT >> 20
             );
-            return self.error(message);
+            return Some(self.error(message));
         }
         let doc = Document {
             index: self.index,

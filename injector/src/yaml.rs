@@ -7,7 +7,7 @@
 //! `0400` is the octal 256 and `1_000` is 1000. [`load`] reads a document
 //! the same way (quoted scalars stay strings; mapping keys become strings
 //! as `sigs.k8s.io/yaml` makes them), and [`to_string`] writes a value so
-//! that every YAML 1.1 reader (go-yaml v2, PyYAML) and every YAML 1.2
+//! that every YAML 1.1 reader (go-yaml v2, `PyYAML`) and every YAML 1.2
 //! reader reads back the same types and values: a string whose plain form
 //! any of them would resolve to something else is quoted.
 
@@ -603,7 +603,7 @@ fn is_printable(c: char) -> bool {
         && c != '\u{FEFF}'
 }
 
-/// Whether a YAML 1.1 reader (go-yaml v2, PyYAML) or a YAML 1.2 one might
+/// Whether a YAML 1.1 reader (go-yaml v2, `PyYAML`) or a YAML 1.2 one might
 /// read this text, unquoted, as anything but this string. Deliberately
 /// broad: quoting a string never changes it.
 #[must_use]
@@ -844,9 +844,17 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
             let prev = i - 1;
-            text.push_str(&format!(
-                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
-            ));
+            let refs = vec![format!("*a{prev}"); 10].join(", ");
+            text += &[
+                "a",
+                &i.to_string(),
+                ": &a",
+                &i.to_string(),
+                " [",
+                &refs,
+                "]\n",
+            ]
+            .concat();
         }
         let err = load(&text).unwrap_err();
         assert!(err.contains("aliases expand"), "{err}");

@@ -1,12 +1,12 @@
 //! What the injector writes, read by the readers that matter: kubectl
 //! itself (`kubectl annotate --local -o json` decodes manifests with
 //! `sigs.k8s.io/yaml`, go-yaml v2's YAML 1.1, and needs no cluster) and
-//! PyYAML (YAML 1.1 too). For every golden case the injector changed,
+//! `PyYAML` (YAML 1.1 too). For every golden case the injector changed,
 //! every scalar of the input must read back from the output with the same
 //! type and value, and every field must still be there: the output holds
 //! the input plus what the injector added.
 //!
-//! Both readers must be on the machine (`.ci/run` installs PyYAML; kubectl
+//! Both readers must be on the machine (`.ci/run` installs `PyYAML`; kubectl
 //! comes with the Google Cloud CLI packages on these machines): a missing
 //! one fails the test and says so.
 
@@ -56,7 +56,7 @@ fn kubectl(file: &Path) -> Result<Vec<Value>, String> {
         .collect())
 }
 
-/// The objects of a manifest file as PyYAML reads them.
+/// The objects of a manifest file as `PyYAML` reads them.
 fn pyyaml(file: &Path) -> Result<Vec<Value>, String> {
     let out = Command::new("python3")
         .args(["-c", PYYAML])

@@ -26,7 +26,7 @@ mod cli_support;
 const BIN: &str = env!("CARGO_BIN_EXE_secret-gate-injector");
 
 /// An opted-in Deployment with strings that YAML 1.1 would retype if they
-/// lost their quotes, and a ConfigMap that is not opted in.
+/// lost their quotes, and a `ConfigMap` that is not opted in.
 const APP: &str = r#"# The app. kpt keeps this comment.
 apiVersion: apps/v1
 kind: Deployment
