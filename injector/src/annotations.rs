@@ -65,10 +65,7 @@ pub fn ours(annotations: Option<&Mapping>) -> Result<Vec<(String, String)>, Stri
             continue;
         };
         match v {
-            Value::String(text) => {
-                value_is_runnable(name, text)?;
-                out.push((name.to_owned(), text.clone()));
-            }
+            Value::String(text) => out.push((name.to_owned(), text.clone())),
             other => {
                 return Err(format!(
                     "annotation {name} is {}, not a string: Kubernetes annotations are strings, \
@@ -135,6 +132,7 @@ pub fn request(ours: &[(String, String)], settings: &Settings) -> Result<Request
         flags: Vec::new(),
     };
     for (full, value) in ours {
+        value_is_runnable(full, value)?;
         let name = &full[PREFIX.len()..];
         match name {
             "inject" | "status" => {}
