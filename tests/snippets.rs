@@ -231,7 +231,8 @@ fn the_migrated_sidecar_runs_with_its_args_and_variables() {
         .env("VSECM_SAFE_ENDPOINT_URL", fake.safe_url())
         .spawn();
     let written = wait_until(HANG_LIMIT, || {
-        std::fs::read_to_string(&secrets).is_ok_and(|s| s.contains("password"))
+        !running.is_running()
+            || std::fs::read_to_string(&secrets).is_ok_and(|s| s.contains("password"))
     });
     running.assert_running("keeping running as a sidecar");
     assert!(written, "the sidecar never wrote {}\n{}", secrets.display(), running.dump());

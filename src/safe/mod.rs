@@ -302,7 +302,7 @@ mod tests {
         for (data, want) in [
             ("<no value>", "Safe: secret holds only `<no value>`"),
             ("null", "Safe: secret holds only null, which carries no secret"),
-            ("{\"password\": ", "Safe: secret is not valid JSON"),
+            ("{\"password\" 1}", "Safe: secret is not valid JSON"),
             ("[", "Safe: secret JSON ends early"),
         ] {
             let problems = super::check_secret(&keys, None, data).unwrap_err();
