@@ -55,17 +55,17 @@ const DEFAULT_PATH: &str = "/bin:/usr/bin";
 /// error: `EACCES` if some candidate was not executable and none ran,
 /// else `ENOENT`, as `execvp` reports.
 fn exec(program: &OsStr, args: &[OsString]) -> std::io::Error {
-    let argv = match std::iter::once(program)
+    let words = match std::iter::once(program)
         .chain(args.iter().map(OsString::as_os_str))
         .map(c_string)
         .collect::<Result<Vec<_>, _>>()
     {
-        Ok(argv) => argv,
+        Ok(words) => words,
         Err(error) => return error,
     };
     reset_signals();
     if program.as_bytes().contains(&b'/') {
-        return execv(&argv[0], &argv);
+        return execv(&words[0], &words);
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     let mut denied = None;
@@ -76,7 +76,7 @@ fn exec(program: &OsStr, args: &[OsString]) -> std::io::Error {
         let Ok(candidate) = c_string(candidate.as_os_str()) else {
             continue;
         };
-        let error = execv(&candidate, &argv);
+        let error = execv(&candidate, &words);
         match error.raw_os_error() {
             Some(libc::EACCES) => denied = Some(error),
             Some(libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT) => {}
@@ -110,7 +110,10 @@ fn reset_signals() {
     let _ = SigSet::empty().thread_set_mask();
     // SAFETY: SIG_DFL installs no handler, so no code of ours can run in
     // signal context; the call only changes the disposition.
-    #[expect(unsafe_code, reason = "nix's signal() is unsafe for handlers; SigDfl is not one")]
+    #[expect(
+        unsafe_code,
+        reason = "nix's signal() is unsafe for handlers; SigDfl is not one"
+    )]
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 

@@ -261,7 +261,9 @@ fn not_a_log_file(path: &Path) -> Option<std::io::Error> {
     } else {
         return None;
     };
-    Some(std::io::Error::other(format!("is {what}, {NOT_A_LOG_FILE}")))
+    Some(std::io::Error::other(format!(
+        "is {what}, {NOT_A_LOG_FILE}"
+    )))
 }
 
 /// Words (paths, names) longer than this are shortened in the termination

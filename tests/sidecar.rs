@@ -278,6 +278,10 @@ fn exec_missing_command_is_127_and_not_executable_is_126() {
 /// `execvp` falls back to it, musl's does not): a script without `#!`, by
 /// path and found in PATH, and a file that only starts like ELF. A PATH
 /// entry where the name is not executable is skipped, as by `execvp`.
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
 fn exec_refusals_are_126(bin: &Path) {
     let fx = Fixture::new();
     fx.write("app.env", "A=x\n");
@@ -304,7 +308,15 @@ fn exec_refusals_are_126(bin: &Path) {
             .arg(&fx.mount)
             .arg("--termination-log")
             .arg(&fx.log)
-            .args(["--file", "app.env", "--required-keys", "A", "--settle-time", "0", "--"])
+            .args([
+                "--file",
+                "app.env",
+                "--required-keys",
+                "A",
+                "--settle-time",
+                "0",
+                "--",
+            ])
             .arg(command)
             .env("PATH", &path)
     };
@@ -320,7 +332,11 @@ fn exec_refusals_are_126(bin: &Path) {
             "cannot be executed: not a binary or script this system can run",
             &run,
         );
-        assert!(!ran.exists(), "{command:?} ran through a shell\n{}", run.dump());
+        assert!(
+            !ran.exists(),
+            "{command:?} ran through a shell\n{}",
+            run.dump()
+        );
     }
     let run = gate(std::ffi::OsStr::new("sg-later")).run();
     run.assert_code(0);
@@ -341,8 +357,60 @@ fn exec_of_what_the_kernel_refuses_is_126_in_the_static_build() {
         std::path::PathBuf::from,
     );
     let bin = target.join("x86_64-unknown-linux-gnu/release/secret-gate");
-    assert!(bin.is_file(), "{}: not found; run make static", bin.display());
+    assert!(
+        bin.is_file(),
+        "{}: not found; run make static",
+        bin.display()
+    );
     exec_refusals_are_126(&bin);
+}
+
+/// The command starts as a shell's `exec` would start it: nothing
+/// blocked, SIGPIPE at its default (Rust ignores it in the gate), and a
+/// signal ignored before the gate started (nohup's SIGHUP) still ignored.
+#[test]
+fn exec_gives_the_command_the_signals_a_shell_exec_would() {
+    let fx = Fixture::new();
+    fx.write("app.env", "A=x\n");
+    let run = Gate::program("nohup")
+        .arg(common::BIN)
+        .args(["watch", "--mount-path"])
+        .arg(&fx.mount)
+        .args([
+            "--file",
+            "app.env",
+            "--required-keys",
+            "A",
+            "--settle-time",
+            "0",
+        ])
+        .args(["--", "grep", "^Sig[IB]", "/proc/self/status"])
+        .run();
+    run.assert_code(0);
+    let mask = |name: &str| {
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{}", run.dump()))
+    };
+    let bit = |signal: i32| 1u64 << (signal - 1);
+    assert_eq!(mask("SigBlk:"), 0, "{}", run.dump());
+    let ignored = mask("SigIgn:");
+    assert_ne!(
+        ignored & bit(libc::SIGHUP),
+        0,
+        "nohup's SIGHUP was reset\n{}",
+        run.dump()
+    );
+    for signal in [libc::SIGPIPE, libc::SIGTERM, libc::SIGINT] {
+        assert_eq!(
+            ignored & bit(signal),
+            0,
+            "signal {signal} ignored\n{}",
+            run.dump()
+        );
+    }
 }
 
 #[test]

@@ -17,12 +17,11 @@
 #[path = "common/bounded.rs"]
 mod bounded;
 mod common;
+#[path = "common/fake.rs"]
 #[expect(
     clippy::expect_used,
-    clippy::unwrap_used,
-    reason = "shared test helpers: a panic fails the calling test"
+    reason = "the fake Safe's helpers fail the test with expect(); they are test code"
 )]
-#[path = "common/fake.rs"]
 mod fake;
 
 use std::os::unix::fs::symlink;
@@ -35,8 +34,7 @@ use serde_yaml_ng::Value;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn read_doc(doc: &str) -> String {
-    std::fs::read_to_string(Path::new(ROOT).join(doc))
-        .unwrap_or_else(|e| panic!("{doc}: {e}"))
+    std::fs::read_to_string(Path::new(ROOT).join(doc)).unwrap_or_else(|e| panic!("{doc}: {e}"))
 }
 
 /// The fenced blocks of `lang` in `text`, each with the `<!-- snippet:
@@ -75,7 +73,10 @@ fn run_as_script(doc: &str, name: &str, body: &str) {
     for d in [&debug, &tmp] {
         std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
     }
-    for (name, bin) in [("fake-safe", fake_safe_bin()), ("secret-gate", Path::new(BIN))] {
+    for (name, bin) in [
+        ("fake-safe", fake_safe_bin()),
+        ("secret-gate", Path::new(BIN)),
+    ] {
         symlink(bin, debug.join(name)).unwrap_or_else(|e| panic!("symlink {name}: {e}"));
     }
     let cargo = debug.join("cargo");
@@ -94,7 +95,10 @@ fn run_as_script(doc: &str, name: &str, body: &str) {
         .arg(&script)
         .current_dir(root)
         .env_clear()
-        .env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", debug.display()))
+        .env(
+            "PATH",
+            format!("{}:/usr/local/bin:/usr/bin:/bin", debug.display()),
+        )
         .env("HOME", root)
         .run();
     assert!(
@@ -117,7 +121,11 @@ fn marked_shell_snippets_run_as_scripts() {
     docs.sort();
     let mut ran = Vec::new();
     for path in docs {
-        let doc = path.strip_prefix(ROOT).unwrap_or(&path).display().to_string();
+        let doc = path
+            .strip_prefix(ROOT)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         for (name, body) in blocks(&read_doc(&doc), "sh") {
             if let Some(name) = name {
                 run_as_script(&doc, &name, &body);
@@ -129,7 +137,10 @@ fn marked_shell_snippets_run_as_scripts() {
         "docs/safe-mode.md:fake-safe",
         "docs/migrating-from-vsecm-init-container.md:migration",
     ] {
-        assert!(ran.iter().any(|r| r == want), "{want} was not run; ran {ran:?}");
+        assert!(
+            ran.iter().any(|r| r == want),
+            "{want} was not run; ran {ran:?}"
+        );
     }
 }
 
@@ -145,7 +156,11 @@ fn migration_specs() -> Vec<Value> {
         let after: String = body
             .lines()
             .filter(|l| !l.starts_with('-'))
-            .map(|l| l.strip_prefix('+').map_or(l.to_owned(), |rest| format!(" {rest}")) + "\n")
+            .map(|l| {
+                l.strip_prefix('+')
+                    .map_or(l.to_owned(), |rest| format!(" {rest}"))
+                    + "\n"
+            })
             .collect();
         serde_yaml_ng::from_str(&after)
             .unwrap_or_else(|e| panic!("a migration YAML block does not parse: {e}\n{after}"))
@@ -179,9 +194,17 @@ fn container(spec: &Value) -> (Vec<String>, Vec<(String, String)>) {
 fn the_migrated_init_container_runs_with_its_variables() {
     let specs = migration_specs();
     let (args, env) = container(&specs[0]);
-    assert!(args.is_empty(), "the one-line change keeps the default command: {args:?}");
+    assert!(
+        args.is_empty(),
+        "the one-line change keeps the default command: {args:?}"
+    );
     let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
-    for want in ["SPIFFE_ENDPOINT_SOCKET", "VSECM_SAFE_ENDPOINT_URL", "SECRET_GATE_TIMEOUT", "SECRET_GATE_REQUIRED_KEYS"] {
+    for want in [
+        "SPIFFE_ENDPOINT_SOCKET",
+        "VSECM_SAFE_ENDPOINT_URL",
+        "SECRET_GATE_TIMEOUT",
+        "SECRET_GATE_REQUIRED_KEYS",
+    ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
     let fake = FakeSafe::start(&[]);
@@ -209,7 +232,9 @@ fn the_migrated_sidecar_runs_with_its_args_and_variables() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let secrets = dir.path().join("secrets.json");
     let port = free_port();
-    let mut gate = Gate::binary().context("migration guide, replacing VSecM Sidecar").args(&args);
+    let mut gate = Gate::binary()
+        .context("migration guide, replacing VSecM Sidecar")
+        .args(&args);
     for (name, value) in &env {
         let value = match name.as_str() {
             "VSECM_SIDECAR_SECRETS_PATH" => secrets.display().to_string(),
@@ -235,5 +260,10 @@ fn the_migrated_sidecar_runs_with_its_args_and_variables() {
             || std::fs::read_to_string(&secrets).is_ok_and(|s| s.contains("password"))
     });
     running.assert_running("keeping running as a sidecar");
-    assert!(written, "the sidecar never wrote {}\n{}", secrets.display(), running.dump());
+    assert!(
+        written,
+        "the sidecar never wrote {}\n{}",
+        secrets.display(),
+        running.dump()
+    );
 }

@@ -1436,19 +1436,34 @@ fn a_termination_log_on_dev_stderr_is_the_gates_own_stderr() {
     let run = Gate::new("check")
         .arg("--mount-path")
         .arg(&fx.mount)
-        .args(["--required-keys", "password", "--termination-log", "/dev/stderr"])
+        .args([
+            "--required-keys",
+            "password",
+            "--termination-log",
+            "/dev/stderr",
+        ])
         .run();
     run.assert_code(1);
     // The log line before the diagnosis, then the diagnosis as its own line.
-    let logged = run.stderr.find("ERROR").unwrap_or_else(|| panic!("{}", run.dump()));
-    let written = run.stderr.find("\nsecret-gate: ").unwrap_or_else(|| panic!("{}", run.dump()));
+    let logged = run
+        .stderr
+        .find("ERROR")
+        .unwrap_or_else(|| panic!("{}", run.dump()));
+    let written = run
+        .stderr
+        .find("\nsecret-gate: ")
+        .unwrap_or_else(|| panic!("{}", run.dump()));
     assert!(logged < written, "{}", run.dump());
     // stderr a pipe: through `| cat` to stdout.
     let script = format!(
         "\"$0\" check --mount-path '{}' --required-keys password --termination-log /dev/stderr 2>&1 | cat",
         fx.mount.display()
     );
-    let run = Gate::program("sh").arg("-c").arg(script).arg(common::BIN).run();
+    let run = Gate::program("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(common::BIN)
+        .run();
     assert!(run.stdout.contains("\nsecret-gate: "), "{}", run.dump());
     assert!(!run.stdout.contains("could not write"), "{}", run.dump());
 }

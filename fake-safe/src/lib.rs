@@ -61,8 +61,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub use safe_server::SECRETS_PATH;
-pub use wait::wait_ready;
 pub use state::{clear_faults, delete_registration, register, set_faults, Faults, StateError};
+pub use wait::wait_ready;
 
 use certs::{Pki, PkiSpec};
 use safe_server::Safe;

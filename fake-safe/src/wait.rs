@@ -69,9 +69,11 @@ fn endpoints_answer(env: &str) -> bool {
 /// The value of `export NAME=VALUE` in the env file, unquoted as the
 /// shell would (the file quotes with single quotes only).
 fn value(env: &str, name: &str) -> Option<String> {
-    let word = env
-        .lines()
-        .find_map(|line| line.strip_prefix("export ")?.strip_prefix(name)?.strip_prefix('='))?;
+    let word = env.lines().find_map(|line| {
+        line.strip_prefix("export ")?
+            .strip_prefix(name)?
+            .strip_prefix('=')
+    })?;
     let unquoted = match word.strip_prefix('\'').and_then(|w| w.strip_suffix('\'')) {
         Some(inner) => inner.replace(r"'\''", "'"),
         None => word.to_owned(),

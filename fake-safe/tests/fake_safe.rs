@@ -430,13 +430,20 @@ fn wait_returns_when_ready_and_fails_when_the_server_does_not_come() {
     let pid = serve.pid().to_string();
     let run = wait(&file, &["--pid", &pid, "--timeout", "60s"]);
     run.assert_code(1);
-    assert!(run.stderr.contains("exited before it was ready"), "{}", run.dump());
-    assert!(serve.exit_within(std::time::Duration::from_secs(10)).is_some());
+    assert!(
+        run.stderr.contains("exited before it was ready"),
+        "{}",
+        run.dump()
+    );
+    assert!(serve
+        .exit_within(std::time::Duration::from_secs(10))
+        .is_some());
 
     let run = wait(dir.path(), &["--timeout", "200ms"]);
     run.assert_code(1);
     assert!(
-        run.stderr.contains("no fake-safe serve was ready") && run.stderr.contains("fake-safe serve --state-dir"),
+        run.stderr.contains("no fake-safe serve was ready")
+            && run.stderr.contains("fake-safe serve --state-dir"),
         "{}",
         run.dump()
     );

@@ -301,7 +301,10 @@ mod tests {
         let keys = config(&["--required-keys", "password"]);
         for (data, want) in [
             ("<no value>", "Safe: secret holds only `<no value>`"),
-            ("null", "Safe: secret holds only null, which carries no secret"),
+            (
+                "null",
+                "Safe: secret holds only null, which carries no secret",
+            ),
             ("{\"password\" 1}", "Safe: secret is not valid JSON"),
             ("[", "Safe: secret JSON ends early"),
         ] {

@@ -49,7 +49,10 @@ impl Gate {
         cmd.stdin(Stdio::null());
         // SAFETY: `default_signals` makes only async-signal-safe calls
         // (sigaction, sigprocmask), as the code between fork and exec must.
-        #[expect(unsafe_code, reason = "pre_exec is unsafe; the hook below is async-signal-safe")]
+        #[expect(
+            unsafe_code,
+            reason = "pre_exec is unsafe; the hook below is async-signal-safe"
+        )]
         unsafe {
             cmd.pre_exec(default_signals);
         }
