@@ -63,9 +63,16 @@ fn exec(program: &OsStr, args: &[OsString]) -> std::io::Error {
         Ok(words) => words,
         Err(error) => return error,
     };
-    reset_signals();
+    if program.is_empty() {
+        return std::io::Error::from_raw_os_error(libc::ENOENT);
+    }
+    with_default_signals(|| search_and_exec(program, &words))
+}
+
+/// Tries each candidate for `program` in turn (see [`exec`]).
+fn search_and_exec(program: &OsStr, words: &[CString]) -> std::io::Error {
     if program.as_bytes().contains(&b'/') {
-        return execv(&words[0], &words);
+        return execv(&words[0], words);
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     let mut denied = None;
@@ -76,7 +83,7 @@ fn exec(program: &OsStr, args: &[OsString]) -> std::io::Error {
         let Ok(candidate) = c_string(candidate.as_os_str()) else {
             continue;
         };
-        let error = execv(&candidate, &words);
+        let error = execv(&candidate, words);
         match error.raw_os_error() {
             Some(libc::EACCES) => denied = Some(error),
             Some(libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT) => {}
@@ -102,19 +109,26 @@ fn c_string(arg: &OsStr) -> std::io::Result<CString> {
     })
 }
 
-/// What std's `Command::exec` would reset: the signal mask, and SIGPIPE,
-/// which the Rust runtime ignores, back to its default. Signals the gate
-/// handled (SIGTERM, SIGINT) return to their defaults by the exec itself.
-fn reset_signals() {
+/// Runs `exec` with what std's `Command::exec` would reset: the signal
+/// mask emptied, and SIGPIPE, which the Rust runtime ignores, at its
+/// default. Signals the gate handled (SIGTERM, SIGINT) return to their
+/// defaults by the exec itself. If `exec` returns (it failed), SIGPIPE is
+/// ignored again, so writing the diagnosis to a closed pipe cannot kill
+/// the gate before it exits with 126 or 127.
+fn with_default_signals(exec: impl FnOnce() -> std::io::Error) -> std::io::Error {
     use nix::sys::signal::{SigHandler, SigSet, Signal};
     let _ = SigSet::empty().thread_set_mask();
-    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in
-    // signal context; the call only changes the disposition.
+    // SAFETY: SIG_DFL and SIG_IGN install no handler, so no code of ours
+    // can run in signal context; the calls only change the disposition.
     #[expect(
         unsafe_code,
-        reason = "nix's signal() is unsafe for handlers; SigDfl is not one"
+        reason = "nix's signal() is unsafe for handlers; SigDfl and SigIgn are not"
     )]
-    let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let set = |handler| unsafe { nix::sys::signal::signal(Signal::SIGPIPE, handler) };
+    let _ = set(SigHandler::SigDfl);
+    let error = exec();
+    let _ = set(SigHandler::SigIgn);
+    error
 }
 
 /// The exit code and diagnosis for a failed exec.
