@@ -77,8 +77,9 @@ sbom: ## Write a CycloneDX 1.5 SBOM per shipped binary to target/sbom/BIN.cdx.js
 print-bins: # the shipped binaries, for the release workflow
 	@echo $(BINS)
 
-supply: static sbom ## Test the auditable static binaries and their SBOMs (embedded crate list, CycloneDX schema)
+supply: static sbom ## Test the auditable static binaries and their SBOMs (embedded crate list, CycloneDX schema), and exec in the static gate
 	$(CARGO) test $(FLAGS) --test supply_chain -- --include-ignored
+	$(CARGO) test $(FLAGS) --test sidecar -- --ignored --exact exec_of_what_the_kernel_refuses_is_126_in_the_static_build
 
 repro: ## Build the static gate twice from clean target dirs and compare SHA-256 (writes target/repro/result.json)
 	$(call need-crate,cargo-auditable,$(CARGO_AUDITABLE))

@@ -97,6 +97,8 @@ pub struct SelectionArgs {
     /// change time), before it counts: such files can be cut short by a
     /// writer and still parse. JSON objects and arrays cannot, and files the
     /// kubelet swaps in through `..data` are complete, so neither waits.
+    /// With --keep-running, a changed version is also notified only once
+    /// it has stayed the same this long (and at least 10ms).
     #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "SECRET_GATE_SETTLE_TIME", value_name = "DURATION")]
     pub settle_time: Duration,
 
@@ -139,8 +141,9 @@ pub struct SelectionArgs {
 /// Where the diagnosis goes on a non-zero exit.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Where to write the diagnosis on a non-zero exit [default:
-    /// /dev/termination-log if it exists and is writable].
+    /// Where to write the diagnosis on a non-zero exit: a regular file or a
+    /// character device; /dev/stderr is the gate's own stderr, appended to
+    /// [default: /dev/termination-log if it exists and is writable].
     #[arg(long, env = "SECRET_GATE_TERMINATION_LOG", value_name = "PATH")]
     pub termination_log: Option<PathBuf>,
 }

@@ -206,16 +206,26 @@ pub fn write_termination_log(path: &Path, text: &str) {
 
 /// Opens a termination log for writing without ever waiting: the open is
 /// non-blocking (a FIFO with no reader fails at once instead of hanging),
-/// and only a regular file or a character device (such as `/dev/stderr`)
-/// is written to. With `write_now`, a missing file is created and a regular
-/// file truncated; without it the path is only probed.
+/// and only a regular file or a character device is written to. With
+/// `write_now`, a missing file is created and a regular file truncated;
+/// without it the path is only probed. `/dev/stderr` and `/dev/stdout` are
+/// the gate's own descriptors 2 and 1, written as they are (a pipe too,
+/// and appended to, never truncated), not reopened by name.
 pub fn open_termination_log(path: &Path, write_now: bool) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsFd as _;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    if path == Path::new("/dev/stderr") {
+        return Ok(std::io::stderr().as_fd().try_clone_to_owned()?.into());
+    }
+    if path == Path::new("/dev/stdout") {
+        return Ok(std::io::stdout().as_fd().try_clone_to_owned()?.into());
+    }
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(write_now)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)?;
+        .open(path)
+        .map_err(|error| not_a_log_file(path).unwrap_or(error))?;
     let kind = file.metadata()?.file_type();
     if kind.is_file() {
         // Truncate only once we know it is a regular file.
@@ -226,10 +236,34 @@ pub fn open_termination_log(path: &Path, write_now: bool) -> std::io::Result<std
     } else if kind.is_char_device() {
         Ok(file)
     } else {
-        Err(std::io::Error::other(
-            "not a regular file or character device; not written",
-        ))
+        Err(not_a_log_file(path).unwrap_or_else(|| std::io::Error::other(NOT_A_LOG_FILE)))
     }
+}
+
+const NOT_A_LOG_FILE: &str = "not a regular file or character device; not written \
+     (the gate never waits on one): point --termination-log at a regular file";
+
+/// The error for a path that is there but is neither a regular file nor
+/// a character device (a FIFO, a directory, a socket), naming what it is;
+/// `None` for any other path. Opening one fails with an errno that does
+/// not say what to do (ENXIO for a FIFO, EISDIR for a directory).
+fn not_a_log_file(path: &Path) -> Option<std::io::Error> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::metadata(path).ok()?.file_type();
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        return None;
+    };
+    Some(std::io::Error::other(format!(
+        "is {what}, {NOT_A_LOG_FILE}"
+    )))
 }
 
 /// Words (paths, names) longer than this are shortened in the termination

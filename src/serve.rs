@@ -108,23 +108,27 @@ impl Default for Limits {
 /// while the accept loop sheds, so that a probe's SYN is not dropped.
 pub const BACKLOG: u32 = 4096;
 
-/// `ADDR:PORT`, `[v6]:PORT`, or `:PORT` for every IPv4 address. An IPv6
-/// address without brackets is taken with its last `:N` as the port, so
-/// that `$(POD_IP):8080` works when the kubelet's pod IP is IPv6
-/// (`fd00::5:8080` is `[fd00::5]:8080`). `None` when it is none of these.
+/// `ADDR:PORT`, `[v6]:PORT`, `:PORT` for every IPv4 address, or `::PORT`
+/// for every IPv6 address (and IPv4 too, where the node's sockets are
+/// dual-stack). An IPv6 address without brackets is taken with its last
+/// `:N` as the port, so that `$(POD_IP):8080` works when the kubelet's pod
+/// IP is IPv6 (`fd00::5:8080` is `[fd00::5]:8080`, `::1:8080` is
+/// `[::1]:8080`). `None` when it is none of these.
 #[must_use]
 pub fn parse_listen(text: &str) -> Option<SocketAddr> {
     let t = text.trim();
-    let full = if t.starts_with(':') {
-        format!("0.0.0.0{t}")
-    } else {
-        t.to_owned()
+    if let Ok(addr) = t.parse() {
+        return Some(addr);
+    }
+    let (addr, port) = t.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?;
+    let ip = match addr {
+        "" => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        // `::8080`: the `::` lost one colon to the port's.
+        ":" => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        v6 => std::net::IpAddr::V6(v6.parse().ok()?),
     };
-    full.parse().ok().or_else(|| {
-        let (addr, port) = full.rsplit_once(':')?;
-        let addr: std::net::Ipv6Addr = addr.parse().ok()?;
-        Some(SocketAddr::from((addr, port.parse::<u16>().ok()?)))
-    })
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Binds a listener with a [`BACKLOG`]-deep accept queue (and

@@ -273,6 +273,146 @@ fn exec_missing_command_is_127_and_not_executable_is_126() {
     assert_log_contains(&fx, "cannot be executed: permission denied", &run);
 }
 
+/// What the kernel refuses to run is exit 126 with the gate's diagnosis in
+/// the termination log, never run through `/bin/sh` instead (glibc's
+/// `execvp` falls back to it, musl's does not): a script without `#!`, by
+/// path and found in PATH, and a file that only starts like ELF. A PATH
+/// entry where the name is not executable is skipped, as by `execvp`.
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
+fn exec_refusals_are_126(bin: &Path) {
+    let fx = Fixture::new();
+    fx.write("app.env", "A=x\n");
+    let ran = fx.root.path().join("ran");
+    let dirs = [fx.root.path().join("bin1"), fx.root.path().join("bin2")];
+    for dir in &dirs {
+        std::fs::create_dir(dir).unwrap();
+    }
+    let no_shebang = dirs[0].join("sg-no-shebang");
+    std::fs::write(&no_shebang, format!("touch {}\n", ran.display())).unwrap();
+    let garbage = dirs[0].join("sg-garbage");
+    std::fs::write(&garbage, b"\x7fELFgarbage\n").unwrap();
+    let later = dirs[1].join("sg-later");
+    std::fs::write(&later, "#!/bin/sh\necho found-in-bin2\n").unwrap();
+    std::fs::write(dirs[0].join("sg-later"), "#!/bin/sh\necho wrong\n").unwrap();
+    for (path, mode) in [(&no_shebang, 0o755), (&garbage, 0o755), (&later, 0o755)] {
+        common::chmod(path, mode);
+    }
+    common::chmod(&dirs[0].join("sg-later"), 0o644);
+    let path = format!("{}:{}:/usr/bin:/bin", dirs[0].display(), dirs[1].display());
+    let gate = |command: &std::ffi::OsStr| {
+        Gate::binary_at(bin)
+            .args(["watch", "--mount-path"])
+            .arg(&fx.mount)
+            .arg("--termination-log")
+            .arg(&fx.log)
+            .args([
+                "--file",
+                "app.env",
+                "--required-keys",
+                "A",
+                "--settle-time",
+                "0",
+                "--",
+            ])
+            .arg(command)
+            .env("PATH", &path)
+    };
+    for command in [
+        no_shebang.as_os_str(),
+        garbage.as_os_str(),
+        std::ffi::OsStr::new("sg-no-shebang"),
+    ] {
+        let run = gate(command).run();
+        run.assert_code(126);
+        assert_log_contains(
+            &fx,
+            "cannot be executed: not a binary or script this system can run",
+            &run,
+        );
+        assert!(
+            !ran.exists(),
+            "{command:?} ran through a shell\n{}",
+            run.dump()
+        );
+    }
+    let run = gate(std::ffi::OsStr::new("sg-later")).run();
+    run.assert_code(0);
+    assert!(run.stdout.contains("found-in-bin2"), "{}", run.dump());
+}
+
+#[test]
+fn exec_of_what_the_kernel_refuses_is_126() {
+    exec_refusals_are_126(Path::new(common::BIN));
+}
+
+/// The same through the static build (`make static`; `make supply` runs it).
+#[test]
+#[ignore = "requires the static build: make static (run by make supply)"]
+fn exec_of_what_the_kernel_refuses_is_126_in_the_static_build() {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+        std::path::PathBuf::from,
+    );
+    let bin = target.join("x86_64-unknown-linux-gnu/release/secret-gate");
+    assert!(
+        bin.is_file(),
+        "{}: not found; run make static",
+        bin.display()
+    );
+    exec_refusals_are_126(&bin);
+}
+
+/// The command starts as a shell's `exec` would start it: nothing
+/// blocked, SIGPIPE at its default (Rust ignores it in the gate), and a
+/// signal ignored before the gate started (nohup's SIGHUP) still ignored.
+#[test]
+fn exec_gives_the_command_the_signals_a_shell_exec_would() {
+    let fx = Fixture::new();
+    fx.write("app.env", "A=x\n");
+    let run = Gate::program("nohup")
+        .arg(common::BIN)
+        .args(["watch", "--mount-path"])
+        .arg(&fx.mount)
+        .args([
+            "--file",
+            "app.env",
+            "--required-keys",
+            "A",
+            "--settle-time",
+            "0",
+        ])
+        .args(["--", "grep", "^Sig[IB]", "/proc/self/status"])
+        .run();
+    run.assert_code(0);
+    let mask = |name: &str| {
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{}", run.dump()))
+    };
+    let bit = |signal: i32| 1u64 << (signal - 1);
+    assert_eq!(mask("SigBlk:"), 0, "{}", run.dump());
+    let ignored = mask("SigIgn:");
+    assert_ne!(
+        ignored & bit(libc::SIGHUP),
+        0,
+        "nohup's SIGHUP was reset\n{}",
+        run.dump()
+    );
+    for signal in [libc::SIGPIPE, libc::SIGTERM, libc::SIGINT] {
+        assert_eq!(
+            ignored & bit(signal),
+            0,
+            "signal {signal} ignored\n{}",
+            run.dump()
+        );
+    }
+}
+
 #[test]
 fn exec_at_the_deadline_never_runs_the_command() {
     let fx = Fixture::new();

@@ -1409,13 +1409,63 @@ fn a_termination_log_that_is_a_fifo_never_blocks() {
         .arg(&fifo)
         .run();
     run.assert_code(1);
-    run.assert_stderr("could not write the termination log");
+    run.assert_stderr("is a FIFO, not a regular file or character device; not written");
+    run.assert_stderr("point --termination-log at a regular file");
+    let run = Gate::new("check")
+        .arg("--mount-path")
+        .arg(&fx.mount)
+        .args(["--required-keys", "password", "--termination-log"])
+        .arg(fx.root.path())
+        .run();
+    run.assert_code(1);
+    run.assert_stderr("is a directory, not a regular file or character device; not written");
     // An argument error, which finds the log from the raw arguments.
     let run = Gate::new("check")
         .args(["--bogus", "--termination-log"])
         .arg(&fifo)
         .run();
     run.assert_code(2);
+}
+
+/// `--termination-log /dev/stderr` is the gate's own stderr, written as it
+/// is: appended to a file (what was logged before stays), and written to
+/// a pipe (which cannot be reopened by name).
+#[test]
+fn a_termination_log_on_dev_stderr_is_the_gates_own_stderr() {
+    let fx = Fixture::new();
+    let run = Gate::new("check")
+        .arg("--mount-path")
+        .arg(&fx.mount)
+        .args([
+            "--required-keys",
+            "password",
+            "--termination-log",
+            "/dev/stderr",
+        ])
+        .run();
+    run.assert_code(1);
+    // The log line before the diagnosis, then the diagnosis as its own line.
+    let logged = run
+        .stderr
+        .find("ERROR")
+        .unwrap_or_else(|| panic!("{}", run.dump()));
+    let written = run
+        .stderr
+        .find("\nsecret-gate: ")
+        .unwrap_or_else(|| panic!("{}", run.dump()));
+    assert!(logged < written, "{}", run.dump());
+    // stderr a pipe: through `| cat` to stdout.
+    let script = format!(
+        "\"$0\" check --mount-path '{}' --required-keys password --termination-log /dev/stderr 2>&1 | cat",
+        fx.mount.display()
+    );
+    let run = Gate::program("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(common::BIN)
+        .run();
+    assert!(run.stdout.contains("\nsecret-gate: "), "{}", run.dump());
+    assert!(!run.stdout.contains("could not write"), "{}", run.dump());
 }
 
 #[test]

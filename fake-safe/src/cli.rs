@@ -43,6 +43,14 @@ pub enum Command {
     /// SPIFFE_TRUST_DOMAIN), then prints "fake-safe: ready". Every Safe
     /// request appends "<unix µs> <status>" to DIR/requests.log.
     Serve(ServeArgs),
+    /// Wait until a `serve` on this state directory is ready: DIR/env
+    /// written and both servers accepting connections.
+    ///
+    /// For scripts, which start `serve` in the background:
+    /// `fake-safe serve --state-dir DIR & fake-safe wait --state-dir DIR --pid $!`.
+    /// Exits 0 when ready, 1 (saying why) if the server exits first or the
+    /// timeout passes.
+    Wait(WaitArgs),
     /// Register a workload's secret, or delete it.
     Register(RegisterArgs),
     /// Make the Safe misbehave, or behave again (--clear).
@@ -113,6 +121,28 @@ impl ServeArgs {
             retry_after: self.retry_after,
             svid_ttl: self.svid_ttl,
         }
+    }
+}
+
+/// `fake-safe wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The state directory of the `serve` to wait for.
+    #[arg(long, value_name = "DIR", env = "FAKE_SAFE_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// The PID of that `serve` ($! after starting it with &): fail at once
+    /// if it exits before it is ready.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Give up after this long, e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+}
+
+impl WaitArgs {
+    /// Waits, or says why the fake is not ready.
+    pub fn run(&self) -> anyhow::Result<()> {
+        super::wait_ready(&self.state_dir, self.pid, self.timeout)
     }
 }
 

@@ -42,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 server.run(shutdown).await
             })
         }
+        Command::Wait(args) => args.run(),
         Command::Register(args) => args.run(),
         Command::Fault(args) => args.run(),
     }

@@ -399,3 +399,52 @@ fn register_and_fault_need_no_server() {
     assert!(out.status.success(), "{out:?}");
     assert!(!dir.path().join("faults.json").exists());
 }
+
+/// `fake-safe wait` returns once a server is ready, fails at once when the
+/// server it waits for exits first, and says what to do when none comes.
+#[test]
+fn wait_returns_when_ready_and_fails_when_the_server_does_not_come() {
+    use bounded::Gate;
+    let fake = FakeSafe::start(&[]);
+    let wait = |dir: &std::path::Path, extra: &[&str]| {
+        Gate::program(fake::fake_safe_bin())
+            .shown_as("fake-safe")
+            .env_remove("FAKE_SAFE_STATE_DIR")
+            .arg("wait")
+            .arg("--state-dir")
+            .arg(dir)
+            .args(extra)
+            .run()
+    };
+    wait(fake.dir(), &[]).assert_code(0);
+
+    // A serve that cannot start: its state directory is a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let mut serve = Gate::program(fake::fake_safe_bin())
+        .arg("serve")
+        .arg("--state-dir")
+        .arg(&file)
+        .spawn();
+    let pid = serve.pid().to_string();
+    let run = wait(&file, &["--pid", &pid, "--timeout", "60s"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("exited before it was ready"),
+        "{}",
+        run.dump()
+    );
+    assert!(serve
+        .exit_within(std::time::Duration::from_secs(10))
+        .is_some());
+
+    let run = wait(dir.path(), &["--timeout", "200ms"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("no fake-safe serve was ready")
+            && run.stderr.contains("fake-safe serve --state-dir"),
+        "{}",
+        run.dump()
+    );
+}

@@ -154,10 +154,7 @@ pub fn check_secret(
             vec![Problem::new(
                 "Safe",
                 Kind::Invalid,
-                format!(
-                    "secret is {}",
-                    describe_parse_error(&e, data.len(), "secret")
-                ),
+                format!("secret {}", secret_problem(&e, data.len())),
             )]
         })?
     };
@@ -180,6 +177,18 @@ pub fn check_secret(
         }
     }
     Ok(doc)
+}
+
+/// The parse error as the predicate of "secret …": "is empty", "is not
+/// valid JSON at …", "holds only null, …", "ends early at …".
+fn secret_problem(err: &check::ParseError, size: usize) -> String {
+    let text = describe_parse_error(err, size, "secret");
+    match err {
+        check::ParseError::Empty
+        | check::ParseError::InvalidUtf8(_)
+        | check::ParseError::Syntax { .. } => format!("is {text}"),
+        _ => text,
+    }
 }
 
 fn write_output(
@@ -285,6 +294,24 @@ mod tests {
             .windows(2)
             .map(|w| w[1].saturating_sub(w[0]))
             .collect()
+    }
+
+    #[test]
+    fn a_secret_that_fails_the_check_reads_as_a_sentence() {
+        let keys = config(&["--required-keys", "password"]);
+        for (data, want) in [
+            ("<no value>", "Safe: secret holds only `<no value>`"),
+            (
+                "null",
+                "Safe: secret holds only null, which carries no secret",
+            ),
+            ("{\"password\" 1}", "Safe: secret is not valid JSON"),
+            ("[", "Safe: secret JSON ends early"),
+        ] {
+            let problems = super::check_secret(&keys, None, data).unwrap_err();
+            let text = problems[0].to_string();
+            assert!(text.starts_with(want), "{data:?}: {text}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

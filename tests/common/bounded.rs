@@ -47,6 +47,15 @@ impl Gate {
     pub fn program(program: impl AsRef<OsStr>) -> Self {
         let mut cmd = Command::new(program.as_ref());
         cmd.stdin(Stdio::null());
+        // SAFETY: `default_signals` makes only async-signal-safe calls
+        // (sigaction, sigprocmask), as the code between fork and exec must.
+        #[expect(
+            unsafe_code,
+            reason = "pre_exec is unsafe; the hook below is async-signal-safe"
+        )]
+        unsafe {
+            cmd.pre_exec(default_signals);
+        }
         Self {
             cmd,
             line: vec![program.as_ref().to_string_lossy().into_owned()],
@@ -172,6 +181,39 @@ impl Gate {
     #[must_use]
     pub fn run(self) -> Finished {
         self.spawn().wait(HANG_LIMIT)
+    }
+}
+
+/// Gives the child every signal at its default disposition, none blocked,
+/// whatever the test runner inherited: under `nohup` SIGHUP is ignored,
+/// in a non-interactive shell's background job SIGINT and SIGQUIT are, and
+/// a shell started with a signal ignored cannot `trap` it. (std already
+/// resets SIGPIPE and the mask; this covers the rest.)
+fn default_signals() -> std::io::Result<()> {
+    for signal in 1..libc::SIGRTMIN() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler; sigaction is async-signal-safe.
+        #[expect(unsafe_code, reason = "no safe sigaction without a new crate")]
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = libc::SIG_DFL;
+            // Signal numbers the kernel reserves fail with EINVAL: skip them.
+            libc::sigaction(signal, &raw const action, std::ptr::null_mut());
+        }
+    }
+    // SAFETY: an empty set, filled by sigemptyset before use.
+    #[expect(unsafe_code, reason = "no safe sigprocmask without a new crate")]
+    let unblocked = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const set, std::ptr::null_mut())
+    };
+    if unblocked == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -194,7 +194,14 @@ impl Gate {
     /// subcommand themselves (or none); environment as for [`Gate::new`].
     #[must_use]
     pub fn binary() -> Self {
-        let mut gate = Self::program(BIN).shown_as("secret-gate");
+        Self::binary_at(Path::new(BIN))
+    }
+
+    /// Another build of `secret-gate` (the static one), run as
+    /// [`Gate::binary`] runs the one under test.
+    #[must_use]
+    pub fn binary_at(bin: &Path) -> Self {
+        let mut gate = Self::program(bin).shown_as("secret-gate");
         for (name, _) in std::env::vars_os() {
             let inherited = name.to_str().is_some_and(|n| {
                 ["SECRET_GATE_", "VSECM_", "SPIFFE_"]
