@@ -21,6 +21,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+mod kubectl_support;
+use kubectl_support::read as kubectl;
+
 const PYYAML: &str = r#"
 import json, sys, yaml
 def flat(docs):
@@ -35,26 +38,6 @@ with open(sys.argv[1], encoding="utf-8-sig") as f:
     docs = list(flat(yaml.safe_load_all(f)))
 json.dump(docs, sys.stdout, default=str)
 "#;
-
-/// The objects of a manifest file as kubectl reads them (`List` items
-/// flattened, as kubectl does).
-fn kubectl(file: &Path) -> Result<Vec<Value>, String> {
-    let out = Command::new("kubectl")
-        .args(["annotate", "--local", "-o", "json", "-f"])
-        .arg(file)
-        .arg("readers.secret-gate.dev/probe=x")
-        .stdin(Stdio::null())
-        .output()
-        .expect("kubectl is needed to read manifests as the API server's clients do; install it");
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    let text = String::from_utf8(out.stdout).unwrap();
-    Ok(serde_json::Deserializer::from_str(&text)
-        .into_iter::<Value>()
-        .map(Result::unwrap)
-        .collect())
-}
 
 /// The objects of a manifest file as `PyYAML` reads them.
 fn pyyaml(file: &Path) -> Result<Vec<Value>, String> {

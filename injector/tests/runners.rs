@@ -22,6 +22,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 mod cli_support;
+mod kubectl_support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_secret-gate-injector");
 
@@ -81,23 +82,8 @@ fn kpt(dir: &Path, args: &[&str]) -> String {
 
 /// The objects of a file, as kubectl reads them.
 fn kubectl_read(file: &Path) -> Vec<Value> {
-    let out = Command::new("kubectl")
-        .args(["annotate", "--local", "-o", "json", "-f"])
-        .arg(file)
-        .arg("runners.secret-gate.dev/probe=x")
-        .stdin(Stdio::null())
-        .output()
-        .expect("kubectl is needed to read the result as the cluster does");
-    assert!(
-        out.status.success(),
-        "kubectl cannot read {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::Deserializer::from_slice(&out.stdout)
-        .into_iter::<Value>()
-        .map(Result::unwrap)
-        .collect()
+    kubectl_support::read(file)
+        .unwrap_or_else(|e| panic!("kubectl cannot read {}: {e}", file.display()))
 }
 
 /// The package kpt wrote is the app with the gate, read as kubectl reads
