@@ -265,6 +265,13 @@ pub fn inject_inputs(args: &InjectArgs, inputs: &[Input]) -> RunOutput {
         let mut content =
             document::each(input).filter(|d| !matches!(d, Ok(d) if d.value.is_none()));
         if let (Some(Ok(doc)), None) = (content.next(), content.next()) {
+            if let Some(why) = doc.lenient.as_deref() {
+                return bad(vec![format!(
+                    "error: {}: the injector's YAML 1.1 reader refuses its layout ({why}), which \
+                     kubectl's reader tolerates: fix the indentation there and run again",
+                    input.name
+                )]);
+            }
             if let Some(list) = doc.value.as_ref().filter(|v| krm::is_resource_list(v)) {
                 let settings = settings(args);
                 return krm_run(args, settings, &doc, list);
@@ -344,6 +351,23 @@ impl<W: std::fmt::Write> Session<W> {
             return;
         };
         match self.injector.inject_value(value) {
+            Ok(outcome) if outcome.changed() && doc.lenient.is_some() => {
+                let why = doc.lenient.as_deref().unwrap_or_default();
+                let names: Vec<String> = outcome
+                    .reports
+                    .iter()
+                    .filter(|r| r.changed)
+                    .map(|r| r.object.to_string())
+                    .collect();
+                self.errors.push(format!(
+                    "error: {file}: document {}: {}: the injector must edit it, but its YAML 1.1 \
+                     reader refuses its layout ({why}), which kubectl's reader tolerates: fix \
+                     the indentation there (a closing ] or a quoted scalar's continuation lines \
+                     indented deeper than their key) and run again",
+                    doc.index,
+                    names.join(", ")
+                ));
+            }
             Ok(outcome) => {
                 for r in &outcome.reports {
                     self.report.push(r.to_string());

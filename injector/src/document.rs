@@ -59,6 +59,13 @@ pub struct Document {
     /// Its value; `None` for a document with no content (only comments).
     pub value: Option<Value>,
     pub format: Format,
+    /// Why the YAML 1.1 reader refused a layout that libyaml (like kubectl's
+    /// go-yaml) accepts, when the value was read by libyaml instead: a `]`
+    /// at its key's column, a quoted scalar continued at its key's
+    /// indentation. Such a value resolves plain scalars by YAML 1.2, so it
+    /// is good for deciding that nothing changes (the text is written back
+    /// byte for byte), never for writing an edit.
+    pub lenient: Option<String>,
 }
 
 impl Document {
@@ -228,7 +235,11 @@ fn read_file(path: &Path) -> Result<Input, InputError> {
         message: format!("cannot open it ({e}): check the path and its permissions"),
     })?;
     let text = read_limited(file, &name)?;
-    let format = if path.extension().is_some_and(|e| e == "json") {
+    // kubectl sniffs: a `.json` file that does not start like JSON is YAML.
+    let looks_json = text
+        .trim_start_matches([BOM, ' ', '\t', '\r', '\n'])
+        .starts_with(['{', '[']);
+    let format = if path.extension().is_some_and(|e| e == "json") && looks_json {
         Format::Json
     } else {
         Format::Yaml
@@ -401,9 +412,18 @@ fn parse_yaml(file: &str, index: usize, text: &str) -> Result<Document, InputErr
     // A byte-order mark (only ever at the start of a stream) is kept in
     // the text and skipped by the parser, as kubectl skips it.
     let body = text.strip_prefix(BOM).unwrap_or(text);
+    let mut lenient = None;
     let value = if has_content(body) {
-        crate::yaml::load(body)
-            .map_err(|e| err(format!("not valid YAML ({e}): fix the document")))?
+        match crate::yaml::load(body) {
+            Ok(value) => value,
+            Err(strict) => match serde_yaml_ng::from_str::<Value>(body) {
+                Ok(value) if !value.is_null() => {
+                    lenient = Some(strict);
+                    Some(value)
+                }
+                _ => return Err(err(format!("not valid YAML ({strict}): fix the document"))),
+            },
+        }
     } else {
         None
     };
@@ -412,6 +432,7 @@ fn parse_yaml(file: &str, index: usize, text: &str) -> Result<Document, InputErr
         text: text.to_owned(),
         value,
         format: Format::Yaml,
+        lenient,
     })
 }
 
@@ -525,6 +546,7 @@ impl Iterator for JsonDocuments<'_> {
             text: text.to_owned(),
             value: Some(value),
             format: Format::Json,
+            lenient: None,
         };
         self.start += next;
         self.index += 1;
@@ -730,6 +752,20 @@ mod tests {
             text: text.to_owned(),
             format: Format::Yaml,
         }
+    }
+
+    #[test]
+    fn a_json_file_that_holds_yaml_is_read_as_yaml_as_kubectl_sniffs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("a.json");
+        std::fs::write(&yaml, "kind: ConfigMap\n").unwrap();
+        let json = dir.path().join("b.json");
+        std::fs::write(&json, "\n {\"kind\": \"ConfigMap\"}\n").unwrap();
+        let formats: Vec<Format> = [yaml, json]
+            .iter()
+            .map(|p| super::read(p).unwrap()[0].format)
+            .collect();
+        assert_eq!(formats, [Format::Yaml, Format::Json]);
     }
 
     #[test]
