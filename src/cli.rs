@@ -86,6 +86,20 @@ pub struct SelectionArgs {
     #[arg(long, env = "SECRET_GATE_REQUIRED_KEYS", value_name = "K1,K2,...")]
     pub required_keys: Option<String>,
 
+    /// A JSON Schema the parsed content must satisfy: FILE=SCHEMA for one
+    /// --file, or SCHEMA for every JSON, YAML and env --file (repeatable; the
+    /// env var takes a comma-separated list). SCHEMA is a JSON (or .yaml)
+    /// file read once at start, e.g. a ConfigMap mount; an env file is an
+    /// object of strings. A violation names the file, the JSON Pointer and
+    /// the rule, never the value.
+    #[arg(
+        long = "schema",
+        env = "SECRET_GATE_SCHEMA",
+        value_name = "[FILE=]SCHEMA",
+        value_delimiter = ','
+    )]
+    pub schemas: Vec<String>,
+
     /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env, .pem/.crt/.cer/.key, else raw).
     ///
     /// Without --file, auto makes key files pem by extension and raw otherwise.

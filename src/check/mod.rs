@@ -6,10 +6,12 @@ pub mod format;
 mod format_table;
 pub mod key;
 pub mod pem;
+pub mod schema;
 pub mod tls;
 
 pub use format::{parse, parse_pem, Document, Format, ParseError};
 pub use key::Key;
+pub use schema::Schema;
 pub use tls::TlsPolicy;
 
 /// Describes a parse failure of `size` bytes. `source` is `"file"` for a
