@@ -5,6 +5,7 @@ pub mod format;
 #[cfg(test)]
 mod format_table;
 pub mod key;
+pub mod nist_p521;
 pub mod pem;
 pub mod schema;
 pub mod tls;
