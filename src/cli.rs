@@ -100,6 +100,13 @@ pub struct SelectionArgs {
     )]
     pub schemas: Vec<String>,
 
+    /// True when the command line is being validated for a manifest
+    /// ([`parse_from_ignoring_env`]): the schema files it names are paths
+    /// in the pod, not on this machine, so they are checked for shape but
+    /// not read.
+    #[arg(skip)]
+    pub schemas_elsewhere: bool,
+
     /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env, .pem/.crt/.cer/.key, else raw).
     ///
     /// Without --file, auto makes key files pem by extension and raw otherwise.
@@ -691,7 +698,8 @@ where
 /// variable at all: every `env = ...` fallback is switched off, so only the
 /// arguments count. For tools that validate a gate command line written
 /// into a manifest (the injector), whose own environment must not change
-/// the verdict. The gate itself never calls this.
+/// the verdict; the `--schema` files it names are paths in the pod, so
+/// they are not read. The gate itself never calls this.
 pub fn parse_from_ignoring_env<I, T>(args: I) -> Result<Cli, UsageError>
 where
     I: IntoIterator<Item = T>,
@@ -711,7 +719,13 @@ where
     let matches = without_env(Cli::command())
         .try_get_matches_from(args)
         .map_err(|error| UsageError { error })?;
-    from_matches(&matches)
+    let mut cli = from_matches(&matches)?;
+    match &mut cli.command {
+        Command::Watch(a) => a.selection.schemas_elsewhere = true,
+        Command::Check(a) => a.selection.schemas_elsewhere = true,
+        Command::Safe(_) => {}
+    }
+    Ok(cli)
 }
 
 /// `--termination-log` (or `SECRET_GATE_TERMINATION_LOG`) on a command

@@ -91,6 +91,11 @@ fn schemas(args: &SelectionArgs, layout: &Layout) -> Result<Vec<SchemaRule>, Con
             }
             None => with_keys.iter().map(|f| f.name.clone()).collect(),
         };
+        if args.schemas_elsewhere {
+            // A command line for a manifest: the schema is a path in the
+            // pod, read by the gate there.
+            continue;
+        }
         let schema = Arc::new(Schema::load(Path::new(path)).map_err(bad)?);
         for file in targets {
             rules.push(SchemaRule {
@@ -383,6 +388,33 @@ mod tests {
             formats(&["--required-keys", "password,ca.pem", "--format", "pem"]),
             [Format::Pem, Format::Pem]
         );
+    }
+
+    #[test]
+    fn a_manifests_schema_is_checked_for_shape_but_not_read() {
+        let line = |extra: &[&str]| {
+            let base = ["secret-gate", "check", "--mount-path", "/m", "--file", "a.json"];
+            let cli = crate::cli::parse_from_ignoring_env(base.iter().chain(extra)).unwrap();
+            Config::from_cli(&cli, None).map(|_| ()).map_err(|e| e.to_string())
+        };
+        assert!(line(&["--schema", "/etc/schema/in-the-pod.json"]).is_ok());
+        assert!(line(&["--schema", "a.json=/etc/schema/s.json"]).is_ok());
+        let err = line(&["--schema", "b.json=/etc/schema/s.json"]).unwrap_err();
+        assert!(err.contains("b.json is not one of the --file names"), "{err}");
+        // The gate itself reads the file at start.
+        let cli = crate::cli::parse_from([
+            "secret-gate",
+            "check",
+            "--mount-path",
+            "/m",
+            "--file",
+            "a.json",
+            "--schema",
+            "/nonexistent/schema.json",
+        ])
+        .unwrap();
+        let err = Config::from_cli(&cli, None).unwrap_err().to_string();
+        assert!(err.contains("cannot be read"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Figure 7: `secret-gate check` on TLS material against openssl run on
-//! the same files in the same run: a 100-certificate bundle, and an
-//! RSA-4096 certificate with its key. Certificates are generated here
-//! (rcgen; the RSA key with the rsa crate).
+//! the same files in the same run: a 100-certificate bundle, an RSA-4096
+//! certificate with its key, and a Kubernetes pod-certificate credential
+//! bundle from a P-521 signer. Certificates are generated here (rcgen; the
+//! RSA key with the rsa crate; the pod certificate with openssl).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -89,6 +90,17 @@ pub fn tls(bench: &Bench, runs: usize) -> TlsFigure {
     let rsa = Key::new(Alg::Rsa(4096));
     write_old(&dir.join("tls.crt"), &pki::valid_leaf(&rsa, Some(&ca)));
     write_old(&dir.join("tls.key"), &rsa.pem(Encoding::Pkcs8));
+    // A Kubernetes pod certificate (KEP-4317): the credential bundle (the
+    // PKCS#8 key first, then the leaf) from a signer with a P-521 key, and
+    // that signer's CA as the clusterTrustBundle. openssl makes them: ring
+    // cannot sign with P-521.
+    let pod = bench.scratch.join("pod-signer");
+    std::fs::create_dir_all(&pod).expect("create the signer directory");
+    let signer = pki::PodSigner::new(&pod, "pod-signer", pki::PodKeyType::EcdsaP521);
+    let pod_key = pki::pod_key(&pod, pki::PodKeyType::EcdsaP256);
+    let pod_bundle = format!("{pod_key}{}", signer.issue(&pod_key, 1));
+    write_old(&dir.join("credentialbundle.pem"), &pod_bundle);
+    write_old(&dir.join("ca.crt"), &signer.ca_pem);
 
     let gate = |extra: &[&str]| {
         let mut args: Vec<String> = ["check", "--mount-path", &arg(&dir), "--termination-log"]
@@ -167,6 +179,48 @@ pub fn tls(bench: &Bench, runs: usize) -> TlsFigure {
         });
     }
 
+    let credential_bundle = arg(&dir.join("credentialbundle.pem"));
+    let trust_bundle = arg(&dir.join("ca.crt"));
+    cases.push(Case {
+        series: series(
+            "`secret-gate check`, pod-certificate credential bundle (P-521 signer)",
+            "PEM, X.509, valid for 1 h, key matches leaf, chains to the trust bundle",
+            1,
+        ),
+        runner: gate(&[
+            "--file",
+            "credentialbundle.pem",
+            "--ca-file",
+            "ca.crt",
+            "--min-validity",
+            "1h",
+        ]),
+    });
+    if openssl.is_ok() {
+        cases.push(Case {
+            series: series(
+                "`openssl x509 -checkend 3600` + `openssl verify -CAfile`, same bundle",
+                "valid for 1 h, chains; no pair check",
+                2,
+            ),
+            runner: Runner::Sequence(vec![
+                checkend(&credential_bundle),
+                ossl(&["verify", "-CAfile", &trust_bundle, &credential_bundle]),
+            ]),
+        });
+        cases.push(Case {
+            series: series(
+                "… + public keys compared (`x509 -pubkey`, `pkey -pubout`), same bundle",
+                "valid for 1 h, key matches; no chain",
+                3,
+            ),
+            runner: Runner::CompareKeys {
+                cert: credential_bundle.clone(),
+                key: credential_bundle.clone(),
+            },
+        });
+    }
+
     for _ in 0..runs {
         for case in &mut cases {
             match run(&case.runner, &bench.gate, &log) {
@@ -176,6 +230,7 @@ pub fn tls(bench: &Bench, runs: usize) -> TlsFigure {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&pod);
     TlsFigure {
         series: cases.into_iter().map(|c| c.series).collect(),
         openssl,
