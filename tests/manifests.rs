@@ -1283,7 +1283,7 @@ fn fill_ready(dir: &Path, args: &GateArgs) {
         .into_iter()
         .chain(
             args.values("--key-pair", "SECRET_GATE_KEY_PAIRS")
-                .iter()
+                .into_iter()
                 .flat_map(|pair| pair.split(['=', ',']).map(str::to_owned).collect::<Vec<_>>()),
         );
     for f in pem_files {
