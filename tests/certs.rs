@@ -522,7 +522,10 @@ fn a_pod_certificate_key_and_chain_from_different_refreshes_are_not_yet() {
         let (old, new) = (pod_key(&keys_dir, kind), pod_key(&keys_dir, kind));
         let new_chain = signer.issue(&new, 1);
         writer.write(&[
-            ("credentialbundle.pem", format!("{old}{new_chain}").as_bytes()),
+            (
+                "credentialbundle.pem",
+                format!("{old}{new_chain}").as_bytes(),
+            ),
             ("tls.key", old.as_bytes()),
             ("tls.crt", new_chain.as_bytes()),
             ("ca.crt", signer.ca_pem.as_bytes()),
@@ -543,7 +546,11 @@ fn a_pod_certificate_key_and_chain_from_different_refreshes_are_not_yet() {
             .args(["--key-pair", "tls.crt=tls.key", "--ca-file", "ca.crt"])
             .run();
         run.assert_code(1);
-        assert_log_contains(&fx, "- tls.key: does not match the certificate in tls.crt", &run);
+        assert_log_contains(
+            &fx,
+            "- tls.key: does not match the certificate in tls.crt",
+            &run,
+        );
     }
 }
 
@@ -581,6 +588,30 @@ fn watch_waits_through_a_pod_certificate_refresh_caught_mid_rotation() {
     gate.wait(HANG_LIMIT).assert_code(0);
 }
 
+/// A P-521 signer may sign with SHA-256 or SHA-384 rather than SHA-512
+/// (openssl lets it): those chains verify too.
+#[test]
+fn p521_signatures_over_every_sha2_digest_verify() {
+    let fx = Fixture::new();
+    let key = pod_key(fx.root.path(), PodKeyType::EcdsaP256);
+    let digests: [&'static [&'static str]; 3] = [&["-sha256"], &["-sha384"], &["-sha512"]];
+    for digest in digests {
+        let signer =
+            PodSigner::with_digest(fx.root.path(), digest[0], PodKeyType::EcdsaP521, digest);
+        fx.write(
+            "credentialbundle.pem",
+            format!("{key}{}", signer.issue(&key, 1)),
+        );
+        fx.write("ca.crt", &signer.ca_pem);
+        let run = fx
+            .check()
+            .args(["--file", "credentialbundle.pem", "--ca-file", "ca.crt"])
+            .args(["--settle-time", "0"])
+            .run();
+        assert_eq!(run.code(), Some(0), "{digest:?}\n{}", run.dump());
+    }
+}
+
 /// A leaf signed by another P-521 CA of the same name does not verify: the
 /// P-521 signature check is real, not a pass-through.
 #[test]
@@ -591,7 +622,10 @@ fn a_p521_signature_by_another_key_does_not_verify() {
     std::fs::create_dir(&impostor_dir).unwrap();
     let impostor = PodSigner::new(&impostor_dir, "signer", PodKeyType::EcdsaP521);
     let key = pod_key(fx.root.path(), PodKeyType::EcdsaP256);
-    fx.write("credentialbundle.pem", format!("{key}{}", impostor.issue(&key, 1)));
+    fx.write(
+        "credentialbundle.pem",
+        format!("{key}{}", impostor.issue(&key, 1)),
+    );
     fx.write("ca.crt", &real.ca_pem);
     let run = fx
         .check()
@@ -599,7 +633,11 @@ fn a_p521_signature_by_another_key_does_not_verify() {
         .args(["--settle-time", "0"])
         .run();
     run.assert_code(1);
-    assert_log_contains(&fx, "the signature does not verify with that CA's key", &run);
+    assert_log_contains(
+        &fx,
+        "the signature does not verify with that CA's key",
+        &run,
+    );
 }
 
 // ---------------------------------------------------------------------------

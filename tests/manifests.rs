@@ -1284,7 +1284,11 @@ fn fill_ready(dir: &Path, args: &GateArgs) {
         .chain(
             args.values("--key-pair", "SECRET_GATE_KEY_PAIRS")
                 .into_iter()
-                .flat_map(|pair| pair.split(['=', ',']).map(str::to_owned).collect::<Vec<_>>()),
+                .flat_map(|pair| {
+                    pair.split(['=', ','])
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                }),
         );
     for f in pem_files {
         fs::write(dir.join(&f), tls.for_name(&f).unwrap()).unwrap();

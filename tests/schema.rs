@@ -248,7 +248,12 @@ fn unusable_schemas_are_usage_errors() {
             "cannot be read",
         ),
         (
-            vec!["--required-keys".into(), "a".into(), "--schema".into(), good.clone()],
+            vec![
+                "--required-keys".into(),
+                "a".into(),
+                "--schema".into(),
+                good.clone(),
+            ],
             "--schema needs --file",
         ),
         (

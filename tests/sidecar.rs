@@ -534,7 +534,11 @@ fn a_version_that_breaks_the_schema_is_not_ready_and_notifies_nobody() {
     wait_status(&mut running, at, "/readyz", 503);
     running.expect_stderr("app.json: /password: must be at least 16 characters long");
     common::pause(500);
-    assert_eq!(hook.count(), 0, "a version that breaks the schema notifies nobody");
+    assert_eq!(
+        hook.count(),
+        0,
+        "a version that breaks the schema notifies nobody"
+    );
 
     writer.write(&[("app.json", good_v2().as_bytes())]);
     wait_status(&mut running, at, "/readyz", 200);

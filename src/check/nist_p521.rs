@@ -15,8 +15,8 @@ use std::sync::LazyLock;
 
 use p521::ecdsa::signature::hazmat::PrehashVerifier;
 use p521::ecdsa::{Signature, VerifyingKey};
-use rustls::pki_types::{alg_id, AlgorithmIdentifier, InvalidSignature};
 use rustls::pki_types::SignatureVerificationAlgorithm;
+use rustls::pki_types::{alg_id, AlgorithmIdentifier, InvalidSignature};
 use sha2::Digest;
 
 /// Which hash an ECDSA P-521 signature is over.
@@ -46,9 +46,10 @@ impl SignatureVerificationAlgorithm for EcdsaP521 {
             Hash::Sha512 => sha2::Sha512::digest(message).to_vec(),
         };
         // A digest shorter than the curve is taken as a number as it is
-        // (FIPS 186-5 6.4.2); `p521` wants at least half the field size, so
-        // pad on the left, which leaves the number unchanged.
-        let mut prehash = vec![0u8; 66usize.saturating_sub(digest.len()).min(34)];
+        // (FIPS 186-5 6.4.2); `p521` wants at least half the 66-byte field
+        // (SHA-256 is 32 bytes), so pad on the left to the field size,
+        // which leaves the number unchanged.
+        let mut prehash = vec![0u8; 66usize.saturating_sub(digest.len())];
         prehash.extend_from_slice(&digest);
         key.verify_prehash(&prehash, &signature)
             .map_err(|_| InvalidSignature)

@@ -208,7 +208,10 @@ fn compile_error(path: &Path, err: &ValidationError<'_>) -> String {
     };
     let mut why = err.to_string();
     if why.len() > 300 {
-        let cut = (0..=300).rev().find(|&i| why.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=300)
+            .rev()
+            .find(|&i| why.is_char_boundary(i))
+            .unwrap_or(0);
         why.truncate(cut);
         why.push('…');
     }
@@ -260,7 +263,10 @@ fn message(kind: &ValidationErrorKind) -> String {
             )
         }
         K::AdditionalItems { limit } => {
-            format!("must have at most {}", plural(*limit as u64, "item", "items"))
+            format!(
+                "must have at most {}",
+                plural(*limit as u64, "item", "items")
+            )
         }
         K::UnevaluatedItems { .. } => "has items the schema does not allow".to_owned(),
         K::MinLength { limit } => format!(
@@ -319,7 +325,9 @@ fn message(kind: &ValidationErrorKind) -> String {
             format!("must be valid {content_media_type} (contentMediaType)")
         }
         K::Custom { keyword, .. } => format!("fails the schema's {keyword:?} keyword"),
-        K::Referencing(_) => "could not be checked: a $ref of the schema does not resolve".to_owned(),
+        K::Referencing(_) => {
+            "could not be checked: a $ref of the schema does not resolve".to_owned()
+        }
     }
 }
 
@@ -406,7 +414,11 @@ mod tests {
         for line in &got {
             assert!(!line.contains("CANARY"), "{line}");
         }
-        assert!(shown(&s, &json!({"db": {}, "password": "a".repeat(32), "user": "u"})).is_empty());
+        assert!(shown(
+            &s,
+            &json!({"db": {}, "password": "a".repeat(32), "user": "u"})
+        )
+        .is_empty());
     }
 
     #[test]
@@ -422,9 +434,15 @@ mod tests {
     #[test]
     fn schemas_that_reach_outside_or_do_not_compile_are_refused() {
         let table = [
-            (json!({"$ref": "https://example.com/s.json"}), "$ref may only point inside"),
+            (
+                json!({"$ref": "https://example.com/s.json"}),
+                "$ref may only point inside",
+            ),
             (json!({"$ref": "other.json"}), "$ref may only point inside"),
-            (json!({"$ref": "file:///etc/passwd"}), "$ref may only point inside"),
+            (
+                json!({"$ref": "file:///etc/passwd"}),
+                "$ref may only point inside",
+            ),
             (json!({"$ref": "#/$defs/missing"}), "does not compile"),
             (json!({"pattern": "(?=a)b"}), "linear-time regex"),
             (json!({"pattern": "(a)\\1"}), "linear-time regex"),

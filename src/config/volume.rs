@@ -393,14 +393,26 @@ mod tests {
     #[test]
     fn a_manifests_schema_is_checked_for_shape_but_not_read() {
         let line = |extra: &[&str]| {
-            let base = ["secret-gate", "check", "--mount-path", "/m", "--file", "a.json"];
+            let base = [
+                "secret-gate",
+                "check",
+                "--mount-path",
+                "/m",
+                "--file",
+                "a.json",
+            ];
             let cli = crate::cli::parse_from_ignoring_env(base.iter().chain(extra)).unwrap();
-            Config::from_cli(&cli, None).map(|_| ()).map_err(|e| e.to_string())
+            Config::from_cli(&cli, None)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         };
         assert!(line(&["--schema", "/etc/schema/in-the-pod.json"]).is_ok());
         assert!(line(&["--schema", "a.json=/etc/schema/s.json"]).is_ok());
         let err = line(&["--schema", "b.json=/etc/schema/s.json"]).unwrap_err();
-        assert!(err.contains("b.json is not one of the --file names"), "{err}");
+        assert!(
+            err.contains("b.json is not one of the --file names"),
+            "{err}"
+        );
         // The gate itself reads the file at start.
         let cli = crate::cli::parse_from([
             "secret-gate",

@@ -188,8 +188,7 @@ pub fn input_cost(bench: &Bench, runs: usize) -> Vec<InputSeries> {
         .map(|(name, label, content, schema)| {
             std::fs::write(dir.join(name), content).expect("write a hostile input");
             if !schema.is_empty() {
-                std::fs::write(dir.join(format!("{name}.schema")), schema)
-                    .expect("write a schema");
+                std::fs::write(dir.join(format!("{name}.schema")), schema).expect("write a schema");
             }
             InputSeries {
                 label: format!("{label}, {} B", content.len()),

@@ -240,6 +240,8 @@ pub fn pod_key(dir: &std::path::Path, kind: PodKeyType) -> String {
 pub struct PodSigner {
     dir: std::path::PathBuf,
     pub kind: PodKeyType,
+    /// The digest it signs with (`-sha512`), or none (Ed25519).
+    digest: &'static [&'static str],
     /// The CA certificate, PEM: what a `clusterTrustBundle` carries.
     pub ca_pem: String,
 }
@@ -247,12 +249,24 @@ pub struct PodSigner {
 impl PodSigner {
     #[must_use]
     pub fn new(parent: &std::path::Path, name: &str, kind: PodKeyType) -> Self {
+        Self::with_digest(parent, name, kind, kind.digest())
+    }
+
+    /// A signer that signs with `digest` (e.g. `["-sha256"]`) rather than
+    /// the one Go would pick for its key.
+    #[must_use]
+    pub fn with_digest(
+        parent: &std::path::Path,
+        name: &str,
+        kind: PodKeyType,
+        digest: &'static [&'static str],
+    ) -> Self {
         let dir = parent.join(format!("signer-{name}"));
         std::fs::create_dir_all(&dir).expect("signer directory");
         std::fs::write(dir.join("ca.key"), pod_key(&dir, kind)).expect("write the CA key");
         let subject = format!("/CN={name}");
         let mut args = vec!["req", "-x509", "-new", "-key", "ca.key"];
-        args.extend(kind.digest());
+        args.extend(digest);
         args.extend([
             "-subj",
             &subject,
@@ -267,7 +281,12 @@ impl PodSigner {
         ]);
         openssl(&dir, &args);
         let ca_pem = std::fs::read_to_string(dir.join("ca.crt")).expect("read the CA");
-        Self { dir, kind, ca_pem }
+        Self {
+            dir,
+            kind,
+            digest,
+            ca_pem,
+        }
     }
 
     /// A leaf for `key_pem` (PKCS#8 PEM), valid from now for `days`, with
@@ -306,7 +325,7 @@ impl PodSigner {
             "-out",
             "leaf.crt",
         ];
-        args.extend(self.kind.digest());
+        args.extend(self.digest);
         openssl(&self.dir, &args);
         std::fs::read_to_string(self.dir.join("leaf.crt")).expect("read the leaf")
     }
