@@ -89,7 +89,7 @@ pub struct SelectionArgs {
     /// A JSON Schema the parsed content must satisfy: FILE=SCHEMA for one
     /// --file, or SCHEMA for every JSON, YAML and env --file (repeatable; the
     /// env var takes a comma-separated list). SCHEMA is a JSON (or .yaml)
-    /// file read once at start, e.g. a ConfigMap mount; an env file is an
+    /// file read once at start, e.g. from a mounted config map; an env file is an
     /// object of strings. A violation names the file, the JSON Pointer and
     /// the rule, never the value.
     #[arg(

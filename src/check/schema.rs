@@ -231,10 +231,6 @@ fn violation(err: &ValidationError<'_>) -> Violation {
 /// What the keyword wants, in words that never include the value. Limits
 /// and names come from the schema (configuration), never from the document,
 /// except object member names, which the gate names anyway.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one arm per keyword kind, so every kind is worded on purpose"
-)]
 fn message(kind: &ValidationErrorKind) -> String {
     use ValidationErrorKind as K;
     let plural = |n: u64, one: &str, many: &str| {
