@@ -338,7 +338,7 @@ fn main() {
     if only == "inputs" {
         step("8/9 hostile inputs (BENCH_ONLY=inputs)");
         let mut text = String::new();
-        report::figure8_only(&mut text, inputs::input_cost(&bench, plan.scale.min(5)));
+        report::figure8_only(&mut text, &inputs::input_cost(&bench, plan.scale.min(5)));
         println!("{text}");
         return;
     }

@@ -353,9 +353,9 @@ fn figure8(out: &mut String, r: &Results) {
 }
 
 /// Figure 8 alone, for `BENCH_ONLY=inputs`.
-pub fn figure8_only(out: &mut String, inputs: Vec<InputSeries>) {
+pub fn figure8_only(out: &mut String, inputs: &[InputSeries]) {
     let mut text = String::new();
-    for s in &inputs {
+    for s in inputs {
         let cpu = Summary::of(&s.cpu_ms);
         let _ = writeln!(
             text,
@@ -370,7 +370,7 @@ pub fn figure8_only(out: &mut String, inputs: Vec<InputSeries>) {
             let _ = writeln!(text, "  failure: {f}");
         }
     }
-    if let Some((plain, ruled, times)) = schema_ratio(&inputs) {
+    if let Some((plain, ruled, times)) = schema_ratio(inputs) {
         let _ = writeln!(
             text,
             "schema: {} with, {} without: {}",
