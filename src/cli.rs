@@ -86,6 +86,27 @@ pub struct SelectionArgs {
     #[arg(long, env = "SECRET_GATE_REQUIRED_KEYS", value_name = "K1,K2,...")]
     pub required_keys: Option<String>,
 
+    /// A JSON Schema the parsed content must satisfy: FILE=SCHEMA for one
+    /// --file, or SCHEMA for every JSON, YAML and env --file (repeatable; the
+    /// env var takes a comma-separated list). SCHEMA is a JSON (or .yaml)
+    /// file read once at start, e.g. from a mounted config map; an env file is an
+    /// object of strings. A violation names the file, the JSON Pointer and
+    /// the rule, never the value.
+    #[arg(
+        long = "schema",
+        env = "SECRET_GATE_SCHEMA",
+        value_name = "[FILE=]SCHEMA",
+        value_delimiter = ','
+    )]
+    pub schemas: Vec<String>,
+
+    /// True when the command line is being validated for a manifest
+    /// ([`parse_from_ignoring_env`]): the schema files it names are paths
+    /// in the pod, not on this machine, so they are checked for shape but
+    /// not read.
+    #[arg(skip)]
+    pub schemas_elsewhere: bool,
+
     /// Format of the files; auto picks by extension (.json, .yaml/.yml, .env, .pem/.crt/.cer/.key, else raw).
     ///
     /// Without --file, auto makes key files pem by extension and raw otherwise.
@@ -680,7 +701,8 @@ where
 /// variable at all: every `env = ...` fallback is switched off, so only the
 /// arguments count. For tools that validate a gate command line written
 /// into a manifest (the injector), whose own environment must not change
-/// the verdict. The gate itself never calls this.
+/// the verdict; the `--schema` files it names are paths in the pod, so
+/// they are not read. The gate itself never calls this.
 pub fn parse_from_ignoring_env<I, T>(args: I) -> Result<Cli, UsageError>
 where
     I: IntoIterator<Item = T>,
@@ -700,7 +722,13 @@ where
     let matches = without_env(Cli::command())
         .try_get_matches_from(args)
         .map_err(|error| UsageError { error })?;
-    from_matches(&matches)
+    let mut cli = from_matches(&matches)?;
+    match &mut cli.command {
+        Command::Watch(a) => a.selection.schemas_elsewhere = true,
+        Command::Check(a) => a.selection.schemas_elsewhere = true,
+        Command::Safe(_) => {}
+    }
+    Ok(cli)
 }
 
 /// `--termination-log` (or `SECRET_GATE_TERMINATION_LOG`) on a command

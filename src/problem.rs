@@ -71,6 +71,8 @@ pub enum Kind {
     Settling,
     /// A required key is not there (or null or empty).
     KeyMissing,
+    /// The content breaks a `--schema` rule.
+    Schema,
 
     // Certificates and keys.
     NotYetValid,

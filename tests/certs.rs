@@ -17,7 +17,7 @@ use common::{
     assert_log_contains, assert_log_lacks, pause, AtomicWriter, Fixture, TornWriter, HANG_LIMIT,
     READY_TIMEOUT,
 };
-use pki::{ca, leaf, valid_leaf, Alg, Encoding, Key};
+use pki::{ca, leaf, pod_key, valid_leaf, Alg, Encoding, Key, PodKeyType, PodSigner};
 
 /// How long a writer leaves the gate alone between two steps.
 const STEP_MS: u64 = 300;
@@ -438,6 +438,206 @@ fn private_key_bytes_never_appear_in_any_output_at_trace() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Kubernetes pod certificates (KEP-4317)
+// ---------------------------------------------------------------------------
+
+/// The signers the pod-certificate tests issue with: a P-256 one, and a
+/// P-521 one, whose ECDSA-with-SHA-512 signatures ring cannot verify.
+fn pod_signers(dir: &std::path::Path) -> Vec<PodSigner> {
+    [PodKeyType::EcdsaP256, PodKeyType::EcdsaP521]
+        .into_iter()
+        .map(|kind| PodSigner::new(dir, kind.name(), kind))
+        .collect()
+}
+
+/// A `clusterTrustBundle`: the signer's CA and, as during a signer
+/// rotation, another CA.
+fn trust_bundle(signer: &PodSigner, other: &PodSigner) -> String {
+    format!("{}{}", other.ca_pem, signer.ca_pem)
+}
+
+/// Every key type a pod certificate may have, from a P-256 and a P-521
+/// signer, in both layouts the kubelet writes (through its atomic writer,
+/// with the `clusterTrustBundle` projected into the same volume): the
+/// credential bundle (key first, then the chain) and the key and chain
+/// files. Each passes parse, validity, `--min-validity`, key-matches-leaf
+/// and the chain to the trust bundle as `--ca-file`.
+#[test]
+fn pod_certificates_of_every_key_type_pass_in_both_layouts() {
+    let fx = Fixture::new();
+    let keys_dir = fx.root.path().join("keys");
+    std::fs::create_dir(&keys_dir).unwrap();
+    let signers = pod_signers(fx.root.path());
+    let mut writer = AtomicWriter::new(&fx.mount);
+    for kind in PodKeyType::ALL {
+        let key = pod_key(&keys_dir, kind);
+        for (signer, other) in [(&signers[0], &signers[1]), (&signers[1], &signers[0])] {
+            let chain = signer.issue(&key, 1);
+            let ca = trust_bundle(signer, other);
+            let what = format!("{} leaf from a {} signer", kind.name(), signer.kind.name());
+            writer.write(&[
+                ("credentialbundle.pem", format!("{key}{chain}").as_bytes()),
+                ("tls.key", key.as_bytes()),
+                ("tls.crt", chain.as_bytes()),
+                ("ca.crt", ca.as_bytes()),
+            ]);
+            let layouts: [&[&str]; 2] = [
+                &["--file", "credentialbundle.pem"],
+                &["--key-pair", "tls.crt=tls.key"],
+            ];
+            for layout in layouts {
+                let run = fx
+                    .check()
+                    .args(layout)
+                    .args(["--ca-file", "ca.crt", "--min-validity", "1h"])
+                    .run();
+                assert_eq!(run.code(), Some(0), "{what} {layout:?}\n{}", run.dump());
+            }
+            // --min-validity beyond the certificate's day of life is named.
+            let run = fx
+                .check()
+                .args(["--file", "credentialbundle.pem", "--min-validity", "48h"])
+                .run();
+            run.assert_code(1);
+            assert_log_contains(&fx, "- credentialbundle.pem: certificate expires in", &run);
+        }
+    }
+}
+
+/// The mid-rotation mismatch the Kubernetes docs warn about: a key from
+/// one refresh and a chain from the next are "not yet", never a pass, in
+/// both layouts and for every key type (P-521 keys included, which the
+/// gate could not load before).
+#[test]
+fn a_pod_certificate_key_and_chain_from_different_refreshes_are_not_yet() {
+    let fx = Fixture::new();
+    let keys_dir = fx.root.path().join("keys");
+    std::fs::create_dir(&keys_dir).unwrap();
+    let signer = PodSigner::new(fx.root.path(), "signer", PodKeyType::EcdsaP521);
+    let mut writer = AtomicWriter::new(&fx.mount);
+    for kind in PodKeyType::ALL {
+        let (old, new) = (pod_key(&keys_dir, kind), pod_key(&keys_dir, kind));
+        let new_chain = signer.issue(&new, 1);
+        writer.write(&[
+            (
+                "credentialbundle.pem",
+                format!("{old}{new_chain}").as_bytes(),
+            ),
+            ("tls.key", old.as_bytes()),
+            ("tls.crt", new_chain.as_bytes()),
+            ("ca.crt", signer.ca_pem.as_bytes()),
+        ]);
+        let run = fx
+            .check()
+            .args(["--file", "credentialbundle.pem", "--ca-file", "ca.crt"])
+            .run();
+        run.assert_code(1);
+        assert_log_contains(
+            &fx,
+            "- credentialbundle.pem: the private key in PEM block 1 does not match the \
+             certificate in PEM block 2",
+            &run,
+        );
+        let run = fx
+            .check()
+            .args(["--key-pair", "tls.crt=tls.key", "--ca-file", "ca.crt"])
+            .run();
+        run.assert_code(1);
+        assert_log_contains(
+            &fx,
+            "- tls.key: does not match the certificate in tls.crt",
+            &run,
+        );
+    }
+}
+
+/// `watch` on the two-file layout across a refresh: the kubelet swaps in a
+/// version whose key is from the old refresh, then the matching one; the
+/// gate waits through the first and passes on the second.
+#[test]
+fn watch_waits_through_a_pod_certificate_refresh_caught_mid_rotation() {
+    let fx = Fixture::new();
+    let signer = PodSigner::new(fx.root.path(), "signer", PodKeyType::EcdsaP521);
+    let (old, new) = (
+        pod_key(fx.root.path(), PodKeyType::EcdsaP521),
+        pod_key(fx.root.path(), PodKeyType::EcdsaP521),
+    );
+    let new_chain = signer.issue(&new, 1);
+    let mut writer = AtomicWriter::new(&fx.mount);
+    writer.write(&[
+        ("tls.key", old.as_bytes()),
+        ("tls.crt", new_chain.as_bytes()),
+        ("ca.crt", signer.ca_pem.as_bytes()),
+    ]);
+    let mut gate = fx
+        .watch()
+        .args(["--key-pair", "tls.crt=tls.key", "--ca-file", "ca.crt"])
+        .args(["--timeout", READY_TIMEOUT])
+        .spawn();
+    gate.expect_stderr("tls.key: does not match the certificate in tls.crt");
+    pause(STEP_MS);
+    gate.assert_running("while the key is from the previous refresh");
+    writer.write(&[
+        ("tls.key", new.as_bytes()),
+        ("tls.crt", new_chain.as_bytes()),
+        ("ca.crt", signer.ca_pem.as_bytes()),
+    ]);
+    gate.wait(HANG_LIMIT).assert_code(0);
+}
+
+/// A P-521 signer may sign with SHA-256 or SHA-384 rather than SHA-512
+/// (openssl lets it): those chains verify too.
+#[test]
+fn p521_signatures_over_every_sha2_digest_verify() {
+    let fx = Fixture::new();
+    let key = pod_key(fx.root.path(), PodKeyType::EcdsaP256);
+    let digests: [&'static [&'static str]; 3] = [&["-sha256"], &["-sha384"], &["-sha512"]];
+    for digest in digests {
+        let signer =
+            PodSigner::with_digest(fx.root.path(), digest[0], PodKeyType::EcdsaP521, digest);
+        fx.write(
+            "credentialbundle.pem",
+            format!("{key}{}", signer.issue(&key, 1)),
+        );
+        fx.write("ca.crt", &signer.ca_pem);
+        let run = fx
+            .check()
+            .args(["--file", "credentialbundle.pem", "--ca-file", "ca.crt"])
+            .args(["--settle-time", "0"])
+            .run();
+        assert_eq!(run.code(), Some(0), "{digest:?}\n{}", run.dump());
+    }
+}
+
+/// A leaf signed by another P-521 CA of the same name does not verify: the
+/// P-521 signature check is real, not a pass-through.
+#[test]
+fn a_p521_signature_by_another_key_does_not_verify() {
+    let fx = Fixture::new();
+    let real = PodSigner::new(fx.root.path(), "signer", PodKeyType::EcdsaP521);
+    let impostor_dir = fx.root.path().join("impostor");
+    std::fs::create_dir(&impostor_dir).unwrap();
+    let impostor = PodSigner::new(&impostor_dir, "signer", PodKeyType::EcdsaP521);
+    let key = pod_key(fx.root.path(), PodKeyType::EcdsaP256);
+    fx.write(
+        "credentialbundle.pem",
+        format!("{key}{}", impostor.issue(&key, 1)),
+    );
+    fx.write("ca.crt", &real.ca_pem);
+    let run = fx
+        .check()
+        .args(["--file", "credentialbundle.pem", "--ca-file", "ca.crt"])
+        .args(["--settle-time", "0"])
+        .run();
+    run.assert_code(1);
+    assert_log_contains(
+        &fx,
+        "the signature does not verify with that CA's key",
+        &run,
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -1239,7 +1239,10 @@ impl Tls {
         if !["pem", "crt", "cer", "key"].contains(&ext) {
             return None;
         }
-        Some(if name.contains("key") {
+        Some(if name.contains("credential") {
+            // A pod certificate's credential bundle: the key, then the chain.
+            format!("{}{}", self.key, self.cert)
+        } else if name.contains("key") {
             self.key.clone()
         } else if name.starts_with("ca") || name.contains("bundle") {
             self.ca.clone()
@@ -1273,9 +1276,30 @@ fn fill_ready(dir: &Path, args: &GateArgs) {
         }
         return;
     }
+    let tls = Tls::new();
+    // Files the certificate flags name are PEM, whatever --file says.
+    let pem_files = args
+        .values("--ca-file", "SECRET_GATE_CA_FILE")
+        .into_iter()
+        .chain(
+            args.values("--key-pair", "SECRET_GATE_KEY_PAIRS")
+                .into_iter()
+                .flat_map(|pair| {
+                    pair.split(['=', ','])
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                }),
+        );
+    for f in pem_files {
+        fs::write(dir.join(&f), tls.for_name(&f).unwrap()).unwrap();
+    }
     for f in &files {
         let path = dir.join(f);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
+        if let Some(pem) = tls.for_name(f).filter(|_| args.format() == "auto") {
+            fs::write(path, pem).unwrap();
+            continue;
+        }
         let ext = path
             .extension()
             .map(|e| e.to_string_lossy().into_owned())

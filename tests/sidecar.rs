@@ -645,6 +645,51 @@ fn a_kubelet_swap_sends_exactly_one_post_and_a_failing_change_none() {
     );
 }
 
+/// `--schema` with `--keep-running`: a version that breaks the schema is
+/// not ready, like one that does not parse, and notifies nobody; the
+/// next version that passes is ready and notifies once.
+#[test]
+fn a_version_that_breaks_the_schema_is_not_ready_and_notifies_nobody() {
+    let fx = Fixture::new();
+    let schema = fx.root.path().join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"properties": {"password": {"type": "string", "minLength": 16}}}"#,
+    )
+    .unwrap_or_else(|e| panic!("write schema: {e}"));
+    let hook = Webhook::start(&[200]);
+    let mut writer = AtomicWriter::new(&fx.mount);
+    writer.write(&[("app.json", good_v1().as_bytes())]);
+    let port = free_port();
+    let mut running = keep_running(&fx, port)
+        .args(["--on-change-url", &hook.url()])
+        .arg("--schema")
+        .arg(&schema)
+        .spawn();
+    let at = addr(port);
+    wait_status(&mut running, at, "/readyz", 200);
+
+    let short = format!(r#"{{"username":"admin","password":"{}"}}"#, &CANARY[..8]);
+    writer.write(&[("app.json", short.as_bytes())]);
+    wait_status(&mut running, at, "/readyz", 503);
+    running.expect_stderr("app.json: /password: must be at least 16 characters long");
+    common::pause(500);
+    assert_eq!(
+        hook.count(),
+        0,
+        "a version that breaks the schema notifies nobody"
+    );
+
+    writer.write(&[("app.json", good_v2().as_bytes())]);
+    wait_status(&mut running, at, "/readyz", 200);
+    assert!(
+        wait_until(LIMIT, || hook.count() >= 1),
+        "{}",
+        running.stderr()
+    );
+    assert_no_canary(&running.stderr(), "stderr", &running.dump());
+}
+
 #[test]
 fn a_failing_webhook_is_retried_and_counted() {
     let fx = Fixture::new();

@@ -74,6 +74,18 @@ impl fmt::Display for Format {
 pub struct Document {
     /// The objects that keys are searched in, in order.
     pub roots: Vec<Value>,
+    /// The whole value when it is not the single root: a JSON or YAML list
+    /// or scalar (see [`Document::tree`]).
+    whole: Option<Value>,
+}
+
+impl Document {
+    /// The whole parsed tree, for `--schema`: the object of a JSON, YAML or
+    /// env file, or a JSON or YAML list or scalar. `None` for raw and PEM.
+    #[must_use]
+    pub fn tree(&self) -> Option<&Value> {
+        self.whole.as_ref().or_else(|| self.roots.first())
+    }
 }
 
 impl fmt::Debug for Document {
@@ -402,22 +414,27 @@ fn tree_document(value: Value) -> Result<Document, ParseError> {
         Value::String(s) if s.trim().is_empty() => Err(ParseError::NoValue("an empty string")),
         object @ Value::Object(_) => Ok(Document {
             roots: vec![object],
+            whole: None,
         }),
         // VSecM's older sidecar wrote a JSON array of secret strings; each
         // element that is itself a JSON object is searched for keys.
         Value::Array(items) => Ok(Document {
             roots: items
-                .into_iter()
+                .iter()
                 .filter_map(|item| match item {
-                    Value::String(s) => serde_json::from_str::<Value>(&s)
+                    Value::String(s) => serde_json::from_str::<Value>(s)
                         .ok()
                         .filter(Value::is_object),
-                    Value::Object(_) => Some(item),
+                    Value::Object(_) => Some(item.clone()),
                     _ => None,
                 })
                 .collect(),
+            whole: Some(Value::Array(items)),
         }),
-        _ => Ok(Document::default()),
+        scalar => Ok(Document {
+            roots: Vec::new(),
+            whole: Some(scalar),
+        }),
     }
 }
 
@@ -459,6 +476,7 @@ fn parse_env(text: &str) -> Result<Document, ParseError> {
     }
     Ok(Document {
         roots: vec![Value::Object(map)],
+        whole: None,
     })
 }
 

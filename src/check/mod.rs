@@ -5,11 +5,14 @@ pub mod format;
 #[cfg(test)]
 mod format_table;
 pub mod key;
+pub mod nist_p521;
 pub mod pem;
+pub mod schema;
 pub mod tls;
 
 pub use format::{parse, parse_pem, Document, Format, ParseError};
 pub use key::Key;
+pub use schema::Schema;
 pub use tls::TlsPolicy;
 
 /// Describes a parse failure of `size` bytes. `source` is `"file"` for a

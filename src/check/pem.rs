@@ -52,13 +52,14 @@ impl fmt::Debug for Cert {
     }
 }
 
-/// One private key: its block and, when the crypto provider supports its
-/// algorithm, its public key. Never the private bytes.
+/// One private key: its block and, when the gate can load its algorithm
+/// (ring's, and ECDSA P-521), its public key. Never the private bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
     pub block: usize,
-    /// `None` for a well-formed key of an algorithm ring cannot load
-    /// (P-521, RSA under 2048 bits): its pair cannot be checked.
+    /// `None` for a well-formed key of an algorithm the gate cannot load
+    /// (RSA under 2048 or over 4096 bits, other curves): its pair cannot be
+    /// checked.
     pub spki: Option<Vec<u8>>,
 }
 
@@ -232,8 +233,9 @@ fn parse_cert(block: usize, der: Vec<u8>) -> Option<Cert> {
 /// A private-key block that holds no key.
 struct NotAKey;
 
-/// Loads a private key. `Ok(Some(spki))` when ring loads it; `Ok(None)`
-/// when it is well-formed DER of an algorithm ring does not support.
+/// Loads a private key. `Ok(Some(spki))` when ring (or, for P-521,
+/// [`super::nist_p521`]) loads it; `Ok(None)` when it is well-formed DER of
+/// an algorithm neither supports.
 fn load_key(kind: SectionKind, der: Vec<u8>) -> Result<Option<Vec<u8>>, NotAKey> {
     let key: PrivateKeyDer<'static> = match kind {
         SectionKind::RsaPrivateKey => PrivatePkcs1KeyDer::from(der).into(),
@@ -242,6 +244,10 @@ fn load_key(kind: SectionKind, der: Vec<u8>) -> Result<Option<Vec<u8>>, NotAKey>
     };
     if let Ok(signing) = rustls::crypto::ring::sign::any_supported_type(&key) {
         return Ok(signing.public_key().map(|spki| spki.as_ref().to_vec()));
+    }
+    // ECDSA P-521, which ring cannot load (a pod certificate's ECDSAP521).
+    if let Some(spki) = super::nist_p521::public_key(key.secret_der()) {
+        return Ok(Some(spki));
     }
     // Not loadable by ring: accept it if it is one complete DER SEQUENCE.
     let der = key.secret_der();

@@ -247,7 +247,7 @@ fn chain(
     let ee = webpki::EndEntityCert::try_from(&leaf.der).map_err(|e| reason(&e))?;
     let verify = |usage: webpki::KeyUsage| {
         ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
+            &super::nist_p521::VERIFICATION_ALGS,
             &anchors,
             &intermediates,
             time,

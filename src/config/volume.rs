@@ -2,10 +2,11 @@
 //! checks, validated.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
-use crate::check::{Format, Key, TlsPolicy};
+use crate::check::{Format, Key, Schema, TlsPolicy};
 use crate::cli::SelectionArgs;
-use crate::volume::{FileSpec, KeyFormat, Layout, Selection};
+use crate::volume::{FileSpec, KeyFormat, Layout, SchemaRule, Selection};
 
 use super::{bad, keys, ConfigError};
 
@@ -22,6 +23,7 @@ pub(super) fn selection(args: &SelectionArgs) -> Result<Selection, ConfigError> 
     } else {
         named_files(args, &keys, &tls)?
     };
+    let schemas = schemas(args, &layout)?;
     Ok(Selection {
         mount: args.mount_path.clone(),
         layout,
@@ -29,7 +31,80 @@ pub(super) fn selection(args: &SelectionArgs) -> Result<Selection, ConfigError> 
         max_file_size: args.max_file_size,
         settle: args.settle_time,
         tls,
+        schemas,
     })
+}
+
+/// `--schema [FILE=]SCHEMA`: each schema read and compiled once, here, and
+/// tied to the files it applies to.
+fn schemas(args: &SelectionArgs, layout: &Layout) -> Result<Vec<SchemaRule>, ConfigError> {
+    let entries: Vec<&str> = args
+        .schemas
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Layout::Files(files) = layout else {
+        return Err(bad(
+            "--schema needs --file: a schema checks the content of a JSON, YAML or env file, \
+             and without --file each required key is a file that only has to be non-empty",
+        ));
+    };
+    let with_keys: Vec<&FileSpec> = files.iter().filter(|f| f.format.has_keys()).collect();
+    let mut rules: Vec<SchemaRule> = Vec::new();
+    for entry in entries {
+        let (file, path) = match entry.split_once('=') {
+            Some((file, path)) => (Some(file.trim()), path.trim()),
+            None => (None, entry),
+        };
+        if path.is_empty() {
+            return Err(bad(format!(
+                "--schema {entry:?}: give the schema file, as FILE=SCHEMA or SCHEMA"
+            )));
+        }
+        let targets: Vec<PathBuf> = match file {
+            Some(file) => {
+                let name = relative_name(Path::new(file))?;
+                let Some(spec) = files.iter().find(|f| f.name == name) else {
+                    return Err(bad(format!(
+                        "--schema {entry:?}: {file} is not one of the --file names; \
+                         add --file {file}, or drop `{file}=` to check every file"
+                    )));
+                };
+                if !spec.format.has_keys() {
+                    return Err(bad(format!(
+                        "--schema {entry:?}: {file} is read as {}, which has no tree to check; \
+                         a schema applies to JSON, YAML and env files",
+                        spec.format
+                    )));
+                }
+                vec![name]
+            }
+            None if with_keys.is_empty() => {
+                return Err(bad(format!(
+                    "--schema {entry:?}: no --file is JSON, YAML or env (by its extension or \
+                     --format), so there is nothing for a schema to check"
+                )));
+            }
+            None => with_keys.iter().map(|f| f.name.clone()).collect(),
+        };
+        if args.schemas_elsewhere {
+            // A command line for a manifest: the schema is a path in the
+            // pod, read by the gate there.
+            continue;
+        }
+        let schema = Arc::new(Schema::load(Path::new(path)).map_err(bad)?);
+        for file in targets {
+            rules.push(SchemaRule {
+                file,
+                schema: Arc::clone(&schema),
+            });
+        }
+    }
+    Ok(rules)
 }
 
 /// No `--file`: each required key (and each file `--key-pair` and
@@ -313,6 +388,45 @@ mod tests {
             formats(&["--required-keys", "password,ca.pem", "--format", "pem"]),
             [Format::Pem, Format::Pem]
         );
+    }
+
+    #[test]
+    fn a_manifests_schema_is_checked_for_shape_but_not_read() {
+        let line = |extra: &[&str]| {
+            let base = [
+                "secret-gate",
+                "check",
+                "--mount-path",
+                "/m",
+                "--file",
+                "a.json",
+            ];
+            let cli = crate::cli::parse_from_ignoring_env(base.iter().chain(extra)).unwrap();
+            Config::from_cli(&cli, None)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(line(&["--schema", "/etc/schema/in-the-pod.json"]).is_ok());
+        assert!(line(&["--schema", "a.json=/etc/schema/s.json"]).is_ok());
+        let err = line(&["--schema", "b.json=/etc/schema/s.json"]).unwrap_err();
+        assert!(
+            err.contains("b.json is not one of the --file names"),
+            "{err}"
+        );
+        // The gate itself reads the file at start.
+        let cli = crate::cli::parse_from([
+            "secret-gate",
+            "check",
+            "--mount-path",
+            "/m",
+            "--file",
+            "a.json",
+            "--schema",
+            "/nonexistent/schema.json",
+        ])
+        .unwrap();
+        let err = Config::from_cli(&cli, None).unwrap_err().to_string();
+        assert!(err.contains("cannot be read"), "{err}");
     }
 
     #[test]

@@ -211,6 +211,7 @@ mod tests {
             max_file_size: 1 << 20,
             settle,
             tls: crate::check::TlsPolicy::default(),
+            schemas: Vec::new(),
         }
     }
 

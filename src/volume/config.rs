@@ -3,9 +3,10 @@
 //! [`crate::config`]; read by the scan.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::check::{Format, Key, TlsPolicy};
+use crate::check::{Format, Key, Schema, TlsPolicy};
 
 /// `watch`: the selection, and how to wait for it.
 #[derive(Debug)]
@@ -29,6 +30,17 @@ pub struct Selection {
     pub settle: Duration,
     /// What PEM files must satisfy beyond parsing.
     pub tls: TlsPolicy,
+    /// `--schema`: each file (of `--file`) and a schema its content must
+    /// satisfy; a file may have several.
+    pub schemas: Vec<SchemaRule>,
+}
+
+/// One file of the selection and a schema it must satisfy.
+#[derive(Debug, Clone)]
+pub struct SchemaRule {
+    /// Relative to the mount, as in [`FileSpec::name`].
+    pub file: PathBuf,
+    pub schema: Arc<Schema>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +74,14 @@ pub enum KeyFormat {
 }
 
 impl Selection {
+    /// The schemas `file` must satisfy, in the order given.
+    pub fn schemas_for<'s>(&'s self, file: &'s Path) -> impl Iterator<Item = &'s Schema> + 's {
+        self.schemas
+            .iter()
+            .filter(move |rule| rule.file == file)
+            .map(|rule| rule.schema.as_ref())
+    }
+
     /// The names of the files to read, for messages.
     #[must_use]
     pub fn file_names(&self) -> Vec<String> {

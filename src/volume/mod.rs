@@ -22,7 +22,7 @@ use crate::problem::{Kind, Problem};
 use crate::report::Progress;
 use watcher::{DirWatcher, Triggers};
 
-pub use config::{FileSpec, KeyFormat, Layout, Selection, WatchConfig};
+pub use config::{FileSpec, KeyFormat, Layout, SchemaRule, Selection, WatchConfig};
 pub use scan::{scan, Scan, Scanner};
 
 /// The directories whose entries decide readiness: the mount itself and
@@ -289,6 +289,7 @@ mod tests {
             max_file_size: 1,
             settle: std::time::Duration::ZERO,
             tls: crate::check::TlsPolicy::default(),
+            schemas: Vec::new(),
         };
         let got: Vec<PathBuf> = watch_targets(&sel).into_iter().collect();
         assert_eq!(got, [PathBuf::from("/m"), PathBuf::from("/m/sub")]);

@@ -150,7 +150,8 @@ impl Scanner {
         let version = Version::of(mount);
         let files = selection.files();
         let mut out = Scan::default();
-        let mut docs: Vec<Document> = Vec::new();
+        // Each file that parsed, with its document.
+        let mut docs: Vec<(&Path, Document)> = Vec::new();
         // PEM files that parsed, for the checks that need the clock or pairs.
         let mut pem_files: Vec<(String, check::pem::Bundle)> = Vec::new();
         for spec in &files {
@@ -229,7 +230,7 @@ impl Scanner {
             if let Some(bundle) = bundle {
                 pem_files.push((name, bundle));
             }
-            docs.push(doc);
+            docs.push((&spec.name, doc));
         }
 
         tls_checks(&pem_files, selection, &mut out);
@@ -239,7 +240,7 @@ impl Scanner {
         // parsed, so a half-written file never reports a misleading "key
         // missing".
         if matches!(selection.layout, Layout::Files(_)) && out.problems.is_empty() {
-            let refs: Vec<&Document> = docs.iter().collect();
+            let refs: Vec<&Document> = docs.iter().map(|(_, d)| d).collect();
             let subject = files
                 .iter()
                 .filter(|f| f.format.has_keys())
@@ -250,8 +251,44 @@ impl Scanner {
                 out.problems
                     .push(Problem::key_missing(subject.clone(), key.as_str()));
             }
+            // Schemas last: on the same documents, so the same version.
+            if out.problems.is_empty() {
+                schema_checks(&docs, selection, &mut out);
+            }
         }
         (out, version)
+    }
+}
+
+/// `--schema` on the documents that parsed and carry their keys. A
+/// violation names the file, the JSON Pointer and the rule, never the
+/// value.
+fn schema_checks(docs: &[(&Path, Document)], selection: &Selection, out: &mut Scan) {
+    for (name, doc) in docs {
+        let Some(tree) = doc.tree() else { continue };
+        let shown = name.display().to_string();
+        for schema in selection.schemas_for(name) {
+            let verdict = schema.validate(tree);
+            for v in &verdict.violations {
+                let item = format!("{} {}", v.pointer, v.keyword);
+                out.problems
+                    .push(Problem::new(shown.clone(), Kind::Schema, v.to_string()).about(item));
+            }
+            if verdict.more > 0 {
+                out.problems.push(
+                    Problem::new(
+                        shown.clone(),
+                        Kind::Schema,
+                        format!(
+                            "and {} more violations of the schema {}",
+                            verdict.more,
+                            schema.path().display()
+                        ),
+                    )
+                    .about("more"),
+                );
+            }
+        }
     }
 }
 
@@ -431,6 +468,7 @@ mod tests {
             max_file_size: 1 << 20,
             settle: std::time::Duration::ZERO,
             tls: crate::check::TlsPolicy::default(),
+            schemas: Vec::new(),
         }
     }
 
@@ -521,6 +559,7 @@ mod settle_tests {
             max_file_size: 1 << 20,
             settle: Duration::from_secs(3600),
             tls: crate::check::TlsPolicy::default(),
+            schemas: Vec::new(),
         }
     }
 

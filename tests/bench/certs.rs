@@ -1,7 +1,8 @@
 //! Figure 7: `secret-gate check` on TLS material against openssl run on
-//! the same files in the same run: a 100-certificate bundle, and an
-//! RSA-4096 certificate with its key. Certificates are generated here
-//! (rcgen; the RSA key with the rsa crate).
+//! the same files in the same run: a 100-certificate bundle, an RSA-4096
+//! certificate with its key, and a Kubernetes pod-certificate credential
+//! bundle from a P-521 signer. Certificates are generated here (rcgen; the
+//! RSA key with the rsa crate; the pod certificate with openssl).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -75,6 +76,10 @@ fn openssl_version() -> Result<String, String> {
 }
 
 /// Figure 7. `runs` runs of each case, interleaved.
+#[expect(
+    clippy::too_many_lines,
+    reason = "figure 7's files and cases in one list, in the order they are reported"
+)]
 pub fn tls(bench: &Bench, runs: usize) -> TlsFigure {
     let dir = bench.scratch.join("tls");
     std::fs::create_dir_all(&dir).expect("create the TLS directory");
@@ -167,6 +172,14 @@ pub fn tls(bench: &Bench, runs: usize) -> TlsFigure {
         });
     }
 
+    cases.extend(pod_certificate_cases(
+        &dir,
+        openssl.is_ok(),
+        &gate,
+        &checkend,
+        &ossl,
+    ));
+
     for _ in 0..runs {
         for case in &mut cases {
             match run(&case.runner, &bench.gate, &log) {
@@ -180,6 +193,72 @@ pub fn tls(bench: &Bench, runs: usize) -> TlsFigure {
         series: cases.into_iter().map(|c| c.series).collect(),
         openssl,
     }
+}
+
+/// Figure 7's pod-certificate rows: the gate on the credential bundle, and
+/// the openssl commands that check part of what it checks.
+fn pod_certificate_cases(
+    dir: &Path,
+    openssl: bool,
+    gate: &dyn Fn(&[&str]) -> Runner,
+    checkend: &dyn Fn(&str) -> Vec<String>,
+    ossl: &dyn Fn(&[&str]) -> Vec<String>,
+) -> Vec<Case> {
+    // A Kubernetes pod certificate (KEP-4317): the credential bundle (the
+    // PKCS#8 key first, then the leaf) from a signer with a P-521 key, and
+    // that signer's CA as the clusterTrustBundle. openssl makes them: ring
+    // cannot sign with P-521.
+    let pod = dir.join("pod-signer");
+    std::fs::create_dir_all(&pod).expect("create the signer directory");
+    let signer = pki::PodSigner::new(&pod, "pod-signer", pki::PodKeyType::EcdsaP521);
+    let pod_key = pki::pod_key(&pod, pki::PodKeyType::EcdsaP256);
+    let pod_bundle = format!("{pod_key}{}", signer.issue(&pod_key, 1));
+    write_old(&dir.join("credentialbundle.pem"), &pod_bundle);
+    write_old(&dir.join("ca.crt"), &signer.ca_pem);
+    let mut cases = Vec::new();
+    let credential_bundle = arg(&dir.join("credentialbundle.pem"));
+    let trust_bundle = arg(&dir.join("ca.crt"));
+    cases.push(Case {
+        series: series(
+            "`secret-gate check`, pod-certificate credential bundle (P-521 signer)",
+            "PEM, X.509, valid for 1 h, key matches leaf, chains to the trust bundle",
+            1,
+        ),
+        runner: gate(&[
+            "--file",
+            "credentialbundle.pem",
+            "--ca-file",
+            "ca.crt",
+            "--min-validity",
+            "1h",
+        ]),
+    });
+    if openssl {
+        cases.push(Case {
+            series: series(
+                "`openssl x509 -checkend 3600` + `openssl verify -CAfile`, same bundle",
+                "valid for 1 h, chains; no pair check",
+                2,
+            ),
+            runner: Runner::Sequence(vec![
+                checkend(&credential_bundle),
+                ossl(&["verify", "-CAfile", &trust_bundle, &credential_bundle]),
+            ]),
+        });
+        cases.push(Case {
+            series: series(
+                "… + public keys compared (`x509 -pubkey`, `pkey -pubout`), same bundle",
+                "valid for 1 h, key matches; no chain",
+                3,
+            ),
+            runner: Runner::CompareKeys {
+                cert: credential_bundle.clone(),
+                key: credential_bundle.clone(),
+            },
+        });
+    }
+
+    cases
 }
 
 /// One run of a case: wall time from the first spawn to the last exit.

@@ -1,5 +1,6 @@
-//! Figure 7: what hostile inputs cost. Each case is one file of at most the
-//! default `--max-file-size` (1 MiB), shaped to be expensive for its parser;
+//! Figure 8: what hostile inputs cost. Each case is one file of at most the
+//! default `--max-file-size` (1 MiB), shaped to be expensive for its parser
+//! or, with `--schema`, paired with a schema shaped to be expensive;
 //! `secret-gate check` must accept or refuse it within the CPU and memory
 //! goals. CPU and peak RSS come from GNU time (`/usr/bin/time -f`), which
 //! reads them from `wait4`'s rusage of the one child.
@@ -31,6 +32,93 @@ pub struct InputSeries {
 /// `n` lines made by `line`, joined.
 fn lines(n: usize, line: impl Fn(usize) -> String) -> String {
     (0..n).map(line).collect::<Vec<_>>().concat()
+}
+
+/// The goal for `--schema`: `check` of a 1 MiB JSON against a 50-rule
+/// schema costs at most this many times the same check without it.
+pub const SCHEMA_RATIO_GOAL: f64 = 2.0;
+
+/// The labels of the two rows the schema ratio compares.
+pub const PLAIN_LABEL: &str = "JSON, 1 MiB object of 20,000 strings, no schema";
+pub const SCHEMA_LABEL: &str = "JSON, the same object against a 50-rule schema";
+
+/// A 1 MiB JSON object of 20,000 string members (`k0`..`k19999`).
+fn secret_object() -> String {
+    let members: Vec<String> = (0..20_000)
+        .map(|i| format!("\"k{i}\":\"{}\"", "v".repeat(40)))
+        .collect();
+    format!("{{{}}}", members.join(","))
+}
+
+/// 50 rules: 24 properties with a type and a length or pattern each, every
+/// other member a string of bounded length.
+fn fifty_rules() -> String {
+    let props: Vec<String> = (0..24)
+        .map(|i| {
+            let second = if i % 2 == 0 {
+                "\"minLength\": 16".to_owned()
+            } else {
+                "\"pattern\": \"^v+$\"".to_owned()
+            };
+            format!("\"k{i}\": {{\"type\": \"string\", {second}}}")
+        })
+        .collect();
+    format!(
+        "{{\"type\": \"object\", \"required\": [\"k0\"], \"properties\": {{{}}}, \
+         \"additionalProperties\": {{\"type\": \"string\", \"maxLength\": 4096}}}}",
+        props.join(", ")
+    )
+}
+
+/// The schema cases: (file name, what it is, content, schema).
+fn schema_cases() -> Vec<(&'static str, &'static str, String, String)> {
+    let string_of_a = format!("{{\"k\":\"{}!\"}}", "a".repeat(MIB - 16));
+    let chain: Vec<String> = (0..1000)
+        .map(|i| format!("\"d{i}\": {{\"$ref\": \"#/$defs/d{}\"}}", i + 1))
+        .collect();
+    let ref_chain = format!(
+        "{{\"$defs\": {{{}, \"d1000\": {{\"type\": \"string\"}}}}, \
+         \"additionalProperties\": {{\"$ref\": \"#/$defs/d0\"}}}}",
+        chain.join(", ")
+    );
+    let mut deep = "1".to_owned();
+    for _ in 0..120 {
+        deep = format!("{{\"a\":{deep}}}");
+    }
+    let deep_wide = format!(
+        "[{}]",
+        vec![deep.as_str(); MIB / (deep.len() + 1)].join(",")
+    );
+    vec![
+        ("plain.json", PLAIN_LABEL, secret_object(), String::new()),
+        ("ruled.json", SCHEMA_LABEL, secret_object(), fifty_rules()),
+        (
+            "regex.json",
+            "schema `pattern: ^(a+)+$` (catastrophic when backtracking) on a 1 MiB string",
+            string_of_a,
+            r#"{"properties": {"k": {"pattern": "^(a+)+$"}}}"#.to_owned(),
+        ),
+        (
+            "refchain.json",
+            "schema: a chain of 1,000 `$ref`s applied to 20,000 members",
+            secret_object(),
+            ref_chain,
+        ),
+        (
+            "cyclic.json",
+            "schema: `$ref` cycle a → b → a",
+            secret_object(),
+            r##"{"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "additionalProperties": {"$ref": "#/$defs/a"}}"##
+                .to_owned(),
+        ),
+        (
+            "recursive.json",
+            "schema `items`/`additionalProperties` → `#` on 1 MiB of 120-deep objects",
+            deep_wide,
+            r##"{"type": ["object", "array", "integer"], "items": {"$ref": "#"}, "additionalProperties": {"$ref": "#"}}"##
+                .to_owned(),
+        ),
+    ]
 }
 
 /// The hostile files: (file name, what it is, content).
@@ -90,11 +178,18 @@ fn cases() -> Vec<(&'static str, &'static str, String)> {
 pub fn input_cost(bench: &Bench, runs: usize) -> Vec<InputSeries> {
     let dir = bench.scratch.join("inputs");
     std::fs::create_dir_all(&dir).expect("create the inputs directory");
-    let cases = cases();
+    let mut cases: Vec<(&str, &str, String, String)> = cases()
+        .into_iter()
+        .map(|(name, label, content)| (name, label, content, String::new()))
+        .collect();
+    cases.extend(schema_cases());
     let mut out: Vec<InputSeries> = cases
         .iter()
-        .map(|(name, label, content)| {
+        .map(|(name, label, content, schema)| {
             std::fs::write(dir.join(name), content).expect("write a hostile input");
+            if !schema.is_empty() {
+                std::fs::write(dir.join(format!("{name}.schema")), schema).expect("write a schema");
+            }
             InputSeries {
                 label: format!("{label}, {} B", content.len()),
                 verdict: String::new(),
@@ -112,7 +207,7 @@ pub fn input_cost(bench: &Bench, runs: usize) -> Vec<InputSeries> {
         return out;
     }
     for _ in 0..runs {
-        for ((name, _, _), series) in cases.iter().zip(out.iter_mut()) {
+        for ((name, _, _, _), series) in cases.iter().zip(out.iter_mut()) {
             match one(bench, &dir, name) {
                 Ok((verdict, cpu, rss)) => {
                     series.verdict = verdict;
@@ -140,6 +235,10 @@ fn one(bench: &Bench, dir: &Path, name: &str) -> Result<(String, f64, f64), Stri
         .args(["--file", name, "--settle-time", "0s", "--termination-log"])
         .arg(dir.join("termination-log"))
         .stderr(Stdio::null());
+    let schema = dir.join(format!("{name}.schema"));
+    if schema.exists() {
+        cmd.arg("--schema").arg(schema);
+    }
     let mut p = Running::spawn(&mut cmd);
     if p.wait_timeout(Duration::from_secs(60)).is_none() {
         p.kill();
@@ -156,6 +255,9 @@ fn one(bench: &Bench, dir: &Path, name: &str) -> Result<(String, f64, f64), Stri
     let verdict = match code {
         "0" => "ready",
         "1" => "refused",
+        // A schema the gate will not use (a `$ref` cycle, say) stops it at
+        // start: refused too, before any input is read.
+        "2" => "usage error",
         other => return Err(format!("exit {other}")),
     };
     Ok((

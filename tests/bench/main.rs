@@ -36,6 +36,8 @@
 //! `BENCH_ONLY=1` runs figure 1 and 1b (the exit-path variants) alone and
 //! prints them.
 //! `BENCH_ONLY=tls` runs figure 7 alone and prints it.
+//! `BENCH_ONLY=inputs` runs figure 8 (hostile inputs and schemas) alone and
+//! prints it.
 //! `BENCH_ONLY=sidecar` runs figure 9 alone and prints it.
 //! `BENCH_ONLY=probe` runs figure 10 (the probe port under 10,000 hostile
 //! connections, [`probe`]) alone and prints it.
@@ -278,11 +280,11 @@ fn main() {
         return repro::only(&machine(&volume::scratch_parent()).commit);
     }
     let (run_volume, run_safe_small) = match only.as_str() {
-        "" | "1" | "tls" | "sidecar" | "probe" | "inject" | "webhook" => (true, true),
+        "" | "1" | "tls" | "inputs" | "sidecar" | "probe" | "inject" | "webhook" => (true, true),
         "safe" => (false, true),
         "6" => (false, false),
         other => panic!(
-            "BENCH_ONLY={other:?}: use 1, safe, 6, tls, sidecar, probe, inject, webhook or repro"
+            "BENCH_ONLY={other:?}: use 1, safe, 6, tls, inputs, sidecar, probe, inject, webhook or repro"
         ),
     };
     let plan = Plan::new(quick);
@@ -331,6 +333,13 @@ fn main() {
     }
     if only == "tls" {
         only_tls(&bench, &plan, step);
+        return;
+    }
+    if only == "inputs" {
+        step("8/9 hostile inputs (BENCH_ONLY=inputs)");
+        let mut text = String::new();
+        report::figure8_only(&mut text, &inputs::input_cost(&bench, plan.scale.min(5)));
+        println!("{text}");
         return;
     }
     if only == "1" {

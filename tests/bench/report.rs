@@ -209,7 +209,11 @@ fn summary_rows(r: &Results) -> Vec<[String; 6]> {
 fn tls_rows(f: &crate::certs::TlsFigure) -> Vec<[String; 6]> {
     let m = |i: usize| f.series.get(i).and_then(|s| median(&s.wall_ms));
     let pairs: &[(usize, usize, &str)] = if f.openssl.is_ok() {
-        &[(0, 1, "100-certificate bundle"), (2, 4, "RSA-4096 pair")]
+        &[
+            (0, 1, "100-certificate bundle"),
+            (2, 4, "RSA-4096 pair"),
+            (5, 6, "pod-certificate bundle (vs `openssl verify`)"),
+        ]
     } else {
         &[]
     };
@@ -239,7 +243,7 @@ fn input_rows(r: &Results) -> Vec<[String; 6]> {
     };
     let cpu = worst(|s| &s.cpu_ms);
     let rss = worst(|s| &s.peak_rss);
-    vec![
+    let mut rows = vec![
         [
             "8. hostile 1 MiB inputs: worst CPU per `check` (median)".to_owned(),
             ms_of(cpu),
@@ -256,7 +260,31 @@ fn input_rows(r: &Results) -> Vec<[String; 6]> {
             format!("< {}", bytes(inputs::RSS_GOAL_BYTES)),
             verdict(rss, inputs::RSS_GOAL_BYTES).to_owned(),
         ],
-    ]
+    ];
+    rows.extend(schema_ratio(&r.inputs).map(|(plain, ruled, times)| {
+        [
+            "8. `check` of 1 MiB JSON with a 50-rule `--schema` (CPU, median)".to_owned(),
+            ms(ruled),
+            format!("no schema {}", ms(plain)),
+            ratio(times),
+            format!("≤ {}×", inputs::SCHEMA_RATIO_GOAL),
+            mark(times <= inputs::SCHEMA_RATIO_GOAL).to_owned(),
+        ]
+    }));
+    rows
+}
+
+/// Figure 8's schema rows: (CPU without, CPU with the 50-rule schema,
+/// with / without), medians.
+fn schema_ratio(series: &[InputSeries]) -> Option<(f64, f64, f64)> {
+    let find = |label: &str| {
+        series
+            .iter()
+            .find(|s| s.label.starts_with(label))
+            .and_then(|s| median(&s.cpu_ms))
+    };
+    let (plain, ruled) = (find(inputs::PLAIN_LABEL)?, find(inputs::SCHEMA_LABEL)?);
+    Some((plain, ruled, ruled / plain))
 }
 
 fn figure8(out: &mut String, r: &Results) {
@@ -272,9 +300,14 @@ fn figure8(out: &mut String, r: &Results) {
          system) and peak RSS of the one process come from GNU time (`/usr/bin/time -f`, from `wait4`). \
          Depth and value counts are bounded by a linear pass before the parser sees the text, so a \
          refusal costs less than a parse. The goal: any input accepted or refused within {} of CPU \
-         and under {} of memory (the shipped manifests limit the gate to `memory: 32Mi`).\n",
+         and under {} of memory (the shipped manifests limit the gate to `memory: 32Mi`). The rows \
+         that name a schema add `--schema` with a schema shaped to be expensive: patterns run on \
+         the linear-time `regex` engine, `$ref` stays inside the schema file, and a document nests \
+         at most 128 levels. The same 1 MiB object with and without a 50-rule schema gives the \
+         schema's cost: at most {}× the check without it.\n",
         ms(inputs::CPU_GOAL_MS),
-        bytes(inputs::RSS_GOAL_BYTES)
+        bytes(inputs::RSS_GOAL_BYTES),
+        inputs::SCHEMA_RATIO_GOAL
     );
     let _ = writeln!(
         out,
@@ -302,10 +335,51 @@ fn figure8(out: &mut String, r: &Results) {
             s.cpu_ms.len(),
         );
     }
+    if let Some((plain, ruled, times)) = schema_ratio(&r.inputs) {
+        let _ = writeln!(
+            out,
+            "\nThe 50-rule schema costs {} on top of {} without it: {} (goal ≤ {}×) {}",
+            ms(ruled - plain),
+            ms(plain),
+            ratio(times),
+            inputs::SCHEMA_RATIO_GOAL,
+            mark(times <= inputs::SCHEMA_RATIO_GOAL)
+        );
+    }
     for s in &r.inputs {
         failures(out, &s.label, &s.failures);
     }
     let _ = writeln!(out);
+}
+
+/// Figure 8 alone, for `BENCH_ONLY=inputs`.
+pub fn figure8_only(out: &mut String, inputs: &[InputSeries]) {
+    let mut text = String::new();
+    for s in inputs {
+        let cpu = Summary::of(&s.cpu_ms);
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {} | {} |",
+            s.label,
+            s.verdict,
+            ms_of(cpu.map(|c| c.median)),
+            ms_of(cpu.map(|c| c.max)),
+            or_dash(median(&s.peak_rss).map(bytes)),
+        );
+        for f in &s.failures {
+            let _ = writeln!(text, "  failure: {f}");
+        }
+    }
+    if let Some((plain, ruled, times)) = schema_ratio(inputs) {
+        let _ = writeln!(
+            text,
+            "schema: {} with, {} without: {}",
+            ms(ruled),
+            ms(plain),
+            ratio(times)
+        );
+    }
+    out.push_str(&text);
 }
 
 /// Figures 1 and 2.
@@ -869,8 +943,10 @@ pub fn figure7(out: &mut String, f: &crate::certs::TlsFigure) {
         "Wall time from the first `spawn()` to the last exit, on the same files in the same run: a bundle of \
          100 ECDSA P-256 leaves signed by one CA (`--file bundle.pem --min-validity 1h`), and an RSA-4096 leaf \
          with its PKCS#8 key as `tls.crt` and `tls.key` (`--required-keys tls.crt,tls.key --min-validity 1h`, \
-         which pairs them). The openssl rows run their commands one after another; `openssl x509` reads only \
-         the first certificate of a file. The gate runs with `--settle-time 0s`, so the figure measures the \
+         which pairs them), and a Kubernetes pod-certificate credential bundle (KEP-4317: the PKCS#8 key first, \
+         then the leaf) from a signer with an ECDSA P-521 key, with the signer's CA as the clusterTrustBundle \
+         (`--file credentialbundle.pem --ca-file ca.crt --min-validity 1h`). The openssl rows run their \
+         commands one after another; `openssl x509` reads only the first certificate of a file. The gate runs with `--settle-time 0s`, so the figure measures the \
          check: in a kubelet volume (a `kubernetes.io/tls` Secret, cert-manager's CSI driver) no settle time \
          applies anyway; elsewhere `check` waits it out once (250 ms by default). The cases run interleaved. openssl: {}.\n",
         match &f.openssl {
