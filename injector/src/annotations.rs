@@ -24,7 +24,18 @@ pub const STATUS: &str = "secret-gate.dev/status";
 
 /// The injector's own annotation names (after the prefix); any other name
 /// is a gate flag.
-pub const OWN: [&str; 5] = ["inject", "source", "mode", "placement", "status"];
+pub const OWN: [&str; 6] = [
+    "inject",
+    "source",
+    "mode",
+    "placement",
+    "status",
+    "schema-configmap",
+];
+
+/// The ConfigMap that holds `secret-gate.dev/schema`'s file, mounted
+/// read-only for the gate at the schema's directory.
+pub const SCHEMA_CONFIGMAP: &str = "secret-gate.dev/schema-configmap";
 
 /// Gate flags that the injector sets itself from `secret-gate.dev/mode`,
 /// and that an annotation may therefore not set.
@@ -49,6 +60,8 @@ pub struct Request {
     pub mode: GateMode,
     /// `None`: the default (last, after any native mesh sidecar).
     pub placement: Option<Placement>,
+    /// `secret-gate.dev/schema-configmap`.
+    pub schema_configmap: Option<String>,
     /// Gate flags in annotation order: (`NAME`, `VALUE`).
     pub flags: Vec<(String, String)>,
 }
@@ -129,6 +142,7 @@ pub fn request(ours: &[(String, String)], settings: &Settings) -> Result<Request
         source: settings.source,
         mode: settings.mode,
         placement: None,
+        schema_configmap: None,
         flags: Vec::new(),
     };
     for (full, value) in ours {
@@ -161,6 +175,15 @@ pub fn request(ours: &[(String, String)], settings: &Settings) -> Result<Request
                 };
             }
             "placement" => req.placement = Some(placement(value)?),
+            "schema-configmap" => {
+                let name = value.trim();
+                if name.is_empty() {
+                    return Err(format!(
+                        "{SCHEMA_CONFIGMAP} is empty: name the ConfigMap that holds the schema"
+                    ));
+                }
+                req.schema_configmap = Some(name.to_owned());
+            }
             flag => {
                 if flag.is_empty() {
                     return Err(format!(

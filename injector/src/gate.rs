@@ -262,6 +262,18 @@ pub fn container(p: Parts<'_>) -> Value {
     Value::Mapping(c)
 }
 
+/// The volume of `secret-gate.dev/schema-configmap`.
+pub const SCHEMA_VOLUME: &str = "secret-gate-schema";
+
+/// The schema's ConfigMap as a volume (mounted read-only).
+#[must_use]
+pub fn schema_volume(configmap: &str) -> Value {
+    map([
+        ("name", s(SCHEMA_VOLUME)),
+        ("configMap", map([("name", s(configmap))])),
+    ])
+}
+
 /// The SPIFFE CSI socket volume, as in `manifests/safe-mode/`.
 #[must_use]
 pub fn spiffe_volume() -> Value {

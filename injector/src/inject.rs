@@ -322,7 +322,10 @@ impl Injector {
                 }));
             }
         }
-        let req = annotations::request(&ours, &self.settings)?;
+        let mut req = annotations::request(&ours, &self.settings)?;
+        if req.source == Source::Watch {
+            pod_certificate_flags(&work, &mut req);
+        }
         let argv = gate::arguments(&req)?;
         let verdict = self.validator.check(&argv).map_err(|e| refusal(&e, &req))?;
         if req.mode == GateMode::Sidecar {
@@ -418,6 +421,138 @@ enum Done {
     Skipped(String),
 }
 
+/// `secret-gate.dev/schema-configmap`: the ConfigMap becomes a volume,
+/// mounted read-only for the gate at the directory of the schema files
+/// (`secret-gate.dev/schema`, `[FILE=]PATH` each), which must be one
+/// directory outside the secret's. Returns that directory.
+fn schema_mount(
+    spec: &mut Mapping,
+    req: &Request,
+    status: &mut Status,
+) -> Result<Option<String>, String> {
+    let schema = flag(req, "schema");
+    let Some(configmap) = &req.schema_configmap else {
+        return Ok(None);
+    };
+    let Some(schema) = schema else {
+        return Err(format!(
+            "{} names the ConfigMap that holds the schema; also set {PREFIX}schema to the \
+             schema's path as the gate sees it (e.g. /etc/secret-schema/app.json)",
+            annotations::SCHEMA_CONFIGMAP
+        ));
+    };
+    let mut dirs: Vec<&str> = schema
+        .split(',')
+        .map(|entry| entry.split_once('=').map_or(entry, |(_, path)| path).trim())
+        .map(|path| path.rsplit_once('/').map_or("", |(dir, _)| dir))
+        .collect();
+    dirs.dedup();
+    let dir = match dirs.as_slice() {
+        [dir] if dir.starts_with('/') && dir.len() > 1 => (*dir).to_owned(),
+        _ => {
+            return Err(format!(
+                "{PREFIX}schema is {schema:?}: with {}, give absolute paths in one directory \
+                 (where the ConfigMap is mounted), e.g. /etc/secret-schema/app.json",
+                annotations::SCHEMA_CONFIGMAP
+            ))
+        }
+    };
+    plain_path(&dir, "schema")?;
+    for secret_dir in [flag(req, "mount-path"), flag(req, "output-dir")]
+        .into_iter()
+        .flatten()
+    {
+        let base = secret_dir.trim_end_matches('/');
+        if dir == base
+            || dir.starts_with(&format!("{base}/"))
+            || base.starts_with(&format!("{dir}/"))
+        {
+            return Err(format!(
+                "{PREFIX}schema's directory {dir:?} overlaps the secret's ({secret_dir:?}): mount \
+                 the schema's ConfigMap elsewhere, e.g. /etc/secret-schema"
+            ));
+        }
+    }
+    if !spec.contains_key("volumes") {
+        spec.insert(s("volumes"), Value::Sequence(Vec::new()));
+        status.created.push("volumes".to_owned());
+    }
+    let list = spec
+        .get_mut("volumes")
+        .and_then(Value::as_sequence_mut)
+        .ok_or("spec.volumes is not a list: fix it")?;
+    if list
+        .iter()
+        .any(|v| str_at(v, "name") == Some(gate::SCHEMA_VOLUME))
+    {
+        return Err(format!(
+            "the pod already has a volume named {}, not written by the injector: rename it",
+            gate::SCHEMA_VOLUME
+        ));
+    }
+    list.push(gate::schema_volume(configmap));
+    status.volumes.push(gate::SCHEMA_VOLUME.to_owned());
+    Ok(Some(dir))
+}
+
+/// A Kubernetes pod certificate (`projected.sources[].podCertificate`) in
+/// the volume the app mounts at the gate's `mount-path`: the gate checks
+/// it by itself. A credential bundle joins `--file` (its key must match its
+/// leaf); a key and chain pair becomes `--key-pair=CHAIN=KEY`; a
+/// `clusterTrustBundle` in the same volume is `--ca-file`. Flags the
+/// annotations set are left alone.
+fn pod_certificate_flags(template: &Value, req: &mut Request) {
+    let Some(dir) = flag(req, "mount-path").map(str::to_owned) else {
+        return;
+    };
+    let Some(spec_value) = get(template, "spec") else {
+        return;
+    };
+    let Some(spec) = spec_value.as_mapping() else {
+        return;
+    };
+    let Some((volume, at, None)) = app_mount(spec, &dir) else {
+        return;
+    };
+    if at.trim_end_matches('/') != dir.trim_end_matches('/') {
+        return;
+    }
+    let sources = items(spec_value, "volumes")
+        .iter()
+        .find(|v| str_at(v, "name") == Some(volume.as_str()))
+        .and_then(|v| get(v, "projected"))
+        .map_or(&[][..], |p| items(p, "sources"));
+    let has = |req: &Request, name: &str| req.flags.iter().any(|(f, _)| f == name);
+    for source in sources {
+        if let Some(pc) = get(source, "podCertificate") {
+            if let Some(bundle) = str_at(pc, "credentialBundlePath") {
+                match req.flags.iter_mut().find(|(f, _)| f == "file") {
+                    Some((_, files)) => {
+                        if !files.split(',').any(|f| f.trim() == bundle) {
+                            files.push(',');
+                            files.push_str(bundle);
+                        }
+                    }
+                    None => req.flags.push(("file".to_owned(), bundle.to_owned())),
+                }
+            }
+            if let (Some(key), Some(chain)) =
+                (str_at(pc, "keyPath"), str_at(pc, "certificateChainPath"))
+            {
+                if !has(req, "key-pair") {
+                    req.flags
+                        .push(("key-pair".to_owned(), format!("{chain}={key}")));
+                }
+            }
+        }
+        if let Some(path) = get(source, "clusterTrustBundle").and_then(|t| str_at(t, "path")) {
+            if !has(req, "ca-file") {
+                req.flags.push(("ca-file".to_owned(), path.to_owned()));
+            }
+        }
+    }
+}
+
 /// A path the injector matches against the app's mounts must say what it
 /// means: a `.` or `..` component would make a prefix match lie.
 fn plain_path(dir: &str, flag: &str) -> Result<(), String> {
@@ -502,6 +637,9 @@ fn mounts(spec: &mut Mapping, req: &Request, status: &mut Status) -> Result<Vec<
         Value::Mapping(m)
     };
     let mut out = Vec::new();
+    if let Some(at) = schema_mount(spec, req, status)? {
+        out.push(mount(gate::SCHEMA_VOLUME.to_owned(), at, None, true));
+    }
     match req.source {
         Source::Watch => {
             let dir = flag(req, "mount-path").unwrap_or_default();
