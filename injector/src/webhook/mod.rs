@@ -358,6 +358,7 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
             let delay = webhook.delay;
             let work = async move {
                 if let Some(delay) = delay {
+                    tracing::info!(?delay, "--test-review-delay: holding a review");
                     tokio::time::sleep(delay).await;
                 }
                 tokio::task::spawn_blocking(move || job.review(&body)).await
