@@ -365,7 +365,8 @@ impl Registry {
     /// shed) when even that would not make room: every other body is
     /// complete and in a handler.
     fn reserve_body(&mut self, id: u64, bytes: usize, budget: usize) -> Option<Vec<Arc<Notify>>> {
-        let incomplete = |entry: &Entry| entry.body > 0 && entry.state.load(Ordering::Acquire) == READING;
+        let incomplete =
+            |entry: &Entry| entry.body > 0 && entry.state.load(Ordering::Acquire) == READING;
         let sheddable: usize = self
             .open
             .iter()
@@ -814,10 +815,9 @@ async fn read_request<Io: AsyncRead + AsyncWrite + Unpin, S, H>(
     };
     let end = head_len + body_len;
     if body_len > 0 {
-        let reserved =
-            inner
-                .registry()
-                .reserve_body(id, body_len, limits.body_budget_bytes);
+        let reserved = inner
+            .registry()
+            .reserve_body(id, body_len, limits.body_budget_bytes);
         let Some(kills) = reserved else {
             return Err(Stop::Reject(
                 StatusCode::SERVICE_UNAVAILABLE,

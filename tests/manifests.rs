@@ -1896,7 +1896,12 @@ fn the_webhook_port_is_admitted_only_from_the_api_server_and_named_peers() {
         .filter(|p| p.name.as_deref() == Some("https"))
         .map(|p| p.container_port)
         .collect();
-    assert_eq!(https, [8443], "{}: the webhook's https port", webhook.origin);
+    assert_eq!(
+        https,
+        [8443],
+        "{}: the webhook's https port",
+        webhook.origin
+    );
     let names_https = |port: &Option<IntOrString>| match port {
         Some(IntOrString::String(name)) => name == "https",
         Some(IntOrString::Int(n)) => *n == 8443,
@@ -1931,7 +1936,11 @@ fn the_webhook_port_is_admitted_only_from_the_api_server_and_named_peers() {
                 doc.origin
             );
             let peers = rule.from.as_deref().unwrap_or_default();
-            assert!(!peers.is_empty(), "{}: a rule without `from` admits everyone", doc.origin);
+            assert!(
+                !peers.is_empty(),
+                "{}: a rule without `from` admits everyone",
+                doc.origin
+            );
             for peer in peers {
                 if let Some(block) = &peer.ip_block {
                     let prefix: u8 = block

@@ -410,7 +410,7 @@ fn a_low_hard_open_files_limit_leaves_room_for_the_checks() {
 /// arguments, once it answers `/readyz` 200.
 fn ready_gate(fx: &Fixture, addr: SocketAddr, extra: &[&str]) -> Running {
     fx.write("s.json", r#"{"password":"p"}"#);
-    let mut running = fx
+    let running = fx
         .watch()
         .args([
             "--file",
@@ -485,7 +485,9 @@ fn framing_follows_rfc_9112_and_a_reject_is_not_reset() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        answer.to_ascii_lowercase().contains("\r\nallow: get, head\r\n"),
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nallow: get, head\r\n"),
         "{answer:?}"
     );
     for request in [
@@ -500,7 +502,8 @@ fn framing_follows_rfc_9112_and_a_reject_is_not_reset() {
     }
     // A refused body keeps coming: the 413 arrives whole and the
     // connection ends with a FIN (read_to_end is Ok), not a reset.
-    let mut request = b"POST /readyz HTTP/1.1\r\nHost: gate\r\nContent-Length: 65536\r\n\r\n".to_vec();
+    let mut request =
+        b"POST /readyz HTTP/1.1\r\nHost: gate\r\nContent-Length: 65536\r\n\r\n".to_vec();
     request.extend(std::iter::repeat_n(b'x', 64 << 10));
     let answer = exchange(addr, &request).unwrap_or_else(|e| panic!("reset after a reject: {e}"));
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer:?}");

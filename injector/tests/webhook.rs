@@ -786,7 +786,6 @@ fn head_and_body(answer: &str) -> (&str, &str) {
 /// comes before the body is read, and every reply ends with a TLS
 /// `close_notify` even when the client still had bytes in flight.
 #[test]
-#[expect(clippy::too_many_lines, reason = "one table and its edge cases")]
 fn framing_follows_rfc_9112_and_every_close_is_clean() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::new();
@@ -805,11 +804,7 @@ fn framing_follows_rfc_9112_and_every_close_is_clean() {
             b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n\r\n{}",
             "HTTP/1.1 400 ",
         ),
-        (
-            "no Host",
-            b"GET /healthz HTTP/1.1\r\n\r\n",
-            "HTTP/1.1 400 ",
-        ),
+        ("no Host", b"GET /healthz HTTP/1.1\r\n\r\n", "HTTP/1.1 400 "),
         (
             "two Hosts",
             b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
@@ -947,10 +942,14 @@ fn the_body_budget_sheds_the_oldest_incomplete_upload() {
     for tls in &mut uploads {
         tls.send(&body).expect("send a body");
     }
-    let held = wait_until(Duration::from_secs(15), || {
+    let reviewing = wait_until(Duration::from_secs(15), || {
         hook.process.stderr().matches("holding a review").count() >= fits
     });
-    assert!(held, "the bodies never reached the handler\n{}", hook.process.dump());
+    assert!(
+        reviewing,
+        "the bodies never reached the handler\n{}",
+        hook.process.dump()
+    );
     let text = runtime().block_on(scrape(&hook, &pki));
     assert!(
         metric(&text, "secret_gate_injector_http_bodies_shed_total").is_some_and(|v| v >= 1.0),
@@ -959,7 +958,9 @@ fn the_body_budget_sheds_the_oldest_incomplete_upload() {
     let (refused, interim) = upload();
     assert!(interim.starts_with("HTTP/1.1 503 "), "{interim:?}");
     assert!(
-        interim.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"),
+        interim
+            .to_ascii_lowercase()
+            .contains("\r\nretry-after: 1\r\n"),
         "{interim:?}"
     );
     drop(refused);
@@ -997,7 +998,10 @@ fn readers_that_do_not_read_are_shed_for_a_fresh_probe() {
             let mut tls = RawTls::connect(addr, &pki);
             // The server stops reading once its writes block: the rest of
             // the requests may not fit; that is the point.
-            let _ = tls.0.sock.set_write_timeout(Some(Duration::from_millis(500)));
+            let _ = tls
+                .0
+                .sock
+                .set_write_timeout(Some(Duration::from_millis(500)));
             let _ = tls.send(&pipelined);
             tls
         })
@@ -1006,7 +1010,13 @@ fn readers_that_do_not_read_are_shed_for_a_fresh_probe() {
     for n in 0..5 {
         let started = std::time::Instant::now();
         let answer = rt
-            .block_on(once(addr, pki.client_config(), "GET", "/healthz", Vec::new()))
+            .block_on(once(
+                addr,
+                pki.client_config(),
+                "GET",
+                "/healthz",
+                Vec::new(),
+            ))
             .unwrap_or_else(|e| panic!("probe {n}: {e}"));
         let took = started.elapsed();
         assert_eq!(answer.status, 200, "probe {n}");

@@ -55,9 +55,10 @@ fn answer(req: &Request<Bytes>, shared: &Shared) -> Response<Bytes> {
         }
         (false, "/readyz" | "/livez" | "/metrics") => {
             let mut response = serve::plain(StatusCode::METHOD_NOT_ALLOWED, "use GET or HEAD\n");
-            response
-                .headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+            response.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("GET, HEAD"),
+            );
             return response;
         }
         _ => (StatusCode::NOT_FOUND, "not found\n"),

@@ -459,6 +459,7 @@ fn show_bytes(v: Option<u64>) -> String {
 }
 
 /// The figure's markdown.
+#[expect(clippy::too_many_lines, reason = "one table, row by row")]
 pub fn figure(out: &mut String, r: &ProbeResult) {
     let _ = writeln!(out, "## 10. The probe port under attack\n");
     let _ = writeln!(

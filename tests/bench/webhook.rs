@@ -578,11 +578,7 @@ fn healthz(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> Option<f64> 
 
 /// One upload on a fresh connection: `Some(status)` when answered, `None`
 /// when the connection closed first.
-async fn upload(
-    addr: SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-    body: &[u8],
-) -> Option<u16> {
+async fn upload(addr: SocketAddr, config: Arc<rustls::ClientConfig>, body: &[u8]) -> Option<u16> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
     let name = rustls::pki_types::ServerName::try_from("app.example.test").ok()?;
@@ -609,6 +605,10 @@ async fn upload(
 
 /// Runs the uploads against a fresh injector (the manifests' arguments:
 /// the default cap and limits) and probes `/healthz` `probes` times.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one load run: start, load, probe, collect"
+)]
 pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
     let mut result = Uploads::default();
     let bin = fake::build_bin("secret-gate-injector", "secret-gate-injector");
@@ -702,7 +702,12 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
                 .body(Full::new(Bytes::new()))
                 .ok()?;
             let response = sender.send_request(request).await.ok()?;
-            response.into_body().collect().await.ok().map(|c| c.to_bytes())
+            response
+                .into_body()
+                .collect()
+                .await
+                .ok()
+                .map(http_body_util::Collected::to_bytes)
         });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for thread in threads {

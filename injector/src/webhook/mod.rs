@@ -66,6 +66,12 @@ pub const CONTAINER_MEMORY_LIMIT_BYTES: usize = 64 << 20;
 /// [`MAX_BODY_BYTES`].
 pub const BODY_BUDGET_BYTES: usize = 5 * MAX_BODY_BYTES;
 
+const _: () = assert!(
+    MAX_BODY_BYTES > API_SERVER_MAX_REQUEST_BYTES
+        && BODY_BUDGET_BYTES < CONTAINER_MEMORY_LIMIT_BYTES / 2,
+    "the largest review fits, and the body budget stays well under the container's limit"
+);
+
 /// `--listen`: the gate's own reading of `ADDR:PORT`, so that
 /// `$(POD_IP):8443` works with an IPv6 pod IP too.
 fn listen_address(text: &str) -> Result<SocketAddr, String> {
@@ -640,9 +646,8 @@ mod tests {
     fn limits_keep_a_review_inside_the_api_servers_budget() {
         let l = limits(10, Duration::from_secs(3));
         assert_eq!(l.max_body_bytes, MAX_BODY_BYTES);
-        // The largest review the API server can send fits; the budget
-        // holds whole bodies and stays under the container's limit.
-        assert!(MAX_BODY_BYTES > super::API_SERVER_MAX_REQUEST_BYTES);
+        // The budget holds whole bodies and stays well under the
+        // container's limit.
         assert_eq!(l.body_budget_bytes % MAX_BODY_BYTES, 0);
         assert!(l.body_budget_bytes < super::CONTAINER_MEMORY_LIMIT_BYTES / 2);
         assert_eq!(l.request_timeout, Duration::from_secs(4));
