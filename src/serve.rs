@@ -346,12 +346,13 @@ impl Registry {
     }
 
     /// Marks every connection with no request in flight as shed, removes
-    /// them and returns their tasks to wake.
+    /// them and returns their tasks to wake. At shutdown: a response being
+    /// written is let finish (within its write deadline).
     fn shed_all_idle(&mut self) -> Vec<Arc<Notify>> {
         let ids: Vec<u64> = self
             .open
             .iter()
-            .filter(|(_, entry)| mark_shed(&entry.state))
+            .filter(|(_, entry)| mark_shed_from(&entry.state, &[SETUP, IDLE, READING, CLOSING]))
             .map(|(id, _)| *id)
             .collect();
         ids.into_iter()
@@ -411,13 +412,16 @@ impl Registry {
 /// Moves a connection with no request in flight to `SHED`; false when a
 /// request is in flight (or it was shed already).
 fn mark_shed(state: &AtomicU8) -> bool {
-    [SETUP, IDLE, READING, WRITING, CLOSING]
-        .into_iter()
-        .any(|from| {
-            state
-                .compare_exchange(from, SHED, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        })
+    mark_shed_from(state, &[SETUP, IDLE, READING, WRITING, CLOSING])
+}
+
+/// Moves a connection in one of the states `from` to `SHED`.
+fn mark_shed_from(state: &AtomicU8, from: &[u8]) -> bool {
+    from.iter().any(|&from| {
+        state
+            .compare_exchange(from, SHED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    })
 }
 
 /// Moves a connection's state from `from` to `to`; false when it was shed.
@@ -1192,6 +1196,50 @@ mod tests {
         assert!(mark_shed(&idle));
         assert_eq!(idle.into_inner(), SHED);
         assert!(!mark_shed(&AtomicU8::new(SHED)));
+        // A response its client does not read is not the server's work.
+        assert!(mark_shed(&AtomicU8::new(super::WRITING)));
+    }
+
+    /// The body budget: granted while it lasts, then the oldest incomplete
+    /// body is shed; bodies that are complete (in a handler) are never
+    /// shed, and a request that cannot fit is refused with nothing shed.
+    #[tokio::test]
+    async fn the_body_budget_sheds_the_oldest_incomplete_body_or_refuses() {
+        use super::{Entry, Registry, READING};
+        use std::sync::Arc;
+        let mut registry = Registry::default();
+        for id in 0..4 {
+            let task = tokio::spawn(std::future::pending::<()>());
+            registry.open.insert(
+                id,
+                Entry {
+                    state: Arc::new(AtomicU8::new(READING)),
+                    kill: Arc::new(tokio::sync::Notify::new()),
+                    abort: task.abort_handle(),
+                    body: 0,
+                },
+            );
+        }
+        let state = |r: &Registry, id| r.open[&id].state.load(std::sync::atomic::Ordering::Acquire);
+        assert_eq!(registry.reserve_body(0, 40, 100).map(|k| k.len()), Some(0));
+        assert_eq!(registry.reserve_body(1, 40, 100).map(|k| k.len()), Some(0));
+        // 0 and 1 hold 80; 2 needs 40: the oldest incomplete (0) goes.
+        assert_eq!(registry.reserve_body(2, 40, 100).map(|k| k.len()), Some(1));
+        assert!(!registry.open.contains_key(&0));
+        assert_eq!(registry.body_held, 80);
+        // 1's body is complete and in its handler: 3 cannot shed it, and
+        // 2 alone does not make room for 70, so nothing is shed.
+        registry.open[&1]
+            .state
+            .store(IN_FLIGHT, std::sync::atomic::Ordering::Release);
+        assert!(registry.reserve_body(3, 70, 100).is_none());
+        assert_eq!(state(&registry, 2), READING);
+        assert_eq!(registry.body_held, 80);
+        registry.release_body(1);
+        assert_eq!(registry.body_held, 40);
+        assert_eq!(registry.reserve_body(3, 60, 100).map(|k| k.len()), Some(0));
+        assert_eq!(registry.remove(3).map(|e| e.body), Some(60));
+        assert_eq!(registry.body_held, 40);
     }
 
     #[tokio::test]
