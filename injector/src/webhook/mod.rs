@@ -52,6 +52,12 @@ pub const REVIEW_WRAPPER_BYTES: usize = 64 << 10;
 /// and is answered 413 before a byte of it is read.
 pub const MAX_BODY_BYTES: usize = API_SERVER_MAX_REQUEST_BYTES + REVIEW_WRAPPER_BYTES;
 
+/// A review whose body is larger than this (no real Pod comes near it)
+/// waits for its turn: one such review is decoded and injected at a
+/// time, so their working sets (the value tree, the injected copy, the
+/// JSON for the patch: a few times the body) never add up.
+pub const LARGE_REVIEW_BYTES: usize = 256 << 10;
+
 /// The memory limit the webhook's container runs under in
 /// `manifests/injector/deployment.yaml` (`resources.limits.memory`).
 pub const CONTAINER_MEMORY_LIMIT_BYTES: usize = 64 << 20;
@@ -61,7 +67,7 @@ pub const CONTAINER_MEMORY_LIMIT_BYTES: usize = 64 << 20;
 /// served ports"): less the process at rest with 256 open TLS connections
 /// (about 16 MiB measured in the benchmark), less one review of the
 /// largest body being decoded into its value tree (up to 4× the body,
-/// 13 MiB), less a quarter of the limit for the allocator's slack
+/// 13 MiB; one at a time, see [`LARGE_REVIEW_BYTES`]), less a quarter of the limit for the allocator's slack
 /// (16 MiB); what is left, 19 MiB, rounded down to 5 bodies of
 /// [`MAX_BODY_BYTES`].
 pub const BODY_BUDGET_BYTES: usize = 5 * MAX_BODY_BYTES;
@@ -254,6 +260,8 @@ pub struct Webhook<M> {
     review_timeout: Duration,
     floor: bool,
     delay: Option<Duration>,
+    /// One permit: the turn of a review over [`LARGE_REVIEW_BYTES`].
+    large: tokio::sync::Semaphore,
 }
 
 /// One review's answer: its outcome and the HTTP response body (or the
@@ -361,12 +369,20 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
             let start = Instant::now();
             let body = request.into_body();
             let job = Arc::clone(&webhook);
+            let turns = Arc::clone(&webhook);
             let delay = webhook.delay;
             let work = async move {
                 if let Some(delay) = delay {
                     tracing::info!(?delay, "--test-review-delay: holding a review");
                     tokio::time::sleep(delay).await;
                 }
+                // The semaphore is never closed; the permit is held until
+                // the review is done (or times out and is dropped).
+                let _turn = if body.len() > LARGE_REVIEW_BYTES {
+                    turns.large.acquire().await.ok()
+                } else {
+                    None
+                };
                 tokio::task::spawn_blocking(move || job.review(&body)).await
             };
             match tokio::time::timeout(webhook.review_timeout, work).await {
@@ -552,6 +568,7 @@ async fn serve_until_stopped<M: Mutate>(
         review_timeout: args.review_timeout,
         floor: args.bench_floor,
         delay: args.test_review_delay,
+        large: tokio::sync::Semaphore::new(1),
     });
     let handler = move |request: Request<Bytes>| answer(Arc::clone(&webhook), request);
     let server = Server::new(
