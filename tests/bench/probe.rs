@@ -582,7 +582,7 @@ pub fn figure(out: &mut String, r: &ProbeResult) {
          connections that each pipeline `GET /metrics` 1,000 times and never read (an empty line every \
          200 ms tells them when the gate closed them; they reconnect): {} connections in all, {} shed. \
          The webhook row is `secret-gate-injector webhook` with the manifest's arguments (the default \
-         256 connections) against {} connections each uploading a {}-byte review of an opted-in Pod \
+         256 connections) and its `MALLOC_ARENA_MAX=1` against {} connections each uploading a {}-byte review of an opted-in Pod \
          back to back, reconnecting after each answer; `/healthz` is probed over a fresh TLS connection \
          every 50 ms. Uploads answered: {}, refused 503 at the body budget: {}, cut off by shedding: {} \
          (bodies shed: {}).\n",

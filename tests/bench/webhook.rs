@@ -162,7 +162,18 @@ fn tls(dir: &Path) -> Tls {
 
 /// Starts the webhook and returns it with its address.
 fn start(bin: &Path, tls: &Tls, floor: bool) -> Result<(Running, SocketAddr), String> {
+    start_with(bin, tls, floor, &[])
+}
+
+/// [`start`] with `env` set for the webhook.
+fn start_with(
+    bin: &Path,
+    tls: &Tls,
+    floor: bool,
+    env: &[(&str, &str)],
+) -> Result<(Running, SocketAddr), String> {
     let mut cmd = command(bin);
+    cmd.envs(env.iter().copied());
     cmd.args(["webhook", "--listen", "127.0.0.1:0", "--log-level", "info"])
         .arg("--tls-cert")
         .arg(&tls.cert)
@@ -613,7 +624,8 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
     let mut result = Uploads::default();
     let bin = fake::build_bin("secret-gate-injector", "secret-gate-injector");
     let tls = tls(&bench.scratch.join("uploads-tls"));
-    let (mut running, addr) = match start(&bin, &tls, false) {
+    // As manifests/injector/deployment.yaml sets it.
+    let (mut running, addr) = match start_with(&bin, &tls, false, &[("MALLOC_ARENA_MAX", "1")]) {
         Ok(started) => started,
         Err(error) => {
             result.error = Some(error);
