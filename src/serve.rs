@@ -3,20 +3,33 @@
 //! webhook. It is built to survive whoever can reach the port:
 //!
 //! - **A cap on open connections** ([`Limits::max_connections`]). At the
-//!   cap, a new connection sheds the *oldest* connection that has no
-//!   request in flight (idle, still in its setup step, or with a request
-//!   head or body not yet complete), so a fresh kubelet probe still gets
-//!   through. When every open connection has a request in flight, the new
-//!   one is closed at once.
+//!   cap, a new connection sheds the *oldest* connection whose handler is
+//!   not running (idle, still in its setup step, with a request head or
+//!   body not yet complete, or blocked writing a response the client does
+//!   not read), so a fresh kubelet probe still gets through. When every
+//!   open connection has a handler running, the new one is closed at once.
 //! - **Short timeouts at every step**: the per-connection setup (a TLS
 //!   handshake, say), the wait for a request's first byte, the rest of its
-//!   head, its body, and the handler plus the response write.
+//!   head, its body, the handler, and the response write
+//!   ([`Limits::write_timeout`]).
 //! - **Small, bounded buffers.** The request head is parsed here (with
 //!   `httparse`) from one buffer that starts at [`INITIAL_BUFFER`] bytes,
 //!   grows only up to [`Limits::max_head_bytes`] (plus the body, up to
 //!   [`Limits::max_body_bytes`]), and is freed while the connection is
-//!   idle. Bodies need a `Content-Length` (`Transfer-Encoding` is answered
-//!   411).
+//!   idle. Bodies need a `Content-Length` of digits only
+//!   (`Transfer-Encoding` is answered 411).
+//! - **A memory budget for bodies** ([`Limits::body_budget_bytes`]),
+//!   shared by all connections: a body's length is reserved before it is
+//!   read; when the budget is short the oldest incomplete bodies are shed,
+//!   and when even that cannot make room the request is answered 503.
+//!   `Expect: 100-continue` is answered once the reservation is made.
+//! - **RFC 9112 framing**: exactly one `Host` on HTTP/1.1, a HEAD answer
+//!   never carries a body (the server's own errors included), and every
+//!   close sends the TLS `close_notify` and a FIN; after a reject the
+//!   connection reads and discards what the client still sends for a
+//!   moment, so that the error reply is not destroyed by a reset.
+//! - **Fairness**: a connection with pipelined requests waiting yields
+//!   after each answer, so one busy client cannot hold the runtime.
 //! - **Graceful shutdown**: stop accepting, close every connection with no
 //!   request in flight, let in-flight requests finish for
 //!   [`Limits::shutdown_grace`], then close the rest.
@@ -45,6 +58,7 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::{timeout, timeout_at, Instant};
 
@@ -76,10 +90,21 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// The handler and the writing of its response.
     pub request_timeout: Duration,
+    /// The writing of one response: a response the client does not read
+    /// within it is dropped with its connection (and until then the
+    /// connection may be shed at the cap).
+    pub write_timeout: Duration,
     /// The request line and headers, in bytes (431 beyond).
     pub max_head_bytes: usize,
     /// The request body, in bytes (413 beyond; 0 refuses any body).
     pub max_body_bytes: usize,
+    /// Request bodies held at once, all connections together, in bytes:
+    /// a body's declared length is taken from it before the body is read
+    /// and given back when the handler is done. When it is short, the
+    /// connections with the oldest incomplete bodies are shed; when that
+    /// cannot make room, the request is answered 503. Never below
+    /// `max_body_bytes`.
+    pub body_budget_bytes: usize,
     /// How long in-flight requests may run on after shutdown begins.
     pub shutdown_grace: Duration,
 }
@@ -96,8 +121,10 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(2),
             body_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(1),
             max_head_bytes: 4096,
             max_body_bytes: 0,
+            body_budget_bytes: 0,
             shutdown_grace: Duration::from_secs(2),
         }
     }
@@ -200,6 +227,7 @@ pub struct Stats {
     open: AtomicU64,
     shed: AtomicU64,
     refused: AtomicU64,
+    bodies_shed: AtomicU64,
     accept_errors: AtomicU64,
     setup_failed: AtomicU64,
     timed_out: AtomicU64,
@@ -219,6 +247,9 @@ pub struct StatsSnapshot {
     /// New connections closed at once: at the cap with every connection
     /// busy.
     pub refused: u64,
+    /// Connections shed (and counted in `shed` too) because the body
+    /// budget was short: the oldest incomplete bodies.
+    pub bodies_shed: u64,
     /// Failed `accept` calls (out of file descriptors, say).
     pub accept_errors: u64,
     /// Setup steps that failed or timed out (a TLS handshake, say).
@@ -227,7 +258,7 @@ pub struct StatsSnapshot {
     /// or a handler or response write that overran.
     pub timed_out: u64,
     /// Requests answered with an error status by the server itself
-    /// (400, 411, 413, 431).
+    /// (400, 411, 413, 431, and 503 when the body budget is short).
     pub rejected: u64,
     /// Requests the handler answered.
     pub served: u64,
@@ -242,6 +273,7 @@ impl Stats {
             open: get(&self.open),
             shed: get(&self.shed),
             refused: get(&self.refused),
+            bodies_shed: get(&self.bodies_shed),
             accept_errors: get(&self.accept_errors),
             setup_failed: get(&self.setup_failed),
             timed_out: get(&self.timed_out),
@@ -255,58 +287,141 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-// A connection's state, for shedding: only `IN_FLIGHT` is never shed.
+// A connection's state, for shedding: only `IN_FLIGHT` (the handler is
+// running) is never shed. `WRITING` is: a response that does not drain is
+// the client's doing, not the server's work.
 const SETUP: u8 = 0;
 const IDLE: u8 = 1;
 const READING: u8 = 2;
 const IN_FLIGHT: u8 = 3;
-const SHED: u8 = 4;
+const WRITING: u8 = 4;
+const CLOSING: u8 = 5;
+const SHED: u8 = 6;
+
+/// How long a closing connection may take to send its TLS `close_notify`
+/// and its FIN before it is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// After a reject, how long the connection reads and discards what the
+/// client still sends (its body, say) once its own side is shut, so that
+/// the kernel does not answer unread bytes with a reset that can destroy
+/// the error reply in flight...
+const LINGER: Duration = Duration::from_millis(500);
+
+/// ...and at most this much of it.
+const LINGER_BYTES: usize = 1 << 20;
 
 /// One open connection, as the registry sees it.
 struct Entry {
     state: Arc<AtomicU8>,
+    /// Wakes the connection's task to close (a shed): it then sends its
+    /// `close_notify` and FIN, briefly, and ends.
+    kill: Arc<Notify>,
     abort: AbortHandle,
+    /// Bytes of the request body budget this connection holds.
+    body: usize,
 }
 
-/// The open connections, oldest (lowest id) first.
+/// The open connections, oldest (lowest id) first, and the body budget
+/// they hold between them.
 #[derive(Default)]
 struct Registry {
     next_id: u64,
     open: BTreeMap<u64, Entry>,
+    body_held: usize,
 }
 
 impl Registry {
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        let entry = self.open.remove(&id)?;
+        self.body_held -= entry.body;
+        Some(entry)
+    }
+
     /// Marks the oldest connection with no request in flight as shed and
-    /// removes it; the caller aborts its task once the lock is released.
-    fn shed_oldest(&mut self) -> Option<AbortHandle> {
+    /// removes it; the caller wakes its task once the lock is released.
+    fn shed_oldest(&mut self) -> Option<Arc<Notify>> {
         let id = self
             .open
             .iter()
             .find(|(_, entry)| mark_shed(&entry.state))
             .map(|(id, _)| *id)?;
-        self.open.remove(&id).map(|entry| entry.abort)
+        self.remove(id).map(|entry| entry.kill)
     }
 
     /// Marks every connection with no request in flight as shed, removes
-    /// them and returns their tasks to abort.
-    fn shed_all_idle(&mut self) -> Vec<AbortHandle> {
-        let mut aborts = Vec::new();
-        self.open.retain(|_, entry| {
-            if mark_shed(&entry.state) {
-                aborts.push(entry.abort.clone());
-                false
-            } else {
-                true
-            }
-        });
-        aborts
+    /// them and returns their tasks to wake. At shutdown: a response being
+    /// written is let finish (within its write deadline).
+    fn shed_all_idle(&mut self) -> Vec<Arc<Notify>> {
+        let ids: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, entry)| mark_shed_from(&entry.state, &[SETUP, IDLE, READING, CLOSING]))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| self.remove(id).map(|entry| entry.kill))
+            .collect()
+    }
+
+    /// Reserves `bytes` of the body budget for connection `id`, shedding
+    /// the connections with the oldest incomplete bodies when the budget
+    /// is short; their tasks are returned to wake. `None` (and nothing
+    /// shed) when even that would not make room: every other body is
+    /// complete and in a handler.
+    fn reserve_body(&mut self, id: u64, bytes: usize, budget: usize) -> Option<Vec<Arc<Notify>>> {
+        let incomplete =
+            |entry: &Entry| entry.body > 0 && entry.state.load(Ordering::Acquire) == READING;
+        let sheddable: usize = self
+            .open
+            .iter()
+            .filter(|(other, entry)| **other != id && incomplete(entry))
+            .map(|(_, entry)| entry.body)
+            .sum();
+        if self.body_held + bytes > budget.saturating_add(sheddable) {
+            return None;
+        }
+        let mut kills = Vec::new();
+        while self.body_held + bytes > budget {
+            let victim = self
+                .open
+                .iter()
+                .find(|(other, entry)| {
+                    **other != id
+                        && entry.body > 0
+                        && entry
+                            .state
+                            .compare_exchange(READING, SHED, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok()
+                })
+                .map(|(other, _)| *other);
+            // A body that completed since the count above: refuse.
+            let entry = victim.and_then(|v| self.remove(v))?;
+            kills.push(entry.kill);
+        }
+        let entry = self.open.get_mut(&id)?;
+        entry.body += bytes;
+        self.body_held += bytes;
+        Some(kills)
+    }
+
+    /// Gives connection `id`'s body budget back.
+    fn release_body(&mut self, id: u64) {
+        if let Some(entry) = self.open.get_mut(&id) {
+            self.body_held -= std::mem::take(&mut entry.body);
+        }
     }
 }
 
 /// Moves a connection with no request in flight to `SHED`; false when a
 /// request is in flight (or it was shed already).
 fn mark_shed(state: &AtomicU8) -> bool {
-    [SETUP, IDLE, READING].into_iter().any(|from| {
+    mark_shed_from(state, &[SETUP, IDLE, READING, WRITING, CLOSING])
+}
+
+/// Moves a connection in one of the states `from` to `SHED`.
+fn mark_shed_from(state: &AtomicU8, from: &[u8]) -> bool {
+    from.iter().any(|&from| {
         state
             .compare_exchange(from, SHED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
@@ -348,9 +463,11 @@ pub struct Server<S, H> {
 
 impl<S: Setup, H: Handler> Server<S, H> {
     /// A server for `listener`; it serves once [`Self::run`] is awaited.
-    /// A `max_connections` of 0 is taken as 1.
+    /// A `max_connections` of 0 is taken as 1, and a body budget below
+    /// `max_body_bytes` as `max_body_bytes`.
     pub fn new(listener: TcpListener, setup: S, handler: H, mut limits: Limits) -> Self {
         limits.max_connections = limits.max_connections.max(1);
+        limits.body_budget_bytes = limits.body_budget_bytes.max(limits.max_body_bytes);
         Self {
             listener,
             inner: Arc::new(Inner {
@@ -399,9 +516,9 @@ impl<S: Setup, H: Handler> Server<S, H> {
                         tracing::warn!(%error, "cannot accept a connection (logged once; counted in the metrics): closing the oldest idle connection and retrying");
                     }
                     let shed = inner.registry().shed_oldest();
-                    if let Some(abort) = shed {
+                    if let Some(kill) = shed {
                         bump(&inner.stats.shed);
-                        abort.abort();
+                        kill.notify_one();
                     }
                     tokio::time::sleep(ACCEPT_PAUSE).await;
                 }
@@ -410,8 +527,8 @@ impl<S: Setup, H: Handler> Server<S, H> {
         drop(listener);
         inner.closing.store(true, Ordering::Release);
         let idle = inner.registry().shed_all_idle();
-        for abort in idle {
-            abort.abort();
+        for kill in idle {
+            kill.notify_one();
         }
         let until = Instant::now() + inner.limits.shutdown_grace;
         // Bounded by the grace period; polled, since connections end on
@@ -448,12 +565,14 @@ fn admit<S: Setup, H: Handler>(inner: &Arc<Inner<S, H>>, stream: TcpStream, peer
     let id = registry.next_id;
     registry.next_id += 1;
     let state = Arc::new(AtomicU8::new(SETUP));
+    let kill = Arc::new(Notify::new());
     // The task removes its own entry when it ends, which waits for this
     // lock: the entry is in the map before the task can look.
     let task = tokio::spawn(connection(
         Arc::clone(inner),
         id,
         Arc::clone(&state),
+        Arc::clone(&kill),
         stream,
         peer,
     ));
@@ -461,7 +580,9 @@ fn admit<S: Setup, H: Handler>(inner: &Arc<Inner<S, H>>, stream: TcpStream, peer
         id,
         Entry {
             state,
+            kill,
             abort: task.abort_handle(),
+            body: 0,
         },
     );
     inner
@@ -469,12 +590,13 @@ fn admit<S: Setup, H: Handler>(inner: &Arc<Inner<S, H>>, stream: TcpStream, peer
         .open
         .store(registry.open.len() as u64, Ordering::Relaxed);
     drop(registry);
-    if let Some(abort) = shed {
-        abort.abort();
+    if let Some(kill) = shed {
+        kill.notify_one();
     }
 }
 
-/// Removes a connection's entry when its task ends or is aborted.
+/// Removes a connection's entry (and gives back its body budget) when its
+/// task ends or is aborted.
 struct Leave<'a, S, H> {
     inner: &'a Inner<S, H>,
     id: u64,
@@ -483,7 +605,7 @@ struct Leave<'a, S, H> {
 impl<S, H> Drop for Leave<'_, S, H> {
     fn drop(&mut self) {
         let mut registry = self.inner.registry();
-        registry.open.remove(&self.id);
+        registry.remove(self.id);
         self.inner
             .stats
             .open
@@ -503,54 +625,118 @@ enum Stop {
     Reject(StatusCode, &'static str),
 }
 
+/// How a connection's requests ended, for the way it is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Close: `close_notify` and FIN.
+    Close,
+    /// A request was refused: close, then read and discard what the client
+    /// still sends for a moment ([`LINGER`]).
+    Rejected,
+}
+
 /// One connection: the setup step, then requests until the peer closes,
-/// a limit is hit, or the server shuts down.
+/// a limit is hit, the connection is shed, or the server shuts down; then
+/// a clean close.
 async fn connection<S: Setup, H: Handler>(
     inner: Arc<Inner<S, H>>,
     id: u64,
     state: Arc<AtomicU8>,
+    kill: Arc<Notify>,
     stream: TcpStream,
     peer: SocketAddr,
 ) {
     let _leave = Leave { inner: &inner, id };
     let limits = &inner.limits;
-    let counts = &inner.stats;
     let _ = stream.set_nodelay(true);
-    let Ok(Ok(mut io)) = timeout(limits.setup_timeout, inner.setup.setup(stream)).await else {
-        bump(&counts.setup_failed);
+    let setup = tokio::select! {
+        biased;
+        () = kill.notified() => return,
+        setup = timeout(limits.setup_timeout, inner.setup.setup(stream)) => setup,
+    };
+    let Ok(Ok(mut io)) = setup else {
+        bump(&inner.stats.setup_failed);
         return;
     };
     if !advance(&state, SETUP, IDLE) {
         return;
     }
+    let end = tokio::select! {
+        biased;
+        () = kill.notified() => End::Close,
+        end = requests(&inner, id, &state, &mut io, peer) => end,
+    };
+    // The TLS close_notify, then the FIN: a peer that does not read gets
+    // neither and is dropped.
+    let _ = timeout(CLOSE_TIMEOUT, io.shutdown()).await;
+    if end == End::Rejected {
+        tokio::select! {
+            biased;
+            () = kill.notified() => {}
+            () = drain(&mut io, LINGER) => {}
+        }
+    }
+}
+
+/// Reads and discards until EOF, an error, [`LINGER_BYTES`] or `linger`.
+async fn drain<Io: AsyncRead + Unpin>(io: &mut Io, linger: Duration) {
+    let deadline = Instant::now() + linger;
+    let mut scratch = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        match timeout_at(deadline, io.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
+}
+
+/// Serves the requests of one set-up connection until it should close.
+async fn requests<S: Setup, H: Handler>(
+    inner: &Inner<S, H>,
+    id: u64,
+    state: &AtomicU8,
+    io: &mut S::Io,
+    peer: SocketAddr,
+) -> End {
+    let limits = &inner.limits;
+    let counts = &inner.stats;
     let mut buf = Vec::new();
     loop {
-        let request = match read_request(&mut io, &mut buf, limits, &state).await {
+        let request = match read_request(io, &mut buf, inner, id, state).await {
             Ok(request) => request,
-            Err(Stop::Closed | Stop::Shed) => return,
+            Err(Stop::Closed | Stop::Shed) => return End::Close,
             Err(Stop::TimedOut) => {
                 bump(&counts.timed_out);
-                return;
+                return End::Close;
             }
             Err(Stop::Reject(status, why)) => {
                 bump(&counts.rejected);
-                if advance(&state, READING, IN_FLIGHT) {
-                    let response = plain(status, why);
+                if advance(state, READING, WRITING) {
+                    let head_only = buf.starts_with(b"HEAD ");
+                    let mut response = plain(status, why);
+                    if status == StatusCode::SERVICE_UNAVAILABLE {
+                        response
+                            .headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    }
                     let _ = timeout(
-                        limits.request_timeout,
-                        write_response(&mut io, &response, false, true),
+                        limits.write_timeout,
+                        write_response(io, &response, head_only, true),
                     )
                     .await;
+                    advance(state, WRITING, CLOSING);
                 }
-                return;
+                return End::Rejected;
             }
         };
-        if !advance(&state, READING, IN_FLIGHT) {
-            return;
+        if !advance(state, READING, IN_FLIGHT) {
+            return End::Close;
         }
         let mut request = request;
         request.extensions_mut().insert(PeerAddr(peer));
         let head_only = request.method() == Method::HEAD;
+        let held_body = !request.body().is_empty();
         let close = wants_close(&request) || inner.closing.load(Ordering::Acquire);
         let deadline = Instant::now() + limits.request_timeout;
         let response =
@@ -561,40 +747,56 @@ async fn connection<S: Setup, H: Handler>(
                 bump(&counts.timed_out);
                 plain(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n")
             };
+        if held_body {
+            inner.registry().release_body(id);
+        }
         let close = close || inner.closing.load(Ordering::Acquire);
+        if !advance(state, IN_FLIGHT, WRITING) {
+            return End::Close;
+        }
+        // A response that does not drain within the write deadline is
+        // dropped; until then the connection may be shed.
+        let write_deadline = deadline.min(Instant::now() + limits.write_timeout);
         match timeout_at(
-            deadline,
-            write_response(&mut io, &response, head_only, close),
+            write_deadline,
+            write_response(io, &response, head_only, close),
         )
         .await
         {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
+            Ok(Err(_)) => return End::Close,
             Err(_) => {
                 bump(&counts.timed_out);
-                return;
+                return End::Close;
             }
         }
-        if close || !advance(&state, IN_FLIGHT, IDLE) {
-            let _ = timeout(Duration::from_millis(100), io.shutdown()).await;
-            return;
+        if close || !advance(state, WRITING, IDLE) {
+            return End::Close;
         }
         if buf.is_empty() {
             // An idle connection holds no buffer.
             buf = Vec::new();
+        } else {
+            // A pipelined request is waiting: let the other connections
+            // (a fresh probe, say) have their turn first.
+            tokio::task::yield_now().await;
         }
     }
 }
 
 /// Reads one request: waits up to the idle timeout for its first byte,
 /// then the header timeout for the rest of its head, then the body
-/// timeout for its body. Bytes past the request stay in `buf`.
-async fn read_request<Io: AsyncRead + Unpin>(
+/// timeout for its body (which first takes its length from the body
+/// budget, and answers `Expect: 100-continue`). Bytes past the request
+/// stay in `buf`.
+async fn read_request<Io: AsyncRead + AsyncWrite + Unpin, S, H>(
     io: &mut Io,
     buf: &mut Vec<u8>,
-    limits: &Limits,
+    inner: &Inner<S, H>,
+    id: u64,
     state: &AtomicU8,
 ) -> Result<Request<Bytes>, Stop> {
+    let limits = &inner.limits;
     let mut deadline = Instant::now() + limits.idle_timeout;
     let mut reading = false;
     let (mut request, head_len, body_len) = loop {
@@ -620,17 +822,62 @@ async fn read_request<Io: AsyncRead + Unpin>(
         fill(io, buf, room, deadline).await?;
     };
     let end = head_len + body_len;
+    if body_len > 0 {
+        let reserved = inner
+            .registry()
+            .reserve_body(id, body_len, limits.body_budget_bytes);
+        let Some(kills) = reserved else {
+            return Err(Stop::Reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is reading as many request bodies as its memory allows: retry shortly\n",
+            ));
+        };
+        for kill in kills {
+            bump(&inner.stats.shed);
+            bump(&inner.stats.bodies_shed);
+            kill.notify_one();
+        }
+    }
     if buf.len() < end {
         deadline = Instant::now() + limits.body_timeout;
+        if expects_continue(&request) {
+            let sent = timeout_at(deadline, async {
+                io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+                io.flush().await
+            })
+            .await;
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Stop::Closed),
+                Err(_) => return Err(Stop::TimedOut),
+            }
+        }
         buf.reserve_exact(end - buf.len());
         while buf.len() < end {
             let room = end - buf.len();
             fill(io, buf, room, deadline).await?;
         }
     }
-    *request.body_mut() = Bytes::copy_from_slice(&buf[head_len..end]);
-    buf.drain(..end);
+    if body_len > 0 {
+        // The body is handed on without a copy; what follows it (a
+        // pipelined request) stays.
+        let rest = buf.split_off(end);
+        let whole = Bytes::from(std::mem::replace(buf, rest));
+        *request.body_mut() = whole.slice(head_len..end);
+    } else {
+        buf.drain(..end);
+    }
     Ok(request)
+}
+
+/// True for an HTTP/1.1 request with `Expect: 100-continue`.
+fn expects_continue<B>(request: &Request<B>) -> bool {
+    request.version() == Version::HTTP_11
+        && request
+            .headers()
+            .get_all(header::EXPECT)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Reads at most `room` more bytes into `buf` before `deadline`, growing
@@ -694,6 +941,7 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request<Bytes>, usi
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     let mut body_len: Option<usize> = None;
+    let mut hosts = 0;
     for h in parsed.headers.iter() {
         let name =
             HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("malformed header\n"))?;
@@ -705,17 +953,21 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request<Bytes>, usi
             ));
         }
         if name == header::CONTENT_LENGTH {
-            let n = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .ok_or_else(|| bad("malformed Content-Length\n"))?;
+            let n = content_length(value.as_bytes())
+                .ok_or_else(|| bad("malformed Content-Length: it must be digits only\n"))?;
             if body_len.is_some_and(|m| m != n) {
                 return Err(bad("conflicting Content-Length headers\n"));
             }
             body_len = Some(n);
         }
+        if name == header::HOST {
+            hosts += 1;
+        }
         request.headers_mut().append(name, value);
+    }
+    // RFC 9112 §3.2: exactly one Host on HTTP/1.1, at most one on 1.0.
+    if hosts > 1 || (hosts == 0 && version == Version::HTTP_11) {
+        return Err(bad("an HTTP/1.1 request needs exactly one Host header\n"));
     }
     let body_len = body_len.unwrap_or(0);
     if body_len > limits.max_body_bytes {
@@ -725,6 +977,16 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request<Bytes>, usi
         ));
     }
     Ok(Some((request, head_len, body_len)))
+}
+
+/// A `Content-Length` value: `1*DIGIT` (RFC 9112 §6.2), so no sign, no
+/// spaces inside, and no list; `None` otherwise or on overflow.
+fn content_length(value: &[u8]) -> Option<usize> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// True when the client asked to close after this request (or speaks
@@ -839,27 +1101,58 @@ mod tests {
             parse_head(b"GET /readyz HTTP/1.1\r\nHost:", &probe),
             Ok(None)
         ));
-        let post = b"POST /mutate HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+        let post = b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n";
         assert!(matches!(parse_head(post, &webhook), Ok(Some((_, _, 10)))));
         let table: &[(&[u8], &Limits, StatusCode)] = &[
             (post, &probe, StatusCode::PAYLOAD_TOO_LARGE),
             (
-                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
                 &webhook,
                 StatusCode::LENGTH_REQUIRED,
             ),
             (
-                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
                 &webhook,
                 StatusCode::BAD_REQUEST,
             ),
             (
-                b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
                 &webhook,
                 StatusCode::BAD_REQUEST,
             ),
             (
                 b"GET\x01 / HTTP/1.1\r\n\r\n",
+                &probe,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+                &webhook,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n",
+                &webhook,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x5\r\n\r\n",
+                &webhook,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+                &webhook,
+                StatusCode::BAD_REQUEST,
+            ),
+            (b"GET / HTTP/1.1\r\n\r\n", &probe, StatusCode::BAD_REQUEST),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                &probe,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
                 &probe,
                 StatusCode::BAD_REQUEST,
             ),
@@ -872,6 +1165,10 @@ mod tests {
                 String::from_utf8_lossy(head)
             );
         }
+        assert!(
+            matches!(parse_head(b"GET / HTTP/1.0\r\n\r\n", &probe), Ok(Some(_))),
+            "HTTP/1.0 needs no Host"
+        );
         let many = "X-Pad: y\r\n".repeat(40);
         let head = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(
@@ -903,6 +1200,50 @@ mod tests {
         assert!(mark_shed(&idle));
         assert_eq!(idle.into_inner(), SHED);
         assert!(!mark_shed(&AtomicU8::new(SHED)));
+        // A response its client does not read is not the server's work.
+        assert!(mark_shed(&AtomicU8::new(super::WRITING)));
+    }
+
+    /// The body budget: granted while it lasts, then the oldest incomplete
+    /// body is shed; bodies that are complete (in a handler) are never
+    /// shed, and a request that cannot fit is refused with nothing shed.
+    #[tokio::test]
+    async fn the_body_budget_sheds_the_oldest_incomplete_body_or_refuses() {
+        use super::{Entry, Registry, READING};
+        use std::sync::Arc;
+        let mut registry = Registry::default();
+        for id in 0..4 {
+            let task = tokio::spawn(std::future::pending::<()>());
+            registry.open.insert(
+                id,
+                Entry {
+                    state: Arc::new(AtomicU8::new(READING)),
+                    kill: Arc::new(tokio::sync::Notify::new()),
+                    abort: task.abort_handle(),
+                    body: 0,
+                },
+            );
+        }
+        let state = |r: &Registry, id| r.open[&id].state.load(std::sync::atomic::Ordering::Acquire);
+        assert_eq!(registry.reserve_body(0, 40, 100).map(|k| k.len()), Some(0));
+        assert_eq!(registry.reserve_body(1, 40, 100).map(|k| k.len()), Some(0));
+        // 0 and 1 hold 80; 2 needs 40: the oldest incomplete (0) goes.
+        assert_eq!(registry.reserve_body(2, 40, 100).map(|k| k.len()), Some(1));
+        assert!(!registry.open.contains_key(&0));
+        assert_eq!(registry.body_held, 80);
+        // 1's body is complete and in its handler: 3 cannot shed it, and
+        // 2 alone does not make room for 70, so nothing is shed.
+        registry.open[&1]
+            .state
+            .store(IN_FLIGHT, std::sync::atomic::Ordering::Release);
+        assert!(registry.reserve_body(3, 70, 100).is_none());
+        assert_eq!(state(&registry, 2), READING);
+        assert_eq!(registry.body_held, 80);
+        registry.release_body(1);
+        assert_eq!(registry.body_held, 40);
+        assert_eq!(registry.reserve_body(3, 60, 100).map(|k| k.len()), Some(0));
+        assert_eq!(registry.remove(3).map(|e| e.body), Some(60));
+        assert_eq!(registry.body_held, 40);
     }
 
     #[tokio::test]

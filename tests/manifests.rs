@@ -1899,3 +1899,101 @@ fn the_injector_webhook_is_opt_in_highly_available_and_keeps_its_certificate() {
         let _ = (&c.spec.usages, &key.rotation_policy);
     }
 }
+
+/// The injector's webhook port is admitted only from named peers: an
+/// `ipBlock` (the API server, which no selector can name, and the
+/// kubelet's probes) and, for `/metrics`, a namespace-and-pod selector.
+/// No peer admits the whole cluster: no empty selector, no catch-all CIDR
+/// (docs/how-it-works.md, "The served ports").
+#[test]
+fn the_webhook_port_is_admitted_only_from_the_api_server_and_named_peers() {
+    let docs = load_all();
+    let webhook = pods(&docs)
+        .into_iter()
+        .find(|pod| is_injector(pod.dir))
+        .expect("the injector's Deployment");
+    let https: Vec<i32> = webhook
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.name.as_deref() == Some("https"))
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(
+        https,
+        [8443],
+        "{}: the webhook's https port",
+        webhook.origin
+    );
+    let names_https = |port: &Option<IntOrString>| match port {
+        Some(IntOrString::String(name)) => name == "https",
+        Some(IntOrString::Int(n)) => *n == 8443,
+        None => false,
+    };
+    let named = |s: &Option<LabelSelector>| {
+        s.as_ref()
+            .is_some_and(|s| s.match_labels.as_ref().is_some_and(|m| !m.is_empty()))
+    };
+    let mut api_server_admitted = false;
+    let mut policies = 0;
+    for doc in &docs {
+        let Object::NetworkPolicy(policy) = &doc.object else {
+            continue;
+        };
+        let spec = policy.spec.as_ref().expect("spec");
+        let selects = spec
+            .pod_selector
+            .iter()
+            .flat_map(|s| s.match_labels.iter().flatten())
+            .all(|(k, v)| webhook.labels.get(k) == Some(v));
+        if doc.dir != webhook.dir || !selects {
+            continue;
+        }
+        policies += 1;
+        assert_eq!(policy.metadata.namespace.as_deref(), webhook.namespace);
+        for rule in spec.ingress.iter().flatten() {
+            let ports = rule.ports.as_deref().unwrap_or_default();
+            assert!(
+                !ports.is_empty() && ports.iter().all(|p| names_https(&p.port)),
+                "{}: every rule names the https port only",
+                doc.origin
+            );
+            let peers = rule.from.as_deref().unwrap_or_default();
+            assert!(
+                !peers.is_empty(),
+                "{}: a rule without `from` admits everyone",
+                doc.origin
+            );
+            for peer in peers {
+                if let Some(block) = &peer.ip_block {
+                    let prefix: u8 = block
+                        .cidr
+                        .split_once('/')
+                        .and_then(|(_, p)| p.parse().ok())
+                        .expect("a CIDR");
+                    assert!(
+                        prefix >= 8 && block.cidr.parse::<std::net::IpAddr>().is_err(),
+                        "{}: {} is not a narrow block",
+                        doc.origin,
+                        block.cidr
+                    );
+                    assert!(
+                        peer.namespace_selector.is_none() && peer.pod_selector.is_none(),
+                        "{}",
+                        doc.origin
+                    );
+                    api_server_admitted = true;
+                } else {
+                    assert!(
+                        named(&peer.namespace_selector) && named(&peer.pod_selector),
+                        "{}: a peer must name its namespace and its pods",
+                        doc.origin
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(policies, 1, "one NetworkPolicy selects the webhook");
+    assert!(api_server_admitted, "no ipBlock admits the API server");
+}

@@ -338,7 +338,7 @@ fn oversized_and_malformed_requests_are_refused_and_counted() {
     let cases: [(&[u8], &str); 3] = [
         (huge.as_bytes(), "HTTP/1.1 431 "),
         (
-            b"POST /readyz HTTP/1.1\r\nContent-Length: 100\r\n\r\n",
+            b"POST /readyz HTTP/1.1\r\nHost: gate\r\nContent-Length: 100\r\n\r\n",
             "HTTP/1.1 413 ",
         ),
         (b"\x01\x02 nonsense\r\n\r\n", "HTTP/1.1 400 "),
@@ -404,4 +404,146 @@ fn a_low_hard_open_files_limit_leaves_room_for_the_checks() {
     let log = running.stderr();
     assert!(!log.contains("not ready"), "readiness flipped:\n{log}");
     running.assert_running("under the open-files limit");
+}
+
+/// `watch --keep-running --listen` on a ready `s.json`, with `extra`
+/// arguments, once it answers `/readyz` 200.
+fn ready_gate(fx: &Fixture, addr: SocketAddr, extra: &[&str]) -> Running {
+    fx.write("s.json", r#"{"password":"p"}"#);
+    let running = fx
+        .watch()
+        .args([
+            "--file",
+            "s.json",
+            "--keep-running",
+            "--listen",
+            &addr.to_string(),
+            "--timeout",
+            READY_TIMEOUT,
+        ])
+        .args(extra)
+        .spawn();
+    let up = wait_until(LIMIT, || {
+        probe(addr, "/readyz").is_ok_and(|(status, _, _)| status == 200)
+    });
+    assert!(up, "the gate never became ready\n{}", running.stderr());
+    running
+}
+
+/// Sends `bytes` on a fresh connection and reads to the end: the answer,
+/// or the read error (a reset shows here as `ConnectionReset`).
+fn exchange(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let _ = stream.write_all(bytes);
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// RFC 9112 framing on the probe port: Content-Length is digits only,
+/// Host is required and single, HEAD gets no body (the server's own
+/// errors included), 405 names the methods allowed, and a reject with
+/// unread bytes behind it still arrives whole, closed by a FIN, not a
+/// reset.
+#[test]
+fn framing_follows_rfc_9112_and_a_reject_is_not_reset() {
+    let fx = Fixture::new();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut running = ready_gate(&fx, addr, &[]);
+    let table: &[(&str, &[u8], &str)] = &[
+        (
+            "a signed Content-Length",
+            b"GET /readyz HTTP/1.1\r\nHost: gate\r\nContent-Length: +0\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+        ("no Host", b"GET /readyz HTTP/1.1\r\n\r\n", "HTTP/1.1 400 "),
+        (
+            "two Hosts",
+            b"GET /readyz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            "HTTP/1.0 needs no Host",
+            b"GET /readyz HTTP/1.0\r\n\r\n",
+            "HTTP/1.1 200 ",
+        ),
+        (
+            "POST /readyz",
+            b"POST /readyz HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 405 ",
+        ),
+    ];
+    for (what, request, want) in table {
+        let answer = exchange(addr, request).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(answer.starts_with(want), "{what}: {answer:?}");
+    }
+    let answer = exchange(
+        addr,
+        b"DELETE /metrics HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nallow: get, head\r\n"),
+        "{answer:?}"
+    );
+    for request in [
+        &b"HEAD /nowhere HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n"[..],
+        &b"HEAD /readyz HTTP/1.1\r\n\r\n"[..],
+        &b"HEAD /readyz HTTP/1.1\r\nHost: gate\r\nContent-Length: 5\r\n\r\n"[..],
+    ] {
+        let answer = exchange(addr, request).unwrap_or_else(|e| panic!("{e}"));
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        assert!(head.starts_with("HTTP/1.1 4"), "{answer:?}");
+        assert_eq!(body, "", "a HEAD answer carried a body: {answer:?}");
+    }
+    // A refused body keeps coming: the 413 arrives whole and the
+    // connection ends with a FIN (read_to_end is Ok), not a reset.
+    let mut request =
+        b"POST /readyz HTTP/1.1\r\nHost: gate\r\nContent-Length: 65536\r\n\r\n".to_vec();
+    request.extend(std::iter::repeat_n(b'x', 64 << 10));
+    let answer = exchange(addr, &request).unwrap_or_else(|e| panic!("reset after a reject: {e}"));
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer:?}");
+    assert!(answer.ends_with("request body too large\n"), "{answer:?}");
+    running.assert_running("after the framing cases");
+}
+
+/// Clients that pipeline `GET /metrics` a thousand times and never read
+/// fill `--max-connections 8` with connections blocked writing: they are
+/// shed for fresh probes, each answered within the kubelet's 1 s.
+#[test]
+fn readers_that_do_not_read_are_shed_for_a_fresh_probe() {
+    let fx = Fixture::new();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut running = ready_gate(&fx, addr, &["--max-connections", "8"]);
+    let pipelined = b"GET /metrics HTTP/1.1\r\nHost: gate\r\n\r\n".repeat(1000);
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        // The gate stops reading once its writes block; the rest may not
+        // fit, which is the point.
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+        let _ = stream.write_all(&pipelined);
+        stalled.push(stream);
+    }
+    for n in 0..5 {
+        let (status, took, _) = probe(addr, "/readyz").unwrap_or_else(|e| panic!("probe {n}: {e}"));
+        assert_eq!(status, 200, "probe {n}");
+        assert!(took <= PROBE_BUDGET, "probe {n} took {took:?}");
+    }
+    drop(stalled);
+    let Ok((200, _, body)) = probe(addr, "/metrics") else {
+        panic!("GET /metrics");
+    };
+    assert!(
+        sample(&body, "secret_gate_http_connections_shed_total").is_some_and(|n| n >= 1.0),
+        "{body}"
+    );
+    let log = running.stderr();
+    assert!(!log.contains("not ready"), "readiness flipped:\n{log}");
+    running.assert_running("after the stalled readers");
 }

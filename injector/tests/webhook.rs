@@ -584,14 +584,14 @@ fn hostile_input_is_answered_and_the_webhook_stays_up() {
         .expect("GET");
     assert_eq!(other.status, 404);
 
-    // A body over the API server's own 3 MiB limit: 413 from the head
-    // alone, before any of it is read.
+    // A body over the API server's own 3 MiB limit plus the review's
+    // wrapper: 413 from the head alone, before any of it is read.
     let big = raw_tls(
         addr,
         &pki,
         format!(
             "POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{{",
-            (3 << 20) + 1
+            secret_gate_injector::webhook::MAX_BODY_BYTES + 1
         )
         .as_bytes(),
     );
@@ -729,4 +729,304 @@ fn the_manifests_arguments_start_the_webhook() {
         .expect("healthz");
     assert_eq!(health.status, 200);
     process.assert_running("with the manifest's arguments");
+}
+
+/// A raw TLS connection (rustls, blocking), for bytes no HTTP client
+/// would send. Every read is bounded by the socket's read timeout.
+struct RawTls(rustls::StreamOwned<rustls::ClientConnection, TcpStream>);
+
+impl RawTls {
+    fn connect(addr: std::net::SocketAddr, pki: &Pki) -> Self {
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let conn = rustls::ClientConnection::new(pki.client_config(), name).expect("client");
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        tcp.set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Self(rustls::StreamOwned::new(conn, tcp))
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(bytes)?;
+        self.0.flush()
+    }
+
+    /// Reads until `needle` has been seen (or the read fails or times
+    /// out); returns everything read.
+    fn read_until(&mut self, needle: &str) -> String {
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&out).contains(needle) {
+            match self.0.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Reads to the end. rustls reports a close without `close_notify`
+    /// as an error (`UnexpectedEof`), so `Ok` means a clean TLS close.
+    fn finish(mut self) -> std::io::Result<String> {
+        let mut out = Vec::new();
+        self.0.read_to_end(&mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// The head and the body of a raw HTTP/1.1 response.
+fn head_and_body(answer: &str) -> (&str, &str) {
+    answer.split_once("\r\n\r\n").unwrap_or((answer, ""))
+}
+
+/// RFC 9112 framing and RFC 9110 semantics over TLS: Content-Length is
+/// digits only, Host is required and single, HEAD gets no body (the
+/// server's own errors included), 405 names what is allowed, 100 Continue
+/// comes before the body is read, and every reply ends with a TLS
+/// `close_notify` even when the client still had bytes in flight.
+#[test]
+fn framing_follows_rfc_9112_and_every_close_is_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let volume = SecretVolume::new(&dir.path().join("tls"), &pki.valid());
+    let mut hook = start(&volume, &[]);
+    let addr = hook.addr;
+
+    let table: &[(&str, &[u8], &str)] = &[
+        (
+            "a signed Content-Length",
+            b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n{}{}{",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            "a Content-Length list",
+            b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n\r\n{}",
+            "HTTP/1.1 400 ",
+        ),
+        ("no Host", b"GET /healthz HTTP/1.1\r\n\r\n", "HTTP/1.1 400 "),
+        (
+            "two Hosts",
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            "GET /mutate",
+            b"GET /mutate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 405 ",
+        ),
+        (
+            "POST /healthz",
+            b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 405 ",
+        ),
+    ];
+    for (what, request, want) in table {
+        let mut tls = RawTls::connect(addr, &pki);
+        tls.send(request).expect("send");
+        let answer = tls
+            .finish()
+            .unwrap_or_else(|e| panic!("{what}: no clean TLS close: {e}"));
+        assert!(answer.starts_with(want), "{what}: {answer:?}");
+    }
+    let allow = |request: &[u8]| {
+        let mut tls = RawTls::connect(addr, &pki);
+        tls.send(request).expect("send");
+        let answer = tls.finish().expect("a clean close");
+        head_and_body(&answer).0.to_ascii_lowercase()
+    };
+    assert!(
+        allow(b"GET /mutate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .contains("\r\nallow: post"),
+        "405 without Allow"
+    );
+    assert!(
+        allow(b"DELETE /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .contains("\r\nallow: get, head"),
+        "405 without Allow"
+    );
+
+    // HEAD: no body, whether the handler or the server itself answers.
+    for request in [
+        &b"HEAD /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..],
+        &b"HEAD /healthz HTTP/1.1\r\n\r\n"[..],
+        &b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n"[..],
+    ] {
+        let mut tls = RawTls::connect(addr, &pki);
+        tls.send(request).expect("send");
+        let answer = tls.finish().expect("a clean close");
+        let (head, body) = head_and_body(&answer);
+        assert!(head.starts_with("HTTP/1.1 4"), "{answer:?}");
+        assert!(head.contains("content-length: "), "{answer:?}");
+        assert_eq!(body, "", "a HEAD answer carried a body: {answer:?}");
+    }
+
+    // A reject with the client's body still arriving: the 400 arrives
+    // whole, then a clean close (close_notify, then FIN; no reset).
+    let mut tls = RawTls::connect(addr, &pki);
+    let mut request = b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 1e3\r\n\r\n".to_vec();
+    request.extend(std::iter::repeat_n(b'x', 256 << 10));
+    let _ = tls.send(&request);
+    let answer = tls.finish().expect("a clean close after a reject");
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+    assert!(answer.ends_with("digits only\n"), "{answer:?}");
+
+    // Expect: 100-continue: the interim answer first, then the real one
+    // once the body is sent.
+    let review = serde_json::to_vec(&pod_review("continue", "apps", &plain_pod())).expect("json");
+    let mut tls = RawTls::connect(addr, &pki);
+    tls.send(
+        format!(
+            "POST /mutate HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            review.len()
+        )
+        .as_bytes(),
+    )
+    .expect("send the head");
+    let interim = tls.read_until("\r\n\r\n");
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    tls.send(&review).expect("send the body");
+    let answer = tls.finish().expect("a clean close");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+    assert!(answer.contains(r#""uid":"continue""#), "{answer:?}");
+
+    // An idle connection that times out is closed cleanly too.
+    hook.process.assert_running("after the framing cases");
+}
+
+/// The body budget: uploads that declare the largest body take their
+/// length from the shared budget before a byte is read (`100 Continue`
+/// says it was granted). When it is short, the oldest incomplete upload is
+/// shed; when every body in it is complete and under review, a new one
+/// is answered 503 with Retry-After. A review still gets through.
+#[test]
+fn the_body_budget_sheds_the_oldest_incomplete_upload() {
+    use secret_gate_injector::webhook::{BODY_BUDGET_BYTES, MAX_BODY_BYTES};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let volume = SecretVolume::new(&dir.path().join("tls"), &pki.valid());
+    let mut hook = start(
+        &volume,
+        &["--test-review-delay", "4s", "--review-timeout", "10s"],
+    );
+    let addr = hook.addr;
+    let fits = BODY_BUDGET_BYTES / MAX_BODY_BYTES;
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n"
+    );
+    let upload = || {
+        let mut tls = RawTls::connect(addr, &pki);
+        tls.send(head.as_bytes()).expect("send the head");
+        let interim = tls.read_until("\r\n\r\n");
+        (tls, interim)
+    };
+    let mut uploads: Vec<RawTls> = (0..fits)
+        .map(|n| {
+            let (tls, interim) = upload();
+            assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n", "upload {n}");
+            tls
+        })
+        .collect();
+    // One more: the oldest incomplete upload makes room.
+    let (newest, interim) = upload();
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    let oldest = uploads.remove(0);
+    let closed = oldest.finish().expect("the shed upload is closed cleanly");
+    assert!(!closed.contains("HTTP/1.1 200"), "{closed:?}");
+    uploads.push(newest);
+
+    // Complete every upload: the bodies are under review (held by the
+    // test delay), so the budget is full of complete bodies and a new
+    // upload is refused rather than shedding them.
+    let body = vec![b' '; MAX_BODY_BYTES];
+    for tls in &mut uploads {
+        tls.send(&body).expect("send a body");
+    }
+    let reviewing = wait_until(Duration::from_secs(15), || {
+        hook.process.stderr().matches("holding a review").count() >= fits
+    });
+    assert!(
+        reviewing,
+        "the bodies never reached the handler\n{}",
+        hook.process.dump()
+    );
+    let text = runtime().block_on(scrape(&hook, &pki));
+    assert!(
+        metric(&text, "secret_gate_injector_http_bodies_shed_total").is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    let (refused, interim) = upload();
+    assert!(interim.starts_with("HTTP/1.1 503 "), "{interim:?}");
+    assert!(
+        interim
+            .to_ascii_lowercase()
+            .contains("\r\nretry-after: 1\r\n"),
+        "{interim:?}"
+    );
+    drop(refused);
+    for mut tls in uploads {
+        let answer = tls.read_until("\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+    }
+    // The budget is given back: a review gets through.
+    let answer = runtime()
+        .block_on(once(
+            addr,
+            pki.client_config(),
+            "POST",
+            "/mutate",
+            serde_json::to_vec(&pod_review("after", "apps", &plain_pod())).expect("json"),
+        ))
+        .expect("a review after the uploads");
+    assert_eq!(answer.json()["response"]["uid"], "after");
+    hook.process.assert_running("after the uploads");
+}
+
+/// Clients that pipeline `GET /metrics` a thousand times and never read
+/// fill the cap with connections blocked writing: those are shed for a
+/// fresh probe, which is answered within the kubelet's 1 s.
+#[test]
+fn readers_that_do_not_read_are_shed_for_a_fresh_probe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let volume = SecretVolume::new(&dir.path().join("tls"), &pki.valid());
+    let mut hook = start(&volume, &["--max-connections", "8"]);
+    let addr = hook.addr;
+    let pipelined = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+    let stalled: Vec<RawTls> = (0..8)
+        .map(|_| {
+            let mut tls = RawTls::connect(addr, &pki);
+            // The server stops reading once its writes block: the rest of
+            // the requests may not fit; that is the point.
+            let _ = tls
+                .0
+                .sock
+                .set_write_timeout(Some(Duration::from_millis(500)));
+            let _ = tls.send(&pipelined);
+            tls
+        })
+        .collect();
+    let rt = runtime();
+    for n in 0..5 {
+        let started = std::time::Instant::now();
+        let answer = rt
+            .block_on(once(
+                addr,
+                pki.client_config(),
+                "GET",
+                "/healthz",
+                Vec::new(),
+            ))
+            .unwrap_or_else(|e| panic!("probe {n}: {e}"));
+        let took = started.elapsed();
+        assert_eq!(answer.status, 200, "probe {n}");
+        assert!(took <= Duration::from_secs(1), "probe {n} took {took:?}");
+    }
+    drop(stalled);
+    let text = rt.block_on(scrape(&hook, &pki));
+    assert!(
+        metric(&text, "secret_gate_injector_http_connections_shed_total").is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    hook.process.assert_running("after the stalled readers");
 }

@@ -20,6 +20,8 @@ pub enum Counted {
     Shed,
     /// [`StatsSnapshot::refused`].
     Refused,
+    /// [`StatsSnapshot::bodies_shed`].
+    BodiesShed,
     /// [`StatsSnapshot::timed_out`].
     TimedOut,
     /// [`StatsSnapshot::rejected`].
@@ -35,6 +37,7 @@ impl Counted {
         match self {
             Self::Shed => now.shed,
             Self::Refused => now.refused,
+            Self::BodiesShed => now.bodies_shed,
             Self::TimedOut => now.timed_out,
             Self::Rejected => now.rejected,
             Self::AcceptErrors => now.accept_errors,

@@ -1,5 +1,6 @@
 //! The probe and metrics server for `--listen`: `GET /readyz`, `/livez`,
-//! `/metrics`; anything else is 404. Bodies are fixed words and the
+//! `/metrics`; another method on them is 405 (with `Allow`), anything
+//! else is 404. Bodies are fixed words and the
 //! metrics, which carry file names and counts, never a value. The
 //! connection handling (the cap, shedding, timeouts) is
 //! [`crate::serve`]'s.
@@ -49,6 +50,14 @@ fn answer(req: &Request<Bytes>, shared: &Shared) -> Response<Bytes> {
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static(METRICS_TYPE),
+            );
+            return response;
+        }
+        (false, "/readyz" | "/livez" | "/metrics") => {
+            let mut response = serve::plain(StatusCode::METHOD_NOT_ALLOWED, "use GET or HEAD\n");
+            response.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("GET, HEAD"),
             );
             return response;
         }

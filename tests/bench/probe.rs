@@ -8,7 +8,11 @@
 //! reconnects whatever the gate closes. Measured: probe latency (p50, p99,
 //! max), failed or over-budget probes, readiness flips (from `/metrics`
 //! and the log) and peak RSS (`VmHWM`), each against the same gate
-//! unloaded. `BENCH_ONLY=probe` runs it alone.
+//! unloaded. Two more rows: a fresh gate at the default cap against as
+//! many slow readers (each pipelines `GET /metrics` a thousand times and
+//! never reads), and the injector's webhook against 256 connections
+//! uploading 3 MiB reviews (peak RSS against the manifest's memory limit).
+//! `BENCH_ONLY=probe` runs it alone.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -31,6 +35,16 @@ const IDLE: usize = 4000;
 const SLOW: usize = 4000;
 const FLOOD: usize = 2000;
 const FLOOD_THREADS: usize = 2;
+
+/// Slow readers: the default `--max-connections`, all of them.
+const SLOW_READERS: usize = 1024;
+
+/// What a slow reader sends at once, and never reads the answers to.
+static PIPELINED: std::sync::LazyLock<Vec<u8>> =
+    std::sync::LazyLock::new(|| b"GET /metrics HTTP/1.1\r\nHost: gate\r\n\r\n".repeat(1000));
+
+/// The injector's container memory limit (manifests/injector/).
+const WEBHOOK_MEMORY_LIMIT: f64 = 64.0 * 1024.0 * 1024.0;
 
 /// The half request slowloris clients start with.
 const HALF: &[u8] = b"GET /readyz HTTP/1.1\r\nHost: gate\r\nUser-Agent: slow\r\nX-A: ";
@@ -63,6 +77,15 @@ pub struct ProbeResult {
     pub shed: Option<u64>,
     /// The gate logged "not ready any more".
     pub logged_flip: bool,
+    /// The slow-reader row: probes, readiness flips (metrics and log),
+    /// and connections shed.
+    pub slow: Phase,
+    pub slow_flips: Option<u64>,
+    pub slow_logged_flip: bool,
+    pub slow_shed: Option<u64>,
+    pub slow_connects: u64,
+    /// The webhook row.
+    pub uploads: crate::webhook::Uploads,
     pub failures: Vec<String>,
 }
 
@@ -239,11 +262,51 @@ fn flood(
     }
 }
 
-/// Runs figure 10.
-pub fn under_attack(bench: &Bench, probes: usize) -> ProbeResult {
-    let mut result = ProbeResult::default();
-    secret_gate::rlimit::raise_nofile();
-    let dir = bench.scratch.join("probe");
+/// Slow readers: `n` connections, each sending [`PIPELINED`] and never
+/// reading; one the gate closed (a write fails) is reopened.
+fn stall(addr: SocketAddr, n: usize, stop: &AtomicBool, connects: &AtomicU64) {
+    let open = || {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        s.set_nonblocking(true).ok()?;
+        // What fits now; the gate reads the rest as it answers.
+        let _ = s.write(&PIPELINED);
+        connects.fetch_add(1, Ordering::Relaxed);
+        Some(s)
+    };
+    let mut streams: Vec<Option<TcpStream>> = Vec::with_capacity(n);
+    for _ in 0..n {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        streams.push(open());
+    }
+    // Bounded by the stop flag, and by a round count as a safety net.
+    for _ in 0..10_000 {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        for slot in &mut streams {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            // An empty line between requests is allowed (RFC 9112 §2.2);
+            // a write that fails means the gate closed the connection.
+            let alive = slot.as_mut().is_some_and(|s| match s.write(b"\r\n") {
+                Ok(_) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            });
+            if !alive {
+                *slot = open();
+            }
+        }
+    }
+}
+
+/// A ready `watch --keep-running --listen` gate on a fresh port, as
+/// figure 10 starts it; its log goes to `scratch/NAME.log`.
+fn start_gate(bench: &Bench, name: &str) -> (Running, SocketAddr, std::path::PathBuf) {
+    let dir = bench.scratch.join(name);
     std::fs::create_dir_all(&dir).expect("probe dir");
     std::fs::write(dir.join("s.json"), r#"{"password":"bench"}"#).expect("write s.json");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -259,13 +322,62 @@ pub fn under_attack(bench: &Bench, probes: usize) -> ProbeResult {
         .arg(&dir)
         .args(["--file", "s.json", "--required-keys", "password"])
         .args(["--keep-running", "--listen", &addr.to_string()]);
-    let log = bench.scratch.join("probe.log");
+    let log = bench.scratch.join(format!("{name}.log"));
     stderr_to(&mut cmd, &log);
-    let mut gate = Running::spawn(&mut cmd);
+    let gate = Running::spawn(&mut cmd);
     let deadline = Instant::now() + Duration::from_secs(10);
     while probe(addr).is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    (gate, addr, log)
+}
+
+/// The slow-reader row: a fresh gate at the default cap, filled with
+/// slow readers, probed `probes` times.
+fn slow_readers(bench: &Bench, probes: usize, result: &mut ProbeResult) {
+    let (mut gate, addr, log) = start_gate(bench, "probe-slow");
+    let stop = Arc::new(AtomicBool::new(false));
+    let connects = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, connects) = (stop.clone(), connects.clone());
+            std::thread::spawn(move || stall(addr, SLOW_READERS / 2, &stop, &connects))
+        })
+        .collect();
+    // Let the slow readers fill the cap before the probes start.
+    let ramp = Instant::now() + Duration::from_secs(20);
+    while connects.load(Ordering::Relaxed) < u64::try_from(SLOW_READERS).unwrap_or(u64::MAX)
+        && Instant::now() < ramp
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    result.slow = probe_phase(addr, probes, gate.pid);
+    let metrics = get(addr, "/metrics").unwrap_or_default();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    result.slow_connects = connects.load(Ordering::Relaxed);
+    result.slow_flips = metric(
+        &metrics,
+        "secret_gate_state_changes_total{to=\"not_ready\"}",
+    );
+    result.slow_shed = metric(&metrics, "secret_gate_http_connections_shed_total");
+    if gate.try_exit().is_some() {
+        result
+            .failures
+            .push("the gate exited under the slow readers".to_owned());
+    }
+    gate.kill();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    result.slow_logged_flip = text.contains("not ready any more");
+}
+
+/// Runs figure 10.
+pub fn under_attack(bench: &Bench, probes: usize) -> ProbeResult {
+    let mut result = ProbeResult::default();
+    secret_gate::rlimit::raise_nofile();
+    let (mut gate, addr, log) = start_gate(bench, "probe");
     result.unloaded = probe_phase(addr, probes, gate.pid);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -320,6 +432,11 @@ pub fn under_attack(bench: &Bench, probes: usize) -> ProbeResult {
             .failures
             .push("GET /metrics failed under attack".to_owned());
     }
+    slow_readers(bench, probes, &mut result);
+    result.uploads = crate::webhook::uploads(bench, probes);
+    if let Some(error) = &result.uploads.error {
+        result.failures.push(format!("webhook uploads: {error}"));
+    }
     result
 }
 
@@ -342,6 +459,7 @@ fn show_bytes(v: Option<u64>) -> String {
 }
 
 /// The figure's markdown.
+#[expect(clippy::too_many_lines, reason = "one table, row by row")]
 pub fn figure(out: &mut String, r: &ProbeResult) {
     let _ = writeln!(out, "## 10. The probe port under attack\n");
     let _ = writeln!(
@@ -410,6 +528,44 @@ pub fn figure(out: &mut String, r: &ProbeResult) {
         if r.logged_flip { " (logged)" } else { "" },
         mark(flips_ok)
     );
+    let slow = &r.slow;
+    let slow_ok = slow.failed == 0
+        && r.slow_flips == Some(0)
+        && !r.slow_logged_flip
+        && max(slow).is_some_and(|v| v <= MAX_GOAL_MS);
+    let _ = writeln!(
+        out,
+        "| slow readers: probe p99 / max, failed or over 1 s, readiness flips | — | {} / {}, {} of {}, {}{} | ≤ 1 s, 0, 0 | {} |",
+        show_ms(p99(slow)),
+        show_ms(max(slow)),
+        slow.failed,
+        slow.probes,
+        r.slow_flips.map_or_else(|| "—".to_owned(), |f| f.to_string()),
+        if r.slow_logged_flip { " (logged)" } else { "" },
+        mark(slow_ok)
+    );
+    let up = &r.uploads.healthz;
+    let up_rss_ok = up
+        .peak_rss
+        .is_some_and(|b| count(usize::try_from(b).unwrap_or(usize::MAX)) <= WEBHOOK_MEMORY_LIMIT);
+    let _ = writeln!(
+        out,
+        "| webhook, {} uploads of 3 MiB: peak RSS | — | {} | ≤ {} | {} |",
+        crate::webhook::UPLOADERS,
+        show_bytes(up.peak_rss),
+        bytes(WEBHOOK_MEMORY_LIMIT),
+        mark(up_rss_ok && r.uploads.error.is_none())
+    );
+    let _ = writeln!(
+        out,
+        "| webhook, {} uploads of 3 MiB: `/healthz` p99, failed or over 1 s | — | {}, {} of {} | ≤ {}, 0 | {} |",
+        crate::webhook::UPLOADERS,
+        show_ms(p99(up)),
+        up.failed,
+        up.probes,
+        ms(P99_GOAL_MS),
+        mark(p99(up).is_some_and(|v| v <= P99_GOAL_MS) && up.failed == 0)
+    );
     let _ = writeln!(
         out,
         "\nDuring the attack the clients held about {} connections, made {} connections in all \
@@ -419,6 +575,25 @@ pub fn figure(out: &mut String, r: &ProbeResult) {
         r.hostile_connects,
         r.flood_answered,
         r.shed.map_or_else(|| "—".to_owned(), |s| s.to_string()),
+    );
+    let _ = writeln!(
+        out,
+        "The slow-reader row is a fresh gate at the default `--max-connections 1024` with {SLOW_READERS} \
+         connections that each pipeline `GET /metrics` 1,000 times and never read (an empty line every \
+         200 ms tells them when the gate closed them; they reconnect): {} connections in all, {} shed. \
+         The webhook row is `secret-gate-injector webhook` with the manifest's arguments (the default \
+         256 connections) and its `MALLOC_ARENA_MAX=1` against {} connections each uploading a {}-byte review of an opted-in Pod \
+         back to back, reconnecting after each answer; `/healthz` is probed over a fresh TLS connection \
+         every 50 ms. Uploads answered: {}, refused 503 at the body budget: {}, cut off by shedding: {} \
+         (bodies shed: {}).\n",
+        r.slow_connects,
+        r.slow_shed.map_or_else(|| "—".to_owned(), |s| s.to_string()),
+        crate::webhook::UPLOADERS,
+        crate::webhook::UPLOAD_BYTES,
+        r.uploads.answered,
+        r.uploads.refused,
+        r.uploads.cut,
+        r.uploads.bodies_shed.map_or_else(|| "—".to_owned(), |s| s.to_string()),
     );
     for f in &r.failures {
         let _ = writeln!(out, "- **10. probe port: a run failed**: {f}");

@@ -162,7 +162,18 @@ fn tls(dir: &Path) -> Tls {
 
 /// Starts the webhook and returns it with its address.
 fn start(bin: &Path, tls: &Tls, floor: bool) -> Result<(Running, SocketAddr), String> {
+    start_with(bin, tls, floor, &[])
+}
+
+/// [`start`] with `env` set for the webhook.
+fn start_with(
+    bin: &Path,
+    tls: &Tls,
+    floor: bool,
+    env: &[(&str, &str)],
+) -> Result<(Running, SocketAddr), String> {
     let mut cmd = command(bin);
+    cmd.envs(env.iter().copied());
     cmd.args(["webhook", "--listen", "127.0.0.1:0", "--log-level", "info"])
         .arg("--tls-cert")
         .arg(&tls.cert)
@@ -518,4 +529,220 @@ pub fn render(out: &mut String, result: &WebhookResult) {
             ratio(inj.2 / floor.2),
         );
     }
+}
+
+/// Figure 10's webhook row: 256 connections (the default cap) uploading
+/// 3 MiB reviews back to back while `/healthz` is probed.
+#[derive(Debug, Clone, Default)]
+pub struct Uploads {
+    /// `/healthz` on a fresh TLS connection every 50 ms.
+    pub healthz: crate::probe::Phase,
+    /// Uploads answered (200 or 400), refused (503 at the body budget),
+    /// and cut off (the connection closed first: shed).
+    pub answered: u64,
+    pub refused: u64,
+    pub cut: u64,
+    /// `secret_gate_injector_http_bodies_shed_total` at the end.
+    pub bodies_shed: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Upload connections, the webhook's default `--max-connections`.
+pub const UPLOADERS: usize = 256;
+/// Each upload's size.
+pub const UPLOAD_BYTES: usize = 3 << 20;
+
+/// An opted-in Pod's review padded with an annotation to exactly `size`
+/// bytes: the largest review the API server sends, and one the injector
+/// injects.
+fn padded_review(size: usize) -> Vec<u8> {
+    let with = |pad: usize| {
+        let mut review: serde_json::Value =
+            serde_json::from_slice(&review_body()).expect("the review is JSON");
+        review["request"]["object"]["metadata"]["annotations"]["bench.example/pad"] =
+            serde_json::Value::String("x".repeat(pad));
+        serde_json::to_vec(&review).expect("the review serialises")
+    };
+    let base = with(0).len();
+    with(size.saturating_sub(base))
+}
+
+/// One blocking HTTPS `GET /healthz` on a fresh connection: its latency
+/// when it answered 200 within 1 s.
+fn healthz(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> Option<f64> {
+    use std::io::{Read as _, Write as _};
+    let started = Instant::now();
+    let name = rustls::pki_types::ServerName::try_from("app.example.test").ok()?;
+    let conn = rustls::ClientConnection::new(Arc::clone(config), name).ok()?;
+    let tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    tcp.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: webhook\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = Vec::new();
+    tls.read_to_end(&mut text).ok()?;
+    let took = started.elapsed();
+    (text.starts_with(b"HTTP/1.1 200 ") && took <= Duration::from_secs(1))
+        .then_some(took.as_secs_f64() * 1000.0)
+}
+
+/// One upload on a fresh connection: `Some(status)` when answered, `None`
+/// when the connection closed first.
+async fn upload(addr: SocketAddr, config: Arc<rustls::ClientConfig>, body: &[u8]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let name = rustls::pki_types::ServerName::try_from("app.example.test").ok()?;
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .ok()?;
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.ok()?;
+    tls.write_all(body).await.ok()?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.len() < 64 * 1024 {
+        match tls.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    std::str::from_utf8(answer.get(9..12)?).ok()?.parse().ok()
+}
+
+/// Runs the uploads against a fresh injector (the manifests' arguments:
+/// the default cap and limits) and probes `/healthz` `probes` times.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one load run: start, load, probe, collect"
+)]
+pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
+    let mut result = Uploads::default();
+    let bin = fake::build_bin("secret-gate-injector", "secret-gate-injector");
+    let tls = tls(&bench.scratch.join("uploads-tls"));
+    // As manifests/injector/deployment.yaml sets it.
+    let (mut running, addr) = match start_with(&bin, &tls, false, &[("MALLOC_ARENA_MAX", "1")]) {
+        Ok(started) => started,
+        Err(error) => {
+            result.error = Some(error);
+            return result;
+        }
+    };
+    let pid = running.pid;
+    let body: Arc<[u8]> = padded_review(UPLOAD_BYTES).into();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let counts: Arc<[std::sync::atomic::AtomicU64; 3]> = Arc::new(Default::default());
+    let threads: Vec<_> = (0..CLIENT_THREADS)
+        .map(|t| {
+            let (config, body, stop, counts) = (
+                Arc::clone(&tls.client),
+                Arc::clone(&body),
+                Arc::clone(&stop),
+                Arc::clone(&counts),
+            );
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("client runtime");
+                rt.block_on(async move {
+                    let tasks: Vec<_> = (t..UPLOADERS)
+                        .step_by(CLIENT_THREADS)
+                        .map(|_| {
+                            let (config, body, stop, counts) = (
+                                Arc::clone(&config),
+                                Arc::clone(&body),
+                                Arc::clone(&stop),
+                                Arc::clone(&counts),
+                            );
+                            tokio::spawn(async move {
+                                // Bounded by the stop flag, each upload by
+                                // a timeout, and a round count as a net.
+                                for _ in 0..100_000 {
+                                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                                        break;
+                                    }
+                                    let sent = tokio::time::timeout(
+                                        Duration::from_secs(10),
+                                        upload(addr, Arc::clone(&config), &body),
+                                    )
+                                    .await;
+                                    let slot = match sent {
+                                        Ok(Some(200 | 400)) => 0,
+                                        Ok(Some(503)) => 1,
+                                        _ => 2,
+                                    };
+                                    counts[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        let _ = task.await;
+                    }
+                });
+            })
+        })
+        .collect();
+    // Let the uploads fill the budget before the probes start.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut phase = crate::probe::Phase {
+        probes,
+        ..crate::probe::Phase::default()
+    };
+    for _ in 0..probes {
+        let tick = Instant::now();
+        match healthz(addr, &tls.client) {
+            Some(ms) => phase.latencies_ms.push(ms),
+            None => phase.failed += 1,
+        }
+        std::thread::sleep(Duration::from_millis(50).saturating_sub(tick.elapsed()));
+    }
+    let metrics = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let mut sender = connect(addr, Arc::clone(&tls.client)).await.ok()?;
+            sender.ready().await.ok()?;
+            let request = http::Request::get("/metrics")
+                .header("host", addr.to_string())
+                .body(Full::new(Bytes::new()))
+                .ok()?;
+            let response = sender.send_request(request).await.ok()?;
+            response
+                .into_body()
+                .collect()
+                .await
+                .ok()
+                .map(http_body_util::Collected::to_bytes)
+        });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    phase.peak_rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|text| procfs::parse_status_kib(&text, "VmHWM"))
+        .map(|kib| kib * 1024);
+    if running.try_exit().is_some() {
+        result.error = Some("the webhook exited under the uploads".to_owned());
+    }
+    running.kill();
+    result.healthz = phase;
+    let load = |n: usize| counts[n].load(std::sync::atomic::Ordering::Relaxed);
+    (result.answered, result.refused, result.cut) = (load(0), load(1), load(2));
+    result.bodies_shed = metrics.and_then(|text| {
+        String::from_utf8_lossy(&text).lines().find_map(|l| {
+            l.strip_prefix("secret_gate_injector_http_bodies_shed_total ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+    });
+    result
 }

@@ -88,6 +88,13 @@ fn register_http(registry: &mut Registry) -> StatsMetrics {
                 ),
             ),
             (
+                Counted::BodiesShed,
+                (
+                    "secret_gate_injector_http_bodies_shed",
+                    "Connections with the oldest incomplete request bodies closed because the body memory budget was short",
+                ),
+            ),
+            (
                 Counted::TimedOut,
                 (
                     "secret_gate_injector_http_timeouts",
@@ -98,7 +105,7 @@ fn register_http(registry: &mut Registry) -> StatsMetrics {
                 Counted::Rejected,
                 (
                     "secret_gate_injector_http_requests_rejected",
-                    "Malformed or oversized requests answered 400, 411, 413 or 431 by the server",
+                    "Malformed or oversized requests answered 400, 411, 413 or 431 by the server, and bodies refused 503 when the body memory budget was full",
                 ),
             ),
             (

@@ -12,8 +12,11 @@
 //! - [`certs`] loads, checks and reloads the serving certificate;
 //!   [`metrics`] is `GET /metrics`.
 //! - Connections are [`secret_gate::serve`]'s: a connection cap that
-//!   sheds idle ones, short header and body timeouts, a 3 MiB body limit,
-//!   a TLS handshake timeout and a graceful shutdown.
+//!   sheds idle ones and ones blocked on a reader that does not read,
+//!   short header, body and write timeouts, a per-request body limit
+//!   ([`MAX_BODY_BYTES`]) under a shared body budget ([`BODY_BUDGET_BYTES`])
+//!   sized to the container's memory limit, a TLS handshake timeout and a
+//!   graceful shutdown.
 
 pub mod certs;
 pub mod metrics;
@@ -33,9 +36,47 @@ use self::certs::{Files, Resolver};
 use self::metrics::{Metrics, Outcome};
 use self::review::Scope;
 
-/// The API server's own limit on a request body, 3 MiB: nothing larger
-/// can be a real review.
-pub const MAX_BODY_BYTES: usize = 3 << 20;
+/// The API server's limit on a request body (`--max-request-bytes`,
+/// 3 MiB): no object it admits is larger.
+pub const API_SERVER_MAX_REQUEST_BYTES: usize = 3 << 20;
+
+/// Room for the `AdmissionReview` wrapper around the object: `uid`,
+/// `kind`, `resource`, `requestKind`, `requestResource`, `namespace`,
+/// `operation`, `options` (a `CreateOptions`) and `userInfo` (user name,
+/// uid, groups and extra, as the authenticator gave them). A few hundred
+/// bytes usually; 64 KiB leaves room for a user with hundreds of groups.
+pub const REVIEW_WRAPPER_BYTES: usize = 64 << 10;
+
+/// One request body at most: the largest object the API server admits
+/// plus the review's wrapper. Anything larger cannot be a real review
+/// and is answered 413 before a byte of it is read.
+pub const MAX_BODY_BYTES: usize = API_SERVER_MAX_REQUEST_BYTES + REVIEW_WRAPPER_BYTES;
+
+/// A review whose body is larger than this (no real Pod comes near it)
+/// waits for its turn: one such review is decoded and injected at a
+/// time, so their working sets (the value tree, the injected copy, the
+/// JSON for the patch: a few times the body) never add up.
+pub const LARGE_REVIEW_BYTES: usize = 256 << 10;
+
+/// The memory limit the webhook's container runs under in
+/// `manifests/injector/deployment.yaml` (`resources.limits.memory`).
+pub const CONTAINER_MEMORY_LIMIT_BYTES: usize = 64 << 20;
+
+/// Request bodies held at once, all connections together. Derived from
+/// [`CONTAINER_MEMORY_LIMIT_BYTES`] (64 MiB; docs/how-it-works.md, "The
+/// served ports"): less the process at rest with 256 open TLS connections
+/// (about 16 MiB measured in the benchmark), less one review of the
+/// largest body being decoded into its value tree (up to 4× the body,
+/// 13 MiB; one at a time, see [`LARGE_REVIEW_BYTES`]), less a quarter of the limit for the allocator's slack
+/// (16 MiB); what is left, 19 MiB, rounded down to 5 bodies of
+/// [`MAX_BODY_BYTES`].
+pub const BODY_BUDGET_BYTES: usize = 5 * MAX_BODY_BYTES;
+
+const _: () = assert!(
+    MAX_BODY_BYTES > API_SERVER_MAX_REQUEST_BYTES
+        && BODY_BUDGET_BYTES < CONTAINER_MEMORY_LIMIT_BYTES / 2,
+    "the largest review fits, and the body budget stays well under the container's limit"
+);
 
 /// `--listen`: the gate's own reading of `ADDR:PORT`, so that
 /// `$(POD_IP):8443` works with an IPv6 pod IP too.
@@ -219,6 +260,8 @@ pub struct Webhook<M> {
     review_timeout: Duration,
     floor: bool,
     delay: Option<Duration>,
+    /// One permit: the turn of a review over [`LARGE_REVIEW_BYTES`].
+    large: tokio::sync::Semaphore,
 }
 
 /// One review's answer: its outcome and the HTTP response body (or the
@@ -326,11 +369,20 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
             let start = Instant::now();
             let body = request.into_body();
             let job = Arc::clone(&webhook);
+            let turns = Arc::clone(&webhook);
             let delay = webhook.delay;
             let work = async move {
                 if let Some(delay) = delay {
+                    tracing::info!(?delay, "--test-review-delay: holding a review");
                     tokio::time::sleep(delay).await;
                 }
+                // The semaphore is never closed; the permit is held until
+                // the review is done (or times out and is dropped).
+                let _turn = if body.len() > LARGE_REVIEW_BYTES {
+                    turns.large.acquire().await.ok()
+                } else {
+                    None
+                };
                 tokio::task::spawn_blocking(move || job.review(&body)).await
             };
             match tokio::time::timeout(webhook.review_timeout, work).await {
@@ -359,10 +411,7 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
                 }
             }
         }
-        ("/mutate", _) => text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "POST an AdmissionReview to /mutate\n".to_owned(),
-        ),
+        ("/mutate", _) => not_allowed("POST", "POST an AdmissionReview to /mutate\n"),
         ("/healthz", Method::GET | Method::HEAD) => {
             let not_after = webhook.resolver.current().not_after;
             if unix_now() > not_after {
@@ -383,8 +432,18 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
             );
             response
         }
+        ("/healthz" | "/metrics", _) => not_allowed("GET, HEAD", "use GET or HEAD\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n".to_owned()),
     }
+}
+
+/// 405 with the `Allow` header RFC 9110 §15.5.6 requires.
+fn not_allowed(allow: &'static str, why: &str) -> Response<Bytes> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, why.to_owned());
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 fn unix_now() -> i64 {
@@ -393,14 +452,15 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// The server's limits for a webhook: a 3 MiB body, a 16 KiB head, and
-/// room for a review to finish within `review_timeout` (plus its write),
-/// also at shutdown.
+/// The server's limits for a webhook: a body of [`MAX_BODY_BYTES`] under
+/// the shared [`BODY_BUDGET_BYTES`], a 16 KiB head, and room for a review
+/// to finish within `review_timeout` (plus its write), also at shutdown.
 #[must_use]
 pub fn limits(max_connections: usize, review_timeout: Duration) -> Limits {
     Limits {
         max_connections,
         max_body_bytes: MAX_BODY_BYTES,
+        body_budget_bytes: BODY_BUDGET_BYTES,
         max_head_bytes: 16 * 1024,
         // The API server keeps connections alive between reviews.
         idle_timeout: Duration::from_secs(60),
@@ -508,6 +568,7 @@ async fn serve_until_stopped<M: Mutate>(
         review_timeout: args.review_timeout,
         floor: args.bench_floor,
         delay: args.test_review_delay,
+        large: tokio::sync::Semaphore::new(1),
     });
     let handler = move |request: Request<Bytes>| answer(Arc::clone(&webhook), request);
     let server = Server::new(
@@ -602,6 +663,10 @@ mod tests {
     fn limits_keep_a_review_inside_the_api_servers_budget() {
         let l = limits(10, Duration::from_secs(3));
         assert_eq!(l.max_body_bytes, MAX_BODY_BYTES);
+        // The budget holds whole bodies and stays well under the
+        // container's limit.
+        assert_eq!(l.body_budget_bytes % MAX_BODY_BYTES, 0);
+        assert!(l.body_budget_bytes < super::CONTAINER_MEMORY_LIMIT_BYTES / 2);
         assert_eq!(l.request_timeout, Duration::from_secs(4));
         assert!(l.shutdown_grace >= Duration::from_secs(3));
     }
