@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Register(args) => args.run(),
         Command::Fault(args) => args.run(),
+        Command::Agent(args) => args.run(),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod schedule;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::time::Duration;
 
 pub use config::{Output, SafeConfig, SecretFormat};
 
@@ -37,11 +38,37 @@ pub async fn wait_ready(config: &SafeConfig, progress: &Progress) {
 /// tells `progress` what for ([`Progress::set_in_flight`]).
 pub trait Attempt {
     fn attempt(&mut self, progress: &Progress) -> impl Future<Output = Result<Secret, Failure>>;
+
+    /// Completes when a new SVID makes a refused attempt worth repeating
+    /// at once ([`SafeClient::renewed_svid`]); never, by default.
+    fn renewed_svid(&mut self) -> impl Future<Output = ()> {
+        std::future::pending()
+    }
 }
 
 impl Attempt for SafeClient {
     fn attempt(&mut self, progress: &Progress) -> impl Future<Output = Result<Secret, Failure>> {
         SafeClient::attempt_reporting(self, progress)
+    }
+
+    fn renewed_svid(&mut self) -> impl Future<Output = ()> {
+        SafeClient::renewed_svid(self)
+    }
+}
+
+/// Waits `delay` before the next attempt, paced by `pace`; after a
+/// refusal of our expired SVID ([`Pace::AwaitSvid`]), only until the
+/// Workload API sends a new one. Shared with `safe --keep-running`.
+pub(crate) async fn pause(client: &mut impl Attempt, pace: Option<Pace>, delay: Duration) {
+    tracing::debug!(next_attempt_in = ?delay, ?pace, "waiting before the next attempt");
+    if pace != Some(Pace::AwaitSvid) {
+        return tokio::time::sleep(delay).await;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = client.renewed_svid() => {
+            tracing::info!("the Workload API sent a new SVID; asking the Safe again now");
+        }
     }
 }
 
@@ -77,8 +104,7 @@ pub async fn wait_ready_with(
         };
         note_problems(progress, &mut seen, problems, not_yet);
         let delay = schedule.next_delay(pace);
-        tracing::debug!(next_attempt_in = ?delay, ?pace, "waiting before the next attempt");
-        tokio::time::sleep(delay).await;
+        pause(&mut client, Some(pace), delay).await;
     }
 }
 

@@ -248,6 +248,23 @@ impl FakeSafe {
         assert!(out.status.success(), "fault failed: {out:?}");
     }
 
+    /// `fake-safe agent --stop` or `--start`: the Workload API goes down,
+    /// or comes back on a new socket inode with a new SVID. Returns when
+    /// the fake has done it, with the time it did (unix µs) and, for a
+    /// start, the socket's inode.
+    #[allow(dead_code, reason = "not every test binary restarts the agent")]
+    pub fn agent(&self, start: bool) -> (u128, Option<u64>) {
+        let out = self.cli("agent", &[if start { "--start" } else { "--stop" }]);
+        assert!(out.status.success(), "agent failed: {out:?}");
+        let mut words = out.stdout.split_whitespace();
+        let at = words.next().and_then(|w| w.parse().ok());
+        let at = at.unwrap_or_else(|| panic!("'<µs> …' from agent: {out:?}"));
+        let inode = (words.next() == Some("started"))
+            .then(|| words.next().and_then(|w| w.parse().ok()))
+            .flatten();
+        (at, inode)
+    }
+
     /// The lines of `DIR/requests.log`, as (unix µs, status).
     pub fn requests(&self) -> Vec<(u128, u16)> {
         fs::read_to_string(self.dir().join("requests.log"))
