@@ -107,7 +107,6 @@ pub fn render(r: &Results) -> String {
     header(&mut out, r);
     summary_table(&mut out, r);
     figure1(&mut out, &r.latency);
-    figure1b(&mut out, &r.latency, &r.exit_variants);
     figure2(&mut out, r);
     figure3(&mut out, r);
     figure4(&mut out, r);
@@ -498,7 +497,15 @@ pub fn figure1(out: &mut String, latency: &[LatencySeries]) {
          `inotifywait -e moved_to D` (inotify-tools), which exits on the first event without reading \
          anything: it runs interleaved with the gate, run by run, with the same random phase, and is \
          timed the same way. The goal is a gate median at most {LATENCY_FLOOR_FACTOR}× the floor's. \
-         What the exit costs, and the ways of leaving that were tried, is figure 1b.\n"
+         From the decision to the end of the process, every inotify waiter, `inotifywait` included, \
+         waits for the kernel to tear its inotify instance down: the last close of the descriptor runs \
+         `fsnotify_destroy_group`, which flushes the mark reaper, and the reaper waits out an SRCU grace \
+         period (`synchronize_srcu(&fsnotify_mark_srcu)`). That grace period is expedited (very short) or \
+         normal (some scheduler ticks) depending on what fsnotify is tearing down at that moment in \
+         any process, not on which waiter it is; the gate's own work ends with its decision (the last \
+         column). The gate starts that teardown the moment it decides (its \
+         watcher is dropped before it logs and leaves the runtime), so it overlaps the gate's last \
+         work instead of following it.\n"
     );
     let gate = latency.first().and_then(|s| median(&latency_values(s)));
     let floor = latency.get(1).and_then(|s| median(&latency_values(s)));
@@ -535,60 +542,6 @@ pub fn figure1(out: &mut String, latency: &[LatencySeries]) {
         );
     }
     for s in latency {
-        failures(out, &s.label, &s.failures);
-    }
-    let _ = writeln!(out);
-}
-
-/// Figure 1b: the gate's exit-path variants, each against `inotifywait`.
-pub fn figure1b(out: &mut String, latency: &[LatencySeries], variants: &[LatencySeries]) {
-    if variants.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "### 1b. The exit path: variants\n");
-    let _ = writeln!(
-        out,
-        "From the decision to the end of the process, the gate's cost is mostly the kernel tearing its \
-         inotify instance down (`fsnotify_destroy_group` waits for an SRCU grace period), wherever that \
-         happens. Each variant below is the same gate built with the `exit-variants` cargo feature \
-         (src/exit_variant.rs; no shipped build has it) and picked by `SECRET_GATE_EXIT_VARIANT`; all \
-         ran interleaved with figure 1's two rows, run by run, timed the same way. `early-drop` is \
-         the shipped path: on ready the watcher is dropped at once, so notify's thread removes the \
-         watches and closes the instance while the main thread logs and leaves the runtime. \
-         `kernel-close` keeps the watcher, so nothing is removed or closed until the kernel closes \
-         the descriptor at exit, as it does for `inotifywait`. `-immediate` also skips the runtime's \
-         shutdown: `exit(0)` right after the decision is logged. `early-drop` is shipped: the teardown then \
-         overlaps the main thread's last work instead of following it. Which variant is fastest has \
-         changed from run to run on this machine (the grace period dominates, and varies); \
-         `kernel-close` does exactly what `inotifywait` does and follows its median most closely. \
-         This table re-measures the choice in every run: a variant that wins run after run should \
-         replace the shipped one.\n"
-    );
-    let floor = latency.get(1).and_then(|s| median(&latency_values(s)));
-    let _ = writeln!(
-        out,
-        "| exit path | median | p90 | max | runs | ÷ `inotifywait` | target | | rename → `ready` logged, median |\n|---|---|---|---|---|---|---|---|---|"
-    );
-    for s in variants {
-        let sum = Summary::of(&latency_values(s));
-        let med = sum.map(|s| s.median);
-        let target = floor.map(|f| f * LATENCY_FLOOR_FACTOR);
-        let decided: Vec<f64> = s.runs.iter().filter_map(|r| r.decided_ms).collect();
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | ≤ {LATENCY_FLOOR_FACTOR}× ({}) | {} | {} |",
-            s.label,
-            ms_of(med),
-            ms_of(sum.map(|s| s.p90)),
-            ms_of(sum.map(|s| s.max)),
-            s.runs.len(),
-            or_dash(div(med, floor).map(ratio)),
-            ms_of(target),
-            target.map_or("", |t| verdict(med, t)),
-            ms_of(median(&decided)),
-        );
-    }
-    for s in variants {
         failures(out, &s.label, &s.failures);
     }
     let _ = writeln!(out);

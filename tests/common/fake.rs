@@ -54,18 +54,6 @@ pub fn fake_safe_bin() -> &'static Path {
 /// unified with this test's dev-dependencies. Panics with cargo's output
 /// if the build fails.
 pub fn build_bin(package: &str, bin: &str) -> PathBuf {
-    build_bin_with(package, bin, None)
-}
-
-/// [`build_bin`] with `--features FEATURES`, into the target directory's
-/// subdirectory `sub`, so that the binary of a plain build (which the same
-/// name would overwrite) is left alone: `<target>/<sub>/<profile>/<bin>`.
-#[allow(dead_code, reason = "only the bench builds a variant")]
-pub fn build_bin_featured(package: &str, bin: &str, features: &str, sub: &str) -> PathBuf {
-    build_bin_with(package, bin, Some((features, sub)))
-}
-
-fn build_bin_with(package: &str, bin: &str, featured: Option<(&str, &str)>) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     // <target>/<profile>/deps/<test executable>
     let profile_dir = exe
@@ -79,15 +67,8 @@ fn build_bin_with(package: &str, bin: &str, featured: Option<(&str, &str)>) -> P
         .file_name()
         .and_then(|name| name.to_str())
         .unwrap_or_else(|| panic!("{} names no profile", profile_dir.display()));
-    let (target_dir, profile_dir) = match featured {
-        Some((_, sub)) => (target_dir.join(sub), target_dir.join(sub).join(profile)),
-        None => (target_dir.to_path_buf(), profile_dir.to_path_buf()),
-    };
     let mut cargo = Command::new(env!("CARGO"));
     cargo.args(["build", "--quiet", "-p", package, "--bin", bin]);
-    if let Some((features, _)) = featured {
-        cargo.args(["--features", features]);
-    }
     match profile {
         "debug" => {}
         "release" => {
