@@ -119,6 +119,8 @@ pub struct Plan {
     pub sidecar_idle: Duration,
     /// Figure 7: kubelet-style rotations in a row.
     pub rotations: usize,
+    /// Figure 9: SPIRE agent restarts in a row.
+    pub agent_restarts: usize,
     pub quick: bool,
 }
 
@@ -151,6 +153,7 @@ impl Plan {
                 idle: Duration::from_secs(10),
                 sidecar_idle: Duration::from_secs(10),
                 rotations: 300,
+                agent_restarts: 10,
                 quick,
             }
         } else {
@@ -171,6 +174,7 @@ impl Plan {
                 idle: Duration::from_secs(10),
                 sidecar_idle: Duration::from_secs(60),
                 rotations: 10_000,
+                agent_restarts: 20,
                 quick,
             }
         }
@@ -410,7 +414,7 @@ fn main() {
     };
     step("9/9 keep-running: idle and rotations");
     let sidecar = if run_volume {
-        sidecar::keep_running(&bench, plan.sidecar_idle, plan.rotations)
+        sidecar::keep_running(&bench, &plan)
     } else {
         sidecar::SidecarResult::default()
     };
@@ -538,8 +542,8 @@ fn only_probe(bench: &Bench, plan: &Plan) {
 
 /// `BENCH_ONLY=sidecar`: figure 9 alone, printed to stdout.
 fn only_sidecar(bench: &Bench, plan: &Plan) {
-    println!("bench: 9/9 keep-running: idle and rotations");
-    let result = sidecar::keep_running(bench, plan.sidecar_idle, plan.rotations);
+    println!("bench: 9/9 keep-running: idle, rotations and agent restarts");
+    let result = sidecar::keep_running(bench, plan);
     let mut out = String::new();
     report::figure9(&mut out, plan, &result);
     println!("{out}");
