@@ -1011,7 +1011,11 @@ fn safe_keep_running_fetches_at_once_when_a_restarted_agent_sends_a_new_svid() {
         let refused = wait_until(Duration::from_secs(30), || {
             expired(&metrics(at).0) > refused_before
         });
-        assert!(refused, "cycle {n}: no svid-expired refusal\n{}", running.stderr());
+        assert!(
+            refused,
+            "cycle {n}: no svid-expired refusal\n{}",
+            running.stderr()
+        );
         assert_eq!(
             status(at, "/readyz"),
             Some(200),
@@ -1020,7 +1024,9 @@ fn safe_keep_running_fetches_at_once_when_a_restarted_agent_sends_a_new_svid() {
         );
         let user = format!("user-{}", n - 1);
         assert_eq!(
-            std::fs::read_to_string(out.join("username")).ok().as_deref(),
+            std::fs::read_to_string(out.join("username"))
+                .ok()
+                .as_deref(),
             Some(user.as_str()),
             "cycle {n}: the last good files stay"
         );
@@ -1034,7 +1040,11 @@ fn safe_keep_running_fetches_at_once_when_a_restarted_agent_sends_a_new_svid() {
         let took = Duration::from_micros(
             u64::try_from(unix_micros().saturating_sub(back)).unwrap_or(u64::MAX),
         );
-        assert!(fetched, "cycle {n}: version {n} never written\n{}", running.stderr());
+        assert!(
+            fetched,
+            "cycle {n}: version {n} never written\n{}",
+            running.stderr()
+        );
         assert!(
             took < Duration::from_secs(10),
             "cycle {n}: version {n} took {took:?} after the agent was back; \
@@ -1044,7 +1054,10 @@ fn safe_keep_running_fetches_at_once_when_a_restarted_agent_sends_a_new_svid() {
         let (scrape, body) = metrics(at);
         let now = sample(&scrape, "secret_gate_workload_api_reconnects_total", &[]);
         let now = now.unwrap_or_else(|| panic!("no reconnects counter in {body}"));
-        assert!(now > reconnects, "cycle {n}: reconnects not counted: {body}");
+        assert!(
+            now > reconnects,
+            "cycle {n}: reconnects not counted: {body}"
+        );
         reconnects = now;
         assert_eq!(status(at, "/readyz"), Some(200));
     }

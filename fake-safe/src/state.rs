@@ -288,10 +288,7 @@ pub fn set_agent(state_dir: &Path, running: bool, wait: Duration) -> Result<Stri
             return Ok(line);
         }
         if std::time::Instant::now() >= deadline {
-            return Err(StateError::AgentNotAcknowledged {
-                path: log,
-                wait,
-            });
+            return Err(StateError::AgentNotAcknowledged { path: log, wait });
         }
         std::thread::sleep(Duration::from_millis(10));
     }

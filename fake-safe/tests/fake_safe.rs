@@ -424,7 +424,10 @@ async fn the_agent_stops_and_comes_back_on_a_new_inode_with_a_new_svid() {
 
     let (stopped_at, inode) = fake.agent(false);
     assert_eq!(inode, None);
-    assert!(!socket.exists(), "the socket is removed while the agent is down");
+    assert!(
+        !socket.exists(),
+        "the socket is removed while the agent is down"
+    );
     let (started_at, inode) = fake.agent(true);
     assert!(started_at >= stopped_at);
     let inode = inode.unwrap();
@@ -467,7 +470,8 @@ fn agent_without_a_running_fake_says_so() {
     ]));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
-        out.stderr.contains("is `fake-safe serve` running with this --state-dir?"),
+        out.stderr
+            .contains("is `fake-safe serve` running with this --state-dir?"),
         "{out:?}"
     );
 }

@@ -408,6 +408,71 @@ mod tests {
         );
     }
 
+    /// Refused for an expired SVID until the Workload API sends a new one
+    /// `renewal` after each refusal.
+    struct Expired<'a> {
+        start: Instant,
+        times: &'a RefCell<Vec<Duration>>,
+        refusals: usize,
+        renewal: Duration,
+    }
+
+    impl Attempt for Expired<'_> {
+        fn attempt(
+            &mut self,
+            _: &Progress,
+        ) -> impl std::future::Future<Output = Result<Secret, Failure>> {
+            self.times.borrow_mut().push(self.start.elapsed());
+            let outcome = if self.refusals == 0 {
+                Ok(Secret::new("value".into()))
+            } else {
+                self.refusals -= 1;
+                Err(Failure::SvidExpired {
+                    at: "2026-01-01T00:00:00Z".into(),
+                    socket: "unix:///x.sock".into(),
+                })
+            };
+            async move { outcome }
+        }
+
+        fn renewed_svid(&mut self) -> impl std::future::Future<Output = ()> {
+            tokio::time::sleep(self.renewal)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_svid_ends_the_wait_after_an_expired_one_was_refused() {
+        let c = config(&[]);
+        let times = RefCell::new(Vec::new());
+        let attempts = Expired {
+            start: Instant::now(),
+            times: &times,
+            refusals: 3,
+            renewal: Duration::from_millis(100),
+        };
+        let schedule =
+            Schedule::with_rng(c.poll_interval, c.max_backoff, fastrand::Rng::with_seed(7));
+        wait_ready_with(&c, &Progress::new(), schedule, attempts).await;
+        let gaps = gaps(&times.into_inner());
+        assert_eq!(gaps, [Duration::from_millis(100); 3]);
+
+        // Without a new SVID, the steady pace: no back-off.
+        let times = RefCell::new(Vec::new());
+        let attempts = Expired {
+            start: Instant::now(),
+            times: &times,
+            refusals: 5,
+            renewal: Duration::from_secs(3600),
+        };
+        let schedule =
+            Schedule::with_rng(c.poll_interval, c.max_backoff, fastrand::Rng::with_seed(8));
+        wait_ready_with(&c, &Progress::new(), schedule, attempts).await;
+        let i = c.poll_interval;
+        for gap in gaps(&times.into_inner()) {
+            assert!(gap >= i * 9 / 10 && gap <= i, "{gap:?}");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn without_keys_any_non_empty_secret_is_ready_as_in_vsecm() {
         let c = config(&[]);

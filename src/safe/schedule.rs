@@ -211,7 +211,10 @@ mod tests {
             assert_eq!(s.backoff.ceiling(), ceiling);
         }
         let d = s.next_delay(Pace::Broken);
-        assert!(d >= ceiling / 2 && d <= ceiling, "the back-off goes on: {d:?}");
+        assert!(
+            d >= ceiling / 2 && d <= ceiling,
+            "the back-off goes on: {d:?}"
+        );
     }
 
     /// A name, a sequence of paces, and each wait's bounds in tenths.

@@ -252,9 +252,14 @@ fn fake_cli(bench: &Bench, dir: &Path, args: &[&str]) -> Result<String, String> 
 /// new SVID; measured from the fake's "started" line in `agent.log` to the
 /// gate's POST for the new version.
 fn agent_restarts(bench: &Bench, cycles: usize, took: &mut Vec<f64>) -> Result<(), String> {
-    let fake = crate::safe::FakeSafe::start_with(bench, "sidecar-agent", &["--svid-ttl", SVID_TTL])?;
+    let fake =
+        crate::safe::FakeSafe::start_with(bench, "sidecar-agent", &["--svid-ttl", SVID_TTL])?;
     let version = |n: usize| format!(r#"{{"username":"u","password":"version-{n}"}}"#);
-    fake_cli(bench, &fake.dir, &["register", "--workload", "example", "--value", &version(0)])?;
+    fake_cli(
+        bench,
+        &fake.dir,
+        &["register", "--workload", "example", "--value", &version(0)],
+    )?;
     let (url, posts) = webhook();
     let out = bench.scratch.join("sidecar-agent-out");
     let mut cmd = command(&bench.gate);
@@ -277,11 +282,18 @@ fn agent_restarts(bench: &Bench, cycles: usize, took: &mut Vec<f64>) -> Result<(
             let limit = Instant::now() + Duration::from_secs(30);
             while p.stderr_text().matches(EXPIRED_LINE).count() <= refused {
                 if Instant::now() > limit {
-                    return Err(format!("cycle {n}: the SVID never expired: {}", last_line(&p)));
+                    return Err(format!(
+                        "cycle {n}: the SVID never expired: {}",
+                        last_line(&p)
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            fake_cli(bench, &fake.dir, &["register", "--workload", "example", "--value", &version(n)])?;
+            fake_cli(
+                bench,
+                &fake.dir,
+                &["register", "--workload", "example", "--value", &version(n)],
+            )?;
             while posts.try_recv().is_ok() {}
             let line = fake_cli(bench, &fake.dir, &["agent", "--start"])?;
             let back_us: u64 = line
@@ -291,7 +303,10 @@ fn agent_restarts(bench: &Bench, cycles: usize, took: &mut Vec<f64>) -> Result<(
                 .ok_or_else(|| format!("agent --start printed {line:?}"))?;
             // The fake's clock is the wall clock: place its "started" on ours.
             let now_us = u64::try_from(
-                SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros(),
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_micros(),
             )
             .unwrap_or(0);
             let back = Instant::now()
@@ -309,5 +324,9 @@ fn agent_restarts(bench: &Bench, cycles: usize, took: &mut Vec<f64>) -> Result<(
 }
 
 fn last_line(p: &Running) -> String {
-    p.stderr_text().lines().last().unwrap_or_default().to_owned()
+    p.stderr_text()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
 }
