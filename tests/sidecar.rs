@@ -749,6 +749,32 @@ fn read_version(dir: &Path) -> Option<(String, String)> {
     Some((user, pass))
 }
 
+/// Reads `dir`'s versions in a loop until `stop` (or 2,000,000 reads):
+/// how many were read, and every read that mixed two versions.
+fn read_versions_until(
+    dir: &Path,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(u64, Vec<String>)> {
+    let (dir, stop) = (dir.to_path_buf(), Arc::clone(stop));
+    std::thread::spawn(move || {
+        let (mut reads, mut mixes) = (0u64, Vec::new());
+        for _ in 0..2_000_000 {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Some((user, pass)) = read_version(&dir) {
+                reads += 1;
+                let n = user.trim_start_matches("user-");
+                if !pass.ends_with(&format!("-{n}")) {
+                    mixes.push(format!("{user} with password of another version"));
+                }
+            }
+            std::thread::yield_now();
+        }
+        (reads, mixes)
+    })
+}
+
 #[test]
 fn safe_keep_running_switches_output_dir_versions_atomically_and_keeps_files_when_deleted() {
     let fake = FakeSafe::start(&[]);
@@ -768,26 +794,7 @@ fn safe_keep_running_switches_output_dir_versions_atomically_and_keeps_files_whe
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (out, stop) = (out.clone(), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let (mut reads, mut mixes) = (0u64, Vec::new());
-            // Bounded: the test stops it, and at most this many reads.
-            for _ in 0..2_000_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Some((user, pass)) = read_version(&out) {
-                    reads += 1;
-                    let n = user.trim_start_matches("user-");
-                    if !pass.ends_with(&format!("-{n}")) {
-                        mixes.push(format!("{user} with password of another version"));
-                    }
-                }
-            }
-            (reads, mixes)
-        })
-    };
+    let reader = read_versions_until(&out, &stop);
     for n in 2..=4 {
         fake.register("example", &version(n));
         let want = format!("user-{n}");
@@ -942,6 +949,20 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
 
+/// `safe --keep-running --listen` with a slow Safe pace (20 s) and the
+/// default back-off, polling every 500 ms once ready.
+fn slow_paced_safe_gate(fake: &FakeSafe, fx: &Fixture, port: u16) -> Gate {
+    Gate::new("safe")
+        .env("SPIFFE_ENDPOINT_SOCKET", fake.spiffe_endpoint())
+        .env("VSECM_SAFE_ENDPOINT_URL", fake.safe_url())
+        .env("VSECM_INIT_CONTAINER_POLL_INTERVAL", "20000")
+        .env("VSECM_SIDECAR_POLL_INTERVAL", "500")
+        .env("SECRET_GATE_KEEP_RUNNING", "true")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--timeout", READY_TIMEOUT, "--termination-log"])
+        .arg(&fx.log)
+}
+
 /// The SPIRE agent down longer than the SVID's life, then back on a new
 /// socket inode with a new SVID, three times in a row: each time the gate
 /// stays ready on the last good files while the SVID is stale, and the
@@ -958,15 +979,7 @@ fn safe_keep_running_fetches_at_once_when_a_restarted_agent_sends_a_new_svid() {
     let out = fx.root.path().join("secrets");
     let port = free_port();
     let at = addr(port);
-    let mut running = Gate::new("safe")
-        .env("SPIFFE_ENDPOINT_SOCKET", fake.spiffe_endpoint())
-        .env("VSECM_SAFE_ENDPOINT_URL", fake.safe_url())
-        .env("VSECM_INIT_CONTAINER_POLL_INTERVAL", "20000")
-        .env("VSECM_SIDECAR_POLL_INTERVAL", "500")
-        .env("SECRET_GATE_KEEP_RUNNING", "true")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--timeout", READY_TIMEOUT, "--termination-log"])
-        .arg(&fx.log)
+    let mut running = slow_paced_safe_gate(&fake, &fx, port)
         .arg("--output-dir")
         .arg(&out)
         .spawn();
@@ -974,26 +987,7 @@ fn safe_keep_running_fetches_at_once_when_a_restarted_agent_sends_a_new_svid() {
     let fds_at_start = open_fds(running.pid());
 
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (out, stop) = (out.clone(), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut mixes = Vec::new();
-            // Bounded: the test stops it, and at most this many reads.
-            for _ in 0..20_000_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Some((user, pass)) = read_version(&out) {
-                    let n = user.trim_start_matches("user-");
-                    if !pass.ends_with(&format!("-{n}")) {
-                        mixes.push(format!("{user} with password of another version"));
-                    }
-                }
-                std::thread::yield_now();
-            }
-            mixes
-        })
-    };
+    let reader = read_versions_until(&out, &stop);
     let expired = |scrape: &prometheus_parse::Scrape| {
         sample(
             scrape,
@@ -1062,7 +1056,7 @@ fn safe_keep_running_fetches_at_once_when_a_restarted_agent_sends_a_new_svid() {
         assert_eq!(status(at, "/readyz"), Some(200));
     }
     stop.store(true, Ordering::Relaxed);
-    let mixes = reader.join().unwrap();
+    let (_, mixes) = reader.join().unwrap();
     assert!(mixes.is_empty(), "{mixes:?}");
     running.expect_stderr("the Workload API sent a new SVID; asking the Safe again now");
     // Nothing piles up over the outages: the reconnect attempts, the

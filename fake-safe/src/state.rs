@@ -277,14 +277,14 @@ pub fn set_agent(state_dir: &Path, running: bool, wait: Duration) -> Result<Stri
     } else {
         write_atomic(&marker, b"", 0o644)?;
     }
-    let want = if running { " started " } else { " stopped" };
+    let acknowledged = if running { " started " } else { " stopped" };
     let log = state.agent_log_path();
     let deadline = std::time::Instant::now() + wait;
     loop {
         let last = fs::read_to_string(&log)
             .ok()
             .and_then(|text| text.lines().last().map(str::to_owned));
-        if let Some(line) = last.filter(|l| l.contains(want)) {
+        if let Some(line) = last.filter(|l| l.contains(acknowledged)) {
             return Ok(line);
         }
         if std::time::Instant::now() >= deadline {

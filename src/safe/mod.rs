@@ -453,8 +453,8 @@ mod tests {
         let schedule =
             Schedule::with_rng(c.poll_interval, c.max_backoff, fastrand::Rng::with_seed(7));
         wait_ready_with(&c, &Progress::new(), schedule, attempts).await;
-        let gaps = gaps(&times.into_inner());
-        assert_eq!(gaps, [Duration::from_millis(100); 3]);
+        let renewed = gaps(&times.into_inner());
+        assert_eq!(renewed, [Duration::from_millis(100); 3]);
 
         // Without a new SVID, the steady pace: no back-off.
         let times = RefCell::new(Vec::new());

@@ -1309,6 +1309,41 @@ fn to_f64(bytes: u64) -> f64 {
     count(usize::try_from(bytes / 1024).unwrap_or(usize::MAX)) * 1024.0
 }
 
+/// Figure 9's "agent restart → new version" row.
+fn agent_restart_row(out: &mut String, s: &SidecarResult) {
+    let restart_max = s.agent_restart_ms.iter().copied().reduce(f64::max);
+    let restarts_ok = s.agent_restart_ms.len() == s.agent_restarts;
+    let _ = writeln!(
+        out,
+        "| agent restart → new version, median / max over {} of {} | {} / {} | max ≤ {} | {} |",
+        s.agent_restart_ms.len(),
+        s.agent_restarts,
+        ms_of(median(&s.agent_restart_ms)),
+        ms_of(restart_max),
+        ms(AGENT_RESTART_TARGET_MS),
+        if restarts_ok {
+            verdict(restart_max, AGENT_RESTART_TARGET_MS)
+        } else {
+            mark(false)
+        }
+    );
+}
+
+/// What figure 9's agent restarts are.
+fn agent_restart_text(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "Agent restarts: `safe --keep-running --output-dir D --on-change-url …` against `fake-safe serve \
+         --svid-ttl 3s` (VSecM's default Safe pace, `VSECM_SIDECAR_POLL_INTERVAL=1000`). Each cycle \
+         stops the fake Workload API (`fake-safe agent --stop`: its streams end, its socket goes), \
+         waits until the gate reports that the Safe refused its expired SVID, registers a new version, \
+         and starts the Workload API again on a new socket inode with a new SVID (`fake-safe agent \
+         --start`). The time is from the fake's `started` line in `agent.log` to the gate's POST for \
+         the new version: the Workload API reconnect (100 ms doubling to 1 s), the SVID, the wake of \
+         the Safe loop, the fetch, the check and the write.\n"
+    );
+}
+
 /// Figure 7, also printed alone by `BENCH_ONLY=sidecar`.
 pub fn figure9(out: &mut String, plan: &Plan, s: &SidecarResult) {
     let _ = writeln!(
@@ -1376,22 +1411,7 @@ pub fn figure9(out: &mut String, plan: &Plan, s: &SidecarResult) {
         ms_of(median(&s.latencies_ms)),
         ms_of(percentile(&s.latencies_ms, 99))
     );
-    let restart_max = s.agent_restart_ms.iter().copied().reduce(f64::max);
-    let restarts_ok = s.agent_restart_ms.len() == s.agent_restarts;
-    let _ = writeln!(
-        out,
-        "| agent restart → new version, median / max over {} of {} | {} / {} | max ≤ {} | {} |",
-        s.agent_restart_ms.len(),
-        s.agent_restarts,
-        ms_of(median(&s.agent_restart_ms)),
-        ms_of(restart_max),
-        ms(AGENT_RESTART_TARGET_MS),
-        if restarts_ok {
-            verdict(restart_max, AGENT_RESTART_TARGET_MS)
-        } else {
-            mark(false)
-        }
-    );
+    agent_restart_row(out, s);
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -1402,17 +1422,7 @@ pub fn figure9(out: &mut String, plan: &Plan, s: &SidecarResult) {
          settle window (`--settle-time`, 250 ms by default, 10 ms here): it notifies only a version that \
          passed the check and stayed unchanged that long.\n"
     );
-    let _ = writeln!(
-        out,
-        "Agent restarts: `safe --keep-running --output-dir D --on-change-url …` against `fake-safe serve \
-         --svid-ttl 3s` (VSecM's default Safe pace, `VSECM_SIDECAR_POLL_INTERVAL=1000`). Each cycle \
-         stops the fake Workload API (`fake-safe agent --stop`: its streams end, its socket goes), \
-         waits until the gate reports that the Safe refused its expired SVID, registers a new version, \
-         and starts the Workload API again on a new socket inode with a new SVID (`fake-safe agent \
-         --start`). The time is from the fake's `started` line in `agent.log` to the gate's POST for \
-         the new version: the Workload API reconnect (100 ms doubling to 1 s), the SVID, the wake of \
-         the Safe loop, the fetch, the check and the write.\n"
-    );
+    agent_restart_text(out);
     failures(out, "9. keep-running", &s.failures);
     let _ = writeln!(out);
 }

@@ -80,7 +80,7 @@ pub fn build_bin(package: &str, bin: &str) -> PathBuf {
     }
     let out = cargo
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_TARGET_DIR", target_dir)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", env!("CARGO")));
