@@ -230,6 +230,7 @@ fn fake_cli(bench: &Bench, dir: &Path, args: &[&str]) -> Result<String, String> 
         .arg("--state-dir")
         .arg(dir)
         .args(&args[1..])
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .output()
         .map_err(|e| e.to_string())?;
