@@ -87,17 +87,6 @@ fn start(config: &Config) -> ExitCode {
             None => run::run(config, signals.recv()).await,
         }
     });
-    #[cfg(feature = "exit-variants")]
-    if code == ExitCode::Ready
-        && config.after.exec.is_none()
-        && crate::exit_variant::Variant::current().exits_at_once()
-    {
-        #[expect(
-            clippy::exit,
-            reason = "the variant under measurement skips the runtime's shutdown"
-        )]
-        std::process::exit(0);
-    }
     // Do not wait on a blocking task (a DNS lookup, say) on the way out:
     // a signal must end the gate promptly.
     runtime.shutdown_timeout(Duration::from_millis(50));

@@ -43,8 +43,6 @@ pub mod config;
 pub mod entry;
 pub mod exec;
 pub mod exit;
-#[cfg(feature = "exit-variants")]
-pub mod exit_variant;
 pub mod http1;
 pub mod logging;
 pub mod problem;

@@ -40,6 +40,26 @@ pub(crate) struct Pki {
     pub workload: Leaf,
     /// The Safe's server certificate.
     pub safe: Leaf,
+    /// The CA's key, to issue the workload a new SVID when the agent
+    /// restarts.
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    /// A new SVID for the same workload ID, signed by the same CA, valid
+    /// until `not_after` (`None`: rcgen's far-off default).
+    pub fn reissue_workload(
+        &self,
+        not_after: Option<std::time::SystemTime>,
+    ) -> Result<Leaf, rcgen::Error> {
+        issue_leaf(
+            &self.issuer,
+            &self.workload.spiffe_id,
+            "fake-safe workload",
+            false,
+            not_after,
+        )
+    }
 }
 
 /// What to issue.
@@ -75,6 +95,7 @@ pub(crate) fn generate(spec: &PkiSpec<'_>) -> Result<Pki, rcgen::Error> {
         ca_pem: ca.pem(),
         workload,
         safe,
+        issuer: ca,
     })
 }
 

@@ -53,6 +53,15 @@ pub enum Command {
     Wait(WaitArgs),
     /// Register a workload's secret, or delete it.
     Register(RegisterArgs),
+    /// Stop the Workload API, or start it again, as a SPIRE agent restart
+    /// does.
+    ///
+    /// --stop ends its open streams and removes the socket; --start binds
+    /// the socket again (a new inode) and hands out a newly issued SVID
+    /// (valid for serve's --svid-ttl from now, if it was given one). Waits
+    /// until the running fake has done it, then prints the line it added
+    /// to DIR/agent.log: "<unix µs> started <inode>" or "<unix µs> stopped".
+    Agent(AgentArgs),
     /// Make the Safe misbehave, or behave again (--clear).
     ///
     /// Each call replaces all earlier faults. They apply in order: the
@@ -100,6 +109,7 @@ pub struct ServeArgs {
     /// Issue the workload SVID valid for only this long (e.g. 3s) and never
     /// send a new one, as when the SPIRE agent is down longer than the
     /// SVID's life. The Safe then refuses the expired client certificate.
+    /// `agent --start` issues a new one, valid this long again.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub svid_ttl: Option<Duration>,
 }
@@ -196,6 +206,37 @@ impl RegisterArgs {
         };
         super::register(&self.state_dir, &self.workload, &value)?;
         tracing::info!(workload = %self.workload, bytes = value.len(), "secret registered");
+        Ok(())
+    }
+}
+
+/// `fake-safe agent`.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("change").required(true).args(["stop", "start"])
+))]
+pub struct AgentArgs {
+    /// The state directory of the running fake.
+    #[arg(long, value_name = "DIR", env = "FAKE_SAFE_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// Take the Workload API down.
+    #[arg(long)]
+    pub stop: bool,
+    /// Bring it back on a new socket inode, with a new SVID.
+    #[arg(long)]
+    pub start: bool,
+    /// How long to wait for the running fake to act.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+}
+
+impl AgentArgs {
+    /// Stops or starts the agent; prints the fake's `agent.log` line.
+    pub fn run(&self) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let line = super::set_agent(&self.state_dir, self.start, self.wait)?;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
         Ok(())
     }
 }

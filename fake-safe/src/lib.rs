@@ -25,6 +25,10 @@
 //! is single-quoted. Wait for `DIR/env` to appear to know the fake is
 //! ready ([`wait_ready`], `fake-safe wait`, also checks that both servers
 //! accept connections). A clean stop removes `DIR/env` and the socket.
+//!
+//! [`set_agent`] (`fake-safe agent --stop|--start`) takes the Workload API
+//! down and brings it back on a new socket inode with a newly issued SVID,
+//! as a restarted SPIRE agent does; `DIR/agent.log` records each change.
 
 mod certs;
 pub mod cli;
@@ -61,13 +65,15 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub use safe_server::SECRETS_PATH;
-pub use state::{clear_faults, delete_registration, register, set_faults, Faults, StateError};
+pub use state::{
+    clear_faults, delete_registration, register, set_agent, set_faults, Faults, StateError,
+};
 pub use wait::wait_ready;
 
 use certs::{Pki, PkiSpec};
 use safe_server::Safe;
 use state::{write_atomic, StateDir};
-use workload_api::WorkloadApi;
+use workload_api::{Agent, WorkloadApi};
 
 /// The workload ID handed out unless told otherwise.
 pub const DEFAULT_WORKLOAD_ID: &str =
@@ -80,6 +86,9 @@ pub const DEFAULT_TRUST_DOMAIN: &str = "vsecm.com";
 
 /// How long open streams and connections get to close after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How often a running fake looks for `agent --stop`/`--start`.
+const AGENT_POLL: Duration = Duration::from_millis(10);
 
 /// What [`FakeSafe::bind`] sets up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +191,8 @@ pub struct FakeSafe {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     boot: safe_server::Boot,
+    /// How long each SVID the Workload API issues is valid.
+    svid_ttl: Option<Duration>,
 }
 
 impl std::fmt::Debug for FakeSafe {
@@ -223,6 +234,8 @@ impl FakeSafe {
         let state = StateDir::new(&root);
         state.create()?;
         remove_file_if_exists(&state.env_path())?;
+        // A fresh serve starts with its agent up.
+        remove_file_if_exists(&state.agent_stopped_path())?;
 
         let pki = certs::generate(&PkiSpec {
             trust_domain: &trust_domain,
@@ -284,6 +297,7 @@ impl FakeSafe {
             tcp,
             acceptor,
             boot,
+            svid_ttl: opts.svid_ttl,
         })
     }
 
@@ -295,7 +309,8 @@ impl FakeSafe {
 
     /// Serves both APIs until `shutdown` completes, then closes open streams
     /// and connections and removes `DIR/env` and the socket. Fails if a
-    /// server stops on its own.
+    /// server stops on its own. Meanwhile the Workload API stops and starts
+    /// again as `agent --stop`/`--start` ask ([`set_agent`]).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             endpoints,
@@ -305,37 +320,51 @@ impl FakeSafe {
             tcp,
             acceptor,
             boot,
+            svid_ttl,
         } = self;
         let (stop, stopped) = watch::channel(false);
-        let api = WorkloadApi::new(&pki, &endpoints.trust_domain, stopped.clone());
         let safe = Arc::new(Safe::new(state.clone(), &endpoints.trust_domain)?.with_boot(boot));
 
         let mut servers = JoinSet::new();
-        let mut grpc_stop = stopped.clone();
-        servers.spawn(async move {
-            let stop = async move {
-                let _ = grpc_stop.wait_for(|stop| *stop).await;
-            };
-            workload_api::serve(unix, api, stop)
-                .await
-                .context("the Workload API server failed")
-        });
         servers.spawn(async move {
             safe_server::serve(tcp, acceptor, safe, stopped).await;
-            Ok(())
         });
+        let mut agent = Some(start_agent(&endpoints, &pki, &pki.workload, unix, &state));
+        let mut poll = tokio::time::interval(AGENT_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
 
-        let result = tokio::select! {
-            () = shutdown => Ok(()),
-            Some(ended) = servers.join_next() => match ended {
-                Ok(Ok(())) => Err(anyhow::anyhow!("a server stopped unexpectedly")),
-                Ok(Err(error)) => Err(error),
-                Err(error) => Err(anyhow::Error::new(error).context("a server task failed")),
-            },
+        let result = loop {
+            tokio::select! {
+                () = &mut shutdown => break Ok(()),
+                Some(ended) = servers.join_next() => break match ended {
+                    Ok(()) => Err(anyhow::anyhow!("the Safe server stopped unexpectedly")),
+                    Err(error) => Err(anyhow::Error::new(error).context("a server task failed")),
+                },
+                error = agent_ended(&mut agent) => break Err(error),
+                _ = poll.tick() => {
+                    let down = state.agent_wanted_down();
+                    if down && agent.is_some() {
+                        if let Some(running) = agent.take() {
+                            running.stop(SHUTDOWN_GRACE).await;
+                        }
+                        log_agent(&state, "stopped");
+                        tracing::info!("Workload API stopped (agent --stop)");
+                    } else if !down && agent.is_none() {
+                        match restart_agent(&endpoints, &pki, svid_ttl, &state) {
+                            Ok(started) => agent = Some(started),
+                            Err(error) => break Err(error),
+                        }
+                    }
+                }
+            }
         };
         tracing::info!("shutting down");
         stop.send_replace(true);
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            if let Some(running) = agent.take() {
+                running.stop(SHUTDOWN_GRACE).await;
+            }
             while servers.join_next().await.is_some() {}
         })
         .await;
@@ -351,6 +380,59 @@ impl FakeSafe {
             }
         }
         result
+    }
+}
+
+/// Serves the Workload API on `listener` with `svid`, and logs the start
+/// with the socket's inode in `agent.log`.
+fn start_agent(
+    endpoints: &Endpoints,
+    pki: &Pki,
+    svid: &certs::Leaf,
+    listener: UnixListener,
+    state: &StateDir,
+) -> Agent {
+    let (stop, stopped) = watch::channel(false);
+    let api = WorkloadApi::new(svid, &pki.ca, &endpoints.trust_domain, stopped);
+    let agent = Agent::start(endpoints.socket.clone(), listener, api, stop);
+    let inode = std::fs::metadata(&endpoints.socket).map_or(0, |m| {
+        use std::os::unix::fs::MetadataExt as _;
+        m.ino()
+    });
+    log_agent(state, &format!("started {inode}"));
+    agent
+}
+
+/// The agent back after `agent --start`: a new SVID (valid for `svid_ttl`
+/// from now) on a newly bound socket, so a new inode.
+fn restart_agent(
+    endpoints: &Endpoints,
+    pki: &Pki,
+    svid_ttl: Option<Duration>,
+    state: &StateDir,
+) -> anyhow::Result<Agent> {
+    let svid = pki
+        .reissue_workload(svid_ttl.map(|ttl| std::time::SystemTime::now() + ttl))
+        .context("cannot issue a new workload SVID")?;
+    remove_stale_socket(&endpoints.socket)?;
+    let listener = UnixListener::bind(&endpoints.socket)
+        .with_context(|| format!("cannot listen on {}", endpoints.socket.display()))?;
+    tracing::info!("Workload API started again with a new SVID (agent --start)");
+    Ok(start_agent(endpoints, pki, &svid, listener, state))
+}
+
+/// Completes with an error if the running agent's server stops on its own;
+/// never while it is stopped.
+async fn agent_ended(agent: &mut Option<Agent>) -> anyhow::Error {
+    match agent {
+        Some(running) => running.ended().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_agent(state: &StateDir, event: &str) {
+    if let Err(error) = state.log_agent(std::time::SystemTime::now(), event) {
+        tracing::warn!(%error, "cannot log the agent's change");
     }
 }
 

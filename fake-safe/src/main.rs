@@ -45,6 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Wait(args) => args.run(),
         Command::Register(args) => args.run(),
         Command::Fault(args) => args.run(),
+        Command::Agent(args) => args.run(),
     }
 }
 

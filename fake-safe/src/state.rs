@@ -13,6 +13,8 @@
 //! | `env` | `serve` | `export` lines for the client, see [`crate`] |
 //! | `bundle.pem` | `serve` | the CA the Workload API hands out |
 //! | `agent.sock` | `serve` | the Workload API socket (default place) |
+//! | `agent.stopped` | `agent --stop` | present while the Workload API is to be down |
+//! | `agent.log` | `serve` | one `<unix µs> started <inode>` or `<unix µs> stopped` line per change |
 //!
 //! Writers replace files atomically (temp file, fsync, rename, fsync of the
 //! directory), so a reader never sees half a value.
@@ -52,6 +54,14 @@ pub enum StateError {
     /// A file could not be replaced atomically.
     #[error(transparent)]
     Write(secret_gate::safe::output::OutputError),
+    /// No running fake acted on `agent --stop`/`--start` in time.
+    #[error("no fake-safe serve acted on the request within {wait:?} ({path} did not say so): is `fake-safe serve` running with this --state-dir?")]
+    AgentNotAcknowledged {
+        /// `agent.log`.
+        path: PathBuf,
+        /// How long the command waited.
+        wait: Duration,
+    },
     /// A fault status that is not a final HTTP status.
     #[error("fault status {0} is not an HTTP status the Safe can answer with: use 200..=599")]
     InvalidFaultStatus(u16),
@@ -158,6 +168,24 @@ impl StateDir {
         self.root.join("bundle.pem")
     }
 
+    pub fn agent_stopped_path(&self) -> PathBuf {
+        self.root.join("agent.stopped")
+    }
+
+    pub fn agent_log_path(&self) -> PathBuf {
+        self.root.join("agent.log")
+    }
+
+    /// Whether `agent --stop` asked for the Workload API to be down.
+    pub fn agent_wanted_down(&self) -> bool {
+        fs::symlink_metadata(self.agent_stopped_path()).is_ok()
+    }
+
+    /// Appends `<unix time in µs> <event>` to `agent.log`.
+    pub fn log_agent(&self, at: SystemTime, event: &str) -> Result<(), StateError> {
+        append_line(&self.agent_log_path(), at, event)
+    }
+
     pub fn default_socket_path(&self) -> PathBuf {
         self.root.join("agent.sock")
     }
@@ -217,18 +245,52 @@ impl StateDir {
     /// Appends `<unix time in µs> <status>` to `requests.log` in one write,
     /// so concurrent appends never interleave.
     pub fn log_request(&self, at: SystemTime, status: u16) -> Result<(), StateError> {
-        let path = self.requests_log_path();
-        let micros = at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_micros();
-        let line = format!("{micros} {status}\n");
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-            .map_err(|e| StateError::io("cannot append to", &path, e))
+        append_line(&self.requests_log_path(), at, &status.to_string())
+    }
+}
+
+/// Appends `<unix time in µs> <what>` to `path` in one write, so
+/// concurrent appends never interleave.
+fn append_line(path: &Path, at: SystemTime, what: &str) -> Result<(), StateError> {
+    let micros = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros();
+    let line = format!("{micros} {what}\n");
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(|e| StateError::io("cannot append to", path, e))
+}
+
+/// Asks a running fake to stop its Workload API (`running == false`) or
+/// start it again, and waits up to `wait` until it has: returns the line
+/// it logged in `agent.log` (`<unix µs> started <inode>` or
+/// `<unix µs> stopped`).
+pub fn set_agent(state_dir: &Path, running: bool, wait: Duration) -> Result<String, StateError> {
+    let state = StateDir::new(state_dir);
+    let marker = state.agent_stopped_path();
+    if running {
+        remove_if_exists(&marker)?;
+    } else {
+        write_atomic(&marker, b"", 0o644)?;
+    }
+    let acknowledged = if running { " started " } else { " stopped" };
+    let log = state.agent_log_path();
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let last = fs::read_to_string(&log)
+            .ok()
+            .and_then(|text| text.lines().last().map(str::to_owned));
+        if let Some(line) = last.filter(|l| l.contains(acknowledged)) {
+            return Ok(line);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StateError::AgentNotAcknowledged { path: log, wait });
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -6,16 +6,25 @@
 //! does between rotations. Both require the `workload.spiffe.io: true`
 //! metadata and answer `InvalidArgument` without it, as SPIRE does. The JWT
 //! RPCs answer `Unimplemented`.
+//!
+//! [`Agent`] is that server as a SPIRE agent's lifetime: it can stop (the
+//! streams end, the socket goes) and start again on a new socket inode
+//! with a newly issued SVID, as a restarted agent does.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
 
-use super::certs::Pki;
+use rustls::pki_types::CertificateDer;
+use tokio::task::JoinHandle;
+
+use super::certs::Leaf;
 use super::proto::spiffe_workload_api_server::{SpiffeWorkloadApi, SpiffeWorkloadApiServer};
 use super::proto::{
     JwtBundlesRequest, JwtBundlesResponse, JwtsvidRequest, JwtsvidResponse, ValidateJwtsvidRequest,
@@ -34,23 +43,28 @@ pub(crate) struct WorkloadApi {
 }
 
 impl WorkloadApi {
-    /// Hands out the workload SVID and the trust domain's CA. `shutdown`
-    /// turning true ends the open streams.
-    pub fn new(pki: &Pki, trust_domain: &str, shutdown: watch::Receiver<bool>) -> Self {
+    /// Hands out the workload SVID `svid` and the trust domain's CA.
+    /// `shutdown` turning true ends the open streams.
+    pub fn new(
+        svid: &Leaf,
+        ca: &CertificateDer<'static>,
+        trust_domain: &str,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let bundles = X509BundlesResponse {
+            crl: Vec::new(),
+            bundles: HashMap::from([(format!("spiffe://{trust_domain}"), ca.to_vec())]),
+        };
         let svid = X509svidResponse {
             svids: vec![X509svid {
-                spiffe_id: pki.workload.spiffe_id.clone(),
-                x509_svid: pki.workload.cert.to_vec(),
-                x509_svid_key: pki.workload.key.secret_pkcs8_der().to_vec(),
-                bundle: pki.ca.to_vec(),
+                spiffe_id: svid.spiffe_id.clone(),
+                x509_svid: svid.cert.to_vec(),
+                x509_svid_key: svid.key.secret_pkcs8_der().to_vec(),
+                bundle: ca.to_vec(),
                 hint: String::new(),
             }],
             crl: Vec::new(),
             federated_bundles: HashMap::new(),
-        };
-        let bundles = X509BundlesResponse {
-            crl: Vec::new(),
-            bundles: HashMap::from([(format!("spiffe://{trust_domain}"), pki.ca.to_vec())]),
         };
         Self {
             svid,
@@ -158,4 +172,54 @@ pub(crate) async fn serve(
         .add_service(SpiffeWorkloadApiServer::new(api))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
+}
+
+/// The Workload API as a running SPIRE agent: serving on its socket until
+/// [`Agent::stop`].
+pub(crate) struct Agent {
+    socket: PathBuf,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Agent {
+    /// Serves `api` on `listener`, bound at `socket`. `api` must have been
+    /// built with a receiver of `stop`, so stopping ends its streams.
+    pub fn start(
+        socket: PathBuf,
+        listener: UnixListener,
+        api: WorkloadApi,
+        stop: watch::Sender<bool>,
+    ) -> Self {
+        let mut stopped = stop.subscribe();
+        let task = tokio::spawn(serve(listener, api, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }));
+        Self { socket, stop, task }
+    }
+
+    /// Ends the open streams and the server within `grace`, then removes
+    /// the socket, as a SPIRE agent that goes away does.
+    pub async fn stop(mut self, grace: Duration) {
+        self.stop.send_replace(true);
+        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+            tracing::warn!("Workload API streams did not close within {grace:?}; dropping them");
+            self.task.abort();
+        }
+        if let Err(error) = std::fs::remove_file(&self.socket) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(%error, socket = %self.socket.display(), "cannot remove the socket");
+            }
+        }
+    }
+
+    /// Completes if the server stops on its own (an error: only
+    /// [`Agent::stop`] should stop it).
+    pub async fn ended(&mut self) -> anyhow::Error {
+        match (&mut self.task).await {
+            Ok(Ok(())) => anyhow::anyhow!("the Workload API server stopped unexpectedly"),
+            Ok(Err(error)) => anyhow::Error::new(error).context("the Workload API server failed"),
+            Err(error) => anyhow::Error::new(error).context("the Workload API task failed"),
+        }
+    }
 }

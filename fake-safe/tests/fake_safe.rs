@@ -448,3 +448,76 @@ fn wait_returns_when_ready_and_fails_when_the_server_does_not_come() {
         run.dump()
     );
 }
+
+#[tokio::test]
+async fn the_agent_stops_and_comes_back_on_a_new_inode_with_a_new_svid() {
+    use std::os::unix::fs::MetadataExt as _;
+    let fake = FakeSafe::start(&["--svid-ttl", "1h"]);
+    let socket = fake.path("agent.sock");
+    let first_inode = std::fs::metadata(&socket).unwrap().ino();
+    let source = spiffe::X509Source::builder()
+        .endpoint(fake.spiffe_endpoint())
+        .initial_sync_timeout(fake::WAIT_LIMIT)
+        .reconnect_backoff(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_millis(200),
+        )
+        .build()
+        .await
+        .unwrap();
+    let first = source.svid().unwrap();
+    let mut updates = source.updated();
+
+    let (stopped_at, inode) = fake.agent(false);
+    assert_eq!(inode, None);
+    assert!(
+        !socket.exists(),
+        "the socket is removed while the agent is down"
+    );
+    let (started_at, inode) = fake.agent(true);
+    assert!(started_at >= stopped_at);
+    let inode = inode.unwrap();
+    assert_ne!(inode, first_inode, "a new socket");
+    assert_eq!(std::fs::metadata(&socket).unwrap().ino(), inode);
+
+    // Bounded: the source retries every 200 ms at most.
+    let renewed = tokio::time::timeout(fake::WAIT_LIMIT, async {
+        loop {
+            updates.changed().await.unwrap();
+            if let Some(svid) = source.try_svid() {
+                if svid.leaf() != first.leaf() {
+                    return svid;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the source got the restarted agent's SVID");
+    assert_eq!(renewed.spiffe_id(), first.spiffe_id());
+    let log = std::fs::read_to_string(fake.path("agent.log")).unwrap();
+    let events: Vec<&str> = log
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(events, ["started", "stopped", "started"], "{log}");
+    source.shutdown().await;
+}
+
+#[test]
+fn agent_without_a_running_fake_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = fake::run_bounded(bounded::Gate::program(fake::fake_safe_bin()).args([
+        "agent",
+        "--state-dir",
+        dir.path().to_str().unwrap(),
+        "--stop",
+        "--wait",
+        "200ms",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("is `fake-safe serve` running with this --state-dir?"),
+        "{out:?}"
+    );
+}

@@ -33,7 +33,7 @@ pub const OWN: [&str; 6] = [
     "schema-configmap",
 ];
 
-/// The ConfigMap that holds `secret-gate.dev/schema`'s file, mounted
+/// The `ConfigMap` that holds `secret-gate.dev/schema`'s file, mounted
 /// read-only for the gate at the schema's directory.
 pub const SCHEMA_CONFIGMAP: &str = "secret-gate.dev/schema-configmap";
 

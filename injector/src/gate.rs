@@ -265,7 +265,7 @@ pub fn container(p: Parts<'_>) -> Value {
 /// The volume of `secret-gate.dev/schema-configmap`.
 pub const SCHEMA_VOLUME: &str = "secret-gate-schema";
 
-/// The schema's ConfigMap as a volume (mounted read-only).
+/// The schema's `ConfigMap` as a volume (mounted read-only).
 #[must_use]
 pub fn schema_volume(configmap: &str) -> Value {
     map([

@@ -144,12 +144,15 @@ impl Failure {
     /// same steady pace. A 400 backs off like a failure: VSecM answers it while
     /// its root key is not set (at boot, briefly) but also for an SVID it
     /// cannot map to a workload, which no retry fixes, so a fleet that gets
-    /// it must not keep the steady pace forever.
+    /// it must not keep the steady pace forever. A refusal of our expired
+    /// SVID is not the Safe's failure: it waits for a new SVID
+    /// ([`Pace::AwaitSvid`]) and leaves the back-off alone.
     #[must_use]
     pub const fn pace(&self) -> Pace {
         match self {
             Self::NotRegistered | Self::Empty => Pace::NotYet,
             Self::Unavailable { retry_after: None } => Pace::Booting,
+            Self::SvidExpired { .. } => Pace::AwaitSvid,
             Self::Unavailable {
                 retry_after: Some(d),
             }
@@ -238,6 +241,21 @@ struct SecretResponse {
     data: Option<String>,
 }
 
+/// How soon the X509Source tries the Workload API again after losing it:
+/// 100 ms, doubling (with up to a tenth more as jitter) to at most 1 s.
+/// The Workload API is a unix socket on the node, so a failed attempt
+/// costs one `connect()` and a file lookup; one a second while the agent
+/// is down is nothing, to the gate or the agent. The cap bounds the time
+/// from the agent's return to its first stream to about 1.1 s, which
+/// leaves most of the 3 s goal (figure 9's "agent restart → new version")
+/// for the SVID, the handshake and the fetch on a loaded node. The
+/// spiffe crate's default, 200 ms to 10 s, could leave the gate up to 11 s
+/// behind an agent that is back. A whole node's pods reconnecting once a
+/// second is what a SPIRE agent serves at start anyway.
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+/// See [`RECONNECT_MIN`].
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
+
 /// The Safe client for a whole run: one X509Source (which follows SVID
 /// rotation in the background) and one TLS configuration built on it.
 pub struct SafeClient {
@@ -250,6 +268,11 @@ pub struct SafeClient {
     tls: Option<TlsConnector>,
     /// The Workload API connection, once synced: it holds the current SVID.
     source: Option<X509Source>,
+    /// Whether the TLS material built from the source is usable, and at
+    /// which source revision ([`Self::renewed_svid`]).
+    tls_status: Option<spiffe_rustls::TlsStatus>,
+    /// The material's revision when the last attempt started.
+    material_seen: u64,
     /// The `notAfter` of the last SVID seen, Unix seconds (0: none yet).
     svid_not_after: AtomicU64,
     /// Workload API reconnects the source made, counted by [`Reconnects`].
@@ -272,6 +295,8 @@ impl SafeClient {
             max_body: config.max_body_size,
             tls: None,
             source: None,
+            tls_status: None,
+            material_seen: 0,
             svid_not_after: AtomicU64::new(0),
             reconnects: Arc::new(Reconnects::default()),
             refused: Arc::new(Mutex::new(None)),
@@ -303,6 +328,9 @@ impl SafeClient {
 
     async fn attempt_inner(&mut self, progress: &impl Waiting) -> Result<Secret, Failure> {
         let connector = self.connector(progress).await?;
+        if let Some(status) = &self.tls_status {
+            self.material_seen = status.current().applied_revision;
+        }
         // Remember the current SVID's expiry while the source still has it.
         let _ = self.svid_expiry();
         let limit = self.limit();
@@ -355,6 +383,7 @@ impl SafeClient {
         let source = X509Source::builder()
             .endpoint(&self.socket)
             .initial_sync_timeout(sync)
+            .reconnect_backoff(RECONNECT_MIN, RECONNECT_MAX)
             .metrics(Arc::clone(&self.reconnects) as Arc<dyn MetricsRecorder>)
             .build()
             .await
@@ -381,8 +410,11 @@ impl SafeClient {
                 }
                 false
             })
-            .build()
+            .build_with_status()
             .map_err(|e| Failure::Tls(e.to_string()))?;
+        let (config, status) = config;
+        self.material_seen = status.current().applied_revision;
+        self.tls_status = Some(status);
         let tls = TlsConnector::from(Arc::new(config));
         self.tls = Some(tls.clone());
         Ok(tls)
@@ -462,6 +494,30 @@ impl SafeClient {
         match self.svid_not_after.load(Ordering::Relaxed) {
             0 => None,
             secs => Some(std::time::UNIX_EPOCH + Duration::from_secs(secs)),
+        }
+    }
+
+    /// Completes once the Workload API has delivered an SVID that TLS can
+    /// use, newer than the one the last attempt started with: after a
+    /// refusal of an expired SVID ([`Pace::AwaitSvid`]), the moment to ask
+    /// again. It waits for the material that the TLS configuration built
+    /// from the new SVID, not for the source's own notice, so the next
+    /// handshake cannot race that rebuild. Never completes before the
+    /// source exists.
+    pub async fn renewed_svid(&mut self) {
+        let seen = self.material_seen;
+        let Some(status) = self.tls_status.as_mut() else {
+            return std::future::pending().await;
+        };
+        loop {
+            let now = status.current();
+            if now.available && now.applied_revision > seen {
+                return;
+            }
+            if status.changed().await.is_err() {
+                // The source is gone for good: no new SVID will come.
+                return std::future::pending().await;
+            }
         }
     }
 
@@ -690,6 +746,13 @@ mod tests {
                 Pace::RetryAfter(Duration::from_secs(3)),
             ),
             (Failure::Status(500), Pace::Broken),
+            (
+                Failure::SvidExpired {
+                    at: "2026-01-01T00:00:00Z".into(),
+                    socket: "unix:///x.sock".into(),
+                },
+                Pace::AwaitSvid,
+            ),
             (Failure::Timeout("5s".into()), Pace::Broken),
             (Failure::BadBody("x".into()), Pace::Broken),
         ];

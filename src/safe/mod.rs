@@ -14,6 +14,7 @@ pub mod schedule;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::time::Duration;
 
 pub use config::{Output, SafeConfig, SecretFormat};
 
@@ -37,11 +38,37 @@ pub async fn wait_ready(config: &SafeConfig, progress: &Progress) {
 /// tells `progress` what for ([`Progress::set_in_flight`]).
 pub trait Attempt {
     fn attempt(&mut self, progress: &Progress) -> impl Future<Output = Result<Secret, Failure>>;
+
+    /// Completes when a new SVID makes a refused attempt worth repeating
+    /// at once ([`SafeClient::renewed_svid`]); never, by default.
+    fn renewed_svid(&mut self) -> impl Future<Output = ()> {
+        std::future::pending()
+    }
 }
 
 impl Attempt for SafeClient {
     fn attempt(&mut self, progress: &Progress) -> impl Future<Output = Result<Secret, Failure>> {
         SafeClient::attempt_reporting(self, progress)
+    }
+
+    fn renewed_svid(&mut self) -> impl Future<Output = ()> {
+        SafeClient::renewed_svid(self)
+    }
+}
+
+/// Waits `delay` before the next attempt, paced by `pace`; after a
+/// refusal of our expired SVID ([`Pace::AwaitSvid`]), only until the
+/// Workload API sends a new one. Shared with `safe --keep-running`.
+pub(crate) async fn pause(client: &mut impl Attempt, pace: Option<Pace>, delay: Duration) {
+    tracing::debug!(next_attempt_in = ?delay, ?pace, "waiting before the next attempt");
+    if pace != Some(Pace::AwaitSvid) {
+        return tokio::time::sleep(delay).await;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = client.renewed_svid() => {
+            tracing::info!("the Workload API sent a new SVID; asking the Safe again now");
+        }
     }
 }
 
@@ -77,8 +104,7 @@ pub async fn wait_ready_with(
         };
         note_problems(progress, &mut seen, problems, not_yet);
         let delay = schedule.next_delay(pace);
-        tracing::debug!(next_attempt_in = ?delay, ?pace, "waiting before the next attempt");
-        tokio::time::sleep(delay).await;
+        pause(&mut client, Some(pace), delay).await;
     }
 }
 
@@ -407,6 +433,71 @@ mod tests {
             "secret-gate: safe: not ready after 2s (--timeout)\n\
              still waiting for the Workload API at unix:///x.sock: no SVID after 2s\n"
         );
+    }
+
+    /// Refused for an expired SVID until the Workload API sends a new one
+    /// `renewal` after each refusal.
+    struct Expired<'a> {
+        start: Instant,
+        times: &'a RefCell<Vec<Duration>>,
+        refusals: usize,
+        renewal: Duration,
+    }
+
+    impl Attempt for Expired<'_> {
+        fn attempt(
+            &mut self,
+            _: &Progress,
+        ) -> impl std::future::Future<Output = Result<Secret, Failure>> {
+            self.times.borrow_mut().push(self.start.elapsed());
+            let outcome = if self.refusals == 0 {
+                Ok(Secret::new("value".into()))
+            } else {
+                self.refusals -= 1;
+                Err(Failure::SvidExpired {
+                    at: "2026-01-01T00:00:00Z".into(),
+                    socket: "unix:///x.sock".into(),
+                })
+            };
+            async move { outcome }
+        }
+
+        fn renewed_svid(&mut self) -> impl std::future::Future<Output = ()> {
+            tokio::time::sleep(self.renewal)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_svid_ends_the_wait_after_an_expired_one_was_refused() {
+        let c = config(&[]);
+        let times = RefCell::new(Vec::new());
+        let attempts = Expired {
+            start: Instant::now(),
+            times: &times,
+            refusals: 3,
+            renewal: Duration::from_millis(100),
+        };
+        let schedule =
+            Schedule::with_rng(c.poll_interval, c.max_backoff, fastrand::Rng::with_seed(7));
+        wait_ready_with(&c, &Progress::new(), schedule, attempts).await;
+        let renewed = gaps(&times.into_inner());
+        assert_eq!(renewed, [Duration::from_millis(100); 3]);
+
+        // Without a new SVID, the steady pace: no back-off.
+        let times = RefCell::new(Vec::new());
+        let attempts = Expired {
+            start: Instant::now(),
+            times: &times,
+            refusals: 5,
+            renewal: Duration::from_secs(3600),
+        };
+        let schedule =
+            Schedule::with_rng(c.poll_interval, c.max_backoff, fastrand::Rng::with_seed(8));
+        wait_ready_with(&c, &Progress::new(), schedule, attempts).await;
+        let i = c.poll_interval;
+        for gap in gaps(&times.into_inner()) {
+            assert!(gap >= i * 9 / 10 && gap <= i, "{gap:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

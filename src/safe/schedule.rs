@@ -29,6 +29,13 @@
 //!   up to a tenth of the interval (a fleet told the same date does not
 //!   return at one instant), never more than `--max-backoff`.
 //!
+//! - **Our SVID expired** (the Safe refused the client certificate the
+//!   Workload API stopped renewing): nothing is wrong with the Safe, so
+//!   the back-off neither grows nor starts over; the next attempt is at
+//!   the steady pace, uniform in `[0.9 × interval, interval]`, or as soon
+//!   as the Workload API sends a new SVID, whichever comes first (the
+//!   caller races the wait against `SafeClient::renewed_svid`).
+//!
 //! A not-yet answer ends a run of failures: the back-off starts over.
 
 use std::time::Duration;
@@ -47,6 +54,9 @@ pub enum Pace {
     Broken,
     /// The Safe asked to be left alone this long (503/429 `Retry-After`).
     RetryAfter(Duration),
+    /// The Safe refused our expired SVID: wait for a new one, at most the
+    /// steady pace, and leave the back-off as it is.
+    AwaitSvid,
 }
 
 /// The delays between attempts; see the module documentation.
@@ -97,6 +107,10 @@ impl Schedule {
                 }
             }
             Pace::Broken => self.backoff.next_delay(),
+            Pace::AwaitSvid => self.uniform(
+                self.interval.saturating_sub(self.interval / 10),
+                self.interval,
+            ),
             Pace::RetryAfter(asked) => {
                 // Count it as a failure, so the back-off goes on growing if
                 // the Safe stops sending Retry-After.
@@ -182,6 +196,25 @@ mod tests {
         let d = s.next_delay(Pace::NotYet);
         assert!(d >= INTERVAL * 9 / 10 && d <= INTERVAL, "{d:?}");
         assert_eq!(s.backoff.ceiling(), INTERVAL, "back-off starts over");
+    }
+
+    #[test]
+    fn an_expired_svid_neither_grows_nor_resets_the_back_off() {
+        let mut s = Schedule::with_rng(INTERVAL, CAP, fastrand::Rng::with_seed(4));
+        let _ = s.next_delay(Pace::Broken);
+        let _ = s.next_delay(Pace::Broken);
+        let ceiling = s.backoff.ceiling();
+        assert_eq!(ceiling, INTERVAL * 4);
+        for _ in 0..20 {
+            let d = s.next_delay(Pace::AwaitSvid);
+            assert!(d >= INTERVAL * 9 / 10 && d <= INTERVAL, "{d:?}");
+            assert_eq!(s.backoff.ceiling(), ceiling);
+        }
+        let d = s.next_delay(Pace::Broken);
+        assert!(
+            d >= ceiling / 2 && d <= ceiling,
+            "the back-off goes on: {d:?}"
+        );
     }
 
     /// A name, a sequence of paces, and each wait's bounds in tenths.

@@ -14,6 +14,9 @@
 //!   emptied secret also turns it not-ready.
 //! - Other errors (the Safe unreachable, a TLS failure) change nothing but
 //!   the pace: the files on disk are still the last good version.
+//! - A refusal of our expired SVID (the SPIRE agent down longer than the
+//!   SVID's life) keeps the state and does not grow the back-off; the
+//!   next SVID from the Workload API wakes the loop at once.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -23,7 +26,7 @@ use crate::problem::{Identity, Kind, Problem};
 use crate::report::Progress;
 use crate::safe::client::{Failure, SafeClient};
 use crate::safe::schedule::{Pace, Schedule};
-use crate::safe::{check_secret, note_problems, output, Output, SafeConfig};
+use crate::safe::{check_secret, note_problems, output, pause, Output, SafeConfig};
 
 use super::state::Tracker;
 use super::versioned;
@@ -135,7 +138,7 @@ pub async fn keep_syncing(
             schedule.steady();
             jittered(opts.sync_interval, &mut rng)
         };
-        tokio::time::sleep(delay).await;
+        pause(&mut client, pace, delay).await;
     }
 }
 

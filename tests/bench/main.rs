@@ -33,8 +33,7 @@
 //! safe half of 3, 6 and 6b) and `BENCH_ONLY=6` only figure 6 and 6b; either
 //! writes `<target>/bench/benchmarks-only.md` (or the quick file) and leaves
 //! `docs/` alone.
-//! `BENCH_ONLY=1` runs figure 1 and 1b (the exit-path variants) alone and
-//! prints them.
+//! `BENCH_ONLY=1` runs figure 1 alone and prints it.
 //! `BENCH_ONLY=tls` runs figure 7 alone and prints it.
 //! `BENCH_ONLY=inputs` runs figure 8 (hostile inputs and schemas) alone and
 //! prints it.
@@ -86,9 +85,6 @@ use process::{command, Running};
 pub struct Bench {
     /// The production `secret-gate`.
     pub gate: PathBuf,
-    /// `secret-gate` built with the `exit-variants` feature (figure 1b),
-    /// once figure 1 has built it.
-    pub exit_variants: Option<PathBuf>,
     /// `fake-safe`, from this bench build.
     pub fake: PathBuf,
     /// A fresh directory for the run, on tmpfs when possible.
@@ -125,6 +121,8 @@ pub struct Plan {
     pub sidecar_idle: Duration,
     /// Figure 7: kubelet-style rotations in a row.
     pub rotations: usize,
+    /// Figure 9: SPIRE agent restarts in a row.
+    pub agent_restarts: usize,
     pub quick: bool,
 }
 
@@ -157,6 +155,7 @@ impl Plan {
                 idle: Duration::from_secs(10),
                 sidecar_idle: Duration::from_secs(10),
                 rotations: 300,
+                agent_restarts: 10,
                 quick,
             }
         } else {
@@ -177,6 +176,7 @@ impl Plan {
                 idle: Duration::from_secs(10),
                 sidecar_idle: Duration::from_secs(60),
                 rotations: 10_000,
+                agent_restarts: 20,
                 quick,
             }
         }
@@ -235,8 +235,6 @@ pub struct Results {
     pub plan: Plan,
     pub gate_path: String,
     pub latency: Vec<volume::LatencySeries>,
-    /// Figure 1b: the exit-path variants, run interleaved with figure 1.
-    pub exit_variants: Vec<volume::LatencySeries>,
     pub ready: [safe::ReadySeries; 2],
     pub idle_volume: [volume::IdleSeries; 2],
     pub idle_safe: volume::IdleSeries,
@@ -308,7 +306,6 @@ fn main() {
         .expect("a scratch directory");
     let bench = Bench {
         gate: gate.clone(),
-        exit_variants: None,
         fake,
         scratch: scratch.path().to_path_buf(),
         ticks: procfs::clock_ticks(),
@@ -343,11 +340,10 @@ fn main() {
         return;
     }
     if only == "1" {
-        step("1 detection latency and the exit path (BENCH_ONLY=1)");
-        let (latency, variants) = figure1(&bench, &plan);
+        step("1 detection latency (BENCH_ONLY=1)");
+        let latency = figure1(&bench, &plan);
         let mut text = String::new();
         report::figure1(&mut text, &latency);
-        report::figure1b(&mut text, &latency, &variants);
         println!("{text}");
         return;
     }
@@ -368,10 +364,10 @@ fn main() {
         return;
     }
     step("1/9 detection latency, volume mode");
-    let (latency, exit_variants) = if run_volume {
+    let latency = if run_volume {
         figure1(&bench, &plan)
     } else {
-        (Vec::new(), Vec::new())
+        Vec::new()
     };
     step("2/9 time to ready, safe mode");
     let ready = if run_safe_small {
@@ -427,7 +423,7 @@ fn main() {
     };
     step("9/9 keep-running: idle and rotations");
     let sidecar = if run_volume {
-        sidecar::keep_running(&bench, plan.sidecar_idle, plan.rotations)
+        sidecar::keep_running(&bench, &plan)
     } else {
         sidecar::SidecarResult::default()
     };
@@ -456,7 +452,6 @@ fn main() {
         plan,
         gate_path: relative_to_manifest(&gate),
         latency,
-        exit_variants,
         ready,
         idle_volume,
         idle_safe,
@@ -526,38 +521,23 @@ fn figure11(bench: &Bench, plan: &Plan) -> inject::InjectFigure {
     inject::figure(bench, &injector, if plan.quick { 3 } else { 15 })
 }
 
-/// Figure 1: the gate, `inotifywait` and the gate's exit-path variants
-/// (figure 1b) interleaved, then the shell loops. Returns figure 1's
-/// series and figure 1b's.
-fn figure1(bench: &Bench, plan: &Plan) -> (Vec<volume::LatencySeries>, Vec<volume::LatencySeries>) {
-    // Into its own target directory: the same binary name would overwrite
-    // the shipped build.
-    let bench = Bench {
-        exit_variants: Some(fake::build_bin_featured(
-            "secret-gate",
-            "secret-gate",
-            "exit-variants",
-            "exit-variants",
-        )),
-        ..bench.clone()
-    };
-    let mut waiters = vec![volume::Waiter::Gate, volume::Waiter::Inotifywait];
-    waiters.extend(volume::EXIT_VARIANTS.map(volume::Waiter::ExitVariant));
-    let mut latency = volume::detection_latency_interleaved(&bench, &waiters, plan.latency_gate);
-    let variants = latency.split_off(2);
+/// Figure 1: the gate and `inotifywait` interleaved, then the shell loops.
+fn figure1(bench: &Bench, plan: &Plan) -> Vec<volume::LatencySeries> {
+    let waiters = [volume::Waiter::Gate, volume::Waiter::Inotifywait];
+    let mut latency = volume::detection_latency_interleaved(bench, &waiters, plan.latency_gate);
     latency.extend([
         volume::detection_latency(
-            &bench,
+            bench,
             volume::Waiter::Shell { interval_s: 1 },
             plan.latency_sleep1,
         ),
         volume::detection_latency(
-            &bench,
+            bench,
             volume::Waiter::Shell { interval_s: 5 },
             plan.latency_sleep5,
         ),
     ]);
-    (latency, variants)
+    latency
 }
 
 /// `BENCH_ONLY=probe`: figure 10 alone, printed to stdout.
@@ -571,8 +551,8 @@ fn only_probe(bench: &Bench, plan: &Plan) {
 
 /// `BENCH_ONLY=sidecar`: figure 9 alone, printed to stdout.
 fn only_sidecar(bench: &Bench, plan: &Plan) {
-    println!("bench: 9/9 keep-running: idle and rotations");
-    let result = sidecar::keep_running(bench, plan.sidecar_idle, plan.rotations);
+    println!("bench: 9/9 keep-running: idle, rotations and agent restarts");
+    let result = sidecar::keep_running(bench, plan);
     let mut out = String::new();
     report::figure9(&mut out, plan, &result);
     println!("{out}");

@@ -2,7 +2,10 @@
 //! (CPU per 10 s, resident memory at the end against after 1 s), and a
 //! long run of kubelet-style rotations, each answered by exactly one POST
 //! to a local webhook: the rotation-to-notification latency and the growth
-//! of peak RSS across the run.
+//! of peak RSS across the run. Then `safe --keep-running` through SPIRE
+//! agent restarts: the agent down until the gate's SVID has expired, back
+//! on a new socket inode, and the time until the version registered
+//! meanwhile is written.
 //!
 //! Both gates run with `MALLOC_ARENA_MAX=1`, as the image sets it: with
 //! glibc's default per-thread arenas, the blocking-pool thread's arena
@@ -15,12 +18,12 @@ use std::net::TcpListener;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::process::{command, stderr_to, Running};
 use crate::procfs;
 use crate::volume::ns_to_ms;
-use crate::Bench;
+use crate::{Bench, Plan};
 
 /// What figure 9 measured.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +45,10 @@ pub struct SidecarResult {
     /// `VmHWM` after the warm-up rotations and at the end, bytes.
     pub peak_rss_after_warmup: Option<u64>,
     pub peak_rss_at_end: Option<u64>,
+    /// Agent restarts asked for, and the time from each agent's return to
+    /// the new version's POST, ms.
+    pub agent_restarts: usize,
+    pub agent_restart_ms: Vec<f64>,
     pub failures: Vec<String>,
 }
 
@@ -111,10 +118,12 @@ fn webhook() -> (String, mpsc::Receiver<Instant>) {
 }
 
 /// Runs figure 9.
-pub fn keep_running(bench: &Bench, idle: Duration, rotations: usize) -> SidecarResult {
+pub fn keep_running(bench: &Bench, plan: &Plan) -> SidecarResult {
+    let (idle, rotations) = (plan.sidecar_idle, plan.rotations);
     let mut result = SidecarResult {
         rotations,
         idle_span: idle,
+        agent_restarts: plan.agent_restarts,
         ..SidecarResult::default()
     };
     // Idle: ready at once, then nothing changes.
@@ -202,5 +211,123 @@ pub fn keep_running(bench: &Bench, idle: Duration, rotations: usize) -> SidecarR
     }
     result.peak_rss_at_end = status_bytes(p.pid, "VmHWM");
     p.kill();
+    match agent_restarts(bench, plan.agent_restarts, &mut result.agent_restart_ms) {
+        Ok(()) => {}
+        Err(e) => result.failures.push(format!("agent restarts: {e}")),
+    }
     result
+}
+
+/// How long each SVID the fake Workload API issues lives.
+const SVID_TTL: &str = "3s";
+/// The gate's line when the Safe refuses its expired SVID.
+const EXPIRED_LINE: &str = "has not sent a new one";
+
+/// `fake-safe <args> --state-dir DIR`; its stdout.
+fn fake_cli(bench: &Bench, dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = command(&bench.fake)
+        .arg(args[0])
+        .arg("--state-dir")
+        .arg(dir)
+        .args(&args[1..])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "fake-safe {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// `safe --keep-running --output-dir` with VSecM's default Safe pace (5 s)
+/// and a 1 s sync interval (so that each cycle's expiry is noticed soon),
+/// through `cycles` agent restarts: the agent goes down, the gate reports
+/// its SVID expired (the agent was down longer than the SVID's life), a new
+/// version is registered, the agent comes back on a new socket inode with a
+/// new SVID; measured from the fake's "started" line in `agent.log` to the
+/// gate's POST for the new version.
+fn agent_restarts(bench: &Bench, cycles: usize, took: &mut Vec<f64>) -> Result<(), String> {
+    let fake =
+        crate::safe::FakeSafe::start_with(bench, "sidecar-agent", &["--svid-ttl", SVID_TTL])?;
+    let version = |n: usize| format!(r#"{{"username":"u","password":"version-{n}"}}"#);
+    fake_cli(
+        bench,
+        &fake.dir,
+        &["register", "--workload", "example", "--value", &version(0)],
+    )?;
+    let (url, posts) = webhook();
+    let out = bench.scratch.join("sidecar-agent-out");
+    let mut cmd = command(&bench.gate);
+    fake.env(&mut cmd);
+    cmd.env("VSECM_SIDECAR_POLL_INTERVAL", "1000")
+        .args(["safe", "--keep-running", "--output-dir"])
+        .arg(&out)
+        .args(["--required-keys", "password", "--on-change-url", &url]);
+    let mut p = Running::spawn_watching_stderr(&mut cmd, &["ready; keeping running"]);
+    let outcome = (|| {
+        if p.wait_marker(0, Duration::from_secs(30)).is_none() {
+            return Err(format!("never ready: {}", last_line(&p)));
+        }
+        // The first version's POST, if the gate sends one for it.
+        let _ = posts.recv_timeout(Duration::from_millis(500));
+        for n in 1..=cycles {
+            let refused = p.stderr_text().matches(EXPIRED_LINE).count();
+            fake_cli(bench, &fake.dir, &["agent", "--stop"])?;
+            // Bounded: the SVID lives 3 s, the gate polls every second.
+            let limit = Instant::now() + Duration::from_secs(30);
+            while p.stderr_text().matches(EXPIRED_LINE).count() <= refused {
+                if Instant::now() > limit {
+                    return Err(format!(
+                        "cycle {n}: the SVID never expired: {}",
+                        last_line(&p)
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            fake_cli(
+                bench,
+                &fake.dir,
+                &["register", "--workload", "example", "--value", &version(n)],
+            )?;
+            while posts.try_recv().is_ok() {}
+            let line = fake_cli(bench, &fake.dir, &["agent", "--start"])?;
+            let back_us: u64 = line
+                .split_whitespace()
+                .next()
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| format!("agent --start printed {line:?}"))?;
+            // The fake's clock is the wall clock: place its "started" on ours.
+            let now_us = u64::try_from(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_micros(),
+            )
+            .unwrap_or(0);
+            let back = Instant::now()
+                .checked_sub(Duration::from_micros(now_us.saturating_sub(back_us)))
+                .ok_or("the clock")?;
+            let post = posts
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|_| format!("cycle {n}: no POST within 30 s: {}", last_line(&p)))?;
+            took.push(post.saturating_duration_since(back).as_secs_f64() * 1000.0);
+        }
+        Ok(())
+    })();
+    p.kill();
+    outcome
+}
+
+fn last_line(p: &Running) -> String {
+    p.stderr_text()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
 }

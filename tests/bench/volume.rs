@@ -35,24 +35,10 @@ pub struct LatencySeries {
     pub failures: Vec<String>,
 }
 
-/// The exit-path variants of figure 1b, by the name
-/// `SECRET_GATE_EXIT_VARIANT` takes (`src/exit_variant.rs`). The shipped
-/// path, `early-drop`, is the first: it is measured both as the shipped
-/// binary (figure 1) and as the variant build, which shows the two agree.
-pub const EXIT_VARIANTS: [&str; 4] = [
-    "early-drop",
-    "early-drop-immediate",
-    "kernel-close",
-    "kernel-close-immediate",
-];
-
 /// Which process waits for the file.
 #[derive(Debug, Clone, Copy)]
 pub enum Waiter {
     Gate,
-    /// The gate built with the `exit-variants` feature, leaving by the
-    /// named variant.
-    ExitVariant(&'static str),
     /// `inotifywait -e moved_to D` (inotify-tools): the floor for any
     /// inotify-based waiter, since it exits on the first event.
     Inotifywait,
@@ -66,7 +52,6 @@ impl Waiter {
     fn label(self) -> String {
         match self {
             Self::Gate => "secret-gate watch (inotify)".to_owned(),
-            Self::ExitVariant(name) => format!("`{name}`"),
             Self::Inotifywait => "`inotifywait -e moved_to` (inotify-tools)".to_owned(),
             Self::Shell { interval_s: 5 } => {
                 "shell loop, `sleep 5` (VSecM's poll interval)".to_owned()
@@ -78,7 +63,7 @@ impl Waiter {
     fn phase_span_ms(self) -> u64 {
         match self {
             // The gate's safety-net re-check runs every 1 s (--poll-interval).
-            Self::Gate | Self::ExitVariant(_) | Self::Inotifywait => 1000,
+            Self::Gate | Self::Inotifywait => 1000,
             Self::Shell { interval_s } => interval_s * 1000,
         }
     }
@@ -97,19 +82,8 @@ fn shell_loop(dir: &Path, interval_s: u64) -> std::process::Command {
     cmd
 }
 
-fn gate_watch(bench: &Bench, dir: &Path, variant: Option<&str>) -> std::process::Command {
-    let mut cmd = match variant {
-        Some(name) => {
-            let bin = bench
-                .exit_variants
-                .as_ref()
-                .expect("the exit-variants build");
-            let mut cmd = command(bin);
-            cmd.env("SECRET_GATE_EXIT_VARIANT", name);
-            cmd
-        }
-        None => command(&bench.gate),
-    };
+fn gate_watch(bench: &Bench, dir: &Path) -> std::process::Command {
+    let mut cmd = command(&bench.gate);
     cmd.args(["watch", "--mount-path"])
         .arg(dir)
         .args([
@@ -171,13 +145,9 @@ fn inotifywait(dir: &Path) -> std::process::Command {
 
 fn latency_run(bench: &Bench, waiter: Waiter, dir: &Path) -> Result<LatencyRun, String> {
     let mut proc = match waiter {
-        Waiter::Gate | Waiter::ExitVariant(_) => {
-            let variant = match waiter {
-                Waiter::ExitVariant(name) => Some(name),
-                _ => None,
-            };
+        Waiter::Gate => {
             let p = Running::spawn_watching_stderr(
-                &mut gate_watch(bench, dir, variant),
+                &mut gate_watch(bench, dir),
                 &["not ready yet", READY_LINE],
             );
             if p.wait_marker(0, Duration::from_secs(10)).is_none() {
@@ -219,7 +189,7 @@ fn latency_run(bench: &Bench, waiter: Waiter, dir: &Path) -> Result<LatencyRun, 
         Some((exited, status)) if status.success() => Ok(LatencyRun {
             phase: Duration::from_millis(phase_ms),
             latency_ms: ms_between(renamed, exited),
-            decided_ms: matches!(waiter, Waiter::Gate | Waiter::ExitVariant(_))
+            decided_ms: matches!(waiter, Waiter::Gate)
                 .then(|| proc.wait_marker(1, Duration::from_secs(1)))
                 .flatten()
                 .map(|t| ms_between(renamed, t)),
@@ -350,7 +320,7 @@ pub fn idle(bench: &Bench, runs: usize) -> [IdleSeries; 2] {
         failures: Vec::new(),
     };
     for i in 0..runs {
-        let mut cmd = gate_watch(bench, &dir, None);
+        let mut cmd = gate_watch(bench, &dir);
         stderr_to(&mut cmd, &bench.scratch.join(format!("idle-watch-{i}.log")));
         let mut p = Running::spawn(&mut cmd);
         push(

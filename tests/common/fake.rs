@@ -54,18 +54,6 @@ pub fn fake_safe_bin() -> &'static Path {
 /// unified with this test's dev-dependencies. Panics with cargo's output
 /// if the build fails.
 pub fn build_bin(package: &str, bin: &str) -> PathBuf {
-    build_bin_with(package, bin, None)
-}
-
-/// [`build_bin`] with `--features FEATURES`, into the target directory's
-/// subdirectory `sub`, so that the binary of a plain build (which the same
-/// name would overwrite) is left alone: `<target>/<sub>/<profile>/<bin>`.
-#[allow(dead_code, reason = "only the bench builds a variant")]
-pub fn build_bin_featured(package: &str, bin: &str, features: &str, sub: &str) -> PathBuf {
-    build_bin_with(package, bin, Some((features, sub)))
-}
-
-fn build_bin_with(package: &str, bin: &str, featured: Option<(&str, &str)>) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     // <target>/<profile>/deps/<test executable>
     let profile_dir = exe
@@ -79,15 +67,8 @@ fn build_bin_with(package: &str, bin: &str, featured: Option<(&str, &str)>) -> P
         .file_name()
         .and_then(|name| name.to_str())
         .unwrap_or_else(|| panic!("{} names no profile", profile_dir.display()));
-    let (target_dir, profile_dir) = match featured {
-        Some((_, sub)) => (target_dir.join(sub), target_dir.join(sub).join(profile)),
-        None => (target_dir.to_path_buf(), profile_dir.to_path_buf()),
-    };
     let mut cargo = Command::new(env!("CARGO"));
     cargo.args(["build", "--quiet", "-p", package, "--bin", bin]);
-    if let Some((features, _)) = featured {
-        cargo.args(["--features", features]);
-    }
     match profile {
         "debug" => {}
         "release" => {
@@ -99,7 +80,7 @@ fn build_bin_with(package: &str, bin: &str, featured: Option<(&str, &str)>) -> P
     }
     let out = cargo
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_TARGET_DIR", target_dir)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", env!("CARGO")));
@@ -246,6 +227,23 @@ impl FakeSafe {
     pub fn fault(&self, args: &[&str]) {
         let out = self.cli("fault", args);
         assert!(out.status.success(), "fault failed: {out:?}");
+    }
+
+    /// `fake-safe agent --stop` or `--start`: the Workload API goes down,
+    /// or comes back on a new socket inode with a new SVID. Returns when
+    /// the fake has done it, with the time it did (unix µs) and, for a
+    /// start, the socket's inode.
+    #[allow(dead_code, reason = "not every test binary restarts the agent")]
+    pub fn agent(&self, start: bool) -> (u128, Option<u64>) {
+        let out = self.cli("agent", &[if start { "--start" } else { "--stop" }]);
+        assert!(out.status.success(), "agent failed: {out:?}");
+        let mut words = out.stdout.split_whitespace();
+        let at = words.next().and_then(|w| w.parse().ok());
+        let at = at.unwrap_or_else(|| panic!("'<µs> …' from agent: {out:?}"));
+        let inode = (words.next() == Some("started"))
+            .then(|| words.next().and_then(|w| w.parse().ok()))
+            .flatten();
+        (at, inode)
     }
 
     /// The lines of `DIR/requests.log`, as (unix µs, status).
