@@ -18,7 +18,9 @@
 //!   compiled size ([`REGEX_SIZE_LIMIT`]); lookaround and backreferences
 //!   are refused at start;
 //! - `$ref` resolves only inside the schema file: no network, no other
-//!   file ([`jsonschema::ValidationOptions::offline`]);
+//!   file ([`jsonschema::ValidationOptions::offline`]); a schema holds at
+//!   most [`MAX_REFS`] of them and [`MAX_SCHEMA_NODES`] nodes, since each
+//!   `$ref` followed per value multiplies what a check costs;
 //! - the instance is a parsed secret, already bounded by `--max-file-size`,
 //!   the parsers' depth limit (128) and value counts;
 //! - at most [`MAX_VIOLATIONS`] violations are reported per file.
@@ -38,6 +40,15 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// The most violations reported for one file; the rest are counted.
 pub const MAX_VIOLATIONS: usize = 20;
+
+/// The most `$ref`s a schema may hold. Every value of a document can be
+/// checked through a chain of them, so their number multiplies the cost
+/// of a check (a chain of 1,000 over 20,000 values costs over half a
+/// second of CPU); a secret's schema needs few.
+pub const MAX_REFS: usize = 64;
+
+/// The most nodes (objects, arrays and scalars) a schema may hold.
+pub const MAX_SCHEMA_NODES: usize = 10_000;
 
 /// A compiled schema and the path it was read from.
 pub struct Schema {
@@ -116,6 +127,20 @@ impl Schema {
                 "schema {shown} is not a JSON Schema: it must be an object (or true/false)"
             ));
         }
+        let (nodes, refs) = count(value);
+        if nodes > MAX_SCHEMA_NODES {
+            return Err(format!(
+                "schema {shown} has {nodes} nodes, more than the {MAX_SCHEMA_NODES} a secret's \
+                 schema needs; split it or simplify it"
+            ));
+        }
+        if refs > MAX_REFS {
+            return Err(format!(
+                "schema {shown} has {refs} $refs, more than {MAX_REFS}: each can be followed for \
+                 every value of a document, so their number bounds what a check costs; inline \
+                 the referenced parts or share fewer of them"
+            ));
+        }
         let validator = jsonschema::options()
             .offline()
             .should_validate_formats(true)
@@ -150,6 +175,23 @@ impl Schema {
             }
         }
         verdict
+    }
+}
+
+/// The nodes of a schema, and how many of them are `$ref` members. The
+/// schema nests at most 128 levels (`serde_json`'s limit), so the
+/// recursion is bounded.
+fn count(value: &Value) -> (usize, usize) {
+    match value {
+        Value::Object(map) => map.iter().fold((1, 0), |(nodes, refs), (key, v)| {
+            let (n, r) = count(v);
+            (nodes + n, refs + r + usize::from(key == "$ref"))
+        }),
+        Value::Array(items) => items.iter().fold((1, 0), |(nodes, refs), v| {
+            let (n, r) = count(v);
+            (nodes + n, refs + r)
+        }),
+        _ => (1, 0),
     }
 }
 
@@ -445,6 +487,14 @@ mod tests {
             (json!({"pattern": "(\\w{100}){1000}"}), "linear-time regex"),
             (json!({"type": "integr"}), "does not compile"),
             (json!([1]), "must be an object"),
+            (
+                json!({"allOf": vec![json!({"$ref": "#/$defs/a"}); 65], "$defs": {"a": true}}),
+                "65 $refs, more than 64",
+            ),
+            (
+                json!({"enum": vec![json!(1); 10_001]}),
+                "more than the 10000 a secret's schema needs",
+            ),
         ];
         for (value, want) in table {
             let err = schema(&value).unwrap_err();
