@@ -421,7 +421,7 @@ enum Done {
     Skipped(String),
 }
 
-/// `secret-gate.dev/schema-configmap`: the ConfigMap becomes a volume,
+/// `secret-gate.dev/schema-configmap`: the `ConfigMap` becomes a volume,
 /// mounted read-only for the gate at the directory of the schema files
 /// (`secret-gate.dev/schema`, `[FILE=]PATH` each), which must be one
 /// directory outside the secret's. Returns that directory.
