@@ -894,7 +894,7 @@ pub fn figure7(out: &mut String, f: &crate::certs::TlsFigure) {
     let _ = writeln!(
         out,
         "Wall time from the first `spawn()` to the last exit, on the same files in the same run: a bundle of \
-         100 ECDSA P-256 leaves signed by one CA (`--file bundle.pem --min-validity 1h`), and an RSA-4096 leaf \
+         100 ECDSA P-256 leaves signed by one CA (`--file bundle.pem --min-validity 1h`), an RSA-4096 leaf \
          with its PKCS#8 key as `tls.crt` and `tls.key` (`--required-keys tls.crt,tls.key --min-validity 1h`, \
          which pairs them), and a Kubernetes pod-certificate credential bundle (KEP-4317: the PKCS#8 key first, \
          then the leaf) from a signer with an ECDSA P-521 key, with the signer's CA as the clusterTrustBundle \
