@@ -26,8 +26,10 @@ const PROBE_BUDGET: Duration = Duration::from_secs(1);
 
 /// The gate's peak resident memory allowed here. The release binary's
 /// goal is 16 MiB (measured in the benchmark); an unoptimised test build
-/// carries more code and larger futures, so it gets some room.
-const RSS_BUDGET_KIB: u64 = 24 * 1024;
+/// carries more code and larger futures, so it gets some room (28 MiB
+/// since the schema check's crates grew the debug binary's code: a
+/// debug build peaked at 24.2 MiB here after that, 23.x before).
+const RSS_BUDGET_KIB: u64 = 28 * 1024;
 
 /// The half request the slow clients send, never finishing it.
 const HALF: &[u8] = b"GET /readyz HTTP/1.1\r\nHost: gate\r\nUser-Agent: slow";
