@@ -295,6 +295,17 @@ fn settings(args: &InjectArgs) -> Settings {
     settings
 }
 
+/// The objects a document's injection changed, as the report names them.
+fn changed_objects(outcome: &crate::inject::Outcome) -> String {
+    let names: Vec<String> = outcome
+        .reports
+        .iter()
+        .filter(|r| r.changed)
+        .map(|r| r.object.to_string())
+        .collect();
+    names.join(", ")
+}
+
 /// One run over any number of inputs, a document at a time.
 struct Session<W> {
     injector: Injector,
@@ -353,19 +364,13 @@ impl<W: std::fmt::Write> Session<W> {
         match self.injector.inject_value(value) {
             Ok(outcome) if outcome.changed() && doc.lenient.is_some() => {
                 let why = doc.lenient.as_deref().unwrap_or_default();
-                let names: Vec<String> = outcome
-                    .reports
-                    .iter()
-                    .filter(|r| r.changed)
-                    .map(|r| r.object.to_string())
-                    .collect();
+                let names = changed_objects(&outcome);
                 self.errors.push(format!(
                     "error: {file}: document {}: {}: the injector must edit it, but its YAML 1.1 \
                      reader refuses its layout ({why}), which kubectl's reader tolerates: fix \
                      the indentation there (a closing ] or a quoted scalar's continuation lines \
                      indented deeper than their key) and run again",
-                    doc.index,
-                    names.join(", ")
+                    doc.index, names
                 ));
             }
             Ok(outcome) => {
@@ -376,17 +381,11 @@ impl<W: std::fmt::Write> Session<W> {
                     }
                 }
                 if outcome.changed() && doc.has_comments() {
-                    let names: Vec<String> = outcome
-                        .reports
-                        .iter()
-                        .filter(|r| r.changed)
-                        .map(|r| r.object.to_string())
-                        .collect();
+                    let names = changed_objects(&outcome);
                     self.report.push(format!(
                         "warning: {}: comments not preserved in {file} document {} (the \
                          document was edited; see docs/injection.md)",
-                        names.join(", "),
-                        doc.index
+                        names, doc.index
                     ));
                 }
                 self.changed |= outcome.changed();
