@@ -122,7 +122,9 @@ pub struct Args {
     )]
     pub review_timeout: Duration,
 
-    /// Open connections at most; past it, idle ones are closed first.
+    /// Open connections at most; past it, the oldest one not being answered
+    /// (idle, a request or body not yet complete, or an answer its client
+    /// does not read) is closed first.
     #[arg(
         long,
         default_value_t = 256,
