@@ -13,7 +13,7 @@ use serde_yaml_ng::{Mapping, Value};
 use crate::annotations::{self, Placement, Request, PREFIX, STATUS};
 use crate::gate::{self, Parts, Validator};
 pub use crate::settings::{GateMode, Settings, Source, DEFAULT_IMAGE};
-use crate::status::{fingerprint, Status};
+use crate::status::{Fingerprint, Status};
 use crate::value::{get, get_mut, items, path, s, str_at};
 
 /// Which object a report or an error is about.
@@ -280,10 +280,16 @@ impl Injector {
             };
             return Ok((None, report(false, message, result.warnings)));
         }
-        let mut new = obj.clone();
-        if let Some(slot) = crate::value::path_mut(&mut new, tpath) {
-            *slot = result.template;
-        }
+        // A Pod is its own template: no copy of the object around it.
+        let new = if tpath.is_empty() {
+            result.template
+        } else {
+            let mut new = obj.clone();
+            if let Some(slot) = crate::value::path_mut(&mut new, tpath) {
+                *slot = result.template;
+            }
+            new
+        };
         let message = match result.done {
             Done::Injected(what) => format!("injected {what}"),
             Done::Skipped(why) => format!("removed the gate: {why}"),
@@ -332,11 +338,19 @@ impl Injector {
             probe_port_is_free(&work, verdict.listen_port.unwrap_or(gate::PROBE_PORT))?;
             host_network_has_a_port(&work, &req)?;
         }
-        let inputs = fingerprint(&[
-            serde_json::to_string(&work).unwrap_or_default().as_bytes(),
-            self.settings.image.as_bytes(),
-            env!("CARGO_PKG_VERSION").as_bytes(),
-        ]);
+        // The template as compact JSON, streamed into the hash: the same
+        // bytes `serde_json::to_string` gives, without building them.
+        let mut hash = Fingerprint::default();
+        if serde_json::to_writer(&mut hash, &work).is_err() {
+            // A key JSON cannot write: the template's part is empty.
+            hash = Fingerprint::default();
+        }
+        hash.end_part();
+        for part in [&self.settings.image, env!("CARGO_PKG_VERSION")] {
+            std::io::Write::write_all(&mut hash, part.as_bytes()).unwrap_or_default();
+            hash.end_part();
+        }
+        let inputs = hash.hex();
         let mut warnings = Vec::new();
         let spec = get_mut(&mut work, "spec")
             .and_then(Value::as_mapping_mut)

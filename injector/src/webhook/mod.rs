@@ -7,8 +7,8 @@
 //! - [`review`] decodes an `AdmissionReview` and builds its response;
 //!   [`Webhook::review`] decides it: the pod goes through the core
 //!   ([`Mutate`]), and the difference between the pod and what the core
-//!   returns becomes the JSON patch (json-patch's `diff`), so the patched
-//!   pod is exactly what `inject` prints for it.
+//!   returns becomes the JSON patch ([`patch`]), so the patched pod is
+//!   exactly what `inject` prints for it.
 //! - [`certs`] loads, checks and reloads the serving certificate;
 //!   [`metrics`] is `GET /metrics`.
 //! - Connections are [`secret_gate::serve`]'s: a connection cap that
@@ -20,6 +20,7 @@
 
 pub mod certs;
 pub mod metrics;
+pub mod patch;
 pub mod review;
 
 use std::net::SocketAddr;
@@ -310,11 +311,7 @@ impl<M: Mutate> Webhook<M> {
                 pod: injected,
                 warnings,
             } => {
-                // Objects compare by key, so the patch does not depend on
-                // the key order that serde_json's maps do not keep.
-                let (Ok(before), Ok(after)) =
-                    (serde_json::to_value(pod), serde_json::to_value(&injected))
-                else {
+                let Ok((patch, operations)) = patch::diff(pod, &injected) else {
                     let message =
                         "the injected pod cannot be written as JSON (a key that is not a string?)"
                             .to_owned();
@@ -324,8 +321,7 @@ impl<M: Mutate> Webhook<M> {
                         Ok(review::Response::deny(uid, 400, message)),
                     );
                 };
-                let patch = json_patch::diff(&before, &after);
-                tracing::info!(pod = %request.shown(), operations = patch.0.len(), "injected");
+                tracing::info!(pod = %request.shown(), operations, "injected");
                 (
                     Outcome::Injected,
                     Ok(review::Response::patch(uid, &patch, warnings)),
