@@ -551,10 +551,13 @@ pub fn summary_rows(result: &WebhookResult) -> Vec<[String; 6]> {
             mark(times <= goal).to_owned(),
         ])
     };
-    [row("closed loop", CLOSED_GOAL), row("paced 200/s", PACED_GOAL)]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        row("closed loop", CLOSED_GOAL),
+        row("paced 200/s", PACED_GOAL),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Figure 10's webhook row: 256 connections (the default cap) uploading
