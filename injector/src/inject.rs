@@ -402,12 +402,24 @@ fn refusal(gate_message: &str, req: &Request) -> String {
         .collect();
     let first = lines.join(" ");
     let first = first.as_str();
-    let named = req.flags.iter().map(|(f, _)| f.as_str()).find(|f| {
-        let flag = format!("--{f}");
-        first.match_indices(&flag).any(|(i, _)| {
-            !first[i + flag.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+    // The flag the message names first is the one it is about: "--schema
+    // ...: other.json is not one of the --file names" is about --schema.
+    let named = req
+        .flags
+        .iter()
+        .map(|(f, _)| f.as_str())
+        .filter_map(|f| {
+            let flag = format!("--{f}");
+            first
+                .match_indices(&flag)
+                .find(|(i, _)| {
+                    !first[i + flag.len()..]
+                        .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+                })
+                .map(|(i, _)| (i, f))
         })
-    });
+        .min_by_key(|(i, _)| *i)
+        .map(|(_, f)| f);
     match named {
         Some(f) if first.starts_with("unexpected argument") => format!(
             "annotation {PREFIX}{f}: the gate's `{}` has no --{f} flag ({first}); fix the name or \
