@@ -56,8 +56,8 @@ wait "$writer"
 say "== 2. safe mode: fake VSecM Safe + fake SPIFFE Workload API on loopback"
 "$FAKE" serve --state-dir "$work/safe" > "$work/fake.log" 2>&1 &
 fake_pid=$!
-for _ in $(seq 100); do [ -s "$work/safe/env" ] && break; sleep 0.1; done
-[ -s "$work/safe/env" ] || { echo "fake-safe did not start:" >&2; cat "$work/fake.log" >&2; exit 1; }
+"$FAKE" wait --state-dir "$work/safe" --pid "$fake_pid" --timeout 10s \
+  || { echo "fake-safe did not start:" >&2; cat "$work/fake.log" >&2; exit 1; }
 # shellcheck disable=SC1091
 . "$work/safe/env"
 say "fake Safe at $VSECM_SAFE_ENDPOINT_URL, Workload API at $SPIFFE_ENDPOINT_SOCKET; nothing registered yet"
