@@ -445,6 +445,38 @@ fn rust_target(targetarch: Option<&str>) -> (Option<i32>, String, String) {
     (out.code(), written.trim().to_owned(), out.stderr)
 }
 
+/// The release builds the images in a called workflow (image.yml), which
+/// cannot read the caller's env: both must pin the same toolchain, and the
+/// injector's image must be built with the gate image's digest.
+#[test]
+fn the_release_workflows_pin_one_toolchain_and_inject_the_gate_by_digest() {
+    let release = read(".github/workflows/release.yml");
+    let image = read(".github/workflows/image.yml");
+    let pinned = |text: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("RUST_VERSION: "))
+            .map(str::to_owned)
+    };
+    assert!(pinned(&release).is_some(), "release.yml pins RUST_VERSION");
+    assert_eq!(
+        pinned(&release),
+        pinned(&image),
+        "release.yml and image.yml pin different toolchains: make them agree"
+    );
+    assert!(
+        release.contains("gate-digest: ${{ needs.gate-image.outputs.digest }}"),
+        "release.yml builds the injector's image with the gate image's digest"
+    );
+    assert!(
+        image.contains("SECRET_GATE_IMAGE_DIGEST=${{ inputs.gate-digest }}"),
+        "image.yml passes the digest to the Containerfile"
+    );
+    assert!(
+        read("Containerfile").contains("ARG SECRET_GATE_IMAGE_DIGEST="),
+        "the Containerfile takes SECRET_GATE_IMAGE_DIGEST"
+    );
+}
+
 #[test]
 fn containerfile_picks_the_musl_target_from_targetarch() {
     for (arch, target) in [
