@@ -458,6 +458,34 @@ fn show_bytes(v: Option<u64>) -> String {
     )
 }
 
+/// Figure 10's webhook rows: peak RSS against the manifest's memory
+/// limit, and `/healthz` under the uploads.
+pub fn webhook_rows(out: &mut String, uploads: &crate::webhook::Uploads) {
+    let p99 = |p: &Phase| percentile(&p.latencies_ms, 99);
+    let up = &uploads.healthz;
+    let up_rss_ok = up
+        .peak_rss
+        .is_some_and(|b| count(usize::try_from(b).unwrap_or(usize::MAX)) <= WEBHOOK_MEMORY_LIMIT);
+    let _ = writeln!(
+        out,
+        "| webhook, {} uploads of 3 MiB: peak RSS | — | {} | ≤ {} | {} |",
+        crate::webhook::UPLOADERS,
+        show_bytes(up.peak_rss),
+        bytes(WEBHOOK_MEMORY_LIMIT),
+        mark(up_rss_ok && uploads.error.is_none())
+    );
+    let _ = writeln!(
+        out,
+        "| webhook, {} uploads of 3 MiB: `/healthz` p99, failed or over 1 s | — | {}, {} of {} | ≤ {}, 0 | {} |",
+        crate::webhook::UPLOADERS,
+        show_ms(p99(up)),
+        up.failed,
+        up.probes,
+        ms(P99_GOAL_MS),
+        mark(p99(up).is_some_and(|v| v <= P99_GOAL_MS) && up.failed == 0)
+    );
+}
+
 /// The figure's markdown.
 #[expect(clippy::too_many_lines, reason = "one table, row by row")]
 pub fn figure(out: &mut String, r: &ProbeResult) {
@@ -544,28 +572,7 @@ pub fn figure(out: &mut String, r: &ProbeResult) {
         if r.slow_logged_flip { " (logged)" } else { "" },
         mark(slow_ok)
     );
-    let up = &r.uploads.healthz;
-    let up_rss_ok = up
-        .peak_rss
-        .is_some_and(|b| count(usize::try_from(b).unwrap_or(usize::MAX)) <= WEBHOOK_MEMORY_LIMIT);
-    let _ = writeln!(
-        out,
-        "| webhook, {} uploads of 3 MiB: peak RSS | — | {} | ≤ {} | {} |",
-        crate::webhook::UPLOADERS,
-        show_bytes(up.peak_rss),
-        bytes(WEBHOOK_MEMORY_LIMIT),
-        mark(up_rss_ok && r.uploads.error.is_none())
-    );
-    let _ = writeln!(
-        out,
-        "| webhook, {} uploads of 3 MiB: `/healthz` p99, failed or over 1 s | — | {}, {} of {} | ≤ {}, 0 | {} |",
-        crate::webhook::UPLOADERS,
-        show_ms(p99(up)),
-        up.failed,
-        up.probes,
-        ms(P99_GOAL_MS),
-        mark(p99(up).is_some_and(|v| v <= P99_GOAL_MS) && up.failed == 0)
-    );
+    webhook_rows(out, &r.uploads);
     let _ = writeln!(
         out,
         "\nDuring the attack the clients held about {} connections, made {} connections in all \

@@ -544,8 +544,19 @@ pub struct Uploads {
     pub cut: u64,
     /// `secret_gate_injector_http_bodies_shed_total` at the end.
     pub bodies_shed: Option<u64>,
+    /// Reviews answered 504 (`secret_gate_injector_reviews_total{outcome="timeout"}`).
+    pub timed_out: Option<u64>,
+    /// `VmRSS` every 100 ms over the run, bytes.
+    pub rss: Vec<u64>,
     pub error: Option<String>,
 }
+
+/// The allocator settings `manifests/injector/deployment.yaml` gives the
+/// webhook (glibc's; the static musl image reads neither).
+pub const MANIFEST_ENV: &[(&str, &str)] = &[
+    ("MALLOC_ARENA_MAX", "1"),
+    ("MALLOC_MMAP_THRESHOLD_", "131072"),
+];
 
 /// Upload connections, the webhook's default `--max-connections`.
 pub const UPLOADERS: usize = 256;
@@ -625,7 +636,7 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
     let bin = fake::build_bin("secret-gate-injector", "secret-gate-injector");
     let tls = tls(&bench.scratch.join("uploads-tls"));
     // As manifests/injector/deployment.yaml sets it.
-    let (mut running, addr) = match start_with(&bin, &tls, false, &[("MALLOC_ARENA_MAX", "1")]) {
+    let (mut running, addr) = match start_with(&bin, &tls, false, MANIFEST_ENV) {
         Ok(started) => started,
         Err(error) => {
             result.error = Some(error);
@@ -635,6 +646,26 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
     let pid = running.pid;
     let body: Arc<[u8]> = padded_review(UPLOAD_BYTES).into();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut rss = Vec::new();
+            // Bounded by the stop flag, and by a sample count as a net.
+            for _ in 0..36_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                if let Some(kib) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|text| procfs::parse_status_kib(&text, "VmRSS"))
+                {
+                    rss.push(kib * 1024);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            rss
+        })
+    };
     let counts: Arc<[std::sync::atomic::AtomicU64; 3]> = Arc::new(Default::default());
     let threads: Vec<_> = (0..CLIENT_THREADS)
         .map(|t| {
@@ -725,6 +756,7 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
     for thread in threads {
         let _ = thread.join();
     }
+    result.rss = sampler.join().unwrap_or_default();
     phase.peak_rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|text| procfs::parse_status_kib(&text, "VmHWM"))
@@ -736,13 +768,26 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
     result.healthz = phase;
     let load = |n: usize| counts[n].load(std::sync::atomic::Ordering::Relaxed);
     (result.answered, result.refused, result.cut) = (load(0), load(1), load(2));
-    result.bodies_shed = metrics.and_then(|text| {
-        String::from_utf8_lossy(&text).lines().find_map(|l| {
-            l.strip_prefix("secret_gate_injector_http_bodies_shed_total ")?
+    let text = metrics.map(|text| String::from_utf8_lossy(&text).into_owned());
+    let metric = |name: &str| {
+        text.as_deref()?.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
                 .trim()
-                .parse()
+                .parse::<f64>()
                 .ok()
         })
-    });
+    };
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "counters"
+    )]
+    {
+        result.bodies_shed =
+            metric("secret_gate_injector_http_bodies_shed_total").map(|v| v as u64);
+        result.timed_out =
+            metric("secret_gate_injector_reviews_total{outcome=\"timeout\"}").map(|v| v as u64);
+    }
     result
 }

@@ -159,6 +159,17 @@ pub struct Args {
         env = "SECRET_GATE_INJECTOR_TEST_REVIEW_DELAY"
     )]
     pub test_review_delay: Option<Duration>,
+
+    /// Tests only: make every review itself (on the blocking pool, in its
+    /// turn) take this much longer, so that a test can have one overrun
+    /// --review-timeout while it still holds its body.
+    #[arg(
+        long,
+        hide = true,
+        value_parser = humantime::parse_duration,
+        env = "SECRET_GATE_INJECTOR_TEST_REVIEW_HOLD"
+    )]
+    pub test_review_hold: Option<Duration>,
 }
 
 /// The webhook's logging flags: `SECRET_GATE_INJECTOR_LOG_*`, with the
@@ -262,8 +273,9 @@ pub struct Webhook<M> {
     review_timeout: Duration,
     floor: bool,
     delay: Option<Duration>,
+    hold: Option<Duration>,
     /// One permit: the turn of a review over [`LARGE_REVIEW_BYTES`].
-    large: tokio::sync::Semaphore,
+    large: Arc<tokio::sync::Semaphore>,
 }
 
 /// One review's answer: its outcome and the HTTP response body (or the
@@ -371,21 +383,35 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
             let start = Instant::now();
             let body = request.into_body();
             let job = Arc::clone(&webhook);
-            let turns = Arc::clone(&webhook);
+            let large = Arc::clone(&webhook.large);
             let delay = webhook.delay;
             let work = async move {
                 if let Some(delay) = delay {
                     tracing::info!(?delay, "--test-review-delay: holding a review");
                     tokio::time::sleep(delay).await;
                 }
-                // The semaphore is never closed; the permit is held until
-                // the review is done (or times out and is dropped).
-                let _turn = if body.len() > LARGE_REVIEW_BYTES {
-                    turns.large.acquire().await.ok()
+                // The semaphore is never closed. The turn and the body go
+                // into the review itself: one that overruns
+                // --review-timeout runs on (a blocking task cannot be
+                // stopped), and until it ends it keeps its turn, so no
+                // second large review starts beside it, and its body keeps
+                // its share of the body budget.
+                let turn = if body.len() > LARGE_REVIEW_BYTES {
+                    large.acquire_owned().await.ok()
                 } else {
                     None
                 };
-                tokio::task::spawn_blocking(move || job.review(&body)).await
+                tokio::task::spawn_blocking(move || {
+                    if let Some(hold) = job.hold {
+                        tracing::info!(?hold, "--test-review-hold: a review runs long");
+                        std::thread::sleep(hold);
+                    }
+                    let answer = job.review(&body);
+                    drop(body);
+                    drop(turn);
+                    answer
+                })
+                .await
             };
             match tokio::time::timeout(webhook.review_timeout, work).await {
                 Ok(Ok((outcome, answer))) => {
@@ -570,7 +596,8 @@ async fn serve_until_stopped<M: Mutate>(
         review_timeout: args.review_timeout,
         floor: args.bench_floor,
         delay: args.test_review_delay,
-        large: tokio::sync::Semaphore::new(1),
+        hold: args.test_review_hold,
+        large: Arc::new(tokio::sync::Semaphore::new(1)),
     });
     let handler = move |request: Request<Bytes>| answer(Arc::clone(&webhook), request);
     let server = Server::new(
