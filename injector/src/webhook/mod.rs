@@ -65,11 +65,14 @@ pub const CONTAINER_MEMORY_LIMIT_BYTES: usize = 64 << 20;
 /// Request bodies held at once, all connections together. Derived from
 /// [`CONTAINER_MEMORY_LIMIT_BYTES`] (64 MiB; docs/how-it-works.md, "The
 /// served ports"): less the process at rest with 256 open TLS connections
-/// (about 16 MiB measured in the benchmark), less one review of the
-/// largest body being decoded into its value tree (up to 4× the body,
-/// 13 MiB; one at a time, see [`LARGE_REVIEW_BYTES`]), less a quarter of the limit for the allocator's slack
-/// (16 MiB); what is left, 19 MiB, rounded down to 5 bodies of
-/// [`MAX_BODY_BYTES`].
+/// (budgeted at 16 MiB), less one review of the largest body being decoded
+/// into its value tree (4× the body, 13 MiB; measured 15.6 MiB with the
+/// body; one at a time, see [`LARGE_REVIEW_BYTES`]), less a quarter of the
+/// limit for the allocator's slack (16 MiB; with the manifest's fixed
+/// glibc mmap threshold, freed bodies go back to the kernel); what is
+/// left, 19 MiB, rounded down to 5 bodies of [`MAX_BODY_BYTES`]. A body
+/// holds its share until it is freed, also in a review that overran
+/// `--review-timeout`.
 pub const BODY_BUDGET_BYTES: usize = 5 * MAX_BODY_BYTES;
 
 const _: () = assert!(
