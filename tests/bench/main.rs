@@ -573,6 +573,17 @@ fn only_uploads(bench: &Bench, plan: &Plan) {
     );
     let mib: Vec<String> = uploads.rss.iter().map(|b| (b >> 20).to_string()).collect();
     println!("VmRSS every 100 ms, MiB: {}", mib.join(" "));
+    let mut sorted = uploads.healthz.latencies_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let shown: Vec<String> = sorted.iter().map(|v| format!("{v:.0}")).collect();
+    println!("/healthz ms, sorted: {}", shown.join(" "));
+    if let Some((ran, waited)) = uploads.runtime_thread {
+        println!(
+            "runtime thread over the probes: on a CPU {:.0}%, runnable but waiting for one {:.0}%",
+            ran * 100.0,
+            waited * 100.0
+        );
+    }
 }
 
 /// `BENCH_ONLY=sidecar`: figure 9 alone, printed to stdout.

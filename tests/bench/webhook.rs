@@ -548,6 +548,10 @@ pub struct Uploads {
     pub timed_out: Option<u64>,
     /// `VmRSS` every 100 ms over the run, bytes.
     pub rss: Vec<u64>,
+    /// The webhook's runtime thread over the probes (its schedstat): the
+    /// share of the time it ran, and the share it was runnable but
+    /// waiting for a CPU.
+    pub runtime_thread: Option<(f64, f64)>,
     pub error: Option<String>,
 }
 
@@ -721,6 +725,13 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
         .collect();
     // Let the uploads fill the budget before the probes start.
     std::thread::sleep(Duration::from_secs(2));
+    // The runtime thread is the main thread: its tid is the pid.
+    let schedstat = || {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/schedstat")).ok()?;
+        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+        Some((fields.next()??, fields.next()??, Instant::now()))
+    };
+    let before = schedstat();
     let mut phase = crate::probe::Phase {
         probes,
         ..crate::probe::Phase::default()
@@ -732,6 +743,12 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
             None => phase.failed += 1,
         }
         std::thread::sleep(Duration::from_millis(50).saturating_sub(tick.elapsed()));
+    }
+    if let (Some((ran0, waited0, at0)), Some((ran1, waited1, at1))) = (before, schedstat()) {
+        let span = (at1 - at0).as_secs_f64() * 1e9;
+        #[expect(clippy::cast_precision_loss, reason = "nanoseconds")]
+        let share = |a: u64, b: u64| b.saturating_sub(a) as f64 / span;
+        result.runtime_thread = Some((share(ran0, ran1), share(waited0, waited1)));
     }
     let metrics = tokio::runtime::Builder::new_current_thread()
         .enable_all()
