@@ -32,8 +32,7 @@
 //!   connection reads and discards what the client still sends for a
 //!   moment, so that the error reply is not destroyed by a reset.
 //! - **Fairness**: a connection with pipelined requests waiting yields
-//!   after each answer, and one reading a body yields after each
-//!   [`BODY_SLICE`], so one busy client cannot hold the runtime.
+//!   after each answer, so one busy client cannot hold the runtime.
 //! - **Graceful shutdown**: stop accepting, close every connection with no
 //!   request in flight, let in-flight requests finish for
 //!   [`Limits::shutdown_grace`], then close the rest.
@@ -321,12 +320,6 @@ const LINGER: Duration = Duration::from_millis(500);
 
 /// ...and at most this much of it.
 const LINGER_BYTES: usize = 1 << 20;
-
-/// A connection reading a body yields to the others after each slice this
-/// large: decrypting and copying bodies is the heaviest thing the runtime
-/// thread does, and a probe's handshake and request need several turns of
-/// it. Without this, tokio's own budget lets one poll read about 2 MiB.
-const BODY_SLICE: usize = 64 << 10;
 
 /// One open connection, as the registry sees it.
 struct Entry {
@@ -919,14 +912,9 @@ async fn read_request<Io: AsyncRead + AsyncWrite + Unpin, S, H>(
             }
         }
         buf.reserve_exact(end - buf.len());
-        let mut slice_end = buf.len() + BODY_SLICE;
         while buf.len() < end {
             let room = end - buf.len();
             fill(io, buf, room, deadline).await?;
-            if buf.len() >= slice_end && buf.len() < end {
-                slice_end = buf.len() + BODY_SLICE;
-                tokio::task::yield_now().await;
-            }
         }
     }
     if body_len > 0 {
@@ -1318,7 +1306,10 @@ mod tests {
         let held = registry.hand_over(1);
         assert_eq!((held, registry.body_held), (40, 80));
         assert_eq!(registry.remove(1).map(|e| e.body), Some(0));
-        assert_eq!(registry.body_held, 80, "a handed-over body outlives its connection");
+        assert_eq!(
+            registry.body_held, 80,
+            "a handed-over body outlives its connection"
+        );
         registry.give_back(held);
         assert_eq!(registry.body_held, 40);
         assert_eq!(registry.reserve_body(3, 60, 100).map(|k| k.len()), Some(0));

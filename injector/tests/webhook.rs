@@ -1032,7 +1032,11 @@ fn a_review_past_its_timeout_keeps_its_body_budget_and_its_turn_until_it_ends() 
     let freed = wait_until(Duration::from_secs(15), || {
         metric(&rt.block_on(scrape(&hook, &pki)), HELD) == Some(0.0)
     });
-    assert!(freed, "the budget was never given back\n{}", hook.process.dump());
+    assert!(
+        freed,
+        "the budget was never given back\n{}",
+        hook.process.dump()
+    );
     hook.process.assert_running("after the overrun reviews");
 }
 

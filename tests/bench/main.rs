@@ -559,7 +559,8 @@ fn only_probe(bench: &Bench, plan: &Plan) {
 fn only_uploads(bench: &Bench, plan: &Plan) {
     println!("bench: 10 the webhook under 256 uploads of 3 MiB");
     let uploads = webhook::uploads(bench, plan.probe_probes());
-    let mut out = "| measure | no load | under attack | goal | |\n|---|---|---|---|---|\n".to_owned();
+    let mut out =
+        "| measure | no load | under attack | goal | |\n|---|---|---|---|---|\n".to_owned();
     probe::webhook_rows(&mut out, &uploads);
     println!(
         "{out}\nanswered {}, refused 503 {}, cut {}, bodies shed {:?}, reviews timed out {:?}, /healthz max {:?} ms{}",
