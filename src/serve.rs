@@ -22,7 +22,10 @@
 //!   shared by all connections: a body's length is reserved before it is
 //!   read; when the budget is short the oldest incomplete bodies are shed,
 //!   and when even that cannot make room the request is answered 503.
-//!   `Expect: 100-continue` is answered once the reservation is made.
+//!   `Expect: 100-continue` is answered once the reservation is made. A
+//!   complete body carries its reservation with it and gives it back when
+//!   its memory is freed, not when the handler returns: work the handler
+//!   handed it to (a review that overran its timeout) keeps it counted.
 //! - **RFC 9112 framing**: exactly one `Host` on HTTP/1.1, a HEAD answer
 //!   never carries a body (the server's own errors included), and every
 //!   close sends the TLS `close_notify` and a FIN; after a reject the
@@ -100,7 +103,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Request bodies held at once, all connections together, in bytes:
     /// a body's declared length is taken from it before the body is read
-    /// and given back when the handler is done. When it is short, the
+    /// and given back when the body is freed (the last clone of its
+    /// `Bytes` dropped), however long the handler's work keeps it. When it is short, the
     /// connections with the oldest incomplete bodies are shed; when that
     /// cannot make room, the request is answered 503. Never below
     /// `max_body_bytes`.
@@ -233,6 +237,8 @@ pub struct Stats {
     timed_out: AtomicU64,
     rejected: AtomicU64,
     served: AtomicU64,
+    /// The body budget in use, in bytes; written under the registry's lock.
+    body_held: Arc<AtomicU64>,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -262,6 +268,9 @@ pub struct StatsSnapshot {
     pub rejected: u64,
     /// Requests the handler answered.
     pub served: u64,
+    /// Bytes of the body budget held now: bodies being read, and complete
+    /// bodies not yet freed.
+    pub body_held: u64,
 }
 
 impl Stats {
@@ -279,6 +288,7 @@ impl Stats {
             timed_out: get(&self.timed_out),
             rejected: get(&self.rejected),
             served: get(&self.served),
+            body_held: get(&self.body_held),
         }
     }
 }
@@ -318,23 +328,32 @@ struct Entry {
     /// `close_notify` and FIN, briefly, and ends.
     kill: Arc<Notify>,
     abort: AbortHandle,
-    /// Bytes of the request body budget this connection holds.
+    /// Bytes of the request body budget this connection holds for a body
+    /// it is reading. A complete body takes them over ([`HeldBody`]).
     body: usize,
 }
 
 /// The open connections, oldest (lowest id) first, and the body budget
-/// they hold between them.
+/// held: by the bodies they are reading, and by the complete bodies not
+/// yet freed ([`HeldBody`]).
 #[derive(Default)]
 struct Registry {
     next_id: u64,
     open: BTreeMap<u64, Entry>,
     body_held: usize,
+    /// [`Stats`]' copy of `body_held`, for the metrics.
+    held_gauge: Arc<AtomicU64>,
 }
 
 impl Registry {
+    fn set_held(&mut self, held: usize) {
+        self.body_held = held;
+        self.held_gauge.store(held as u64, Ordering::Relaxed);
+    }
+
     fn remove(&mut self, id: u64) -> Option<Entry> {
         let entry = self.open.remove(&id)?;
-        self.body_held -= entry.body;
+        self.set_held(self.body_held - entry.body);
         Some(entry)
     }
 
@@ -401,15 +420,56 @@ impl Registry {
         }
         let entry = self.open.get_mut(&id)?;
         entry.body += bytes;
-        self.body_held += bytes;
+        self.set_held(self.body_held + bytes);
         Some(kills)
     }
 
-    /// Gives connection `id`'s body budget back.
-    fn release_body(&mut self, id: u64) {
-        if let Some(entry) = self.open.get_mut(&id) {
-            self.body_held -= std::mem::take(&mut entry.body);
-        }
+    /// Takes connection `id`'s body reservation out of its entry, for the
+    /// complete body to hold ([`HeldBody`]): the connection is no longer
+    /// shed for the budget, and the bytes stay counted until the body is
+    /// freed. 0 when the connection was shed meanwhile (its reservation
+    /// went back then; its body is dropped unanswered).
+    fn hand_over(&mut self, id: u64) -> usize {
+        self.open
+            .get_mut(&id)
+            .map_or(0, |entry| std::mem::take(&mut entry.body))
+    }
+
+    /// Gives back `bytes` a freed body held.
+    fn give_back(&mut self, bytes: usize) {
+        self.set_held(self.body_held - bytes);
+    }
+}
+
+fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
+    // A panic while holding the lock leaves a consistent map.
+    registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A complete request body (the buffer it was read into) and its share of
+/// the body budget, which goes back when the last `Bytes` of the body is
+/// dropped: the budget counts the body's memory for as long as it lives,
+/// also in work that outlives the request (a review on the blocking pool
+/// that overran its timeout, say).
+struct HeldBody {
+    buf: Vec<u8>,
+    bytes: usize,
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl AsRef<[u8]> for HeldBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for HeldBody {
+    fn drop(&mut self) {
+        // The memory first, then its budget.
+        drop(std::mem::take(&mut self.buf));
+        lock(&self.registry).give_back(self.bytes);
     }
 }
 
@@ -441,17 +501,15 @@ struct Inner<S, H> {
     handler: H,
     limits: Limits,
     stats: Arc<Stats>,
-    registry: Mutex<Registry>,
+    /// Shared with the bodies handed out ([`HeldBody`]).
+    registry: Arc<Mutex<Registry>>,
     /// Set at shutdown: close each connection after its current request.
     closing: AtomicBool,
 }
 
 impl<S, H> Inner<S, H> {
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        // A panic while holding the lock leaves a consistent map.
-        self.registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.registry)
     }
 }
 
@@ -468,14 +526,19 @@ impl<S: Setup, H: Handler> Server<S, H> {
     pub fn new(listener: TcpListener, setup: S, handler: H, mut limits: Limits) -> Self {
         limits.max_connections = limits.max_connections.max(1);
         limits.body_budget_bytes = limits.body_budget_bytes.max(limits.max_body_bytes);
+        let stats = Arc::new(Stats::default());
+        let registry = Registry {
+            held_gauge: Arc::clone(&stats.body_held),
+            ..Registry::default()
+        };
         Self {
             listener,
             inner: Arc::new(Inner {
                 setup,
                 handler,
                 limits,
-                stats: Arc::new(Stats::default()),
-                registry: Mutex::new(Registry::default()),
+                stats,
+                registry: Arc::new(Mutex::new(registry)),
                 closing: AtomicBool::new(false),
             }),
         }
@@ -736,7 +799,6 @@ async fn requests<S: Setup, H: Handler>(
         let mut request = request;
         request.extensions_mut().insert(PeerAddr(peer));
         let head_only = request.method() == Method::HEAD;
-        let held_body = !request.body().is_empty();
         let close = wants_close(&request) || inner.closing.load(Ordering::Acquire);
         let deadline = Instant::now() + limits.request_timeout;
         let response =
@@ -747,9 +809,6 @@ async fn requests<S: Setup, H: Handler>(
                 bump(&counts.timed_out);
                 plain(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n")
             };
-        if held_body {
-            inner.registry().release_body(id);
-        }
         let close = close || inner.closing.load(Ordering::Acquire);
         if !advance(state, IN_FLIGHT, WRITING) {
             return End::Close;
@@ -787,8 +846,8 @@ async fn requests<S: Setup, H: Handler>(
 /// Reads one request: waits up to the idle timeout for its first byte,
 /// then the header timeout for the rest of its head, then the body
 /// timeout for its body (which first takes its length from the body
-/// budget, and answers `Expect: 100-continue`). Bytes past the request
-/// stay in `buf`.
+/// budget, and answers `Expect: 100-continue`; the complete body carries
+/// the reservation on). Bytes past the request stay in `buf`.
 async fn read_request<Io: AsyncRead + AsyncWrite + Unpin, S, H>(
     io: &mut Io,
     buf: &mut Vec<u8>,
@@ -859,11 +918,15 @@ async fn read_request<Io: AsyncRead + AsyncWrite + Unpin, S, H>(
         }
     }
     if body_len > 0 {
-        // The body is handed on without a copy; what follows it (a
-        // pipelined request) stays.
+        // The body is handed on without a copy, with its reservation;
+        // what follows it (a pipelined request) stays.
         let rest = buf.split_off(end);
-        let whole = Bytes::from(std::mem::replace(buf, rest));
-        *request.body_mut() = whole.slice(head_len..end);
+        let held = HeldBody {
+            buf: std::mem::replace(buf, rest),
+            bytes: inner.registry().hand_over(id),
+            registry: Arc::clone(&inner.registry),
+        };
+        *request.body_mut() = Bytes::from_owner(held).slice(head_len..end);
     } else {
         buf.drain(..end);
     }
@@ -1239,7 +1302,15 @@ mod tests {
         assert!(registry.reserve_body(3, 70, 100).is_none());
         assert_eq!(state(&registry, 2), READING);
         assert_eq!(registry.body_held, 80);
-        registry.release_body(1);
+        // 1's body is freed: its bytes go back.
+        let held = registry.hand_over(1);
+        assert_eq!((held, registry.body_held), (40, 80));
+        assert_eq!(registry.remove(1).map(|e| e.body), Some(0));
+        assert_eq!(
+            registry.body_held, 80,
+            "a handed-over body outlives its connection"
+        );
+        registry.give_back(held);
         assert_eq!(registry.body_held, 40);
         assert_eq!(registry.reserve_body(3, 60, 100).map(|k| k.len()), Some(0));
         assert_eq!(registry.remove(3).map(|e| e.body), Some(60));

@@ -51,7 +51,11 @@ fn injection_doc_shows_the_current_help() {
 #[test]
 fn injection_doc_shows_the_current_webhook_help() {
     let help = check_help_block("webhook");
-    assert!(!help.contains("bench-floor") && !help.contains("test-review-delay"));
+    assert!(
+        !help.contains("bench-floor")
+            && !help.contains("test-review-delay")
+            && !help.contains("test-review-hold")
+    );
 }
 
 #[test]

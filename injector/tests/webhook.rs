@@ -982,6 +982,64 @@ fn the_body_budget_sheds_the_oldest_incomplete_upload() {
     hook.process.assert_running("after the uploads");
 }
 
+/// A review that overruns `--review-timeout` is answered 504 but runs on
+/// (a task on the blocking pool cannot be stopped): until it ends, its body
+/// keeps its share of the body budget (the gauge on `/metrics`), and it
+/// keeps its turn, so a second large review waits rather than decoding
+/// beside it.
+#[test]
+fn a_review_past_its_timeout_keeps_its_body_budget_and_its_turn_until_it_ends() {
+    use secret_gate_injector::webhook::LARGE_REVIEW_BYTES;
+    const HELD: &str = "secret_gate_injector_http_body_budget_held_bytes";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let volume = SecretVolume::new(&dir.path().join("tls"), &pki.valid());
+    let mut hook = start(
+        &volume,
+        &["--test-review-hold", "4s", "--review-timeout", "300ms"],
+    );
+    let addr = hook.addr;
+    let rt = runtime();
+    // A large body (not JSON: the review answers 400 once it is done).
+    let body = vec![b' '; 2 * LARGE_REVIEW_BYTES];
+    let post = |body: &Vec<u8>| {
+        rt.block_on(once(
+            addr,
+            pki.client_config(),
+            "POST",
+            "/mutate",
+            body.clone(),
+        ))
+        .expect("an answer")
+    };
+    assert_eq!(post(&body).status, 504);
+    let text = rt.block_on(scrape(&hook, &pki));
+    #[expect(clippy::cast_precision_loss, reason = "a small size")]
+    let size = body.len() as f64;
+    assert_eq!(metric(&text, HELD), Some(size), "{text}");
+    // The second large review waits for the turn the first still holds,
+    // and times out waiting: its own body was freed with it.
+    assert_eq!(post(&body).status, 504);
+    assert_eq!(
+        hook.process.stderr().matches("a review runs long").count(),
+        1,
+        "a second large review ran beside the first\n{}",
+        hook.process.dump()
+    );
+    let text = rt.block_on(scrape(&hook, &pki));
+    assert_eq!(metric(&text, HELD), Some(size), "{text}");
+    // When the first review ends, its budget goes back.
+    let freed = wait_until(Duration::from_secs(15), || {
+        metric(&rt.block_on(scrape(&hook, &pki)), HELD) == Some(0.0)
+    });
+    assert!(
+        freed,
+        "the budget was never given back\n{}",
+        hook.process.dump()
+    );
+    hook.process.assert_running("after the overrun reviews");
+}
+
 /// Clients that pipeline `GET /metrics` a thousand times and never read
 /// fill the cap with connections blocked writing: those are shed for a
 /// fresh probe, which is answered within the kubelet's 1 s.

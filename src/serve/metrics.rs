@@ -53,6 +53,8 @@ pub type Described = (&'static str, &'static str);
 /// The server's metrics in one registry.
 pub struct StatsMetrics {
     open: Gauge,
+    /// [`StatsSnapshot::body_held`], for a server that takes bodies.
+    body_held: Option<Gauge>,
     counters: Vec<(Counted, Counter)>,
     /// The server's counters, copied into the metrics at each scrape.
     stats: OnceLock<Arc<Stats>>,
@@ -78,9 +80,20 @@ impl StatsMetrics {
             .collect();
         Self {
             open: gauge,
+            body_held: None,
             counters,
             stats: OnceLock::new(),
         }
+    }
+
+    /// Registers a gauge of the body budget in use
+    /// ([`StatsSnapshot::body_held`]), in bytes, after the others.
+    #[must_use]
+    pub fn with_body_held(mut self, registry: &mut Registry, described: Described) -> Self {
+        let gauge = Gauge::default();
+        registry.register(described.0, described.1, gauge.clone());
+        self.body_held = Some(gauge);
+        self
     }
 
     /// Exports this server's counters from now on (the first call wins).
@@ -96,6 +109,9 @@ impl StatsMetrics {
         };
         let now = stats.snapshot();
         self.open.set(i64::try_from(now.open).unwrap_or(i64::MAX));
+        if let Some(held) = &self.body_held {
+            held.set(i64::try_from(now.body_held).unwrap_or(i64::MAX));
+        }
         for (counted, counter) in &self.counters {
             counter.inner().store(counted.of(&now), Ordering::Relaxed);
         }

@@ -39,7 +39,8 @@
 //! prints it.
 //! `BENCH_ONLY=sidecar` runs figure 9 alone and prints it.
 //! `BENCH_ONLY=probe` runs figure 10 (the probe port under 10,000 hostile
-//! connections, [`probe`]) alone and prints it.
+//! connections, [`probe`]) alone and prints it; `BENCH_ONLY=uploads` only
+//! its webhook rows (256 uploads of 3 MiB).
 //! `BENCH_ONLY=repro` prints figure 4's reproducibility table alone, from
 //! the result `make repro` left in target/repro/result.json.
 //! `BENCH_ONLY=inject` runs figure 11 (the injector) alone and prints it.
@@ -278,11 +279,13 @@ fn main() {
         return repro::only(&machine(&volume::scratch_parent()).commit);
     }
     let (run_volume, run_safe_small) = match only.as_str() {
-        "" | "1" | "tls" | "inputs" | "sidecar" | "probe" | "inject" | "webhook" => (true, true),
+        "" | "1" | "tls" | "inputs" | "sidecar" | "probe" | "uploads" | "inject" | "webhook" => {
+            (true, true)
+        }
         "safe" => (false, true),
         "6" => (false, false),
         other => panic!(
-            "BENCH_ONLY={other:?}: use 1, safe, 6, tls, inputs, sidecar, probe, inject, webhook or repro"
+            "BENCH_ONLY={other:?}: use 1, safe, 6, tls, inputs, sidecar, probe, uploads, inject, webhook or repro"
         ),
     };
     let plan = Plan::new(quick);
@@ -327,6 +330,9 @@ fn main() {
     }
     if only == "probe" {
         return only_probe(&bench, &plan);
+    }
+    if only == "uploads" {
+        return only_uploads(&bench, &plan);
     }
     if only == "tls" {
         only_tls(&bench, &plan, step);
@@ -547,6 +553,38 @@ fn only_probe(bench: &Bench, plan: &Plan) {
     let mut out = String::new();
     probe::figure(&mut out, &result);
     println!("{out}");
+}
+
+/// `BENCH_ONLY=uploads`: figure 10's webhook rows alone, printed to stdout.
+fn only_uploads(bench: &Bench, plan: &Plan) {
+    println!("bench: 10 the webhook under 256 uploads of 3 MiB");
+    let uploads = webhook::uploads(bench, plan.probe_probes());
+    let mut out =
+        "| measure | no load | under attack | goal | |\n|---|---|---|---|---|\n".to_owned();
+    probe::webhook_rows(&mut out, &uploads);
+    println!(
+        "{out}\nanswered {}, refused 503 {}, cut {}, bodies shed {:?}, reviews timed out {:?}, /healthz max {:?} ms{}",
+        uploads.answered,
+        uploads.refused,
+        uploads.cut,
+        uploads.bodies_shed,
+        uploads.timed_out,
+        uploads.healthz.latencies_ms.iter().copied().reduce(f64::max),
+        uploads.error.as_deref().map(|e| format!(", error: {e}")).unwrap_or_default()
+    );
+    let mib: Vec<String> = uploads.rss.iter().map(|b| (b >> 20).to_string()).collect();
+    println!("VmRSS every 100 ms, MiB: {}", mib.join(" "));
+    let mut sorted = uploads.healthz.latencies_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let shown: Vec<String> = sorted.iter().map(|v| format!("{v:.0}")).collect();
+    println!("/healthz ms, sorted: {}", shown.join(" "));
+    if let Some((ran, waited)) = uploads.runtime_thread {
+        println!(
+            "runtime thread over the probes: on a CPU {:.0}%, runnable but waiting for one {:.0}%",
+            ran * 100.0,
+            waited * 100.0
+        );
+    }
 }
 
 /// `BENCH_ONLY=sidecar`: figure 9 alone, printed to stdout.

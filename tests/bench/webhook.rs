@@ -573,8 +573,23 @@ pub struct Uploads {
     pub cut: u64,
     /// `secret_gate_injector_http_bodies_shed_total` at the end.
     pub bodies_shed: Option<u64>,
+    /// Reviews answered 504 (`secret_gate_injector_reviews_total{outcome="timeout"}`).
+    pub timed_out: Option<u64>,
+    /// `VmRSS` every 100 ms over the run, bytes.
+    pub rss: Vec<u64>,
+    /// The webhook's runtime thread over the probes (its schedstat): the
+    /// share of the time it ran, and the share it was runnable but
+    /// waiting for a CPU.
+    pub runtime_thread: Option<(f64, f64)>,
     pub error: Option<String>,
 }
+
+/// The allocator settings `manifests/injector/deployment.yaml` gives the
+/// webhook (glibc's; the static musl image reads neither).
+pub const MANIFEST_ENV: &[(&str, &str)] = &[
+    ("MALLOC_ARENA_MAX", "1"),
+    ("MALLOC_MMAP_THRESHOLD_", "131072"),
+];
 
 /// Upload connections, the webhook's default `--max-connections`.
 pub const UPLOADERS: usize = 256;
@@ -654,7 +669,7 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
     let bin = fake::build_bin("secret-gate-injector", "secret-gate-injector");
     let tls = tls(&bench.scratch.join("uploads-tls"));
     // As manifests/injector/deployment.yaml sets it.
-    let (mut running, addr) = match start_with(&bin, &tls, false, &[("MALLOC_ARENA_MAX", "1")]) {
+    let (mut running, addr) = match start_with(&bin, &tls, false, MANIFEST_ENV) {
         Ok(started) => started,
         Err(error) => {
             result.error = Some(error);
@@ -664,6 +679,26 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
     let pid = running.pid;
     let body: Arc<[u8]> = padded_review(UPLOAD_BYTES).into();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut rss = Vec::new();
+            // Bounded by the stop flag, and by a sample count as a net.
+            for _ in 0..36_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                if let Some(kib) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|text| procfs::parse_status_kib(&text, "VmRSS"))
+                {
+                    rss.push(kib * 1024);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            rss
+        })
+    };
     let counts: Arc<[std::sync::atomic::AtomicU64; 3]> = Arc::new(Default::default());
     let threads: Vec<_> = (0..CLIENT_THREADS)
         .map(|t| {
@@ -719,6 +754,13 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
         .collect();
     // Let the uploads fill the budget before the probes start.
     std::thread::sleep(Duration::from_secs(2));
+    // The runtime thread is the main thread: its tid is the pid.
+    let schedstat = || {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/schedstat")).ok()?;
+        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+        Some((fields.next()??, fields.next()??, Instant::now()))
+    };
+    let before = schedstat();
     let mut phase = crate::probe::Phase {
         probes,
         ..crate::probe::Phase::default()
@@ -730,6 +772,12 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
             None => phase.failed += 1,
         }
         std::thread::sleep(Duration::from_millis(50).saturating_sub(tick.elapsed()));
+    }
+    if let (Some((ran0, waited0, at0)), Some((ran1, waited1, at1))) = (before, schedstat()) {
+        let span = (at1 - at0).as_secs_f64() * 1e9;
+        #[expect(clippy::cast_precision_loss, reason = "nanoseconds")]
+        let share = |a: u64, b: u64| b.saturating_sub(a) as f64 / span;
+        result.runtime_thread = Some((share(ran0, ran1), share(waited0, waited1)));
     }
     let metrics = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -754,6 +802,7 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
     for thread in threads {
         let _ = thread.join();
     }
+    result.rss = sampler.join().unwrap_or_default();
     phase.peak_rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|text| procfs::parse_status_kib(&text, "VmHWM"))
@@ -765,13 +814,26 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
     result.healthz = phase;
     let load = |n: usize| counts[n].load(std::sync::atomic::Ordering::Relaxed);
     (result.answered, result.refused, result.cut) = (load(0), load(1), load(2));
-    result.bodies_shed = metrics.and_then(|text| {
-        String::from_utf8_lossy(&text).lines().find_map(|l| {
-            l.strip_prefix("secret_gate_injector_http_bodies_shed_total ")?
+    let text = metrics.map(|text| String::from_utf8_lossy(&text).into_owned());
+    let metric = |name: &str| {
+        text.as_deref()?.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
                 .trim()
-                .parse()
+                .parse::<f64>()
                 .ok()
         })
-    });
+    };
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "counters"
+    )]
+    {
+        result.bodies_shed =
+            metric("secret_gate_injector_http_bodies_shed_total").map(|v| v as u64);
+        result.timed_out =
+            metric("secret_gate_injector_reviews_total{outcome=\"timeout\"}").map(|v| v as u64);
+    }
     result
 }

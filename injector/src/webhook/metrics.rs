@@ -9,6 +9,7 @@
 //! | `secret_gate_injector_certificate_reloads_total` | counter | rotated certificates loaded |
 //! | `secret_gate_injector_certificate_reload_rejections_total` | counter | changed files whose pair failed the checks (the old pair stayed) |
 //! | `secret_gate_injector_http_*` | | the server's connections, sheds, timeouts and refused requests |
+//! | `secret_gate_injector_http_body_budget_held_bytes` | gauge | request bodies held now against the body budget: bodies being read, and complete ones not yet freed (a review that overran `--review-timeout` keeps its body until it ends) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +117,13 @@ fn register_http(registry: &mut Registry) -> StatsMetrics {
                 ),
             ),
         ],
+    )
+    .with_body_held(
+        registry,
+        (
+            "secret_gate_injector_http_body_budget_held_bytes",
+            "Request-body bytes held now against the body budget: bodies being read, and complete bodies not yet freed",
+        ),
     )
 }
 

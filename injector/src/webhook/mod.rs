@@ -66,11 +66,14 @@ pub const CONTAINER_MEMORY_LIMIT_BYTES: usize = 64 << 20;
 /// Request bodies held at once, all connections together. Derived from
 /// [`CONTAINER_MEMORY_LIMIT_BYTES`] (64 MiB; docs/how-it-works.md, "The
 /// served ports"): less the process at rest with 256 open TLS connections
-/// (about 16 MiB measured in the benchmark), less one review of the
-/// largest body being decoded into its value tree (up to 4× the body,
-/// 13 MiB; one at a time, see [`LARGE_REVIEW_BYTES`]), less a quarter of the limit for the allocator's slack
-/// (16 MiB); what is left, 19 MiB, rounded down to 5 bodies of
-/// [`MAX_BODY_BYTES`].
+/// (budgeted at 16 MiB), less one review of the largest body being decoded
+/// into its value tree (4× the body, 13 MiB; measured 15.6 MiB with the
+/// body; one at a time, see [`LARGE_REVIEW_BYTES`]), less a quarter of the
+/// limit for the allocator's slack (16 MiB; with the manifest's fixed
+/// glibc mmap threshold, freed bodies go back to the kernel); what is
+/// left, 19 MiB, rounded down to 5 bodies of [`MAX_BODY_BYTES`]. A body
+/// holds its share until it is freed, also in a review that overran
+/// `--review-timeout`.
 pub const BODY_BUDGET_BYTES: usize = 5 * MAX_BODY_BYTES;
 
 const _: () = assert!(
@@ -160,6 +163,17 @@ pub struct Args {
         env = "SECRET_GATE_INJECTOR_TEST_REVIEW_DELAY"
     )]
     pub test_review_delay: Option<Duration>,
+
+    /// Tests only: make every review itself (on the blocking pool, in its
+    /// turn) take this much longer, so that a test can have one overrun
+    /// --review-timeout while it still holds its body.
+    #[arg(
+        long,
+        hide = true,
+        value_parser = humantime::parse_duration,
+        env = "SECRET_GATE_INJECTOR_TEST_REVIEW_HOLD"
+    )]
+    pub test_review_hold: Option<Duration>,
 }
 
 /// The webhook's logging flags: `SECRET_GATE_INJECTOR_LOG_*`, with the
@@ -263,8 +277,9 @@ pub struct Webhook<M> {
     review_timeout: Duration,
     floor: bool,
     delay: Option<Duration>,
+    hold: Option<Duration>,
     /// One permit: the turn of a review over [`LARGE_REVIEW_BYTES`].
-    large: tokio::sync::Semaphore,
+    large: Arc<tokio::sync::Semaphore>,
 }
 
 /// One review's answer: its outcome and the HTTP response body (or the
@@ -367,21 +382,35 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
             let start = Instant::now();
             let body = request.into_body();
             let job = Arc::clone(&webhook);
-            let turns = Arc::clone(&webhook);
+            let large = Arc::clone(&webhook.large);
             let delay = webhook.delay;
             let work = async move {
                 if let Some(delay) = delay {
                     tracing::info!(?delay, "--test-review-delay: holding a review");
                     tokio::time::sleep(delay).await;
                 }
-                // The semaphore is never closed; the permit is held until
-                // the review is done (or times out and is dropped).
-                let _turn = if body.len() > LARGE_REVIEW_BYTES {
-                    turns.large.acquire().await.ok()
+                // The semaphore is never closed. The turn and the body go
+                // into the review itself: one that overruns
+                // --review-timeout runs on (a blocking task cannot be
+                // stopped), and until it ends it keeps its turn, so no
+                // second large review starts beside it, and its body keeps
+                // its share of the body budget.
+                let turn = if body.len() > LARGE_REVIEW_BYTES {
+                    large.acquire_owned().await.ok()
                 } else {
                     None
                 };
-                tokio::task::spawn_blocking(move || job.review(&body)).await
+                tokio::task::spawn_blocking(move || {
+                    if let Some(hold) = job.hold {
+                        tracing::info!(?hold, "--test-review-hold: a review runs long");
+                        std::thread::sleep(hold);
+                    }
+                    let answer = job.review(&body);
+                    drop(body);
+                    drop(turn);
+                    answer
+                })
+                .await
             };
             match tokio::time::timeout(webhook.review_timeout, work).await {
                 Ok(Ok((outcome, answer))) => {
@@ -566,7 +595,8 @@ async fn serve_until_stopped<M: Mutate>(
         review_timeout: args.review_timeout,
         floor: args.bench_floor,
         delay: args.test_review_delay,
-        large: tokio::sync::Semaphore::new(1),
+        hold: args.test_review_hold,
+        large: Arc::new(tokio::sync::Semaphore::new(1)),
     });
     let handler = move |request: Request<Bytes>| answer(Arc::clone(&webhook), request);
     let server = Server::new(
