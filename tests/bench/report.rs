@@ -297,7 +297,9 @@ fn figure8(out: &mut String, r: &Results) {
         out,
         "Each case is one file of at most 1 MiB (the default `--max-file-size`) shaped to be expensive \
          for its parser, checked with `secret-gate check --file NAME --settle-time 0s`. CPU (user + \
-         system) and peak RSS of the one process come from GNU time (`/usr/bin/time -f`, from `wait4`). \
+         system) is the harness's `getrusage(RUSAGE_CHILDREN)` across each run, in microseconds (GNU \
+         time's own few hundred µs included, alike in every row); peak RSS of the one process comes \
+         from GNU time (`/usr/bin/time -f`, from `wait4`). \
          Depth and value counts are bounded by a linear pass before the parser sees the text, so a \
          refusal costs less than a parse. The goal: any input accepted or refused within {} of CPU \
          and under {} of memory (the shipped manifests limit the gate to `memory: 32Mi`). The rows \

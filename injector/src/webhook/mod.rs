@@ -55,8 +55,8 @@ pub const MAX_BODY_BYTES: usize = API_SERVER_MAX_REQUEST_BYTES + REVIEW_WRAPPER_
 
 /// A review whose body is larger than this (no real Pod comes near it)
 /// waits for its turn: one such review is decoded and injected at a
-/// time, so their working sets (the value tree, the injected copy, the
-/// JSON for the patch: a few times the body) never add up.
+/// time, so their working sets (the value tree and the injected copy: a
+/// few times the body) never add up.
 pub const LARGE_REVIEW_BYTES: usize = 256 << 10;
 
 /// The memory limit the webhook's container runs under in
