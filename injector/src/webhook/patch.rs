@@ -17,7 +17,7 @@
 //!   index by index, and the longer list's tail is added or removed.
 //! - Anything else that differs is replaced.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde_yaml_ng::Value;
 
@@ -128,8 +128,8 @@ impl Patch {
 
     fn push_index(&mut self, i: usize) -> usize {
         let len = self.path.len();
-        self.path.push('/');
-        self.path.push_str(&i.to_string());
+        // Writing to a String cannot fail.
+        let _ = write!(self.path, "/{i}");
         len
     }
 
