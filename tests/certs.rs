@@ -184,9 +184,13 @@ fn combined_pem_torn_mid_block_is_never_ready_until_complete() {
 
     let path = fx.path("app.pem");
     std::fs::remove_file(&path).unwrap();
+    // At debug level every check is logged: at info level a check that
+    // still finds the file invalid is not, and the gate may have caught the
+    // writer's empty file first (also invalid) before any torn block.
     let mut gate = fx
         .watch()
         .args(["--file", "app.pem", "--timeout", READY_TIMEOUT])
+        .args(["--log-level", "debug"])
         .spawn();
     gate.expect_stderr("app.pem: missing");
     let mut writer = TornWriter::truncate(&path);
