@@ -20,8 +20,11 @@
 //!   (`Transfer-Encoding` is answered 411).
 //! - **A memory budget for bodies** ([`Limits::body_budget_bytes`]),
 //!   shared by all connections: a body's length is reserved before it is
-//!   read; when the budget is short the oldest incomplete bodies are shed,
-//!   and when even that cannot make room the request is answered 503.
+//!   read. When the budget is short, the request waits for it (reading
+//!   nothing more, so the client is held back by TCP, at no cost here),
+//!   and the oldest bodies still incomplete after [`Limits::body_grace`]
+//!   are shed to make room; when no room comes within
+//!   [`Limits::body_timeout`] the request is answered 503.
 //!   `Expect: 100-continue` is answered once the reservation is made. A
 //!   complete body carries its reservation with it and gives it back when
 //!   its memory is freed, not when the handler returns: work the handler
@@ -104,11 +107,15 @@ pub struct Limits {
     /// Request bodies held at once, all connections together, in bytes:
     /// a body's declared length is taken from it before the body is read
     /// and given back when the body is freed (the last clone of its
-    /// `Bytes` dropped), however long the handler's work keeps it. When it is short, the
-    /// connections with the oldest incomplete bodies are shed; when that
-    /// cannot make room, the request is answered 503. Never below
-    /// `max_body_bytes`.
+    /// `Bytes` dropped), however long the handler's work keeps it. When it
+    /// is short, the request waits for room (up to `body_timeout`, then
+    /// 503), and bodies still incomplete after `body_grace` are shed for
+    /// it, oldest first. Never below `max_body_bytes`.
     pub body_budget_bytes: usize,
+    /// How long a body may take to arrive before it can be shed for
+    /// another that waits for the budget. A real review arrives within
+    /// milliseconds; one still incomplete after this is slow or stalled.
+    pub body_grace: Duration,
     /// How long in-flight requests may run on after shutdown begins.
     pub shutdown_grace: Duration,
 }
@@ -129,6 +136,7 @@ impl Default for Limits {
             max_head_bytes: 4096,
             max_body_bytes: 0,
             body_budget_bytes: 0,
+            body_grace: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(2),
         }
     }
@@ -331,6 +339,9 @@ struct Entry {
     /// Bytes of the request body budget this connection holds for a body
     /// it is reading. A complete body takes them over ([`HeldBody`]).
     body: usize,
+    /// When the reservation for `body` was made, for
+    /// [`Limits::body_grace`].
+    body_since: Option<Instant>,
 }
 
 /// The open connections, oldest (lowest id) first, and the body budget
@@ -343,10 +354,27 @@ struct Registry {
     body_held: usize,
     /// [`Stats`]' copy of `body_held`, for the metrics.
     held_gauge: Arc<AtomicU64>,
+    /// Wakes the requests waiting for the body budget when some of it goes
+    /// back.
+    freed: Arc<Notify>,
+}
+
+/// What [`Registry::reserve_body`] did.
+#[derive(Debug, Default)]
+struct Reserve {
+    /// The body's length is reserved. When false, there is no room yet:
+    /// wait for some to be freed, or for a body to outlast its grace.
+    granted: bool,
+    /// The tasks of the connections shed to make room, to be woken once
+    /// the lock is released.
+    shed: Vec<Arc<Notify>>,
 }
 
 impl Registry {
     fn set_held(&mut self, held: usize) {
+        if held < self.body_held {
+            self.freed.notify_waiters();
+        }
         self.body_held = held;
         self.held_gauge.store(held as u64, Ordering::Relaxed);
     }
@@ -383,45 +411,72 @@ impl Registry {
             .collect()
     }
 
-    /// Reserves `bytes` of the body budget for connection `id`, shedding
-    /// the connections with the oldest incomplete bodies when the budget
-    /// is short; their tasks are returned to wake. `None` (and nothing
-    /// shed) when even that would not make room: every other body is
-    /// complete and in a handler.
-    fn reserve_body(&mut self, id: u64, bytes: usize, budget: usize) -> Option<Vec<Arc<Notify>>> {
-        let incomplete =
-            |entry: &Entry| entry.body > 0 && entry.state.load(Ordering::Acquire) == READING;
-        let sheddable: usize = self
-            .open
-            .iter()
-            .filter(|(other, entry)| **other != id && incomplete(entry))
-            .map(|(_, entry)| entry.body)
-            .sum();
-        if self.body_held + bytes > budget.saturating_add(sheddable) {
-            return None;
+    /// Reserves `bytes` of the body budget for connection `id` at `now`.
+    /// When the budget is short, the connections whose bodies are still
+    /// incomplete `grace` after their reservation are shed to make room,
+    /// oldest first, and their tasks returned to wake. Not granted (and
+    /// nothing shed) when even that would not make room: the other bodies
+    /// are complete, or still within their grace.
+    fn reserve_body(
+        &mut self,
+        id: u64,
+        bytes: usize,
+        budget: usize,
+        now: Instant,
+        grace: Duration,
+    ) -> Reserve {
+        let overdue = |other: u64, entry: &Entry| {
+            other != id
+                && entry.body > 0
+                && entry
+                    .body_since
+                    .is_some_and(|since| now.saturating_duration_since(since) >= grace)
+                && entry.state.load(Ordering::Acquire) == READING
+        };
+        if self.body_held + bytes > budget {
+            let sheddable: usize = self
+                .open
+                .iter()
+                .filter(|(other, entry)| overdue(**other, entry))
+                .map(|(_, entry)| entry.body)
+                .sum();
+            if self.body_held + bytes > budget.saturating_add(sheddable) {
+                return Reserve::default();
+            }
         }
-        let mut kills = Vec::new();
+        let mut shed = Vec::new();
         while self.body_held + bytes > budget {
             let victim = self
                 .open
                 .iter()
                 .find(|(other, entry)| {
-                    **other != id
-                        && entry.body > 0
+                    overdue(**other, entry)
                         && entry
                             .state
                             .compare_exchange(READING, SHED, Ordering::AcqRel, Ordering::Acquire)
                             .is_ok()
                 })
                 .map(|(other, _)| *other);
-            // A body that completed since the count above: refuse.
-            let entry = victim.and_then(|v| self.remove(v))?;
-            kills.push(entry.kill);
+            // A body that completed since the count above: wait.
+            let Some(entry) = victim.and_then(|v| self.remove(v)) else {
+                return Reserve {
+                    granted: false,
+                    shed,
+                };
+            };
+            shed.push(entry.kill);
         }
-        let entry = self.open.get_mut(&id)?;
-        entry.body += bytes;
-        self.set_held(self.body_held + bytes);
-        Some(kills)
+        let granted = if let Some(entry) = self.open.get_mut(&id) {
+            entry.body += bytes;
+            entry.body_since = Some(now);
+            true
+        } else {
+            false
+        };
+        if granted {
+            self.set_held(self.body_held + bytes);
+        }
+        Reserve { granted, shed }
     }
 
     /// Takes connection `id`'s body reservation out of its entry, for the
@@ -430,9 +485,10 @@ impl Registry {
     /// freed. 0 when the connection was shed meanwhile (its reservation
     /// went back then; its body is dropped unanswered).
     fn hand_over(&mut self, id: u64) -> usize {
-        self.open
-            .get_mut(&id)
-            .map_or(0, |entry| std::mem::take(&mut entry.body))
+        self.open.get_mut(&id).map_or(0, |entry| {
+            entry.body_since = None;
+            std::mem::take(&mut entry.body)
+        })
     }
 
     /// Gives back `bytes` a freed body held.
@@ -646,6 +702,7 @@ fn admit<S: Setup, H: Handler>(inner: &Arc<Inner<S, H>>, stream: TcpStream, peer
             kill,
             abort: task.abort_handle(),
             body: 0,
+            body_since: None,
         },
     );
     inner
@@ -882,20 +939,7 @@ async fn read_request<Io: AsyncRead + AsyncWrite + Unpin, S, H>(
     };
     let end = head_len + body_len;
     if body_len > 0 {
-        let reserved = inner
-            .registry()
-            .reserve_body(id, body_len, limits.body_budget_bytes);
-        let Some(kills) = reserved else {
-            return Err(Stop::Reject(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server is reading as many request bodies as its memory allows: retry shortly\n",
-            ));
-        };
-        for kill in kills {
-            bump(&inner.stats.shed);
-            bump(&inner.stats.bodies_shed);
-            kill.notify_one();
-        }
+        reserve_body(inner, id, body_len).await?;
     }
     if buf.len() < end {
         deadline = Instant::now() + limits.body_timeout;
@@ -931,6 +975,53 @@ async fn read_request<Io: AsyncRead + AsyncWrite + Unpin, S, H>(
         buf.drain(..end);
     }
     Ok(request)
+}
+
+/// Takes `bytes` from the body budget for connection `id`, waiting up to
+/// the body timeout for room: the body is not read meanwhile, so TCP holds
+/// the client back. Bodies still incomplete after their grace are shed to
+/// make room; 503 when none comes.
+async fn reserve_body<S, H>(inner: &Inner<S, H>, id: u64, bytes: usize) -> Result<(), Stop> {
+    let limits = &inner.limits;
+    let freed = Arc::clone(&inner.registry().freed);
+    let deadline = Instant::now() + limits.body_timeout;
+    // Bounded by the deadline.
+    loop {
+        // Listen before looking, so that room freed in between is not
+        // missed.
+        let notified = freed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = Instant::now();
+        let reserved = inner.registry().reserve_body(
+            id,
+            bytes,
+            limits.body_budget_bytes,
+            now,
+            limits.body_grace,
+        );
+        for kill in reserved.shed {
+            bump(&inner.stats.shed);
+            bump(&inner.stats.bodies_shed);
+            kill.notify_one();
+        }
+        if reserved.granted {
+            return Ok(());
+        }
+        if now >= deadline {
+            return Err(Stop::Reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is reading as many request bodies as its memory allows: retry shortly\n",
+            ));
+        }
+        // Look again when room is freed, or when the oldest body still
+        // arriving may have outlasted its grace.
+        let next = (now + limits.body_grace / 4).min(deadline);
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep_until(next) => {}
+        }
+    }
 }
 
 /// True for an HTTP/1.1 request with `Expect: 100-continue`.
@@ -1267,15 +1358,18 @@ mod tests {
         assert!(mark_shed(&AtomicU8::new(super::WRITING)));
     }
 
-    /// The body budget: granted while it lasts, then the oldest incomplete
-    /// body is shed; bodies that are complete (in a handler) are never
-    /// shed, and a request that cannot fit is refused with nothing shed.
+    /// The body budget: granted while it lasts; then bodies still
+    /// incomplete after their grace are shed, oldest first, and a request
+    /// waits while the others are within their grace or complete (in a
+    /// handler).
     #[tokio::test]
-    async fn the_body_budget_sheds_the_oldest_incomplete_body_or_refuses() {
+    async fn the_body_budget_sheds_only_bodies_past_their_grace_oldest_first() {
         use super::{Entry, Registry, READING};
         use std::sync::Arc;
+        use tokio::time::{Duration, Instant};
+        const GRACE: Duration = Duration::from_secs(1);
         let mut registry = Registry::default();
-        for id in 0..4 {
+        for id in 0..5 {
             let task = tokio::spawn(std::future::pending::<()>());
             registry.open.insert(
                 id,
@@ -1284,25 +1378,39 @@ mod tests {
                     kill: Arc::new(tokio::sync::Notify::new()),
                     abort: task.abort_handle(),
                     body: 0,
+                    body_since: None,
                 },
             );
         }
         let state = |r: &Registry, id| r.open[&id].state.load(std::sync::atomic::Ordering::Acquire);
-        assert_eq!(registry.reserve_body(0, 40, 100).map(|k| k.len()), Some(0));
-        assert_eq!(registry.reserve_body(1, 40, 100).map(|k| k.len()), Some(0));
-        // 0 and 1 hold 80; 2 needs 40: the oldest incomplete (0) goes.
-        assert_eq!(registry.reserve_body(2, 40, 100).map(|k| k.len()), Some(1));
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let reserve = |r: &mut Registry, id, bytes, now| {
+            let reserved = r.reserve_body(id, bytes, 100, now, GRACE);
+            reserved.granted.then_some(reserved.shed.len())
+        };
+        assert_eq!(reserve(&mut registry, 0, 40, at(0)), Some(0));
+        assert_eq!(reserve(&mut registry, 1, 40, at(500)), Some(0));
+        // 0 and 1 hold 80 and are within their grace: 2 waits.
+        assert_eq!(reserve(&mut registry, 2, 40, at(900)), None);
+        assert_eq!(registry.body_held, 80);
+        // Once 0 is past its grace, it is shed for 2; 1 is not.
+        assert_eq!(reserve(&mut registry, 2, 40, at(1000)), Some(1));
         assert!(!registry.open.contains_key(&0));
+        assert_eq!(state(&registry, 1), READING);
         assert_eq!(registry.body_held, 80);
         // 1's body is complete and in its handler: 3 cannot shed it, and
-        // 2 alone does not make room for 70, so nothing is shed.
+        // 2 is within its grace, so 3 waits, with nothing shed.
         registry.open[&1]
             .state
             .store(IN_FLIGHT, std::sync::atomic::Ordering::Release);
-        assert!(registry.reserve_body(3, 70, 100).is_none());
+        assert_eq!(reserve(&mut registry, 3, 70, at(1500)), None);
+        // Past 2's grace, 2 alone does not make room for 70: still nothing
+        // shed.
+        assert_eq!(reserve(&mut registry, 3, 70, at(2500)), None);
         assert_eq!(state(&registry, 2), READING);
         assert_eq!(registry.body_held, 80);
-        // 1's body is freed: its bytes go back.
+        // 1's body is freed: its bytes go back, and a waiter is woken.
         let held = registry.hand_over(1);
         assert_eq!((held, registry.body_held), (40, 80));
         assert_eq!(registry.remove(1).map(|e| e.body), Some(0));
@@ -1310,9 +1418,18 @@ mod tests {
             registry.body_held, 80,
             "a handed-over body outlives its connection"
         );
+        let freed = Arc::clone(&registry.freed);
+        let woken = freed.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         registry.give_back(held);
         assert_eq!(registry.body_held, 40);
-        assert_eq!(registry.reserve_body(3, 60, 100).map(|k| k.len()), Some(0));
+        assert!(
+            tokio::time::timeout(Duration::ZERO, woken).await.is_ok(),
+            "freeing budget wakes the requests waiting for it"
+        );
+        // Room now: 3 needs no shedding.
+        assert_eq!(reserve(&mut registry, 3, 60, at(2600)), Some(0));
         assert_eq!(registry.remove(3).map(|e| e.body), Some(60));
         assert_eq!(registry.body_held, 40);
     }

@@ -896,18 +896,23 @@ fn framing_follows_rfc_9112_and_every_close_is_clean() {
 
 /// The body budget: uploads that declare the largest body take their
 /// length from the shared budget before a byte is read (`100 Continue`
-/// says it was granted). When it is short, the oldest incomplete upload is
-/// shed; when every body in it is complete and under review, a new one
-/// is answered 503 with Retry-After. A review still gets through.
+/// says it was granted). When it is short, a new upload waits: the oldest
+/// upload still incomplete after its grace (1 s) is shed for it. When
+/// every body in it is complete and under review, the new upload waits
+/// for one to be freed, and is answered 503 with Retry-After only when
+/// none is within the body timeout (5 s). A review still gets through.
 #[test]
-fn the_body_budget_sheds_the_oldest_incomplete_upload() {
+fn the_body_budget_waits_then_sheds_the_oldest_stalled_upload() {
     use secret_gate_injector::webhook::{BODY_BUDGET_BYTES, MAX_BODY_BYTES};
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::new();
     let volume = SecretVolume::new(&dir.path().join("tls"), &pki.valid());
+    // The reviews outlast a waiting upload's 5 s: long enough that one
+    // started while they run is refused, short enough that one started
+    // 2 s after that refusal is let in.
     let mut hook = start(
         &volume,
-        &["--test-review-delay", "4s", "--review-timeout", "10s"],
+        &["--test-review-delay", "10s", "--review-timeout", "12s"],
     );
     let addr = hook.addr;
     let fits = BODY_BUDGET_BYTES / MAX_BODY_BYTES;
@@ -927,7 +932,8 @@ fn the_body_budget_sheds_the_oldest_incomplete_upload() {
             tls
         })
         .collect();
-    // One more: the oldest incomplete upload makes room.
+    // One more: it waits until the oldest, which sends nothing, is past
+    // its grace, and that one is shed for it; the others are not.
     let (newest, interim) = upload();
     assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
     let oldest = uploads.remove(0);
@@ -936,8 +942,8 @@ fn the_body_budget_sheds_the_oldest_incomplete_upload() {
     uploads.push(newest);
 
     // Complete every upload: the bodies are under review (held by the
-    // test delay), so the budget is full of complete bodies and a new
-    // upload is refused rather than shedding them.
+    // test delay), so the budget is full of complete bodies, which are
+    // never shed.
     let body = vec![b' '; MAX_BODY_BYTES];
     for tls in &mut uploads {
         tls.send(&body).expect("send a body");
@@ -955,6 +961,7 @@ fn the_body_budget_sheds_the_oldest_incomplete_upload() {
         metric(&text, "secret_gate_injector_http_bodies_shed_total").is_some_and(|v| v >= 1.0),
         "{text}"
     );
+    // A new upload waits its 5 s while every review runs on: 503.
     let (refused, interim) = upload();
     assert!(interim.starts_with("HTTP/1.1 503 "), "{interim:?}");
     assert!(
@@ -964,10 +971,16 @@ fn the_body_budget_sheds_the_oldest_incomplete_upload() {
         "{interim:?}"
     );
     drop(refused);
+    // One started 2 s later is still waiting when the reviews end and
+    // free their bodies: it is let in.
+    std::thread::sleep(Duration::from_secs(2));
+    let (waited, interim) = upload();
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n", "{}", hook.process.dump());
     for mut tls in uploads {
         let answer = tls.read_until("\r\n\r\n");
         assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
     }
+    drop(waited);
     // The budget is given back: a review gets through.
     let answer = runtime()
         .block_on(once(

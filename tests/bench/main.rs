@@ -563,11 +563,13 @@ fn only_uploads(bench: &Bench, plan: &Plan) {
         "| measure | no load | under attack | goal | |\n|---|---|---|---|---|\n".to_owned();
     probe::webhook_rows(&mut out, &uploads);
     println!(
-        "{out}\nanswered {}, refused 503 {}, cut {}, bodies shed {:?}, reviews timed out {:?}, /healthz max {:?} ms{}",
+        "{out}\nanswered {}, refused 503 {}, cut {}; server: 503 {:?}, bodies shed {:?}, connections shed {:?}, reviews timed out {:?}, /healthz max {:?} ms{}",
         uploads.answered,
         uploads.refused,
         uploads.cut,
+        uploads.rejected,
         uploads.bodies_shed,
+        uploads.shed,
         uploads.timed_out,
         uploads.healthz.latencies_ms.iter().copied().reduce(f64::max),
         uploads.error.as_deref().map(|e| format!(", error: {e}")).unwrap_or_default()

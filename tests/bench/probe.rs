@@ -592,8 +592,12 @@ pub fn figure(out: &mut String, r: &ProbeResult) {
          static musl one, not measured here) with the manifest's arguments (the default 256 connections) and \
          its glibc settings `MALLOC_ARENA_MAX=1` and `MALLOC_MMAP_THRESHOLD_=131072` against {} connections each \
          uploading a {}-byte review of an opted-in Pod back to back, reconnecting after each answer; \
-         `/healthz` is probed over a fresh TLS connection every 50 ms. Uploads answered: {}, refused 503 at \
-         the body budget: {}, cut off by shedding: {} (bodies shed: {}). {}\n",
+         `/healthz` is probed over a fresh TLS connection every 50 ms. An upload that finds the body budget \
+         full waits for room with its body unread, so TCP holds its client back; one still waiting after 5 s \
+         is answered 503, which a client still writing its body mostly never reads. Uploads answered: {}, \
+         503 read by the client: {}, closed before the client read an answer: {}. On the server: {} answered \
+         503 at the body budget, {} bodies shed for it (still arriving after their 1 s grace), {} connections \
+         shed in all (at the cap too, for the probes). {}\n",
         r.slow_connects,
         r.slow_shed.map_or_else(|| "—".to_owned(), |s| s.to_string()),
         crate::webhook::UPLOADERS,
@@ -601,11 +605,12 @@ pub fn figure(out: &mut String, r: &ProbeResult) {
         r.uploads.answered,
         r.uploads.refused,
         r.uploads.cut,
+        r.uploads.rejected.map_or_else(|| "—".to_owned(), |s| s.to_string()),
         r.uploads.bodies_shed.map_or_else(|| "—".to_owned(), |s| s.to_string()),
+        r.uploads.shed.map_or_else(|| "—".to_owned(), |s| s.to_string()),
         r.uploads.runtime_thread.map_or_else(String::new, |(ran, waited)| format!(
             "Over the probes the webhook's one runtime thread (it does every TLS handshake and decrypts \
-             every upload) ran {:.0}% of the time and was runnable but waiting for a CPU {:.0}%: the \
-             `/healthz` latency is the share of the machine's cores it gets beside the uploading clients.",
+             every upload) ran {:.0}% of the time and was runnable but waiting for a CPU {:.0}%.",
             ran * 100.0,
             waited * 100.0
         )),

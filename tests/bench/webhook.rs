@@ -573,6 +573,13 @@ pub struct Uploads {
     pub cut: u64,
     /// `secret_gate_injector_http_bodies_shed_total` at the end.
     pub bodies_shed: Option<u64>,
+    /// `secret_gate_injector_http_requests_rejected_total` at the end: here
+    /// the uploads answered 503 after waiting for the body budget, whether
+    /// or not the client, still writing its body, read the answer.
+    pub rejected: Option<u64>,
+    /// `secret_gate_injector_http_connections_shed_total` at the end: at
+    /// the cap, for the probes, and for the budget.
+    pub shed: Option<u64>,
     /// Reviews answered 504 (`secret_gate_injector_reviews_total{outcome="timeout"}`).
     pub timed_out: Option<u64>,
     /// `VmRSS` every 100 ms over the run, bytes.
@@ -834,6 +841,9 @@ pub fn uploads(bench: &Bench, probes: usize) -> Uploads {
             metric("secret_gate_injector_http_bodies_shed_total").map(|v| v as u64);
         result.timed_out =
             metric("secret_gate_injector_reviews_total{outcome=\"timeout\"}").map(|v| v as u64);
+        result.rejected =
+            metric("secret_gate_injector_http_requests_rejected_total").map(|v| v as u64);
+        result.shed = metric("secret_gate_injector_http_connections_shed_total").map(|v| v as u64);
     }
     result
 }

@@ -92,7 +92,7 @@ fn register_http(registry: &mut Registry) -> StatsMetrics {
                 Counted::BodiesShed,
                 (
                     "secret_gate_injector_http_bodies_shed",
-                    "Connections with the oldest incomplete request bodies closed because the body memory budget was short",
+                    "Connections closed because their request bodies were still incomplete after the grace period while another body waited for the memory budget",
                 ),
             ),
             (
