@@ -54,6 +54,12 @@ pub enum Command {
     Watch(WatchArgs),
     /// Check the secret files once and exit: 0 if ready, 1 if not. A file
     /// written moments ago is first given its --settle-time.
+    // `check` has no --keep-running: its --settle-time help stops before
+    // the sentence about it.
+    #[command(mut_arg("settle_time", |arg| {
+        let help = SETTLE_TIME_HELP.split_once(" With --keep-running").map_or(SETTLE_TIME_HELP, |(first, _)| first.trim_end_matches('.'));
+        arg.help(help)
+    }))]
     Check(CheckArgs),
     /// Poll VSecM Safe over SPIFFE mTLS until this workload's secret is ready.
     ///
@@ -61,6 +67,14 @@ pub enum Command {
     /// vsecm-ist-init-container works unchanged.
     Safe(SafeArgs),
 }
+
+/// `--settle-time`'s help; `check`'s stops before its last sentence.
+const SETTLE_TIME_HELP: &str =
+    "How long a YAML, env, raw or PEM file (or a JSON scalar) must stay \
+unchanged, as the gate itself observed it (same inode, size and change time), before it counts: \
+such files can be cut short by a writer and still parse. JSON objects and arrays cannot, and files \
+the kubelet swaps in through `..data` are complete, so neither waits. With --keep-running, a \
+changed version is also notified only once it has stayed the same this long (and at least 10ms)";
 
 /// Which files to check and what they must contain.
 #[derive(Debug, Args)]
@@ -113,14 +127,7 @@ pub struct SelectionArgs {
     #[arg(long, value_enum, default_value_t = FormatArg::Auto, env = "SECRET_GATE_FORMAT")]
     pub format: FormatArg,
 
-    /// How long a YAML, env, raw or PEM file (or a JSON scalar) must stay
-    /// unchanged, as the gate itself observed it (same inode, size and
-    /// change time), before it counts: such files can be cut short by a
-    /// writer and still parse. JSON objects and arrays cannot, and files the
-    /// kubelet swaps in through `..data` are complete, so neither waits.
-    /// With --keep-running, a changed version is also notified only once
-    /// it has stayed the same this long (and at least 10ms).
-    #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "SECRET_GATE_SETTLE_TIME", value_name = "DURATION")]
+    #[arg(long, help = SETTLE_TIME_HELP, default_value = "250ms", value_parser = parse_duration, env = "SECRET_GATE_SETTLE_TIME", value_name = "DURATION")]
     pub settle_time: Duration,
 
     /// Largest file the gate will read; a bigger one is a diagnosis. Accepts

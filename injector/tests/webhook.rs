@@ -975,7 +975,12 @@ fn the_body_budget_waits_then_sheds_the_oldest_stalled_upload() {
     // free their bodies: it is let in.
     std::thread::sleep(Duration::from_secs(2));
     let (waited, interim) = upload();
-    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n", "{}", hook.process.dump());
+    assert_eq!(
+        interim,
+        "HTTP/1.1 100 Continue\r\n\r\n",
+        "{}",
+        hook.process.dump()
+    );
     for mut tls in uploads {
         let answer = tls.read_until("\r\n\r\n");
         assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");

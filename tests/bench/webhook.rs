@@ -532,6 +532,10 @@ pub fn render(out: &mut String, result: &WebhookResult) {
             mark(rss <= 20.0 * 1024.0 * 1024.0),
             ratio(inj.2 / floor.2),
         );
+        let _ = writeln!(
+            out,
+            "Where the injector's extra time goes (`perf record` of the webhook under this load): the injection core (copying the template, validating the flags with the gate's own parser, building the container, the typed check, the status fingerprint), the patch built from the two trees, the larger answer and the `injected` log line each take a few microseconds, and glibc's `malloc` and `free` a share of each; no step dominates. Tried and not kept: mimalloc as the global allocator, running small reviews on the runtime thread instead of the blocking pool, and fewer blocking threads. None brought the closed loop near its goal, and the last two made it worse: the harness's client threads share the machine's cores with the server, so the closed loop's ratio also depends on how the kernel divides the CPU between the server's threads and the harness's.\n"
+        );
     }
 }
 
