@@ -329,6 +329,10 @@ const LINGER: Duration = Duration::from_millis(500);
 /// ...and at most this much of it.
 const LINGER_BYTES: usize = 1 << 20;
 
+/// A request waiting for the body budget looks again at least this often
+/// apart, whatever [`Limits::body_grace`] is.
+const MIN_BODY_WAIT_TICK: Duration = Duration::from_millis(10);
+
 /// One open connection, as the registry sees it.
 struct Entry {
     state: Arc<AtomicU8>,
@@ -1016,7 +1020,7 @@ async fn reserve_body<S, H>(inner: &Inner<S, H>, id: u64, bytes: usize) -> Resul
         }
         // Look again when room is freed, or when the oldest body still
         // arriving may have outlasted its grace.
-        let next = (now + limits.body_grace / 4).min(deadline);
+        let next = (now + (limits.body_grace / 4).max(MIN_BODY_WAIT_TICK)).min(deadline);
         tokio::select! {
             () = notified => {}
             () = tokio::time::sleep_until(next) => {}
