@@ -84,7 +84,11 @@ say "== 3. keep running: the gate stays, a rotation is swapped in, the app is no
 # The "app": a copy of bash under its own name, so --signal-process finds
 # it and nothing else; it reloads on SIGHUP. (In a pod: shareProcessNamespace.)
 cp "$(command -v bash)" "$work/demo-app"
-"$work/demo-app" -c 'trap "echo \"[app] SIGHUP received: reloading the secret files\"" HUP
+# A shell cannot trap a signal that was ignored when it started (as under
+# nohup): start the app with SIGHUP at its default, where env can.
+reset_hup=()
+if env --default-signal=HUP true 2>/dev/null; then reset_hup=(env --default-signal=HUP); fi
+${reset_hup[@]+"${reset_hup[@]}"} "$work/demo-app" -c 'trap "echo \"[app] SIGHUP received: reloading the secret files\"" HUP
   for _ in $(seq 600); do sleep 0.1; done' > "$work/app.log" &
 bg_pids+=($!)
 VSECM_INIT_CONTAINER_POLL_INTERVAL=500 VSECM_SIDECAR_POLL_INTERVAL=500 \
