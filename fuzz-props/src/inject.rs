@@ -111,6 +111,14 @@ fn resource_list(text: &str) -> Option<serde_json::Value> {
         .then(|| serde_json::to_value(&first).unwrap_or_default())
 }
 
+/// A `ResourceList`'s items; none is an empty list, as KRM reads it (the
+/// answer always carries `items`, also when the input had none).
+fn items(list: &serde_json::Value) -> serde_json::Value {
+    list.get("items")
+        .cloned()
+        .unwrap_or_else(|| serde_json::Value::Array(Vec::new()))
+}
+
 /// The KRM function. Its answer is a new `ResourceList` (with `results`),
 /// never the input's text, so the properties are about the items: exit 2
 /// answers with the items unchanged and one error result per error line;
@@ -140,11 +148,13 @@ fn krm(given: &serde_json::Value, first: &RunOutput) {
         .unwrap_or_default();
     match first.code {
         exit::BAD_INPUT => {
-            assert_eq!(
-                answer.get("items"),
-                given.get("items"),
-                "a failed KRM answer changed the items"
-            );
+            if !given.is_null() {
+                assert_eq!(
+                    items(&answer),
+                    items(given),
+                    "a failed KRM answer changed the items"
+                );
+            }
             assert!(
                 severities.iter().all(|s| *s == "error"),
                 "a failed KRM answer with a result that is not an error: {severities:?}"
@@ -161,10 +171,12 @@ fn krm(given: &serde_json::Value, first: &RunOutput) {
                 !severities.contains(&"error"),
                 "exit 0 with an error result"
             );
-            if !given.to_string().contains("secret-gate.dev/") {
+            // `given` is null when the list has a key JSON cannot write (a
+            // mapping as a key, say): then its items cannot be compared.
+            if !given.is_null() && !given.to_string().contains("secret-gate.dev/") {
                 assert_eq!(
-                    answer.get("items"),
-                    given.get("items"),
+                    items(&answer),
+                    items(given),
                     "items with no secret-gate annotation changed"
                 );
             }
