@@ -54,12 +54,9 @@ pub enum Command {
     Watch(WatchArgs),
     /// Check the secret files once and exit: 0 if ready, 1 if not. A file
     /// written moments ago is first given its --settle-time.
-    // `check` has no --keep-running: its --settle-time help stops before
-    // the sentence about it.
-    #[command(mut_arg("settle_time", |arg| {
-        let help = SETTLE_TIME_HELP.split_once(" With --keep-running").map_or(SETTLE_TIME_HELP, |(first, _)| first.trim_end_matches('.'));
-        arg.help(help)
-    }))]
+    // `check` has no --keep-running: its --settle-time help leaves out the
+    // sentence about it.
+    #[command(mut_arg("settle_time", |arg| arg.help(SETTLE_TIME_HELP_CHECK)))]
     Check(CheckArgs),
     /// Poll VSecM Safe over SPIFFE mTLS until this workload's secret is ready.
     ///
@@ -68,13 +65,22 @@ pub enum Command {
     Safe(SafeArgs),
 }
 
-/// `--settle-time`'s help; `check`'s stops before its last sentence.
-const SETTLE_TIME_HELP: &str =
-    "How long a YAML, env, raw or PEM file (or a JSON scalar) must stay \
-unchanged, as the gate itself observed it (same inode, size and change time), before it counts: \
-such files can be cut short by a writer and still parse. JSON objects and arrays cannot, and files \
-the kubelet swaps in through `..data` are complete, so neither waits. With --keep-running, a \
-changed version is also notified only once it has stayed the same this long (and at least 10ms)";
+/// `--settle-time`'s help as `check` shows it...
+macro_rules! settle_time_help {
+    () => {
+        "How long a YAML, env, raw or PEM file (or a JSON scalar) must stay unchanged, as the \
+         gate itself observed it (same inode, size and change time), before it counts: such \
+         files can be cut short by a writer and still parse. JSON objects and arrays cannot, and \
+         files the kubelet swaps in through `..data` are complete, so neither waits"
+    };
+}
+const SETTLE_TIME_HELP_CHECK: &str = settle_time_help!();
+/// ...and as `watch` shows it, with --keep-running's use of it.
+const SETTLE_TIME_HELP: &str = concat!(
+    settle_time_help!(),
+    ". With --keep-running, a changed version is also notified only once it has stayed the \
+     same this long (and at least 10ms)"
+);
 
 /// Which files to check and what they must contain.
 #[derive(Debug, Args)]
