@@ -120,6 +120,22 @@ pub struct JsonOutcome {
 pub struct Injector {
     settings: Settings,
     validator: Validator,
+    typed_check: TypedCheck,
+}
+
+/// What the typed check of an injected template covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TypedCheck {
+    /// The whole template, as `inject` and the KRM function need: what
+    /// they read was written by hand, and must parse as a
+    /// `PodTemplateSpec` once injected.
+    #[default]
+    Whole,
+    /// Only what the core wrote: the gate's container and the volumes it
+    /// added. For the admission webhook, whose Pods come from the API
+    /// server, which has already decoded them into its own types; the
+    /// rest of the template is as valid as the API server found it.
+    Edits,
 }
 
 /// The workload kinds and their API groups.
@@ -148,7 +164,16 @@ impl Injector {
         Self {
             settings,
             validator: Validator::default(),
+            typed_check: TypedCheck::Whole,
         }
+    }
+
+    /// The same injector with the typed check narrowed (or widened) to
+    /// `check`.
+    #[must_use]
+    pub const fn with_typed_check(mut self, check: TypedCheck) -> Self {
+        self.typed_check = check;
+        self
     }
 
     #[must_use]
@@ -273,7 +298,7 @@ impl Injector {
                 report(false, "skipped: not opted in".to_owned(), Vec::new()),
             ));
         };
-        if result.template == *template {
+        if crate::value::same(&result.template, template) {
             let message = match &result.done {
                 Done::Injected(what) => format!("unchanged {what}: already injected"),
                 Done::Skipped(why) => format!("skipped: {why}"),
@@ -300,19 +325,61 @@ impl Injector {
     /// The edited pod template (`metadata` and `spec`), or `None` if it
     /// carries no `secret-gate.dev/` annotation at all.
     fn template(&self, template: &Value, is_job: bool) -> Result<Option<Templated>, String> {
-        let annotations = path(template, &["metadata", "annotations"]).and_then(Value::as_mapping);
-        let ours = annotations::ours(annotations)?;
+        let ours = ours(template)?;
         if ours.is_empty() {
             return Ok(None);
         }
+        let mut work = template.clone();
+        let (done, warnings) = self.edit(&mut work, &ours, is_job)?;
+        Ok(Some(Templated {
+            template: work,
+            done,
+            warnings,
+        }))
+    }
+
+    /// Injects into a Pod in place, as [`Self::inject_value`] injects a
+    /// Pod, without copying it: for the admission webhook, which owns the
+    /// Pod it was sent and patches only what changed. Only the parts in
+    /// [`EDITED`] can change; the caller copies those first if it needs
+    /// the Pod as it was. On an error the Pod may be half edited.
+    pub fn inject_pod(&self, pod: &mut Value) -> Result<PodEdit, InjectError> {
+        let object = ObjectRef::of(pod);
+        let fail = |message: String| InjectError {
+            object: object.clone(),
+            message,
+        };
+        if !pod.is_mapping() {
+            return Err(fail(
+                "the Pod is not a Kubernetes object (a mapping): fix or remove it".to_owned(),
+            ));
+        }
+        let ours = ours(pod).map_err(fail)?;
+        if ours.is_empty() {
+            return Ok(PodEdit {
+                done: Done::Skipped("not opted in".to_owned()),
+                warnings: Vec::new(),
+            });
+        }
+        let (done, warnings) = self.edit(pod, &ours, false).map_err(fail)?;
+        Ok(PodEdit { done, warnings })
+    }
+
+    /// Edits `work`, a pod template with `secret-gate.dev/` annotations
+    /// (`ours`): strips an earlier injection, then injects, or not.
+    fn edit(
+        &self,
+        work: &mut Value,
+        ours: &[(String, String)],
+        is_job: bool,
+    ) -> Result<(Done, Vec<String>), String> {
         let value_of = |name: &str| {
             ours.iter()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
-        let mut work = template.clone();
         if let Some(text) = value_of(STATUS) {
-            Status::parse(text)?.strip(&mut work);
+            Status::parse(text)?.strip(work);
         }
         match value_of(annotations::INJECT).map(str::trim) {
             Some("true") => {}
@@ -321,27 +388,23 @@ impl Injector {
                     None => "not opted in".to_owned(),
                     Some(v) => format!("{} is {v:?}, not \"true\"", annotations::INJECT),
                 };
-                return Ok(Some(Templated {
-                    template: work,
-                    done: Done::Skipped(why),
-                    warnings: Vec::new(),
-                }));
+                return Ok((Done::Skipped(why), Vec::new()));
             }
         }
-        let mut req = annotations::request(&ours, &self.settings)?;
+        let mut req = annotations::request(ours, &self.settings)?;
         if req.source == Source::Watch {
-            pod_certificate_flags(&work, &mut req);
+            pod_certificate_flags(work, &mut req);
         }
         let argv = gate::arguments(&req)?;
         let verdict = self.validator.check(&argv).map_err(|e| refusal(&e, &req))?;
         if req.mode == GateMode::Sidecar {
-            probe_port_is_free(&work, verdict.listen_port.unwrap_or(gate::PROBE_PORT))?;
-            host_network_has_a_port(&work, &req)?;
+            probe_port_is_free(work, verdict.listen_port.unwrap_or(gate::PROBE_PORT))?;
+            host_network_has_a_port(work, &req)?;
         }
         // The template as compact JSON, streamed into the hash: the same
         // bytes `serde_json::to_string` gives, without building them.
         let mut hash = Fingerprint::default();
-        if serde_json::to_writer(&mut hash, &work).is_err() {
+        if serde_json::to_writer(&mut hash, &*work).is_err() {
             // A key JSON cannot write: the template's part is empty.
             hash = Fingerprint::default();
         }
@@ -352,7 +415,7 @@ impl Injector {
         }
         let inputs = hash.hex();
         let mut warnings = Vec::new();
-        let spec = get_mut(&mut work, "spec")
+        let spec = get_mut(work, "spec")
             .and_then(Value::as_mapping_mut)
             .ok_or("the pod template has no spec: add spec.containers")?;
         let mut status = Status {
@@ -372,11 +435,14 @@ impl Injector {
         });
         place(spec, container, &req, &mut status, &mut warnings)?;
         mesh_warnings(spec, &req, &mut warnings);
-        let annotations = crate::value::path_mut(&mut work, &["metadata", "annotations"])
+        let annotations = crate::value::path_mut(work, &["metadata", "annotations"])
             .and_then(Value::as_mapping_mut)
             .ok_or("internal error: the annotations went missing")?;
         annotations.insert(s(STATUS), s(status.to_text()));
-        check_typed(&work)?;
+        match self.typed_check {
+            TypedCheck::Whole => check_typed(work)?,
+            TypedCheck::Edits => check_edits(work, &status)?,
+        }
         let mut what = format!("({}, {})", req.mode, req.source);
         if is_job && req.mode == GateMode::Sidecar {
             what = format!(
@@ -384,11 +450,43 @@ impl Injector {
                 req.mode, req.source
             );
         }
-        Ok(Some(Templated {
-            template: work,
-            done: Done::Injected(what),
-            warnings,
-        }))
+        Ok((Done::Injected(what), warnings))
+    }
+}
+
+/// The parts of a pod template that injection edits, and the only ones:
+/// the annotations (the status), the init containers (the gate) and the
+/// volumes (the SPIFFE socket, the schema). Stripping an earlier
+/// injection edits only these too. `tests/properties.rs` holds the core
+/// to it; the admission webhook copies and compares only these.
+pub const EDITED: [&[&str]; 3] = [
+    &["metadata", "annotations"],
+    &["spec", "initContainers"],
+    &["spec", "volumes"],
+];
+
+/// The template's `secret-gate.dev/` annotations.
+fn ours(template: &Value) -> Result<Vec<(String, String)>, String> {
+    annotations::ours(path(template, &["metadata", "annotations"]).and_then(Value::as_mapping))
+}
+
+/// What [`Injector::inject_pod`] did.
+#[derive(Debug)]
+pub struct PodEdit {
+    done: Done,
+    /// Warnings, as `inject` reports them.
+    pub warnings: Vec<String>,
+}
+
+impl PodEdit {
+    /// Why the Pod is as it was, when the edit changed nothing: the
+    /// message `inject` gives an unchanged object.
+    #[must_use]
+    pub fn unchanged(&self) -> String {
+        match &self.done {
+            Done::Injected(what) => format!("unchanged {what}: already injected"),
+            Done::Skipped(why) => format!("skipped: {why}"),
+        }
     }
 }
 
@@ -442,6 +540,7 @@ struct Templated {
     warnings: Vec<String>,
 }
 
+#[derive(Debug)]
 enum Done {
     Injected(String),
     Skipped(String),
@@ -909,6 +1008,30 @@ fn check_typed(template: &Value) -> Result<(), String> {
         .map_err(|e| {
             format!("the pod template is not a valid Kubernetes PodTemplateSpec ({e}): fix it")
         })
+}
+
+/// What the core added must parse as Kubernetes types: the gate's
+/// container and the volumes the status names.
+fn check_edits(template: &Value, status: &Status) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::{Container, Volume};
+    use serde::Deserialize as _;
+    let named = |list: &str, name: &str| {
+        path(template, &["spec", list])
+            .and_then(Value::as_sequence)
+            .and_then(|l| l.iter().find(|v| str_at(v, "name") == Some(name)))
+    };
+    let wrong = |what: &str, e: serde_yaml_ng::Error| {
+        format!("internal error: the {what} the injector wrote is not valid ({e})")
+    };
+    let gate = named("initContainers", &status.container)
+        .ok_or("internal error: the gate's container went missing")?;
+    Container::deserialize(gate).map_err(|e| wrong("gate's container", e))?;
+    for name in &status.volumes {
+        let volume =
+            named("volumes", name).ok_or("internal error: a volume the gate needs went missing")?;
+        Volume::deserialize(volume).map_err(|e| wrong("volume", e))?;
+    }
+    Ok(())
 }
 
 /// A KRM `resourceRef` for an object.

@@ -5,6 +5,10 @@
 //! - a document without the opt-in is unchanged (and passes through the
 //!   binary byte for byte);
 //! - `inject: "false"` on an injected document gives back the original;
+//! - injecting, and removing the gate, edit only the parts of the template
+//!   named in `inject::EDITED` (the admission webhook copies and compares
+//!   only those), and a Pod injected in place (as the webhook does) is
+//!   the Pod `inject` gives;
 //! - every injected template parses strictly (the injected container has
 //!   no field k8s-openapi does not know) and, when the app's containers
 //!   are restricted, the whole pod meets the restricted Pod Security
@@ -23,6 +27,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
+use secret_gate_injector::inject::EDITED;
 use secret_gate_injector::{Injector, Settings};
 use serde_yaml_ng::{Mapping, Value};
 
@@ -245,6 +250,19 @@ fn template_of(obj: &Value) -> &Value {
     }
 }
 
+/// The template without the parts injection may edit (`EDITED`).
+fn without_edited(template: &Value) -> Value {
+    let mut rest = template.clone();
+    for at in EDITED {
+        let (last, parents) = at.split_last().unwrap();
+        let parent = parents.iter().try_fold(&mut rest, |v, k| v.get_mut(*k));
+        if let Some(Value::Mapping(parent)) = parent {
+            parent.remove(*last);
+        }
+    }
+    rest
+}
+
 fn check_injected(seed: u64, obj: &Value) {
     let template = template_of(obj);
     let typed: PodTemplateSpec = serde_yaml_ng::from_value(template.clone())
@@ -299,6 +317,16 @@ fn injection_is_idempotent_reversible_and_leaves_the_rest_alone() {
             .unwrap_or_else(|| panic!("seed {seed}: opted in but unchanged"));
         injected += 1;
         check_injected(seed, &y);
+        assert_eq!(
+            without_edited(template_of(&x)),
+            without_edited(template_of(&y)),
+            "seed {seed}: injection edited a part of the template outside EDITED"
+        );
+        if x["kind"] == "Pod" {
+            let mut in_place = x.clone();
+            injector.inject_pod(&mut in_place).unwrap();
+            assert_eq!(in_place, y, "seed {seed}: the Pod injected in place differs");
+        }
         let twice = injector.inject_value(&y).unwrap();
         assert!(
             twice.value.is_none(),
@@ -316,6 +344,11 @@ fn injection_is_idempotent_reversible_and_leaves_the_rest_alone() {
         };
         flip(&mut off);
         let removed = injector.inject_value(&off).unwrap().value.unwrap();
+        assert_eq!(
+            without_edited(template_of(&off)),
+            without_edited(template_of(&removed)),
+            "seed {seed}: removing the gate edited a part of the template outside EDITED"
+        );
         let mut expected = x.clone();
         flip(&mut expected);
         assert_eq!(

@@ -6,9 +6,10 @@
 //!   [`main`] loads the certificate, binds, and serves until SIGTERM.
 //! - [`review`] decodes an `AdmissionReview` and builds its response;
 //!   [`Webhook::review`] decides it: the pod goes through the core
-//!   ([`Mutate`]), and the difference between the pod and what the core
-//!   returns becomes the JSON patch ([`patch`]), so the patched pod is
-//!   exactly what `inject` prints for it.
+//!   ([`Mutate`]), which edits it in place, and the difference between
+//!   the parts it can edit, before and after, becomes the JSON patch
+//!   ([`patch`]), so the patched pod is exactly what `inject` prints for
+//!   it.
 //! - [`certs`] loads, checks and reloads the serving certificate;
 //!   [`metrics`] is `GET /metrics`.
 //! - Connections are [`secret_gate::serve`]'s: a connection cap that
@@ -197,19 +198,25 @@ pub enum Mutation {
         reason: String,
         warnings: Vec<String>,
     },
-    /// The pod as `inject` prints it, and the report's warnings.
+    /// The JSON patch (RFC 6902) that makes the pod what `inject` prints
+    /// for it, its number of operations, and the report's warnings.
     Injected {
-        pod: serde_yaml_ng::Value,
+        patch: Vec<u8>,
+        operations: usize,
         warnings: Vec<String>,
     },
     /// A gate configuration the gate would refuse: the gate's message.
     Refused(String),
+    /// The pod cannot be patched: why.
+    Failed(String),
 }
 
 /// The injection core as the webhook calls it: one Pod in, one
 /// [`Mutation`] out. Pure, and quick enough to run on the blocking pool.
+/// The Pod is the webhook's own copy, decoded from the review: the core
+/// may edit it in place, and what it holds afterwards is unspecified.
 pub trait Mutate: Send + Sync + 'static {
-    fn mutate(&self, pod: &serde_yaml_ng::Value) -> Mutation;
+    fn mutate(&self, pod: &mut serde_yaml_ng::Value) -> Mutation;
 }
 
 /// The injection core: the pod is injected exactly as `inject` would
@@ -218,42 +225,43 @@ pub trait Mutate: Send + Sync + 'static {
 /// annotation (its template was injected by `inject` or the KRM function)
 /// is left as it is, once the core has found nothing wrong with it: the
 /// webhook never rewrites what a pipeline injected.
+///
+/// The core edits the Pod in place ([`crate::Injector::inject_pod`]):
+/// only the parts it can edit ([`crate::inject::EDITED`]) are copied
+/// first, and the patch compares only those, so the rest of the Pod is
+/// neither copied nor walked.
 impl Mutate for crate::Injector {
-    fn mutate(&self, pod: &serde_yaml_ng::Value) -> Mutation {
+    fn mutate(&self, pod: &mut serde_yaml_ng::Value) -> Mutation {
         let injected_before = pod
             .get("metadata")
             .and_then(|m| m.get("annotations"))
             .and_then(|a| a.get(crate::annotations::STATUS))
             .is_some();
-        match self.inject_value(pod) {
-            Err(error) => Mutation::Refused(error.to_string()),
-            Ok(outcome) if injected_before => Mutation::Unchanged {
+        let before = patch::Before::of(pod);
+        let edit = match self.inject_pod(pod) {
+            Err(error) => return Mutation::Refused(error.to_string()),
+            Ok(edit) => edit,
+        };
+        if injected_before {
+            return Mutation::Unchanged {
                 reason: format!("already injected ({})", crate::annotations::STATUS),
-                warnings: outcome
-                    .reports
-                    .iter()
-                    .flat_map(|r| r.warnings.iter().cloned())
-                    .collect(),
+                warnings: edit.warnings,
+            };
+        }
+        match before.diff(pod) {
+            Err(patch::NotJson) => Mutation::Failed(
+                "the injected pod cannot be written as JSON (a key that is not a string?)"
+                    .to_owned(),
+            ),
+            Ok((_, 0)) => Mutation::Unchanged {
+                reason: edit.unchanged(),
+                warnings: edit.warnings,
             },
-            Ok(outcome) => {
-                let warnings = outcome
-                    .reports
-                    .iter()
-                    .flat_map(|r| r.warnings.iter().cloned())
-                    .collect();
-                match outcome.value {
-                    Some(pod) => Mutation::Injected { pod, warnings },
-                    None => Mutation::Unchanged {
-                        reason: outcome
-                            .reports
-                            .iter()
-                            .map(|r| r.message.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                        warnings,
-                    },
-                }
-            }
+            Ok((patch, operations)) => Mutation::Injected {
+                patch,
+                operations,
+                warnings: edit.warnings,
+            },
         }
     }
 }
@@ -266,7 +274,11 @@ pub fn run(args: &Args) -> u8 {
     if let Some(image) = &args.image {
         image.clone_into(&mut settings.image);
     }
-    main(args, crate::Injector::new(settings)).code()
+    // The API server sends Pods it has decoded into its own types: only
+    // what the core adds needs the typed check.
+    let injector =
+        crate::Injector::new(settings).with_typed_check(crate::inject::TypedCheck::Edits);
+    main(args, injector).code()
 }
 
 /// The webhook's state, shared by every connection.
@@ -289,11 +301,13 @@ type Answer = (Outcome, Result<review::Response, review::Invalid>);
 impl<M: Mutate> Webhook<M> {
     /// Answers one `POST /mutate` body. Pure: no I/O.
     pub fn review(&self, body: &[u8]) -> Answer {
-        let request = match review::decode(body) {
+        let mut request = match review::decode(body) {
             Ok(request) => request,
             Err(invalid) => return (Outcome::Invalid, Err(invalid)),
         };
-        let uid = request.uid.as_str();
+        // Its own copy: the core edits the request's Pod in place.
+        let uid = request.uid.clone();
+        let uid = uid.as_str();
         if self.floor {
             return (Outcome::Skipped, Ok(review::Response::allow(uid)));
         }
@@ -311,7 +325,7 @@ impl<M: Mutate> Webhook<M> {
             }
             Scope::Review => {}
         }
-        let Some(pod) = request.object.as_ref() else {
+        let Some(pod) = request.object.as_mut() else {
             return (Outcome::Error, Ok(review::Response::allow(uid)));
         };
         match self.mutate.mutate(pod) {
@@ -323,19 +337,10 @@ impl<M: Mutate> Webhook<M> {
                 )
             }
             Mutation::Injected {
-                pod: injected,
+                patch,
+                operations,
                 warnings,
             } => {
-                let Ok((patch, operations)) = patch::diff(pod, &injected) else {
-                    let message =
-                        "the injected pod cannot be written as JSON (a key that is not a string?)"
-                            .to_owned();
-                    tracing::warn!(pod = %request.shown(), "{message}");
-                    return (
-                        Outcome::Error,
-                        Ok(review::Response::deny(uid, 400, message)),
-                    );
-                };
                 tracing::info!(pod = %request.shown(), operations, "injected");
                 (
                     Outcome::Injected,
@@ -346,6 +351,13 @@ impl<M: Mutate> Webhook<M> {
                 tracing::info!(pod = %request.shown(), "denied: {message}");
                 (
                     Outcome::Denied,
+                    Ok(review::Response::deny(uid, 400, message)),
+                )
+            }
+            Mutation::Failed(message) => {
+                tracing::warn!(pod = %request.shown(), "{message}");
+                (
+                    Outcome::Error,
                     Ok(review::Response::deny(uid, 400, message)),
                 )
             }

@@ -1,17 +1,23 @@
 //! The JSON patch (RFC 6902) that turns the pod the API server sent into
-//! the pod the injection core returned, built from the two value trees
+//! the pod the injection core made of it, built from the value trees
 //! directly.
 //!
-//! Both trees are walked once and nothing is converted: only the values
-//! the patch carries (a container, a volume, an annotation) are written
-//! as JSON, so the cost is one comparison of the pod, not two conversions
-//! and a diff of JSON trees. Applied to `before`, the patch gives
-//! exactly `after`: the webhook's goldens (`injector/tests/webhook_goldens.rs`)
-//! apply it with json-patch and compare with the CLI's output.
+//! The core edits the Pod in place, and only the parts named in
+//! [`EDITED`] (annotations, init containers, volumes). [`Before`] copies
+//! those parts before the edit and compares them with the same parts
+//! after: the rest of the Pod is neither copied nor walked. Nothing is
+//! converted: only the values the patch carries (a container, a volume,
+//! an annotation) are written as JSON. Applied to the Pod as it was, the
+//! patch gives exactly the Pod as edited: the webhook's goldens
+//! (`injector/tests/webhook_goldens.rs`) apply it with json-patch and
+//! compare with the CLI's output, and `tests/properties.rs` holds the
+//! core to [`EDITED`].
 //!
 //! - Mappings: keys only in `before` are removed, keys only in `after`
 //!   are added, and keys in both are compared in turn. Mappings compare
-//!   by key, so a different key order alone is no change.
+//!   by key, so a different key order alone is no change. Where `after`
+//!   keeps `before`'s keys in order (an edited Pod does), the two are
+//!   walked entry by entry, and no key is hashed.
 //! - Sequences: one inserted item (the gate among the init containers,
 //!   a volume) is one `add` at its index; otherwise items are compared
 //!   index by index, and the longer list's tail is added or removed.
@@ -20,6 +26,9 @@
 use std::fmt::{self, Write as _};
 
 use serde_yaml_ng::Value;
+
+use crate::inject::EDITED;
+use crate::value::{path, same};
 
 /// A key that is not a string: JSON has no way to write it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,15 +42,45 @@ impl fmt::Display for NotJson {
 
 /// The patch from `before` to `after`, as the JSON text of its array of
 /// operations, and the number of operations.
+#[cfg(test)]
 pub fn diff(before: &Value, after: &Value) -> Result<(Vec<u8>, usize), NotJson> {
-    let mut patch = Patch {
-        out: b"[".to_vec(),
-        ops: 0,
-        path: String::new(),
-    };
+    let mut patch = Patch::new();
     patch.value(before, after)?;
-    patch.out.push(b']');
-    Ok((patch.out, patch.ops))
+    Ok(patch.finish())
+}
+
+/// The parts of a Pod that injection can edit ([`EDITED`]), copied before
+/// the core edits the Pod in place: the patch compares these with the
+/// same parts after, so nothing else of the Pod is copied or walked.
+#[derive(Debug)]
+pub struct Before([Option<Value>; EDITED.len()]);
+
+impl Before {
+    /// Copies the parts of `pod` that the core can edit.
+    #[must_use]
+    pub fn of(pod: &Value) -> Self {
+        Self(EDITED.map(|at| path(pod, at).cloned()))
+    }
+
+    /// The patch from the Pod these parts were copied from to `after`,
+    /// the same Pod once edited, and its number of operations.
+    pub fn diff(&self, after: &Value) -> Result<(Vec<u8>, usize), NotJson> {
+        let mut patch = Patch::new();
+        for (at, before) in EDITED.iter().zip(&self.0) {
+            let len = patch.path.len();
+            for key in *at {
+                patch.push(key);
+            }
+            match (before, path(after, at)) {
+                (Some(old), Some(new)) => patch.value(old, new)?,
+                (None, Some(new)) => patch.op("add", Some(new))?,
+                (Some(_), None) => patch.op("remove", None)?,
+                (None, None) => {}
+            }
+            patch.path.truncate(len);
+        }
+        Ok(patch.finish())
+    }
 }
 
 struct Patch {
@@ -52,11 +91,43 @@ struct Patch {
 }
 
 impl Patch {
+    fn new() -> Self {
+        Self {
+            out: b"[".to_vec(),
+            ops: 0,
+            path: String::new(),
+        }
+    }
+
+    /// The JSON text of the operations, and how many there are.
+    fn finish(mut self) -> (Vec<u8>, usize) {
+        self.out.push(b']');
+        (self.out, self.ops)
+    }
+
     /// Compares one value. Mappings and sequences are walked rather than
     /// compared whole first, so each node is visited once.
     fn value(&mut self, before: &Value, after: &Value) -> Result<(), NotJson> {
         match (before, after) {
             (Value::Mapping(a), Value::Mapping(b)) => {
+                // The core edits a copy, so most mappings keep their keys
+                // in order, some with keys added at the end: walk those
+                // entry by entry, with no key looked up.
+                let in_order = a.len() <= b.len() && a.keys().zip(b.keys()).all(|(x, y)| x == y);
+                if in_order {
+                    for ((key, old), (_, new)) in a.iter().zip(b) {
+                        let len = self.push(key.as_str().ok_or(NotJson)?);
+                        self.value(old, new)?;
+                        self.path.truncate(len);
+                    }
+                    // Keys are unique, so these are not in `before`.
+                    for (key, new) in b.iter().skip(a.len()) {
+                        let len = self.push(key.as_str().ok_or(NotJson)?);
+                        self.op("add", Some(new))?;
+                        self.path.truncate(len);
+                    }
+                    return Ok(());
+                }
                 for (key, old) in a {
                     let key = key.as_str().ok_or(NotJson)?;
                     let len = self.push(key);
@@ -77,15 +148,15 @@ impl Patch {
                 Ok(())
             }
             (Value::Sequence(a), Value::Sequence(b)) => self.sequence(a, b),
-            _ if before == after => Ok(()),
+            _ if same(before, after) => Ok(()),
             _ => self.op("replace", Some(after)),
         }
     }
 
     fn sequence(&mut self, a: &[Value], b: &[Value]) -> Result<(), NotJson> {
         if b.len() == a.len() + 1 {
-            let at = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-            if a[at..] == b[at + 1..] {
+            let at = a.iter().zip(b).take_while(|(x, y)| same(x, y)).count();
+            if a[at..].iter().zip(&b[at + 1..]).all(|(x, y)| same(x, y)) {
                 let len = self.push_index(at);
                 self.op("add", Some(&b[at]))?;
                 self.path.truncate(len);
@@ -154,7 +225,7 @@ impl Patch {
 
 #[cfg(test)]
 mod tests {
-    use super::{diff, NotJson};
+    use super::{diff, Before, NotJson};
     use serde_json::json;
     use serde_yaml_ng::Value;
 
@@ -229,6 +300,48 @@ mod tests {
             "{patch}"
         );
         assert_eq!(round_trip(&pod, &pod), json!([]));
+    }
+
+    /// The patch from [`Before`], applied with json-patch to the Pod as
+    /// it was, gives the Pod as edited; with keys in another order only,
+    /// it is empty.
+    #[test]
+    fn the_patch_of_the_edited_parts_gives_the_edited_pod() {
+        let read = |text: &str| -> Value {
+            serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+        };
+        let pod = "{metadata: {name: p, annotations: {a: '1'}}, spec: {containers: [{name: app}], \
+                   initContainers: [{name: i1}], volumes: [{name: v}]}}";
+        let cases = [
+            // The gate and a volume added, the status annotation set.
+            "{metadata: {name: p, annotations: {a: '1', secret-gate.dev/status: v1}}, \
+             spec: {containers: [{name: app}], initContainers: [{name: i1}, {name: secret-gate}], \
+             volumes: [{name: v}, {name: socket}]}}",
+            // Init containers and volumes removed (the gate stripped).
+            "{metadata: {name: p, annotations: {a: '1'}}, spec: {containers: [{name: app}]}}",
+            // The same keys in another order: no change.
+            "{spec: {volumes: [{name: v}], initContainers: [{name: i1}], \
+             containers: [{name: app}]}, metadata: {annotations: {a: '1'}, name: p}}",
+        ];
+        for (before, after) in cases
+            .iter()
+            .map(|c| (pod, *c))
+            .chain(cases.iter().map(|c| (*c, pod)))
+        {
+            let (before, after) = (read(before), read(after));
+            let (text, ops) = Before::of(&before).diff(&after).unwrap_or_default();
+            let patch: json_patch::Patch =
+                serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+            assert_eq!(patch.0.len(), ops);
+            let mut out = serde_json::to_value(&before).unwrap_or_default();
+            json_patch::patch(&mut out, &patch).unwrap_or_else(|e| panic!("{e}: {patch:?}"));
+            assert_eq!(
+                out,
+                serde_json::to_value(&after).unwrap_or_default(),
+                "{patch:?}"
+            );
+            assert_eq!(ops == 0, before == after, "{patch:?}");
+        }
     }
 
     #[test]
