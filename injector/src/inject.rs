@@ -106,13 +106,6 @@ impl Outcome {
     }
 }
 
-/// [`Outcome`] for a JSON object (the admission webhook's Pod).
-#[derive(Debug, Clone)]
-pub struct JsonOutcome {
-    pub value: Option<serde_json::Value>,
-    pub reports: Vec<ObjectReport>,
-}
-
 /// The injector: settings plus a cache of the gate's verdicts, so that a
 /// thousand templates with the same annotations are validated once. Share
 /// one across documents (and threads: it is `Sync`).
@@ -200,27 +193,6 @@ impl Injector {
         Ok(Outcome {
             value,
             reports: vec![report],
-        })
-    }
-
-    /// [`Self::inject_value`] on a JSON value; the result converts back.
-    pub fn inject_json(&self, doc: &serde_json::Value) -> Result<JsonOutcome, InjectError> {
-        let yaml: Value = serde_yaml_ng::to_value(doc).map_err(|e| InjectError {
-            object: ObjectRef::default(),
-            message: format!("the object cannot be read: {e}"),
-        })?;
-        let out = self.inject_value(&yaml)?;
-        let value = out
-            .value
-            .map(|v| serde_json::to_value(&v))
-            .transpose()
-            .map_err(|e| InjectError {
-                object: ObjectRef::of(&yaml),
-                message: format!("internal error: the result is not JSON: {e}"),
-            })?;
-        Ok(JsonOutcome {
-            value,
-            reports: out.reports,
         })
     }
 

@@ -5,9 +5,10 @@
 //! - [`inject`] is the core: [`Injector::inject_value`] takes one document
 //!   (an object or a `List`) as a YAML value tree and returns the edited
 //!   tree, one report per object and warnings, or an [`InjectError`] that
-//!   names the object and says what to change. [`Injector::inject_json`]
-//!   is the same call on a `serde_json::Value` (the admission webhook's
-//!   Pod). Nothing in it reads files, the clock or the environment.
+//!   names the object and says what to change. [`Injector::inject_pod`]
+//!   injects into the admission webhook's Pod in place, editing only the
+//!   parts named in [`inject::EDITED`]. Nothing in it reads files, the
+//!   clock or the environment.
 //! - [`annotations`] reads the opt-in (`secret-gate.dev/…`) into a request;
 //!   [`gate`] turns a request into the gate's command line, validates it
 //!   with the gate's own parser and `Config`, and builds the container.
@@ -37,5 +38,5 @@ pub mod value;
 pub mod webhook;
 pub mod yaml;
 
-pub use inject::{InjectError, Injector, JsonOutcome, ObjectRef, ObjectReport, Outcome};
+pub use inject::{InjectError, Injector, ObjectRef, ObjectReport, Outcome};
 pub use settings::{GateMode, Settings, Source};

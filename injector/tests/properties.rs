@@ -325,7 +325,10 @@ fn injection_is_idempotent_reversible_and_leaves_the_rest_alone() {
         if x["kind"] == "Pod" {
             let mut in_place = x.clone();
             injector.inject_pod(&mut in_place).unwrap();
-            assert_eq!(in_place, y, "seed {seed}: the Pod injected in place differs");
+            assert_eq!(
+                in_place, y,
+                "seed {seed}: the Pod injected in place differs"
+            );
         }
         let twice = injector.inject_value(&y).unwrap();
         assert!(

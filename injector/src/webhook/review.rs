@@ -322,7 +322,7 @@ impl Response {
         }
     }
 
-    /// Adds warnings, each on one line and at most [`WARNING_LIMIT`] bytes.
+    /// Adds warnings, each on one line and at most `WARNING_LIMIT` bytes.
     #[must_use]
     pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
         self.warnings = warnings
