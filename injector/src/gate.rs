@@ -95,6 +95,22 @@ pub struct Verdict {
     pub listen_port: Option<u16>,
 }
 
+/// How many entries each cache ([`Validator`], [`Containers`]) keeps. A
+/// webhook runs for weeks and any pod's author chooses its annotations, so
+/// a cache that meets more distinct inputs than this starts afresh rather
+/// than grow.
+pub const CACHE_ENTRIES: usize = 1024;
+
+/// Inserts into a bounded cache: a full one is emptied first.
+fn remember<K: std::hash::Hash + Eq, V>(cache: &Mutex<HashMap<K, V>>, key: K, value: V) {
+    if let Ok(mut cache) = cache.lock() {
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, value);
+    }
+}
+
 /// Validates command lines with the gate's own code, once per distinct
 /// command line.
 #[derive(Debug, Default)]
@@ -111,10 +127,61 @@ impl Validator {
             return hit;
         }
         let verdict = validate(argv);
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(argv.to_vec(), verdict.clone());
-        }
+        remember(&self.cache, argv.to_vec(), verdict.clone());
         verdict
+    }
+}
+
+/// What the gate's container is built from, but the verdict, which
+/// follows from `argv`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ContainerKey {
+    image: String,
+    mode: GateMode,
+    source: Source,
+    argv: Vec<String>,
+    mounts: Vec<Value>,
+}
+
+/// The gate's containers, built and checked once per distinct input, as
+/// [`Validator`] validates each command line once: a thousand pods with
+/// the same annotations get copies of one container.
+#[derive(Debug, Default)]
+pub struct Containers {
+    cache: Mutex<HashMap<ContainerKey, Value>>,
+}
+
+impl Containers {
+    /// The gate's container ([`container`]), once it has parsed as a
+    /// Kubernetes `Container` (k8s-openapi's). An error is the injector's
+    /// own bug, and says so.
+    pub fn get(&self, parts: Parts<'_>) -> Result<Value, String> {
+        use serde::Deserialize as _;
+        let key = ContainerKey {
+            image: parts.image.to_owned(),
+            mode: parts.mode,
+            source: parts.source,
+            argv: parts.argv,
+            mounts: parts.mounts,
+        };
+        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let built = container(Parts {
+            image: parts.image,
+            mode: key.mode,
+            source: key.source,
+            argv: key.argv.clone(),
+            verdict: parts.verdict,
+            mounts: key.mounts.clone(),
+        });
+        k8s_openapi::api::core::v1::Container::deserialize(&built).map_err(|e| {
+            format!(
+                "internal error: the gate's container is not a valid Kubernetes Container ({e})"
+            )
+        })?;
+        remember(&self.cache, key, built.clone());
+        Ok(built)
     }
 }
 
@@ -287,4 +354,45 @@ pub fn spiffe_volume() -> Value {
             ]),
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{remember, Containers, Parts, Verdict, CACHE_ENTRIES, CONTAINER};
+    use crate::settings::{GateMode, Source};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    #[test]
+    fn a_full_cache_starts_afresh_rather_than_grow() {
+        let cache = Mutex::new(HashMap::new());
+        for i in 0..=CACHE_ENTRIES * 3 {
+            remember(&cache, i, i);
+            let len = cache.lock().map(|c| c.len()).unwrap_or_default();
+            assert!((1..=CACHE_ENTRIES).contains(&len), "{len} entries");
+        }
+    }
+
+    #[test]
+    fn a_cached_container_is_the_container_built_for_the_same_parts() {
+        let containers = Containers::default();
+        let verdict = Verdict {
+            timeout: None,
+            listen_port: None,
+        };
+        let parts = |file: &str| Parts {
+            image: "example.com/gate:1",
+            mode: GateMode::Sidecar,
+            source: Source::Watch,
+            argv: vec!["watch".to_owned(), format!("--file={file}")],
+            verdict: &verdict,
+            mounts: Vec::new(),
+        };
+        let first = containers.get(parts("a.json")).unwrap_or_default();
+        assert_eq!(first.get("name").and_then(|n| n.as_str()), Some(CONTAINER));
+        assert_eq!(containers.get(parts("a.json")).ok(), Some(first.clone()));
+        let other = containers.get(parts("b.json")).unwrap_or_default();
+        assert_ne!(other, first);
+        assert_eq!(other, super::container(parts("b.json")));
+    }
 }

@@ -11,7 +11,7 @@ use std::fmt;
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::annotations::{self, Placement, Request, PREFIX, STATUS};
-use crate::gate::{self, Parts, Validator};
+use crate::gate::{self, Containers, Parts, Validator};
 pub use crate::settings::{GateMode, Settings, Source, DEFAULT_IMAGE};
 use crate::status::{Fingerprint, Status};
 use crate::value::{get, get_mut, items, path, s, str_at};
@@ -113,6 +113,7 @@ impl Outcome {
 pub struct Injector {
     settings: Settings,
     validator: Validator,
+    containers: Containers,
     typed_check: TypedCheck,
 }
 
@@ -124,8 +125,8 @@ pub enum TypedCheck {
     /// `PodTemplateSpec` once injected.
     #[default]
     Whole,
-    /// Only what the core wrote: the gate's container and the volumes it
-    /// added. For the admission webhook, whose Pods come from the API
+    /// Only what the core wrote: the gate's container (checked once per
+    /// distinct container, when it is built) and the volumes it added. For the admission webhook, whose Pods come from the API
     /// server, which has already decoded them into its own types; the
     /// rest of the template is as valid as the API server found it.
     Edits,
@@ -157,6 +158,7 @@ impl Injector {
         Self {
             settings,
             validator: Validator::default(),
+            containers: Containers::default(),
             typed_check: TypedCheck::Whole,
         }
     }
@@ -397,14 +399,14 @@ impl Injector {
             inputs,
         };
         let mounts = mounts(spec, &req, &mut status)?;
-        let container = gate::container(Parts {
+        let container = self.containers.get(Parts {
             image: &self.settings.image,
             mode: req.mode,
             source: req.source,
             argv,
             verdict: &verdict,
             mounts,
-        });
+        })?;
         place(spec, container, &req, &mut status, &mut warnings)?;
         mesh_warnings(spec, &req, &mut warnings);
         let annotations = crate::value::path_mut(work, &["metadata", "annotations"])
@@ -982,26 +984,21 @@ fn check_typed(template: &Value) -> Result<(), String> {
         })
 }
 
-/// What the core added must parse as Kubernetes types: the gate's
-/// container and the volumes the status names.
+/// What the core added must parse as Kubernetes types: the volumes the
+/// status names. (The gate's container was checked when it was built:
+/// [`Containers`].)
 fn check_edits(template: &Value, status: &Status) -> Result<(), String> {
-    use k8s_openapi::api::core::v1::{Container, Volume};
+    use k8s_openapi::api::core::v1::Volume;
     use serde::Deserialize as _;
-    let named = |list: &str, name: &str| {
-        path(template, &["spec", list])
-            .and_then(Value::as_sequence)
-            .and_then(|l| l.iter().find(|v| str_at(v, "name") == Some(name)))
-    };
-    let wrong = |what: &str, e: serde_yaml_ng::Error| {
-        format!("internal error: the {what} the injector wrote is not valid ({e})")
-    };
-    let gate = named("initContainers", &status.container)
-        .ok_or("internal error: the gate's container went missing")?;
-    Container::deserialize(gate).map_err(|e| wrong("gate's container", e))?;
+    let volumes = items(get(template, "spec").unwrap_or(&Value::Null), "volumes");
     for name in &status.volumes {
-        let volume =
-            named("volumes", name).ok_or("internal error: a volume the gate needs went missing")?;
-        Volume::deserialize(volume).map_err(|e| wrong("volume", e))?;
+        let volume = volumes
+            .iter()
+            .find(|v| str_at(v, "name") == Some(name))
+            .ok_or("internal error: a volume the gate needs went missing")?;
+        Volume::deserialize(volume).map_err(|e| {
+            format!("internal error: the volume the injector wrote is not valid ({e})")
+        })?;
     }
     Ok(())
 }

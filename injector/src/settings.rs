@@ -14,7 +14,7 @@ use std::fmt;
 pub const DEFAULT_IMAGE: &str = env!("SECRET_GATE_DEFAULT_IMAGE");
 
 /// Where the gate reads the secret from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     /// Files on a volume the app mounts (`watch`).
     Watch,
@@ -23,7 +23,7 @@ pub enum Source {
 }
 
 /// How the gate runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GateMode {
     /// The last init container (by default); it exits once ready.
     Init,
