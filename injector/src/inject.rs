@@ -273,11 +273,10 @@ impl Injector {
             ));
         };
         if crate::value::same(&result.template, template) {
-            let message = match &result.done {
-                Done::Injected(what) => format!("unchanged {what}: already injected"),
-                Done::Skipped(why) => format!("skipped: {why}"),
-            };
-            return Ok((None, report(false, message, result.warnings)));
+            return Ok((
+                None,
+                report(false, result.done.unchanged(), result.warnings),
+            ));
         }
         // A Pod is its own template: no copy of the object around it.
         let new = if tpath.is_empty() {
@@ -457,10 +456,7 @@ impl PodEdit {
     /// message `inject` gives an unchanged object.
     #[must_use]
     pub fn unchanged(&self) -> String {
-        match &self.done {
-            Done::Injected(what) => format!("unchanged {what}: already injected"),
-            Done::Skipped(why) => format!("skipped: {why}"),
-        }
+        self.done.unchanged()
     }
 }
 
@@ -518,6 +514,16 @@ struct Templated {
 enum Done {
     Injected(String),
     Skipped(String),
+}
+
+impl Done {
+    /// The report's message when the template came out as it went in.
+    fn unchanged(&self) -> String {
+        match self {
+            Self::Injected(what) => format!("unchanged {what}: already injected"),
+            Self::Skipped(why) => format!("skipped: {why}"),
+        }
+    }
 }
 
 /// `secret-gate.dev/schema-configmap`: the `ConfigMap` becomes a volume,
@@ -990,7 +996,7 @@ fn check_typed(template: &Value) -> Result<(), String> {
 fn check_edits(template: &Value, status: &Status) -> Result<(), String> {
     use k8s_openapi::api::core::v1::Volume;
     use serde::Deserialize as _;
-    let volumes = items(get(template, "spec").unwrap_or(&Value::Null), "volumes");
+    let volumes = get(template, "spec").map_or(&[][..], |spec| items(spec, "volumes"));
     for name in &status.volumes {
         let volume = volumes
             .iter()

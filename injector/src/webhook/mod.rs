@@ -237,17 +237,18 @@ impl Mutate for crate::Injector {
             .and_then(|m| m.get("annotations"))
             .and_then(|a| a.get(crate::annotations::STATUS))
             .is_some();
-        let before = patch::Before::of(pod);
+        // What the patch compares; an injected Pod gets no patch.
+        let before = (!injected_before).then(|| patch::Before::of(pod));
         let edit = match self.inject_pod(pod) {
             Err(error) => return Mutation::Refused(error.to_string()),
             Ok(edit) => edit,
         };
-        if injected_before {
+        let Some(before) = before else {
             return Mutation::Unchanged {
                 reason: format!("already injected ({})", crate::annotations::STATUS),
                 warnings: edit.warnings,
             };
-        }
+        };
         match before.diff(pod) {
             Err(patch::NotJson) => Mutation::Failed(
                 "the injected pod cannot be written as JSON (a key that is not a string?)"
