@@ -32,6 +32,7 @@ pub async fn keep_watching(config: &WatchConfig, tracker: &mut Tracker, progress
         scanner: Scanner::new(),
         watcher: None,
         setup: !config.poll_only,
+        close_when_ready: false,
     };
     let mut wakeups = Wakeups::new(config.poll_interval);
     loop {

@@ -50,6 +50,7 @@ pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
         scanner: Scanner::new(),
         watcher: None,
         setup: !config.poll_only,
+        close_when_ready: true,
     };
     if config.poll_only {
         tracing::info!(every = ?config.poll_interval, "polling only (--poll-only)");
@@ -65,14 +66,8 @@ pub async fn wait_ready(config: &WatchConfig, progress: &Progress) {
         wakeups.after_look(look.started, look.watch_error, config, progress);
         let result = look.scan;
         if result.problems.is_empty() {
-            // Release inotify now. Closing an inotify instance waits for
-            // the kernel's teardown (`fsnotify_destroy_group` flushes the
-            // mark reaper, which waits out an SRCU grace period: 4-16 ms
-            // on a 250 Hz kernel unless it is expedited), and the process
-            // cannot end before it does, as `inotifywait`'s cannot. Begun
-            // here, on notify's thread, it overlaps this thread's logging
-            // and leaving the runtime instead of following them.
-            drop(state);
+            // The look that found it ready has already closed inotify
+            // (`close_when_ready`).
             drop(wakeups);
             return;
         }
@@ -162,6 +157,9 @@ pub(crate) struct Looker {
     pub watcher: Option<DirWatcher>,
     /// inotify is wanted but not started yet.
     pub setup: bool,
+    /// Close inotify in the look that finds everything ready, on the
+    /// blocking pool: a one-shot wait is over then.
+    pub close_when_ready: bool,
 }
 
 /// One look: the state handed back, the scan, and what happened to inotify.
@@ -194,6 +192,16 @@ pub(crate) async fn off_thread(mut state: Looker) -> Option<Look> {
             }
         }
         let scan = state.scanner.scan(&state.selection);
+        if state.close_when_ready && scan.problems.is_empty() {
+            // Closed here, at once, so that the kernel's teardown of the
+            // instance overlaps logging and leaving the runtime instead
+            // of following them. The process cannot end before that
+            // teardown has, as `inotifywait`'s cannot:
+            // [`DirWatcher::close`] says how it is kept short.
+            if let Some(watcher) = state.watcher.take() {
+                watcher.close();
+            }
+        }
         Look {
             state,
             scan,

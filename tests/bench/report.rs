@@ -575,14 +575,16 @@ pub fn figure1(out: &mut String, latency: &[LatencySeries]) {
          anything: it runs interleaved with the gate, run by run, with the same random phase, and is \
          timed the same way. The goal is a gate median at most {LATENCY_FLOOR_FACTOR}× the floor's. \
          From the decision to the end of the process, every inotify waiter, `inotifywait` included, \
-         waits for the kernel to tear its inotify instance down: the last close of the descriptor runs \
-         `fsnotify_destroy_group`, which flushes the mark reaper, and the reaper waits out an SRCU grace \
-         period (`synchronize_srcu(&fsnotify_mark_srcu)`). That grace period is expedited (very short) or \
-         normal (some scheduler ticks) depending on what fsnotify is tearing down at that moment in \
-         any process, not on which waiter it is; the gate's own work ends with its decision (the last \
-         column). The gate starts that teardown the moment it decides (its \
-         watcher is dropped before it logs and leaves the runtime), so it overlaps the gate's last \
-         work instead of following it.\n"
+         waits for the kernel to tear its inotify instance down. Removing a directory's last watch frees \
+         its mark list on a kernel worker, which waits out an SRCU grace period \
+         (`synchronize_srcu(&fsnotify_mark_srcu)`); closing the instance runs \
+         `fsnotify_destroy_group`, which flushes the mark reaper, and the reaper waits out another. When \
+         the two overlap, the second is not expedited and takes one to four scheduler ticks (4–16 ms at \
+         250 Hz): `inotifywait` exits with its watch in place, so its close starts both at once, and \
+         whether it waits a tick is a race between two kernel workers (its p90 shows it). The gate \
+         removes its watches when it decides, waits 150 µs for the first grace period, then closes: \
+         both are expedited, and its exit does not wait a tick. The last column includes that; what \
+         follows it is the runtime's and the process's own end.\n"
     );
     let gate = latency.first().and_then(|s| median(&latency_values(s)));
     let floor = latency.get(1).and_then(|s| median(&latency_values(s)));
