@@ -447,6 +447,64 @@ fn concurrent_reviews_are_each_answered_for_their_own_pod() {
     hook.process.assert_running("after the reviews");
 }
 
+/// The `injected` line is the webhook's audit trail: one per review, each
+/// naming its pod, none lost when SIGTERM comes the moment the last answer
+/// is read.
+#[test]
+fn every_review_is_logged_also_when_sigterm_follows_at_once() {
+    const CONNECTIONS: usize = 8;
+    const EACH: usize = 25;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let volume = SecretVolume::new(&dir.path().join("tls"), &pki.valid());
+    let mut hook = start(&volume, &[]);
+    let rt = runtime();
+    let addr = hook.addr;
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for connection in 0..CONNECTIONS {
+            let config = pki.client_config();
+            tasks.push(tokio::spawn(async move {
+                let mut client = Client::connect(addr, config).await.expect("connect");
+                for n in 0..EACH {
+                    let mut pod = opted_in_pod();
+                    pod["metadata"]["name"] = format!("logged-{connection}-{n}").into();
+                    let answer = client
+                        .review(&pod_review(&format!("l{connection}-{n}"), "apps", &pod))
+                        .await
+                        .expect("review");
+                    assert!(answer.json()["response"]["patch"].is_string());
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("a client task failed");
+        }
+    });
+    hook.process.signal("TERM");
+    let status = hook
+        .process
+        .exit_within(Duration::from_secs(10))
+        .expect("the webhook did not exit after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", hook.process.dump());
+    let stderr = hook.process.stderr();
+    let injected: Vec<&str> = stderr.lines().filter(|l| l.contains(" injected")).collect();
+    assert_eq!(injected.len(), CONNECTIONS * EACH, "{stderr}");
+    for connection in 0..CONNECTIONS {
+        for n in 0..EACH {
+            let name = format!("pod/logged-{connection}-{n} in apps");
+            assert!(
+                injected.iter().any(|l| l.contains(&name)),
+                "no line for {name}\n{stderr}"
+            );
+        }
+    }
+    assert!(
+        stderr.trim_end().ends_with("stopped"),
+        "the last line is not `stopped`\n{stderr}"
+    );
+}
+
 #[test]
 fn sigterm_lets_reviews_in_flight_finish_and_refuses_new_connections() {
     let dir = tempfile::tempdir().expect("tempdir");
