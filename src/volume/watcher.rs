@@ -23,9 +23,9 @@ const CHANNEL_CAPACITY: usize = 256;
 /// in progress and is not expedited: it takes one to four scheduler ticks
 /// (4-16 ms at 250 Hz), and the process cannot end before it does. Started
 /// this long apart, both are expedited and over in well under a
-/// millisecond. Measured on a 2-core VM: apart by 60 us, 40 of 40 exits
-/// were fast; by 30 us, 38 of 40; together, about half (`make bench`,
-/// figure 1, times the whole exit).
+/// millisecond. The gap leaves room for the first grace period on a loaded
+/// machine; if it is not enough, the close waits as it would have anyway.
+/// Figure 1 of `make bench` times the whole exit against `inotifywait`.
 pub const CLOSE_GAP: Duration = Duration::from_micros(150);
 
 /// What the notify callback tells the wait loop.
