@@ -582,9 +582,11 @@ pub fn figure1(out: &mut String, latency: &[LatencySeries]) {
          the two overlap, the second is not expedited and takes one to four scheduler ticks (4–16 ms at \
          250 Hz): `inotifywait` exits with its watch in place, so its close starts both at once, and \
          whether it waits a tick is a race between two kernel workers (its p90 shows it). The gate \
-         removes its watches when it decides, waits 150 µs for the first grace period, then closes: \
-         both are expedited, and its exit does not wait a tick. The last column includes that; what \
-         follows it is the runtime's and the process's own end.\n"
+         removes its watches when it decides, waits {gap} µs for the first grace period, then closes: \
+         both are expedited, and its exit does not wait a tick. The last column includes the removal \
+         and the wait; the close overlaps the gate's logging, and what follows is the runtime's and the \
+         process's own end.\n",
+        gap = secret_gate::volume::watcher::CLOSE_GAP.as_micros()
     );
     let gate = latency.first().and_then(|s| median(&latency_values(s)));
     let floor = latency.get(1).and_then(|s| median(&latency_values(s)));
