@@ -140,6 +140,13 @@ bench: ## Measure latency, footprint, size, load and TLS checks against baseline
 	@command -v inotifywait >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq inotify-tools >/dev/null) \
 		|| echo "bench: could not install inotify-tools; figure 1 will report inotifywait's runs as failed"
 	$(MAKE) image || echo "bench: no image (podman unavailable?); the size tables will say so"
+	@# Figure 1 times the gate as the release image builds it: the musl target, with
+	@# musl-gcc for ring's C. Without them its first row is the glibc build, and says so.
+	rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl \
+		|| rustup target add x86_64-unknown-linux-musl \
+		|| echo "bench: no musl target; figure 1 will time the glibc build only"
+	command -v musl-gcc >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools >/dev/null) \
+		|| echo "bench: could not install musl-tools; figure 1 will time the glibc build only"
 	command -v openssl >/dev/null 2>&1 || apt-get install -y openssl >/dev/null 2>&1 \
 		|| echo "bench: no openssl; figure 7 will have no openssl baseline"
 	$(CARGO) bench $(FLAGS) --bench gate

@@ -33,12 +33,23 @@ pub struct LatencySeries {
     pub label: String,
     pub runs: Vec<LatencyRun>,
     pub failures: Vec<String>,
+    /// A sentence the report prints under the table.
+    pub note: Option<String>,
+}
+
+/// Which build of the gate runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// The binary the release image ships: musl, static (`Containerfile`).
+    Image,
+    /// `cargo build --release` on this machine: glibc, dynamically linked.
+    Release,
 }
 
 /// Which process waits for the file.
 #[derive(Debug, Clone, Copy)]
 pub enum Waiter {
-    Gate,
+    Gate(Build),
     /// `inotifywait -e moved_to D` (inotify-tools): the floor for any
     /// inotify-based waiter, since it exits on the first event.
     Inotifywait,
@@ -51,7 +62,12 @@ pub enum Waiter {
 impl Waiter {
     fn label(self) -> String {
         match self {
-            Self::Gate => "secret-gate watch (inotify)".to_owned(),
+            Self::Gate(Build::Image) => {
+                "secret-gate watch, the release image's binary (musl, static)".to_owned()
+            }
+            Self::Gate(Build::Release) => {
+                "secret-gate watch, `cargo build --release` (glibc, dynamic)".to_owned()
+            }
             Self::Inotifywait => "`inotifywait -e moved_to` (inotify-tools)".to_owned(),
             Self::Shell { interval_s: 5 } => {
                 "shell loop, `sleep 5` (VSecM's poll interval)".to_owned()
@@ -63,7 +79,7 @@ impl Waiter {
     fn phase_span_ms(self) -> u64 {
         match self {
             // The gate's safety-net re-check runs every 1 s (--poll-interval).
-            Self::Gate | Self::Inotifywait => 1000,
+            Self::Gate(_) | Self::Inotifywait => 1000,
             Self::Shell { interval_s } => interval_s * 1000,
         }
     }
@@ -82,8 +98,26 @@ fn shell_loop(dir: &Path, interval_s: u64) -> std::process::Command {
     cmd
 }
 
+/// `secret-gate watch` from the release build.
 fn gate_watch(bench: &Bench, dir: &Path) -> std::process::Command {
-    let mut cmd = command(&bench.gate);
+    watch_with(&bench.gate, bench, dir)
+}
+
+/// `secret-gate watch` from `build`, or why that build is missing.
+fn gate_build_watch(
+    bench: &Bench,
+    build: Build,
+    dir: &Path,
+) -> Result<std::process::Command, String> {
+    match (build, &bench.gate_image) {
+        (Build::Release, _) => Ok(gate_watch(bench, dir)),
+        (Build::Image, Ok(bin)) => Ok(watch_with(bin, bench, dir)),
+        (Build::Image, Err(why)) => Err(why.clone()),
+    }
+}
+
+fn watch_with(bin: &Path, bench: &Bench, dir: &Path) -> std::process::Command {
+    let mut cmd = command(bin);
     cmd.args(["watch", "--mount-path"])
         .arg(dir)
         .args([
@@ -119,6 +153,7 @@ pub fn detection_latency_interleaved(
             label: w.label(),
             runs: Vec::new(),
             failures: Vec::new(),
+            note: None,
         })
         .collect();
     let root = bench.scratch.join(format!("latency-{}", fastrand::u64(..)));
@@ -145,9 +180,9 @@ fn inotifywait(dir: &Path) -> std::process::Command {
 
 fn latency_run(bench: &Bench, waiter: Waiter, dir: &Path) -> Result<LatencyRun, String> {
     let mut proc = match waiter {
-        Waiter::Gate => {
+        Waiter::Gate(build) => {
             let p = Running::spawn_watching_stderr(
-                &mut gate_watch(bench, dir),
+                &mut gate_build_watch(bench, build, dir)?,
                 &["not ready yet", READY_LINE],
             );
             if p.wait_marker(0, Duration::from_secs(10)).is_none() {
@@ -189,7 +224,7 @@ fn latency_run(bench: &Bench, waiter: Waiter, dir: &Path) -> Result<LatencyRun, 
         Some((exited, status)) if status.success() => Ok(LatencyRun {
             phase: Duration::from_millis(phase_ms),
             latency_ms: ms_between(renamed, exited),
-            decided_ms: matches!(waiter, Waiter::Gate)
+            decided_ms: matches!(waiter, Waiter::Gate(_))
                 .then(|| proc.wait_marker(1, Duration::from_secs(1)))
                 .flatten()
                 .map(|t| ms_between(renamed, t)),
