@@ -311,7 +311,7 @@ fn main() {
         .tempdir_in(&scratch_parent)
         .expect("a scratch directory");
     let gate_image = if run_volume && matches!(only.as_str(), "" | "1") {
-        image_gate(&target)
+        image_gate()
     } else {
         Err("not built for this BENCH_ONLY".to_owned())
     };
@@ -539,36 +539,19 @@ fn figure11(bench: &Bench, plan: &Plan) -> inject::InjectFigure {
 /// The musl target the release image's `Containerfile` builds for.
 const IMAGE_TARGET: &str = "x86_64-unknown-linux-musl";
 
-/// Builds `secret-gate` as the release image's `Containerfile` does (the
-/// musl target, static, the release profile) into `<target>/<musl>/release`.
-/// An error says what is missing; `make bench` installs both.
-fn image_gate(target: &Path) -> Result<PathBuf, String> {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--locked",
-            "--release",
-            "--target",
-            IMAGE_TARGET,
-        ])
-        .args(["-p", "secret-gate", "--bin", "secret-gate"])
-        .current_dir(MANIFEST_DIR)
-        .env("CARGO_TARGET_DIR", target)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-        return Err(format!(
-            "cargo build --target {IMAGE_TARGET} failed ({}: {}); it needs `rustup target add \
+/// Builds `secret-gate` for the release image's target and profile (the
+/// `Containerfile` adds only cargo auditable's crate list) into
+/// `<target>/<musl>/release`. An error names cargo's last line and what is
+/// needed; `make bench` installs both.
+fn image_gate() -> Result<PathBuf, String> {
+    fake::try_build_bin("secret-gate", "secret-gate", Some(IMAGE_TARGET)).map_err(|e| {
+        let last = e.lines().rev().find(|l| !l.trim().is_empty());
+        format!(
+            "cargo build --target {IMAGE_TARGET} failed ({}); it needs `rustup target add \
              {IMAGE_TARGET}` and musl-gcc (Debian's musl-tools), which `make bench` installs",
-            out.status,
             last.unwrap_or("no output")
-        ));
-    }
-    Ok(target.join(IMAGE_TARGET).join("release/secret-gate"))
+        )
+    })
 }
 
 /// Figure 1: the gate as the image ships it, `inotifywait` and the gate as

@@ -573,11 +573,11 @@ pub fn figure1(out: &mut String, latency: &[LatencySeries]) {
          moment it decided; what follows until `wait` returns is the process exiting. The floor is \
          `inotifywait -e moved_to D` (inotify-tools), which exits on the first event without reading \
          anything. Three waiters run interleaved, run by run, with the same random phase, timed the \
-         same way: the gate as the release image ships it (built here as `Containerfile` builds it: \
-         the musl target, statically linked), `inotifywait`, and the gate as `cargo build --release` \
+         same way: the gate as the release image ships it (built here for `Containerfile`'s target and \
+         profile: musl, statically linked), `inotifywait`, and the gate as `cargo build --release` \
          makes it on this machine (glibc, dynamically linked; the last row). The goal is about the \
          binary in the pod: the first row's median at most {LATENCY_FLOOR_FACTOR}× the floor's. The \
-         glibc build's exit is longer by the cost of dynamic linking: the loader, glibc and the \
+         glibc build's exit can take longer, by the cost of dynamic linking: the loader, glibc and the \
          binary's relocations map and touch more pages at start, and at exit the kernel unmaps them \
          all before it wakes the parent (`exit_mmap`, most of the samples in the exit under `perf`). \
          From the decision to the end of the process, every inotify waiter, `inotifywait` included, \

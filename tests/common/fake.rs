@@ -54,6 +54,13 @@ pub fn fake_safe_bin() -> &'static Path {
 /// unified with this test's dev-dependencies. Panics with cargo's output
 /// if the build fails.
 pub fn build_bin(package: &str, bin: &str) -> PathBuf {
+    try_build_bin(package, bin, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`build_bin`], for the target triple `target` when one is given (the
+/// binary is then `<target>/<triple>/<profile>/<bin>`). An error carries
+/// cargo's output.
+pub fn try_build_bin(package: &str, bin: &str, target: Option<&str>) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().expect("the test executable's path");
     // <target>/<profile>/deps/<test executable>
     let profile_dir = exe
@@ -78,27 +85,37 @@ pub fn build_bin(package: &str, bin: &str) -> PathBuf {
             cargo.args(["--profile", custom]);
         }
     }
+    let mut built = target_dir.to_path_buf();
+    if let Some(triple) = target {
+        cargo.args(["--target", triple]);
+        built.push(triple);
+    }
     let out = cargo
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CARGO_TARGET_DIR", target_dir)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", env!("CARGO")));
-    assert!(
-        out.status.success(),
-        "building {bin} failed ({}): cargo build -p {package} --bin {bin} \
-         ({profile}, CARGO_TARGET_DIR={})\n{}",
-        out.status,
-        target_dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = profile_dir.join(bin);
-    assert!(
-        path.is_file(),
-        "cargo built {bin}, but {} does not exist",
-        path.display()
-    );
-    path
+        .map_err(|e| format!("cannot run {}: {e}", env!("CARGO")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building {bin} failed ({}): cargo build -p {package} --bin {bin} \
+             ({profile}{}, CARGO_TARGET_DIR={})\n{}",
+            out.status,
+            target
+                .map(|t| format!(", --target {t}"))
+                .unwrap_or_default(),
+            target_dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let path = built.join(profile).join(bin);
+    if !path.is_file() {
+        return Err(format!(
+            "cargo built {bin}, but {} does not exist",
+            path.display()
+        ));
+    }
+    Ok(path)
 }
 
 /// Upper bound on every wait: start-up, a request, a shutdown.
