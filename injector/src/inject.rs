@@ -374,12 +374,13 @@ impl Injector {
             probe_port_is_free(work, verdict.listen_port.unwrap_or(gate::PROBE_PORT))?;
             host_network_has_a_port(work, &req)?;
         }
-        // The template as compact JSON, streamed into the hash: the same
-        // bytes `serde_json::to_string` gives, without building them.
+        // The template as compact JSON (the bytes `serde_json::to_string`
+        // gives), then hashed in one pass.
         let mut hash = Fingerprint::default();
-        if serde_json::to_writer(&mut hash, &*work).is_err() {
-            // A key JSON cannot write: the template's part is empty.
-            hash = Fingerprint::default();
+        let mut text = Vec::with_capacity(4096);
+        // A key JSON cannot write leaves the template's part empty.
+        if crate::json::append(&mut text, work).is_ok() {
+            std::io::Write::write_all(&mut hash, &text).unwrap_or_default();
         }
         hash.end_part();
         for part in [&self.settings.image, env!("CARGO_PKG_VERSION")] {

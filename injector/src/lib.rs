@@ -22,7 +22,8 @@
 //!   [`GateMode`], [`Settings`]); imports only point down to it.
 //! - [`yaml`] reads YAML as kubectl does (YAML 1.1) and writes it so that
 //!   kubectl reads it back as written.
-//! - [`value`] holds small helpers over `serde_yaml_ng::Value`.
+//! - [`value`] holds small helpers over `serde_yaml_ng::Value`; [`json`]
+//!   writes one as compact JSON, byte for byte as `serde_json` does.
 //! - [`webhook`] is the admission-webhook front end (`webhook`): HTTPS,
 //!   `AdmissionReview` in, a JSON patch from the core's answer out.
 
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod document;
 pub mod gate;
 pub mod inject;
+pub mod json;
 pub mod krm;
 pub mod settings;
 pub mod status;

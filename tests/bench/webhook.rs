@@ -28,7 +28,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 
-use crate::process::{command, Running};
+use crate::process::{command, stderr_to, Running};
 use crate::stats::{bytes, mark, ms, ratio};
 use crate::{fake, pki, procfs, Bench};
 
@@ -54,6 +54,9 @@ pub struct Run {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub peak_rss: Option<u64>,
+    /// The server's CPU per review over the run, user and system, in µs
+    /// (`/proc/PID/stat`, which keeps the time of exited threads).
+    pub cpu_us: Option<(f64, f64)>,
 }
 
 impl Run {
@@ -187,20 +190,25 @@ fn start_with(
     if floor {
         cmd.arg("--bench-floor");
     }
-    let running = Running::spawn_watching_stderr(&mut cmd, &["listening on "]);
-    if running.wait_marker(0, Duration::from_secs(20)).is_none() {
-        return Err(format!(
-            "the webhook did not start: {}",
-            running.stderr_text()
-        ));
+    // The log goes to a file, as a container runtime's log does. Piped,
+    // the harness would read and keep every `injected` line (the floor
+    // writes none) on the cores the server runs on, and charge that to
+    // the injector.
+    let log = tls
+        .cert
+        .with_file_name(if floor { "floor.log" } else { "injector.log" });
+    stderr_to(&mut cmd, &log);
+    let mut running = Running::spawn(&mut cmd);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut text = read();
+    while !text.contains("listening on ") && Instant::now() < until && running.try_exit().is_none()
+    {
+        std::thread::sleep(Duration::from_millis(10));
+        text = read();
     }
-    // The marker fires before the reader thread stores the line: wait
-    // (bounded) for the text itself.
-    let mut text = running.stderr_text();
-    let until = Instant::now() + Duration::from_secs(5);
-    while !text.contains("listening on ") && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(5));
-        text = running.stderr_text();
+    if !text.contains("listening on ") {
+        return Err(format!("the webhook did not start: {text}"));
     }
     let addr = text
         .split("listening on ")
@@ -413,8 +421,24 @@ pub fn webhook(bench: &Bench, duration: Duration, rounds: usize) -> WebhookResul
                 }
             }
             for (load_name, rate) in [("closed loop", None), ("paced 200/s", Some(PACED_RATE))] {
+                let before = procfs::sample(running.pid).stat;
                 let (mut latencies, failures, seconds) =
                     load(addr, &tls.client, &body, duration, rate);
+                let after = procfs::sample(running.pid).stat;
+                let cpu_us = before.zip(after).and_then(|(b, a)| {
+                    let per = procfs::clock_ticks();
+                    let us = |ticks: u64| {
+                        #[expect(clippy::cast_precision_loss, reason = "ticks far below 2^52")]
+                        let us = procfs::ticks_to_ns(ticks, per) as f64 / 1e3;
+                        us / crate::stats::count(latencies.len())
+                    };
+                    (!latencies.is_empty()).then(|| {
+                        (
+                            us(a.utime.saturating_sub(b.utime)),
+                            us(a.stime.saturating_sub(b.stime)),
+                        )
+                    })
+                });
                 latencies.sort_by(f64::total_cmp);
                 result.runs.push(Run {
                     server,
@@ -425,6 +449,7 @@ pub fn webhook(bench: &Bench, duration: Duration, rounds: usize) -> WebhookResul
                     p50_ms: percentile(&latencies, 0.50),
                     p99_ms: percentile(&latencies, 0.99),
                     peak_rss: None,
+                    cpu_us,
                 });
             }
             let peak = procfs::sample(running.pid).peak_rss;
@@ -449,7 +474,15 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// The medians over rounds of one server and load.
-fn pick(result: &WebhookResult, server: &str, load: &str) -> Option<(f64, f64, f64, u64, usize)> {
+#[expect(
+    clippy::type_complexity,
+    reason = "one row's medians, read positionally"
+)]
+fn pick(
+    result: &WebhookResult,
+    server: &str,
+    load: &str,
+) -> Option<(f64, f64, f64, u64, usize, Option<(f64, f64)>)> {
     let runs: Vec<&Run> = result
         .runs
         .iter()
@@ -463,12 +496,17 @@ fn pick(result: &WebhookResult, server: &str, load: &str) -> Option<(f64, f64, f
     let mut rate: Vec<f64> = runs.iter().map(|r| r.rate()).collect();
     let rss = runs.iter().filter_map(|r| r.peak_rss).max().unwrap_or(0);
     let failures = runs.iter().map(|r| r.failures).sum();
+    let mut user: Vec<f64> = runs.iter().filter_map(|r| r.cpu_us.map(|c| c.0)).collect();
+    let mut system: Vec<f64> = runs.iter().filter_map(|r| r.cpu_us.map(|c| c.1)).collect();
+    let cpu = (!user.is_empty() && user.len() == system.len())
+        .then(|| (median(&mut user), median(&mut system)));
     Some((
         median(&mut p50),
         median(&mut p99),
         median(&mut rate),
         rss,
         failures,
+        cpu,
     ))
 }
 
@@ -491,16 +529,20 @@ pub fn render(out: &mut String, result: &WebhookResult) {
     }
     let _ = writeln!(
         out,
-        "| server | load | reviews/s | p50 | p99 | peak RSS | failed |\n|---|---|---|---|---|---|---|"
+        "| server | load | reviews/s | p50 | p99 | CPU per review (user + system) | peak RSS | failed |\n|---|---|---|---|---|---|---|---|"
     );
     for load in ["closed loop", "paced 200/s"] {
         for server in ["floor", "injector"] {
-            if let Some((p50, p99, rate, rss, failures)) = pick(result, server, load) {
+            if let Some((p50, p99, rate, rss, failures, cpu)) = pick(result, server, load) {
                 #[expect(clippy::cast_precision_loss, reason = "RSS far below 2^52 bytes")]
                 let rss = bytes(rss as f64);
+                let cpu = cpu.map_or_else(
+                    || "n/a".to_owned(),
+                    |(user, system)| format!("{user:.0} + {system:.0} µs"),
+                );
                 let _ = writeln!(
                     out,
-                    "| {server} | {load} | {rate:.0} | {} | {} | {rss} | {failures} |",
+                    "| {server} | {load} | {rate:.0} | {} | {} | {cpu} | {rss} | {failures} |",
                     ms(p50),
                     ms(p99)
                 );

@@ -212,11 +212,10 @@ impl Patch {
         self.out.extend_from_slice(br#"{"op":""#);
         self.out.extend_from_slice(op.as_bytes());
         self.out.extend_from_slice(br#"","path":"#);
-        // A string always serialises.
-        serde_json::to_writer(&mut self.out, &self.path).map_err(|_| NotJson)?;
+        crate::json::string(&mut self.out, &self.path);
         if let Some(value) = value {
             self.out.extend_from_slice(br#","value":"#);
-            serde_json::to_writer(&mut self.out, value).map_err(|_| NotJson)?;
+            crate::json::append(&mut self.out, value).map_err(|_| NotJson)?;
         }
         self.out.push(b'}');
         Ok(())

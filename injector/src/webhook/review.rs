@@ -266,6 +266,9 @@ pub struct Status {
     pub reason: Option<&'static str>,
 }
 
+/// The answer's envelope, as serde would write it: what
+/// [`Response::to_json`] is held to.
+#[cfg(test)]
 #[derive(Serialize)]
 struct ReviewOut<'a> {
     #[serde(rename = "apiVersion")]
@@ -335,22 +338,94 @@ impl Response {
         self
     }
 
-    /// The whole `AdmissionReview` as JSON.
+    /// The whole `AdmissionReview` as JSON: the bytes `serde_json` writes
+    /// for it (the unit tests hold it to that), written by hand since the
+    /// answer is on every review's path.
     #[must_use]
     pub fn to_json(&self) -> Vec<u8> {
-        let out = ReviewOut {
-            api_version: API_VERSION,
-            kind: KIND,
-            response: self,
-        };
-        // Strings and bools only: serialisation cannot fail.
-        serde_json::to_vec(&out).unwrap_or_default()
+        use crate::json::string;
+        let size = self.patch.as_ref().map_or(0, String::len)
+            + self.warnings.iter().map(String::len).sum::<usize>();
+        let mut out = Vec::with_capacity(256 + size);
+        out.extend_from_slice(br#"{"apiVersion":"#);
+        string(&mut out, API_VERSION);
+        out.extend_from_slice(br#","kind":"#);
+        string(&mut out, KIND);
+        out.extend_from_slice(br#","response":{"uid":"#);
+        string(&mut out, &self.uid);
+        out.extend_from_slice(if self.allowed {
+            br#","allowed":true"#
+        } else {
+            br#","allowed":false"#
+        });
+        if let Some(patch_type) = self.patch_type {
+            out.extend_from_slice(br#","patchType":"#);
+            string(&mut out, patch_type);
+        }
+        if let Some(patch) = &self.patch {
+            out.extend_from_slice(br#","patch":"#);
+            string(&mut out, patch);
+        }
+        if let Some(status) = &self.status {
+            out.extend_from_slice(br#","status":{"code":"#);
+            out.extend_from_slice(status.code.to_string().as_bytes());
+            out.extend_from_slice(br#","message":"#);
+            string(&mut out, &status.message);
+            if let Some(reason) = status.reason {
+                out.extend_from_slice(br#","reason":"#);
+                string(&mut out, reason);
+            }
+            out.push(b'}');
+        }
+        if !self.warnings.is_empty() {
+            out.extend_from_slice(br#","warnings":["#);
+            for (i, warning) in self.warnings.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                string(&mut out, warning);
+            }
+            out.push(b']');
+        }
+        out.extend_from_slice(b"}}");
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{decode, Response, Scope};
+    use super::{decode, Response, ReviewOut, Scope, API_VERSION, KIND};
+
+    #[test]
+    fn the_answer_is_the_json_serde_writes() {
+        let answers = [
+            Response::allow("u-1"),
+            Response::allow("u\"\\\n\u{1}é")
+                .with_warnings(vec!["one".into(), "t\two \"q\"".into()]),
+            Response::patch(
+                "u-2",
+                br#"[{"op":"add","path":"/a","value":"\u0001"}]"#,
+                Vec::new(),
+            ),
+            Response::patch("u-3", b"[]", vec!["w".into()]),
+            Response::deny("u-4", 400, "bad \"x\"\tthere".into()),
+            Response::deny("u-5", 500, String::new()),
+            Response::deny("u-6", 403, "no".into()).with_warnings(vec![String::new()]),
+        ];
+        for answer in answers {
+            let serde = serde_json::to_vec(&ReviewOut {
+                api_version: API_VERSION,
+                kind: KIND,
+                response: &answer,
+            })
+            .unwrap_or_default();
+            assert_eq!(
+                String::from_utf8_lossy(&answer.to_json()),
+                String::from_utf8_lossy(&serde),
+                "{answer:?}"
+            );
+        }
+    }
     use serde_json::json;
 
     fn review(request: &serde_json::Value) -> Vec<u8> {
