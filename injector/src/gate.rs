@@ -4,7 +4,7 @@
 //! termination-message settings of the examples in `manifests/`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use clap::CommandFactory;
@@ -133,55 +133,160 @@ impl Validator {
 }
 
 /// What the gate's container is built from, but the verdict, which
-/// follows from `argv`.
+/// follows from `argv`. The mounts are keyed by their JSON text: a
+/// `Value` mapping hashes each entry with a fresh hasher and compares by
+/// key lookups, several times the cost of the bytes.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ContainerKey {
     image: String,
     mode: GateMode,
     source: Source,
     argv: Vec<String>,
-    mounts: Vec<Value>,
+    mounts: Vec<u8>,
 }
 
 /// The gate's containers, built and checked once per distinct input, as
 /// [`Validator`] validates each command line once: a thousand pods with
 /// the same annotations get copies of one container.
+///
+/// The admission webhook drops its Pod once the patch is written, so it
+/// hands the container back ([`Self::give_back`]): the next review of the
+/// same input takes that copy instead of cloning one. A copy is taken back
+/// only if it is still equal to the cached container, and only a few are
+/// kept ([`SPARES`] in all).
 #[derive(Debug, Default)]
 pub struct Containers {
-    cache: Mutex<HashMap<ContainerKey, Value>>,
+    cache: Mutex<Cached>,
 }
+
+/// Spare copies kept across all entries: a copy per review in flight.
+pub const SPARES: usize = 8;
+
+#[derive(Debug, Default)]
+struct Cached {
+    entries: HashMap<Arc<ContainerKey>, Entry>,
+    /// The spare copies held, across entries.
+    spares: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: Arc<ContainerKey>,
+    container: Value,
+    spares: Vec<Value>,
+}
+
+/// Where a container from [`Containers::get`] came from, for
+/// [`Containers::give_back`].
+#[derive(Debug, Clone)]
+pub struct Ticket(Arc<ContainerKey>);
 
 impl Containers {
     /// The gate's container ([`container`]), once it has parsed as a
-    /// Kubernetes `Container` (k8s-openapi's). An error is the injector's
-    /// own bug, and says so.
-    pub fn get(&self, parts: Parts<'_>) -> Result<Value, String> {
+    /// Kubernetes `Container` (k8s-openapi's), and its ticket (`None` for
+    /// one that is not cached). An error is the injector's own bug, and
+    /// says so.
+    pub fn get(&self, parts: Parts<'_>) -> Result<(Value, Option<Ticket>), String> {
         use serde::Deserialize as _;
-        let key = ContainerKey {
-            image: parts.image.to_owned(),
-            mode: parts.mode,
-            source: parts.source,
-            argv: parts.argv,
-            mounts: parts.mounts,
+        let Parts {
+            image,
+            mode,
+            source,
+            argv,
+            verdict,
+            mounts,
+        } = parts;
+        let mut text = Vec::new();
+        let keyed = mounts.iter().try_for_each(|mount| {
+            crate::json::append(&mut text, mount)?;
+            text.push(b'\n');
+            Ok::<_, serde_json::Error>(())
+        });
+        let (key, argv) = match keyed {
+            Ok(()) => {
+                let key = ContainerKey {
+                    image: image.to_owned(),
+                    mode,
+                    source,
+                    argv,
+                    mounts: text,
+                };
+                if let Ok(mut cache) = self.cache.lock() {
+                    let cache = &mut *cache;
+                    if let Some(entry) = cache.entries.get_mut(&key) {
+                        let copy = match entry.spares.pop() {
+                            Some(spare) => {
+                                cache.spares -= 1;
+                                spare
+                            }
+                            None => entry.container.clone(),
+                        };
+                        return Ok((copy, Some(Ticket(Arc::clone(&entry.key)))));
+                    }
+                }
+                let argv = key.argv.clone();
+                (Some(key), argv)
+            }
+            // A mount JSON cannot write: built afresh each time, uncached.
+            Err(_) => (None, argv),
         };
-        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            return Ok(hit);
-        }
         let built = container(Parts {
-            image: parts.image,
-            mode: key.mode,
-            source: key.source,
-            argv: key.argv.clone(),
-            verdict: parts.verdict,
-            mounts: key.mounts.clone(),
+            image,
+            mode,
+            source,
+            argv,
+            verdict,
+            mounts,
         });
         k8s_openapi::api::core::v1::Container::deserialize(&built).map_err(|e| {
             format!(
                 "internal error: the gate's container is not a valid Kubernetes Container ({e})"
             )
         })?;
-        remember(&self.cache, key, built.clone());
-        Ok(built)
+        let Some(key) = key else {
+            return Ok((built, None));
+        };
+        let key = Arc::new(key);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.entries.len() >= CACHE_ENTRIES {
+                cache.entries.clear();
+                cache.spares = 0;
+            }
+            let entry = Entry {
+                key: Arc::clone(&key),
+                container: built.clone(),
+                spares: Vec::new(),
+            };
+            if let Some(old) = cache.entries.insert(Arc::clone(&key), entry) {
+                cache.spares -= old.spares.len();
+            }
+        }
+        Ok((built, Some(Ticket(key))))
+    }
+
+    /// Takes back a container [`Self::get`] handed out, once its Pod is
+    /// done with: kept as a spare if it is still the cached container and
+    /// there is room, else dropped.
+    pub fn give_back(&self, ticket: &Ticket, container: Value) {
+        let refused = match self.cache.lock() {
+            Ok(mut cache) => {
+                let cache = &mut *cache;
+                match cache.entries.get_mut(&*ticket.0) {
+                    Some(entry)
+                        if cache.spares < SPARES
+                            && crate::value::same(&container, &entry.container) =>
+                    {
+                        entry.spares.push(container);
+                        cache.spares += 1;
+                        None
+                    }
+                    _ => Some(container),
+                }
+            }
+            Err(_) => Some(container),
+        };
+        // Dropped outside the lock.
+        drop(refused);
     }
 }
 
@@ -388,11 +493,53 @@ mod tests {
             verdict: &verdict,
             mounts: Vec::new(),
         };
-        let first = containers.get(parts("a.json")).unwrap_or_default();
+        let get = |file: &str| {
+            containers
+                .get(parts(file))
+                .map(|(c, _)| c)
+                .unwrap_or_default()
+        };
+        let first = get("a.json");
         assert_eq!(first.get("name").and_then(|n| n.as_str()), Some(CONTAINER));
-        assert_eq!(containers.get(parts("a.json")).ok(), Some(first.clone()));
-        let other = containers.get(parts("b.json")).unwrap_or_default();
+        assert_eq!(get("a.json"), first);
+        let other = get("b.json");
         assert_ne!(other, first);
         assert_eq!(other, super::container(parts("b.json")));
+    }
+
+    #[test]
+    fn a_copy_given_back_is_reused_only_if_unchanged_and_spares_are_bounded() {
+        let containers = Containers::default();
+        let verdict = Verdict {
+            timeout: None,
+            listen_port: None,
+        };
+        let parts = || Parts {
+            image: "example.com/gate:1",
+            mode: GateMode::Init,
+            source: Source::Watch,
+            argv: vec!["watch".to_owned(), "--file=a.json".to_owned()],
+            verdict: &verdict,
+            mounts: Vec::new(),
+        };
+        let spares = || containers.cache.lock().map_or(usize::MAX, |c| c.spares);
+        let (built, ticket) = containers.get(parts()).unwrap_or_default();
+        let ticket = ticket.unwrap_or_else(|| panic!("a cached container has a ticket"));
+        // Changed in the Pod: not taken back, so no later Pod sees it.
+        let mut changed = built.clone();
+        if let Some(m) = changed.as_mapping_mut() {
+            m.insert("image".into(), "other".into());
+        }
+        containers.give_back(&ticket, changed);
+        assert_eq!(spares(), 0);
+        for _ in 0..super::SPARES + 3 {
+            containers.give_back(&ticket, built.clone());
+        }
+        assert_eq!(spares(), super::SPARES);
+        for _ in 0..super::SPARES + 2 {
+            let (copy, _) = containers.get(parts()).unwrap_or_default();
+            assert_eq!(copy, built);
+        }
+        assert_eq!(spares(), 0);
     }
 }

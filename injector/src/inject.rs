@@ -399,7 +399,7 @@ impl Injector {
             inputs,
         };
         let mounts = mounts(spec, &req, &mut status)?;
-        let container = self.containers.get(Parts {
+        let (container, ticket) = self.containers.get(Parts {
             image: &self.settings.image,
             mode: req.mode,
             source: req.source,
@@ -417,13 +417,12 @@ impl Injector {
             TypedCheck::Whole => check_typed(work)?,
             TypedCheck::Edits => check_edits(work, &status)?,
         }
-        let mut what = format!("({}, {})", req.mode, req.source);
-        if is_job && req.mode == GateMode::Sidecar {
-            what = format!(
-                "({}, {}; a native sidecar: it ends with the job)",
-                req.mode, req.source
-            );
-        }
+        let what = Injected {
+            mode: req.mode,
+            source: req.source,
+            job_sidecar: is_job && req.mode == GateMode::Sidecar,
+            ticket,
+        };
         Ok((Done::Injected(what), warnings))
     }
 }
@@ -453,6 +452,31 @@ pub struct PodEdit {
 }
 
 impl PodEdit {
+    /// Hands the gate's container back to the injector's cache, taking it
+    /// out of `pod`, the Pod [`Injector::inject_pod`] edited: for a caller
+    /// that is done with the Pod (the webhook, once its patch is written),
+    /// so that the next Pod takes this copy instead of a new clone.
+    pub fn give_back(self, injector: &Injector, pod: &mut Value) {
+        let Done::Injected(Injected {
+            ticket: Some(ticket),
+            ..
+        }) = self.done
+        else {
+            return;
+        };
+        let Some(list) = crate::value::path_mut(pod, &["spec", "initContainers"])
+            .and_then(Value::as_sequence_mut)
+        else {
+            return;
+        };
+        if let Some(at) = list
+            .iter()
+            .position(|c| str_at(c, "name") == Some(gate::CONTAINER))
+        {
+            injector.containers.give_back(&ticket, list.remove(at));
+        }
+    }
+
     /// Why the Pod is as it was, when the edit changed nothing: the
     /// message `inject` gives an unchanged object.
     #[must_use]
@@ -513,8 +537,34 @@ struct Templated {
 
 #[derive(Debug)]
 enum Done {
-    Injected(String),
+    Injected(Injected),
     Skipped(String),
+}
+
+/// What was injected: `(init, watch)`, or for a Job's native sidecar
+/// `(sidecar, watch; a native sidecar: it ends with the job)`. Written
+/// only when a message is (the webhook's answer has none).
+#[derive(Debug)]
+struct Injected {
+    mode: GateMode,
+    source: Source,
+    job_sidecar: bool,
+    /// Where the gate's container came from: the webhook hands it back.
+    ticket: Option<gate::Ticket>,
+}
+
+impl std::fmt::Display for Injected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.job_sidecar {
+            write!(
+                f,
+                "({}, {}; a native sidecar: it ends with the job)",
+                self.mode, self.source
+            )
+        } else {
+            write!(f, "({}, {})", self.mode, self.source)
+        }
+    }
 }
 
 impl Done {

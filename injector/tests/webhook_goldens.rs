@@ -15,7 +15,9 @@
 //! server sends its own order), since the status annotation's fingerprint
 //! depends on it. The answers are compared as JSON values: the webhook
 //! never sees YAML comments or quoting, which the CLI goldens check byte
-//! for byte.
+//! for byte. Each Pod is sent twice, and the second answer must equal the
+//! first: the second review takes the gate's container the first handed
+//! back to the injector's cache.
 //!
 //! One deliberate difference from the CLI: a Pod that already carries
 //! `secret-gate.dev/status` is left as it is (the webhook's contract:
@@ -320,6 +322,17 @@ fn the_golden_corpus_through_the_webhook_gives_the_clis_output() {
             reviewed += 1;
             assert_eq!(answer.status, 200, "{}: {}", case.name, answer.text());
             let review = answer.json();
+            // Again: the gate's container the first review handed back to
+            // the cache must give the same answer as a fresh one.
+            let again = rt
+                .block_on(client.send("POST", "/mutate", review_body(&uid, &pod_yaml)))
+                .expect("review");
+            assert_eq!(
+                again.json(),
+                review,
+                "{}: a second review differs",
+                case.name
+            );
             let response = &review["response"];
             assert_eq!(response["uid"], uid.as_str());
             if response["allowed"] == false {

@@ -193,10 +193,10 @@ fn start_with(
     // The log goes to a file, as a container runtime's log does. Piped,
     // the harness would read and keep every `injected` line (the floor
     // writes none) on the cores the server runs on, and charge that to
-    // the injector.
-    let log = tls
-        .cert
-        .with_file_name(if floor { "floor.log" } else { "injector.log" });
+    // the injector. Not beside the certificate: the webhook watches that
+    // directory, and would wake on every line.
+    let dir = tls.cert.parent().unwrap_or(Path::new("."));
+    let log = dir.with_extension(if floor { "floor.log" } else { "injector.log" });
     stderr_to(&mut cmd, &log);
     let mut running = Running::spawn(&mut cmd);
     let read = || std::fs::read_to_string(&log).unwrap_or_default();

@@ -239,7 +239,7 @@ impl Mutate for crate::Injector {
             .is_some();
         // What the patch compares; an injected Pod gets no patch.
         let before = (!injected_before).then(|| patch::Before::of(pod));
-        let edit = match self.inject_pod(pod) {
+        let mut edit = match self.inject_pod(pod) {
             Err(error) => return Mutation::Refused(error.to_string()),
             Ok(edit) => edit,
         };
@@ -258,11 +258,18 @@ impl Mutate for crate::Injector {
                 reason: edit.unchanged(),
                 warnings: edit.warnings,
             },
-            Ok((patch, operations)) => Mutation::Injected {
-                patch,
-                operations,
-                warnings: edit.warnings,
-            },
+            Ok((patch, operations)) => {
+                let warnings = std::mem::take(&mut edit.warnings);
+                // The patch is written: the gate's container goes back to
+                // the cache for the next review (only `shown()`, which
+                // reads the Pod's metadata, looks at the Pod after this).
+                edit.give_back(self, pod);
+                Mutation::Injected {
+                    patch,
+                    operations,
+                    warnings,
+                }
+            }
         }
     }
 }

@@ -187,6 +187,10 @@ impl Patch {
     fn push(&mut self, key: &str) -> usize {
         let len = self.path.len();
         self.path.push('/');
+        if !key.contains(['~', '/']) {
+            self.path.push_str(key);
+            return len;
+        }
         for c in key.chars() {
             match c {
                 '~' => self.path.push_str("~0"),
