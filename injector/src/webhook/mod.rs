@@ -26,6 +26,7 @@ pub mod review;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -300,73 +301,153 @@ pub struct Webhook<M> {
     hold: Option<Duration>,
     /// One permit: the turn of a review over [`LARGE_REVIEW_BYTES`].
     large: Arc<tokio::sync::Semaphore>,
+    /// Reviews whose answer is sent and whose log line is not yet
+    /// written: the stop waits for those lines.
+    notes: Arc<AtomicUsize>,
 }
+
+/// How long the stop waits for the log lines of answers already sent.
+const NOTES_WAIT: Duration = Duration::from_secs(1);
 
 /// One review's answer: its outcome and the HTTP response body (or the
 /// HTTP 400 message).
 type Answer = (Outcome, Result<review::Response, review::Invalid>);
 
+/// A review's log line, written once its answer is on its way: a
+/// synchronous write to stderr would otherwise lie on every answer's path.
+#[derive(Debug)]
+#[must_use]
+pub enum Note {
+    /// Nothing to log.
+    Quiet,
+    /// `debug`: not injected, and why.
+    NotInjected { pod: String, why: String },
+    /// `info`: injected, with the patch's number of operations.
+    Injected { pod: String, operations: usize },
+    /// `info`: denied, with the core's message.
+    Denied { pod: String, message: String },
+    /// `warn`: the review could not be answered as asked (a request out of
+    /// scope, a Pod that cannot be patched).
+    Failed { pod: String, message: String },
+}
+
+impl Note {
+    /// Writes the line.
+    pub fn write(self) {
+        match self {
+            Self::Quiet => {}
+            Self::NotInjected { pod, why } => tracing::debug!(pod = %pod, "not injected: {why}"),
+            Self::Injected { pod, operations } => {
+                tracing::info!(pod = %pod, operations, "injected");
+            }
+            Self::Denied { pod, message } => tracing::info!(pod = %pod, "denied: {message}"),
+            Self::Failed { pod, message } => tracing::warn!(pod = %pod, "{message}"),
+        }
+    }
+}
+
 impl<M: Mutate> Webhook<M> {
-    /// Answers one `POST /mutate` body. Pure: no I/O.
-    pub fn review(&self, body: &[u8]) -> Answer {
+    /// Answers one `POST /mutate` body, and says what to log once the
+    /// answer is sent. Pure: no I/O.
+    pub fn review(&self, body: &[u8]) -> (Answer, Note) {
         let mut request = match review::decode(body) {
             Ok(request) => request,
-            Err(invalid) => return (Outcome::Invalid, Err(invalid)),
+            Err(invalid) => return ((Outcome::Invalid, Err(invalid)), Note::Quiet),
         };
         // Its own copy: the core edits the request's Pod in place.
         let uid = request.uid.clone();
         let uid = uid.as_str();
         if self.floor {
-            return (Outcome::Skipped, Ok(review::Response::allow(uid)));
+            return (
+                (Outcome::Skipped, Ok(review::Response::allow(uid))),
+                Note::Quiet,
+            );
         }
+        // A debug line's pod name is built only if it will be written.
+        let not_injected = |request: &review::AdmissionRequest, why: String| {
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                Note::NotInjected {
+                    pod: request.shown(),
+                    why,
+                }
+            } else {
+                Note::Quiet
+            }
+        };
         match request.scope() {
             Scope::Pass(why) => {
-                tracing::debug!(pod = %request.shown(), "not injected: {why}");
-                return (Outcome::Skipped, Ok(review::Response::allow(uid)));
+                return (
+                    (Outcome::Skipped, Ok(review::Response::allow(uid))),
+                    not_injected(&request, why),
+                );
             }
             Scope::Error(message) => {
-                tracing::warn!(pod = %request.shown(), "{message}");
+                let note = Note::Failed {
+                    pod: request.shown(),
+                    message: message.clone(),
+                };
                 return (
-                    Outcome::Error,
-                    Ok(review::Response::deny(uid, 400, message)),
+                    (
+                        Outcome::Error,
+                        Ok(review::Response::deny(uid, 400, message)),
+                    ),
+                    note,
                 );
             }
             Scope::Review => {}
         }
         let Some(pod) = request.object.as_mut() else {
-            return (Outcome::Error, Ok(review::Response::allow(uid)));
+            return (
+                (Outcome::Error, Ok(review::Response::allow(uid))),
+                Note::Quiet,
+            );
         };
         match self.mutate.mutate(pod) {
-            Mutation::Unchanged { reason, warnings } => {
-                tracing::debug!(pod = %request.shown(), "not injected: {reason}");
+            Mutation::Unchanged { reason, warnings } => (
                 (
                     Outcome::Skipped,
                     Ok(review::Response::allow(uid).with_warnings(warnings)),
-                )
-            }
+                ),
+                not_injected(&request, reason),
+            ),
             Mutation::Injected {
                 patch,
                 operations,
                 warnings,
-            } => {
-                tracing::info!(pod = %request.shown(), operations, "injected");
+            } => (
                 (
                     Outcome::Injected,
                     Ok(review::Response::patch(uid, &patch, warnings)),
-                )
-            }
+                ),
+                Note::Injected {
+                    pod: request.shown(),
+                    operations,
+                },
+            ),
             Mutation::Refused(message) => {
-                tracing::info!(pod = %request.shown(), "denied: {message}");
+                let note = Note::Denied {
+                    pod: request.shown(),
+                    message: message.clone(),
+                };
                 (
-                    Outcome::Denied,
-                    Ok(review::Response::deny(uid, 400, message)),
+                    (
+                        Outcome::Denied,
+                        Ok(review::Response::deny(uid, 400, message)),
+                    ),
+                    note,
                 )
             }
             Mutation::Failed(message) => {
-                tracing::warn!(pod = %request.shown(), "{message}");
+                let note = Note::Failed {
+                    pod: request.shown(),
+                    message: message.clone(),
+                };
                 (
-                    Outcome::Error,
-                    Ok(review::Response::deny(uid, 400, message)),
+                    (
+                        Outcome::Error,
+                        Ok(review::Response::deny(uid, 400, message)),
+                    ),
+                    note,
                 )
             }
         }
@@ -420,17 +501,25 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
                 } else {
                     None
                 };
-                tokio::task::spawn_blocking(move || {
+                // The answer comes back on a channel, so that the review's
+                // log line is written after it is on its way. A review
+                // that panics drops the sender: answered 500.
+                let (sent, answer) = tokio::sync::oneshot::channel();
+                drop(tokio::task::spawn_blocking(move || {
                     if let Some(hold) = job.hold {
                         tracing::info!(?hold, "--test-review-hold: a review runs long");
                         std::thread::sleep(hold);
                     }
-                    let answer = job.review(&body);
+                    let (answer, note) = job.review(&body);
                     drop(body);
                     drop(turn);
-                    answer
-                })
-                .await
+                    job.notes.fetch_add(1, Ordering::SeqCst);
+                    // The receiver is gone only if the review timed out.
+                    let _ = sent.send(answer);
+                    note.write();
+                    job.notes.fetch_sub(1, Ordering::SeqCst);
+                }));
+                answer.await
             };
             match tokio::time::timeout(webhook.review_timeout, work).await {
                 Ok(Ok((outcome, answer))) => {
@@ -608,6 +697,7 @@ async fn serve_until_stopped<M: Mutate>(
     let acceptor = certs::acceptor(Arc::clone(&resolver))
         .map_err(|error| format!("the webhook cannot set up TLS: {error}"))?;
     certs::watch(files, Arc::clone(&resolver), Arc::clone(&metrics));
+    let notes = Arc::new(AtomicUsize::new(0));
     let webhook = Arc::new(Webhook {
         mutate,
         metrics: Arc::clone(&metrics),
@@ -617,6 +707,7 @@ async fn serve_until_stopped<M: Mutate>(
         delay: args.test_review_delay,
         hold: args.test_review_hold,
         large: Arc::new(tokio::sync::Semaphore::new(1)),
+        notes: Arc::clone(&notes),
     });
     let handler = move |request: Request<Bytes>| answer(Arc::clone(&webhook), request);
     let server = Server::new(
@@ -639,6 +730,12 @@ async fn serve_until_stopped<M: Mutate>(
             );
         })
         .await;
+    // A review's log line follows its answer: the last answers' lines may
+    // still be on their way. Wait for them (briefly: each is one write).
+    let until = Instant::now() + NOTES_WAIT;
+    while notes.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
