@@ -456,7 +456,7 @@ fn main() {
     };
     step("12 admission webhook");
     let webhook = if run_volume {
-        webhook::webhook(&bench, webhook_duration(quick), if quick { 1 } else { 2 })
+        webhook::webhook(&bench, webhook_duration(quick), if quick { 1 } else { 3 })
     } else {
         webhook::WebhookResult::default()
     };

@@ -464,13 +464,10 @@ pub fn webhook(bench: &Bench, duration: Duration, rounds: usize) -> WebhookResul
     result
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    if values.is_empty() {
-        f64::NAN
-    } else {
-        values[values.len() / 2]
-    }
+/// The median of one server's rounds (the mean of the middle two of an
+/// even count); NaN for none.
+fn median(values: &[f64]) -> f64 {
+    crate::stats::Summary::of(values).map_or(f64::NAN, |s| s.median)
 }
 
 /// The medians over rounds of one server and load.
@@ -491,19 +488,19 @@ fn pick(
     if runs.is_empty() {
         return None;
     }
-    let mut p50: Vec<f64> = runs.iter().map(|r| r.p50_ms).collect();
-    let mut p99: Vec<f64> = runs.iter().map(|r| r.p99_ms).collect();
-    let mut rate: Vec<f64> = runs.iter().map(|r| r.rate()).collect();
+    let p50: Vec<f64> = runs.iter().map(|r| r.p50_ms).collect();
+    let p99: Vec<f64> = runs.iter().map(|r| r.p99_ms).collect();
+    let rate: Vec<f64> = runs.iter().map(|r| r.rate()).collect();
     let rss = runs.iter().filter_map(|r| r.peak_rss).max().unwrap_or(0);
     let failures = runs.iter().map(|r| r.failures).sum();
-    let mut user: Vec<f64> = runs.iter().filter_map(|r| r.cpu_us.map(|c| c.0)).collect();
-    let mut system: Vec<f64> = runs.iter().filter_map(|r| r.cpu_us.map(|c| c.1)).collect();
-    let cpu = (!user.is_empty() && user.len() == system.len())
-        .then(|| (median(&mut user), median(&mut system)));
+    let user: Vec<f64> = runs.iter().filter_map(|r| r.cpu_us.map(|c| c.0)).collect();
+    let system: Vec<f64> = runs.iter().filter_map(|r| r.cpu_us.map(|c| c.1)).collect();
+    let cpu =
+        (!user.is_empty() && user.len() == system.len()).then(|| (median(&user), median(&system)));
     Some((
-        median(&mut p50),
-        median(&mut p99),
-        median(&mut rate),
+        median(&p50),
+        median(&p99),
+        median(&rate),
         rss,
         failures,
         cpu,
@@ -586,7 +583,7 @@ pub fn render(out: &mut String, result: &WebhookResult) {
         );
         let _ = writeln!(
             out,
-            "Where the injector's extra time goes (counted with `valgrind --tool=callgrind`, which counts instructions, on the webhook serving one keep-alive connection: about 335k instructions per review against the floor's 187k): the injection core (the flags validated by the gate's own parser, once per distinct command line; the gate's container, built and type-checked once per distinct input, then handed out and taken back, so that a review of the same input reuses the last one's copy instead of cloning; the status fingerprint, which writes the template as JSON and hashes it), the patch, the larger answer and the `injected` log line, which the blocking thread writes after handing the answer back, so that the write is not on the answer's path. The Pod is edited in place: nothing of it is copied but the three parts injection can edit (annotations, init containers, volumes), which the patch compares before and after, and only what the core added is type-checked, since the API server has already decoded the rest. The fingerprint, the patch's values and the answer are written as JSON without serde's per-value dispatch (the bytes are serde_json's, held to them by unit tests). The CPU column is the server's user and system time over the run (`/proc/PID/stat`) over the reviews answered; the server's log goes to a file, as a container runtime's does. Tried and not kept: mimalloc as the global allocator, running small reviews on the runtime thread instead of the blocking pool, and fewer blocking threads. None brought the closed loop near its goal, and the last two made it worse: the harness's client threads share the machine's cores with the server, so the closed loop's ratio also depends on how the kernel divides the CPU between the server's threads and the harness's.\n"
+            "Where the injector's extra time goes (counted with `valgrind --tool=callgrind`, which counts instructions, on the webhook serving one keep-alive connection: about 335k instructions per review against the floor's 187k): the injection core (the flags validated by the gate's own parser, once per distinct command line; the gate's container, built and type-checked once per distinct input, then handed out and taken back, so that a review of the same input reuses the last one's copy instead of cloning; the status fingerprint, which writes the template as JSON and hashes it), the patch, the larger answer and the `injected` log line, which the blocking thread writes after handing the answer back and then yielding the CPU to the runtime thread that the hand-off woke (the scheduler often wakes it on the same CPU), so that neither the line's formatting nor its write is on the answer's path. The Pod is edited in place: nothing of it is copied but the three parts injection can edit (annotations, init containers, volumes), which the patch compares before and after, and only what the core added is type-checked, since the API server has already decoded the rest. The fingerprint, the patch's values and the answer are written as JSON without serde's per-value dispatch (the bytes are serde_json's, held to them by unit tests). The CPU column is the server's user and system time over the run (`/proc/PID/stat`) over the reviews answered; the server's log goes to a file, as a container runtime's does. Tried and not kept: mimalloc as the global allocator, running small reviews on the runtime thread instead of the blocking pool, and fewer blocking threads. None brought the closed loop near its goal, and the last two made it worse: the harness's client threads share the machine's cores with the server, so the closed loop's ratio also depends on how the kernel divides the CPU between the server's threads and the harness's.\n"
         );
     }
 }

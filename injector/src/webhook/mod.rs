@@ -516,6 +516,15 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
                     job.notes.fetch_add(1, Ordering::SeqCst);
                     // The receiver is gone only if the review timed out.
                     let _ = sent.send(answer);
+                    if !matches!(note, Note::Quiet) {
+                        // The send woke the runtime thread, often onto this
+                        // CPU: the scheduler places a wakee near its waker.
+                        // Stepping aside lets it encrypt and write the
+                        // answer before this thread formats and writes the
+                        // line; written at once, the line still delayed
+                        // the answer it follows (figure 12, paced).
+                        std::thread::yield_now();
+                    }
                     note.write();
                     job.notes.fetch_sub(1, Ordering::SeqCst);
                 }));
