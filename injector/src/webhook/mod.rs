@@ -304,56 +304,6 @@ pub struct Webhook<M> {
     /// Reviews whose answer is sent and whose log line is not yet
     /// written: the stop waits for those lines.
     notes: Arc<AtomicUsize>,
-    /// The thread that runs a review when it is free.
-    warm: Option<Warm>,
-}
-
-/// A review's work, run off the runtime thread.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// One long-lived thread that runs each review it is free for; a review
-/// that finds it busy goes to tokio's blocking pool. At a low rate every
-/// review so runs on the same thread, with its stack, its allocator arena
-/// and the caches of its last review warm, instead of on the pool thread
-/// that has been idle longest (the pool's idle threads take turns).
-struct Warm {
-    /// A rendezvous channel: a send succeeds only into a waiting thread.
-    handoff: std::sync::mpsc::SyncSender<Job>,
-}
-
-impl Warm {
-    /// `None` if the thread cannot be started: every review then goes to
-    /// the pool.
-    fn start() -> Option<Self> {
-        let (handoff, jobs) = std::sync::mpsc::sync_channel::<Job>(0);
-        std::thread::Builder::new()
-            .name("webhook-review".to_owned())
-            .spawn(move || {
-                // Ends when the webhook, and with it the sender, is gone.
-                while let Ok(job) = jobs.recv() {
-                    // A review that panics drops its answer's sender (the
-                    // webhook answers 500); the thread goes on.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                }
-            })
-            .ok()?;
-        Some(Self { handoff })
-    }
-
-    /// Runs `job` on the warm thread if it is waiting, else on the pool.
-    fn run(warm: Option<&Self>, job: Job) {
-        let job = match warm {
-            None => job,
-            Some(warm) => match warm.handoff.try_send(job) {
-                Ok(()) => return,
-                Err(
-                    std::sync::mpsc::TrySendError::Full(job)
-                    | std::sync::mpsc::TrySendError::Disconnected(job),
-                ) => job,
-            },
-        };
-        drop(tokio::task::spawn_blocking(job));
-    }
 }
 
 /// How long the stop waits for the log lines of answers already sent.
@@ -555,33 +505,29 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
                 // log line is written after it is on its way. A review
                 // that panics drops the sender: answered 500.
                 let (sent, answer) = tokio::sync::oneshot::channel();
-                let shared = Arc::clone(&job);
-                Warm::run(
-                    shared.warm.as_ref(),
-                    Box::new(move || {
-                        if let Some(hold) = job.hold {
-                            tracing::info!(?hold, "--test-review-hold: a review runs long");
-                            std::thread::sleep(hold);
-                        }
-                        let (answer, note) = job.review(&body);
-                        drop(body);
-                        drop(turn);
-                        job.notes.fetch_add(1, Ordering::SeqCst);
-                        // The receiver is gone only if the review timed out.
-                        let _ = sent.send(answer);
-                        if !matches!(note, Note::Quiet) {
-                            // The send woke the runtime thread, often onto this
-                            // CPU: the scheduler places a wakee near its waker.
-                            // Stepping aside lets it encrypt and write the
-                            // answer before this thread formats and writes the
-                            // line; written at once, the line still delayed
-                            // the answer it follows (figure 12, paced).
-                            std::thread::yield_now();
-                        }
-                        note.write();
-                        job.notes.fetch_sub(1, Ordering::SeqCst);
-                    }),
-                );
+                drop(tokio::task::spawn_blocking(move || {
+                    if let Some(hold) = job.hold {
+                        tracing::info!(?hold, "--test-review-hold: a review runs long");
+                        std::thread::sleep(hold);
+                    }
+                    let (answer, note) = job.review(&body);
+                    drop(body);
+                    drop(turn);
+                    job.notes.fetch_add(1, Ordering::SeqCst);
+                    // The receiver is gone only if the review timed out.
+                    let _ = sent.send(answer);
+                    if !matches!(note, Note::Quiet) {
+                        // The send woke the runtime thread, often onto this
+                        // CPU: the scheduler places a wakee near its waker.
+                        // Stepping aside lets it encrypt and write the
+                        // answer before this thread formats and writes the
+                        // line; written at once, the line still delayed
+                        // the answer it follows (figure 12, paced).
+                        std::thread::yield_now();
+                    }
+                    note.write();
+                    job.notes.fetch_sub(1, Ordering::SeqCst);
+                }));
                 answer.await
             };
             match tokio::time::timeout(webhook.review_timeout, work).await {
@@ -771,7 +717,6 @@ async fn serve_until_stopped<M: Mutate>(
         hold: args.test_review_hold,
         large: Arc::new(tokio::sync::Semaphore::new(1)),
         notes: Arc::clone(&notes),
-        warm: Warm::start(),
     });
     let handler = move |request: Request<Bytes>| answer(Arc::clone(&webhook), request);
     let server = Server::new(
