@@ -334,6 +334,25 @@ pub struct SafeArgs {
     #[arg(long, default_value = "0", value_parser = parse_duration, env = "SECRET_GATE_MIN_VALIDITY", value_name = "DURATION")]
     pub min_validity: Duration,
 
+    /// A JSON Schema the secret must satisfy (repeatable; the env var takes
+    /// a comma-separated list). SCHEMA is a JSON (or .yaml) file read once
+    /// at start; the secret is then parsed in --format (auto: JSON if it
+    /// starts with { or [, else YAML; env: an object of strings). A
+    /// violation names the JSON Pointer and the rule, never the value.
+    #[arg(
+        long = "schema",
+        env = "SECRET_GATE_SCHEMA",
+        value_name = "SCHEMA",
+        value_delimiter = ','
+    )]
+    pub schemas: Vec<String>,
+
+    /// True when the command line is being validated for a manifest
+    /// ([`parse_from_ignoring_env`]): the schema files are paths in the
+    /// pod, so they are checked for shape but not read.
+    #[arg(skip)]
+    pub schemas_elsewhere: bool,
+
     /// Write the secret to this file, atomically, once it is ready.
     #[arg(
         long,
@@ -739,7 +758,7 @@ where
     match &mut cli.command {
         Command::Watch(a) => a.selection.schemas_elsewhere = true,
         Command::Check(a) => a.selection.schemas_elsewhere = true,
-        Command::Safe(_) => {}
+        Command::Safe(a) => a.schemas_elsewhere = true,
     }
     Ok(cli)
 }

@@ -133,6 +133,67 @@ fn required_key_missing_then_added() {
     running.wait(HANG_LIMIT).assert_code(0);
 }
 
+/// A schema for [`secret`]'s shape, plus a `port` that must be an integer.
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a panic fails the calling test"
+)]
+fn port_schema(fx: &Fixture) -> std::path::PathBuf {
+    let path = fx.root.path().join("schema.json");
+    std::fs::write(
+        &path,
+        r#"{"type": "object", "required": ["username", "password", "port"],
+            "properties": {"port": {"type": "integer", "minimum": 1}}}"#,
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_schema_holds_the_fetched_secret_back_until_it_conforms() {
+    let fake = FakeSafe::start(&[]);
+    // The password is the canary; a port that is text breaks the schema.
+    fake.register(
+        "example",
+        &format!(r#"{{"username":"admin","password":"{CANARY}","port":"{CANARY}"}}"#),
+    );
+    let fx = Fixture::new();
+    let mut running = gate(&fake, &fx)
+        .arg("--schema")
+        .arg(port_schema(&fx))
+        .args(["--timeout", "30s", "--log-level", "debug"])
+        .spawn();
+    running.expect_stderr("/port: must be an integer");
+    running.assert_running("while the secret breaks the schema");
+    fake.register(
+        "example",
+        &format!(r#"{{"username":"admin","password":"{CANARY}","port":5432}}"#),
+    );
+    let done = running.wait(HANG_LIMIT);
+    done.assert_code(0);
+    assert_no_canary(&done.stderr, "stderr", &done.dump());
+}
+
+#[test]
+fn a_deadline_on_a_secret_that_breaks_the_schema_names_the_rule_not_the_value() {
+    let fake = FakeSafe::start(&[]);
+    fake.register(
+        "example",
+        &format!(r#"{{"username":"admin","password":"{CANARY}","port":"{CANARY}"}}"#),
+    );
+    let fx = Fixture::new();
+    let done = gate(&fake, &fx)
+        .arg("--schema")
+        .arg(port_schema(&fx))
+        .args(["--timeout", "1s", "--log-level", "trace"])
+        .run();
+    done.assert_code(1);
+    assert_log_contains(&fx, "/port: must be an integer", &done);
+    assert_no_canary(&done.stdout, "stdout", &done.dump());
+    assert_no_canary(&done.stderr, "stderr", &done.dump());
+    assert_no_canary(&fx.log(), "termination log", &done.dump());
+}
+
 #[test]
 fn retry_after_from_a_booting_safe_is_honoured() {
     let fake = FakeSafe::start(&["--unavailable-for", "3s", "--retry-after", "2"]);

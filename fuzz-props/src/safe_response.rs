@@ -131,6 +131,7 @@ fn config(format: SecretFormat) -> Option<SafeConfig> {
     };
     Some(SafeConfig {
         keys,
+        schemas: Vec::new(),
         format,
         output: None,
         timeout: None,

@@ -32,6 +32,8 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{PatternOptions, ValidationError, Validator};
 use serde_json::Value;
 
+use crate::problem::{Kind, Problem};
+
 /// The largest schema file read.
 pub const MAX_SCHEMA_SIZE: u64 = 1 << 20;
 
@@ -161,6 +163,37 @@ impl Schema {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Validates `tree` and says what is wrong as the gate reports it,
+    /// about `subject` (a file name, or `Safe`): a problem per violation,
+    /// named by JSON Pointer and keyword, and one that counts the rest.
+    #[must_use]
+    pub fn problems(&self, subject: &str, tree: &Value) -> Vec<Problem> {
+        let verdict = self.validate(tree);
+        let mut problems: Vec<Problem> = verdict
+            .violations
+            .iter()
+            .map(|v| {
+                Problem::new(subject, Kind::Schema, v.to_string())
+                    .about(format!("{} {}", v.pointer, v.keyword))
+            })
+            .collect();
+        if verdict.more > 0 {
+            problems.push(
+                Problem::new(
+                    subject,
+                    Kind::Schema,
+                    format!(
+                        "and {} more violations of the schema {}",
+                        verdict.more,
+                        self.path.display()
+                    ),
+                )
+                .about("more"),
+            );
+        }
+        problems
     }
 
     /// Validates `value`; an empty verdict means it passes.

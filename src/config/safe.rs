@@ -1,7 +1,9 @@
 //! `safe`: the Safe, the Workload API, the IDs to trust and the output,
 //! validated.
 
-use crate::check::Format;
+use std::path::Path;
+
+use crate::check::{Format, Schema};
 use crate::cli::SafeArgs;
 use crate::safe::{Output, SafeConfig, SecretFormat};
 use crate::spiffe_id::SpiffeIdMatcher;
@@ -31,6 +33,7 @@ pub(super) fn safe(a: &SafeArgs) -> Result<SafeConfig, ConfigError> {
             a.format.name()
         )));
     }
+    let schemas = schemas(a, format)?;
     if matches!(output, Some(Output::Dir { .. }))
         && matches!(
             format,
@@ -76,6 +79,7 @@ pub(super) fn safe(a: &SafeArgs) -> Result<SafeConfig, ConfigError> {
     }
     Ok(SafeConfig {
         keys,
+        schemas,
         format,
         output,
         timeout: nonzero(a.timeout),
@@ -91,6 +95,41 @@ pub(super) fn safe(a: &SafeArgs) -> Result<SafeConfig, ConfigError> {
         max_body_size: a.max_body_size,
         wait_before_exit: a.wait_before_exit,
     })
+}
+
+/// `--schema SCHEMA`: each schema read and compiled once, here. Safe mode
+/// has one secret, so there is no `FILE=` to choose, and the secret must
+/// be a document (JSON, YAML, env, or sniffed by `auto`).
+fn schemas(a: &SafeArgs, format: SecretFormat) -> Result<Vec<Schema>, ConfigError> {
+    let entries: Vec<&str> = a
+        .schemas
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut schemas = Vec::new();
+    for entry in entries {
+        if !format.has_keys() {
+            return Err(bad(format!(
+                "--schema {entry:?}: a {} secret has no tree to check; a schema applies to a \
+                 JSON, YAML or env secret: pass --format json, yaml, env or auto",
+                a.format.name()
+            )));
+        }
+        if let Some((file, _)) = entry.split_once('=') {
+            return Err(bad(format!(
+                "--schema {entry:?}: safe mode checks the one secret the Safe hands over, so \
+                 there is no file to name: drop `{file}=` and give the schema file alone"
+            )));
+        }
+        if a.schemas_elsewhere {
+            // A command line for a manifest: the schema is a path in the
+            // pod, read by the gate there.
+            continue;
+        }
+        schemas.push(Schema::load(Path::new(entry)).map_err(bad)?);
+    }
+    Ok(schemas)
 }
 
 /// Joins the Safe's base URL with `workload/v1/secrets`.

@@ -5,13 +5,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::check::{Format, Key};
+use crate::check::{Format, Key, Schema};
 use crate::spiffe_id::SpiffeIdMatcher;
 
 /// Everything safe mode needs, validated.
 #[derive(Debug)]
 pub struct SafeConfig {
     pub keys: Vec<Key>,
+    /// `--schema`: what the parsed secret must satisfy.
+    pub schemas: Vec<Schema>,
     pub format: SecretFormat,
     pub output: Option<Output>,
     pub timeout: Option<Duration>,

@@ -152,8 +152,9 @@ fn accept(config: &SafeConfig, data: &str) -> Result<(), NotAccepted> {
 /// The check of a fetched secret, shared by the one-shot wait and
 /// `--keep-running`: parse it in its format (VSecM's own rule, any
 /// non-empty data, when no document is needed), find the required keys,
-/// and check PEM material. `output` is where it will go (`--keep-running` may name it by VSecM's
-/// variable). The problems say why it is not ready yet.
+/// hold it to each `--schema`, and check PEM material. `output` is where it
+/// will go (`--keep-running` may name it by VSecM's variable). The problems
+/// say why it is not ready yet.
 pub fn check_secret(
     config: &SafeConfig,
     output: Option<&Output>,
@@ -190,6 +191,16 @@ pub fn check_secret(
         .collect();
     if !missing.is_empty() {
         return Err(missing);
+    }
+    if let Some(tree) = doc.tree() {
+        let violations: Vec<Problem> = config
+            .schemas
+            .iter()
+            .flat_map(|schema| schema.problems("Safe", tree))
+            .collect();
+        if !violations.is_empty() {
+            return Err(violations);
+        }
     }
     if let Some(bundle) = bundle {
         let policy = check::TlsPolicy {
@@ -238,12 +249,14 @@ fn write_output(
 }
 
 /// The format to parse the secret in. Sniffed (`--format auto`): without
-/// required keys or `--output-dir` no document is needed (`None`: any
-/// non-empty secret is ready, as in VSecM); otherwise JSON if it looks like
-/// JSON, else YAML.
+/// required keys, `--schema` or `--output-dir` no document is needed
+/// (`None`: any non-empty secret is ready, as in VSecM); otherwise JSON if
+/// it looks like JSON, else YAML.
 fn resolve_format(config: &SafeConfig, output: Option<&Output>, data: &str) -> Option<Format> {
     let SecretFormat::Given(format) = config.format else {
-        let needs_document = !config.keys.is_empty() || matches!(output, Some(Output::Dir { .. }));
+        let needs_document = !config.keys.is_empty()
+            || !config.schemas.is_empty()
+            || matches!(output, Some(Output::Dir { .. }));
         if !needs_document {
             return None;
         }
@@ -338,6 +351,81 @@ mod tests {
             let text = problems[0].to_string();
             assert!(text.starts_with(want), "{data:?}: {text}");
         }
+    }
+
+    /// A schema file in a fresh directory, and the directory (kept alive).
+    fn schema_file(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schema.json");
+        std::fs::write(&path, text).unwrap();
+        (dir, path.to_str().unwrap().to_owned())
+    }
+
+    const PORT_AND_PASSWORD: &str = r#"{"type": "object",
+        "properties": {"port": {"type": "integer"}, "password": {"minLength": 16}},
+        "required": ["port"]}"#;
+
+    #[test]
+    fn a_schema_holds_the_secret_and_names_the_pointer_never_the_value() {
+        let (_dir, schema) = schema_file(PORT_AND_PASSWORD);
+        for format in [&[][..], &["--format", "json"], &["--format", "yaml"]] {
+            let mut args = vec!["--schema", schema.as_str()];
+            args.extend_from_slice(format);
+            let c = config(&args);
+            let ok = r#"{"port": 5432, "password": "sixteen-chars-ok"}"#;
+            assert!(super::check_secret(&c, None, ok).is_ok(), "{format:?}");
+            let bad = r#"{"port": "CANARY-PORT", "password": "CANARY-short"}"#;
+            let problems = super::check_secret(&c, None, bad).unwrap_err();
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            assert_eq!(problems.len(), 2, "{format:?}: {text:?}");
+            assert!(text.iter().any(|t| t.contains("/port")), "{text:?}");
+            assert!(text.iter().any(|t| t.contains("/password")), "{text:?}");
+            assert!(!text.join(" ").contains("CANARY"), "{text:?}");
+        }
+        // Sniffed: with only a schema, the secret must still be a document.
+        let c = config(&["--schema", schema.as_str()]);
+        let problems = super::check_secret(&c, None, "just text").unwrap_err();
+        assert!(
+            problems[0].to_string().contains("(top level)"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_env_secret_is_checked_as_an_object_of_strings() {
+        let (_dir, schema) =
+            schema_file(r#"{"required": ["DB_USER"], "additionalProperties": {"type": "string"}}"#);
+        let c = config(&["--schema", schema.as_str(), "--format", "env"]);
+        assert!(super::check_secret(&c, None, "DB_USER=app\n").is_ok());
+        let problems = super::check_secret(&c, None, "OTHER=x\n").unwrap_err();
+        assert!(problems[0].to_string().contains("DB_USER"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_schema_that_cannot_apply_is_a_usage_error_that_says_why() {
+        let (_dir, schema) = schema_file(PORT_AND_PASSWORD);
+        let usage = |args: &[&str]| {
+            let cli = crate::cli::parse_from(["secret-gate", "safe"].iter().chain(args)).unwrap();
+            Config::from_cli(&cli, None).unwrap_err().to_string()
+        };
+        let with = format!("secret.json={schema}");
+        let err = usage(&["--schema", with.as_str()]);
+        assert!(err.contains("drop `secret.json=`"), "{err}");
+        for format in ["raw", "pem"] {
+            let err = usage(&["--schema", schema.as_str(), "--format", format]);
+            assert!(err.contains("no tree to check"), "{format}: {err}");
+        }
+        let err = usage(&["--schema", "/nonexistent/schema.json"]);
+        assert!(err.contains("/nonexistent/schema.json"), "{err}");
+        // A manifest's command line: the schema is a path in the pod.
+        let cli = crate::cli::parse_from_ignoring_env([
+            "secret-gate",
+            "safe",
+            "--schema",
+            "/etc/secret-schema/in-the-pod.json",
+        ])
+        .unwrap();
+        assert!(Config::from_cli(&cli, None).is_ok());
     }
 
     #[tokio::test(start_paused = true)]

@@ -268,26 +268,7 @@ fn schema_checks(docs: &[(&Path, Document)], selection: &Selection, out: &mut Sc
         let Some(tree) = doc.tree() else { continue };
         let shown = name.display().to_string();
         for schema in selection.schemas_for(name) {
-            let verdict = schema.validate(tree);
-            for v in &verdict.violations {
-                let item = format!("{} {}", v.pointer, v.keyword);
-                out.problems
-                    .push(Problem::new(shown.clone(), Kind::Schema, v.to_string()).about(item));
-            }
-            if verdict.more > 0 {
-                out.problems.push(
-                    Problem::new(
-                        shown.clone(),
-                        Kind::Schema,
-                        format!(
-                            "and {} more violations of the schema {}",
-                            verdict.more,
-                            schema.path().display()
-                        ),
-                    )
-                    .about("more"),
-                );
-            }
+            out.problems.extend(schema.problems(&shown, tree));
         }
     }
 }

@@ -381,19 +381,7 @@ impl<M: Mutate> Webhook<M> {
                     not_injected(&request, why),
                 );
             }
-            Scope::Error(message) => {
-                let note = Note::Failed {
-                    pod: request.shown(),
-                    message: message.clone(),
-                };
-                return (
-                    (
-                        Outcome::Error,
-                        Ok(review::Response::deny(uid, 400, message)),
-                    ),
-                    note,
-                );
-            }
+            Scope::Error(message) => return refuse(uid, &request, Outcome::Error, message),
             Scope::Review => {}
         }
         let Some(pod) = request.object.as_mut() else {
@@ -424,34 +412,36 @@ impl<M: Mutate> Webhook<M> {
                     operations,
                 },
             ),
-            Mutation::Refused(message) => {
-                let note = Note::Denied {
-                    pod: request.shown(),
-                    message: message.clone(),
-                };
-                (
-                    (
-                        Outcome::Denied,
-                        Ok(review::Response::deny(uid, 400, message)),
-                    ),
-                    note,
-                )
-            }
-            Mutation::Failed(message) => {
-                let note = Note::Failed {
-                    pod: request.shown(),
-                    message: message.clone(),
-                };
-                (
-                    (
-                        Outcome::Error,
-                        Ok(review::Response::deny(uid, 400, message)),
-                    ),
-                    note,
-                )
-            }
+            Mutation::Refused(message) => refuse(uid, &request, Outcome::Denied, message),
+            Mutation::Failed(message) => refuse(uid, &request, Outcome::Error, message),
         }
     }
+}
+
+/// A review answered 400 with `message`, which its line repeats: `denied`
+/// when the core refused the Pod, a warning when the review could not be
+/// answered as asked.
+fn refuse(
+    uid: &str,
+    request: &review::AdmissionRequest,
+    outcome: Outcome,
+    message: String,
+) -> (Answer, Note) {
+    let pod = request.shown();
+    let note = match outcome {
+        Outcome::Denied => Note::Denied {
+            pod,
+            message: message.clone(),
+        },
+        _ => Note::Failed {
+            pod,
+            message: message.clone(),
+        },
+    };
+    (
+        (outcome, Ok(review::Response::deny(uid, 400, message))),
+        note,
+    )
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response<Bytes> {
