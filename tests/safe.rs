@@ -149,18 +149,23 @@ fn port_schema(fx: &Fixture) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn a_schema_holds_the_fetched_secret_back_until_it_conforms() {
+/// A fake Safe holding a secret that breaks [`port_schema`] (its port is
+/// the canary, as text), and a gate held to that schema.
+fn breaking_secret_and_schema(fx: &Fixture) -> (FakeSafe, Gate) {
     let fake = FakeSafe::start(&[]);
-    // The password is the canary; a port that is text breaks the schema.
     fake.register(
         "example",
         &format!(r#"{{"username":"admin","password":"{CANARY}","port":"{CANARY}"}}"#),
     );
+    let gate = gate(&fake, fx).arg("--schema").arg(port_schema(fx));
+    (fake, gate)
+}
+
+#[test]
+fn a_schema_holds_the_fetched_secret_back_until_it_conforms() {
     let fx = Fixture::new();
-    let mut running = gate(&fake, &fx)
-        .arg("--schema")
-        .arg(port_schema(&fx))
+    let (fake, gate) = breaking_secret_and_schema(&fx);
+    let mut running = gate
         .args(["--timeout", "30s", "--log-level", "debug"])
         .spawn();
     running.expect_stderr("/port: must be an integer");
@@ -176,17 +181,9 @@ fn a_schema_holds_the_fetched_secret_back_until_it_conforms() {
 
 #[test]
 fn a_deadline_on_a_secret_that_breaks_the_schema_names_the_rule_not_the_value() {
-    let fake = FakeSafe::start(&[]);
-    fake.register(
-        "example",
-        &format!(r#"{{"username":"admin","password":"{CANARY}","port":"{CANARY}"}}"#),
-    );
     let fx = Fixture::new();
-    let done = gate(&fake, &fx)
-        .arg("--schema")
-        .arg(port_schema(&fx))
-        .args(["--timeout", "1s", "--log-level", "trace"])
-        .run();
+    let (_fake, gate) = breaking_secret_and_schema(&fx);
+    let done = gate.args(["--timeout", "1s", "--log-level", "trace"]).run();
     done.assert_code(1);
     assert_log_contains(&fx, "/port: must be an integer", &done);
     assert_no_canary(&done.stdout, "stdout", &done.dump());

@@ -111,6 +111,15 @@ fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
+/// The entries of a repeatable flag, trimmed, without empty ones (a
+/// comma-separated variable may end in a comma).
+fn entries(list: &[String]) -> Vec<&str> {
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// `--required-keys`, parsed, without repeats.
 fn keys(text: Option<&str>) -> Result<Vec<Key>, ConfigError> {
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {

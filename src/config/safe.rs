@@ -8,7 +8,7 @@ use crate::cli::SafeArgs;
 use crate::safe::{Output, SafeConfig, SecretFormat};
 use crate::spiffe_id::SpiffeIdMatcher;
 
-use super::{bad, keys, nonzero, ConfigError, MAX_BACKOFF_LIMIT};
+use super::{bad, entries, keys, nonzero, ConfigError, MAX_BACKOFF_LIMIT};
 
 pub(super) fn safe(a: &SafeArgs) -> Result<SafeConfig, ConfigError> {
     let keys = keys(a.required_keys.as_deref())?;
@@ -101,14 +101,8 @@ pub(super) fn safe(a: &SafeArgs) -> Result<SafeConfig, ConfigError> {
 /// has one secret, so there is no `FILE=` to choose, and the secret must
 /// be a document (JSON, YAML, env, or sniffed by `auto`).
 fn schemas(a: &SafeArgs, format: SecretFormat) -> Result<Vec<Schema>, ConfigError> {
-    let entries: Vec<&str> = a
-        .schemas
-        .iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .collect();
     let mut schemas = Vec::new();
-    for entry in entries {
+    for entry in entries(&a.schemas) {
         if !format.has_keys() {
             return Err(bad(format!(
                 "--schema {entry:?}: a {} secret has no tree to check; a schema applies to a \

@@ -8,7 +8,7 @@ use crate::check::{Format, Key, Schema, TlsPolicy};
 use crate::cli::SelectionArgs;
 use crate::volume::{FileSpec, KeyFormat, Layout, SchemaRule, Selection};
 
-use super::{bad, keys, ConfigError};
+use super::{bad, entries, keys, ConfigError};
 
 pub(super) fn selection(args: &SelectionArgs) -> Result<Selection, ConfigError> {
     if args.mount_path.as_os_str().is_empty() {
@@ -38,12 +38,7 @@ pub(super) fn selection(args: &SelectionArgs) -> Result<Selection, ConfigError> 
 /// `--schema [FILE=]SCHEMA`: each schema read and compiled once, here, and
 /// tied to the files it applies to.
 fn schemas(args: &SelectionArgs, layout: &Layout) -> Result<Vec<SchemaRule>, ConfigError> {
-    let entries: Vec<&str> = args
-        .schemas
-        .iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let entries = entries(&args.schemas);
     if entries.is_empty() {
         return Ok(Vec::new());
     }
