@@ -22,6 +22,7 @@
 pub mod certs;
 pub mod metrics;
 pub mod patch;
+pub mod pool;
 pub mod review;
 
 use std::net::SocketAddr;
@@ -166,7 +167,7 @@ pub struct Args {
     )]
     pub test_review_delay: Option<Duration>,
 
-    /// Tests only: make every review itself (on the blocking pool, in its
+    /// Tests only: make every review itself (on a review thread, in its
     /// turn) take this much longer, so that a test can have one overrun
     /// --review-timeout while it still holds its body.
     #[arg(
@@ -213,7 +214,8 @@ pub enum Mutation {
 }
 
 /// The injection core as the webhook calls it: one Pod in, one
-/// [`Mutation`] out. Pure, and quick enough to run on the blocking pool.
+/// [`Mutation`] out. Pure, and quick enough to run on a review thread
+/// ([`pool`]) while the connection waits.
 /// The Pod is the webhook's own copy, decoded from the review: the core
 /// may edit it in place, and what it holds afterwards is unspecified.
 pub trait Mutate: Send + Sync + 'static {
@@ -304,7 +306,14 @@ pub struct Webhook<M> {
     /// Reviews whose answer is sent and whose log line is not yet
     /// written: the stop waits for those lines.
     notes: Arc<AtomicUsize>,
+    /// The threads reviews run on.
+    pool: pool::Pool,
 }
+
+/// Reviews that run at once at most, each on its own thread: on the
+/// manifest's CPU limit more would only take turns, and further reviews
+/// wait in order for a free thread (under `--review-timeout`).
+const REVIEW_THREADS: usize = 4;
 
 /// How long the stop waits for the log lines of answers already sent.
 const NOTES_WAIT: Duration = Duration::from_secs(1);
@@ -495,7 +504,8 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
                 // log line is written after it is on its way. A review
                 // that panics drops the sender: answered 500.
                 let (sent, answer) = tokio::sync::oneshot::channel();
-                drop(tokio::task::spawn_blocking(move || {
+                let pool = Arc::clone(&job);
+                pool.pool.run(move || {
                     if let Some(hold) = job.hold {
                         tracing::info!(?hold, "--test-review-hold: a review runs long");
                         std::thread::sleep(hold);
@@ -517,7 +527,7 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
                     }
                     note.write();
                     job.notes.fetch_sub(1, Ordering::SeqCst);
-                }));
+                });
                 answer.await
             };
             match tokio::time::timeout(webhook.review_timeout, work).await {
@@ -660,7 +670,9 @@ pub fn main<M: Mutate>(args: &Args, mutate: M) -> Exit {
     secret_gate::rlimit::raise_nofile();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .max_blocking_threads(4)
+        // Reviews run on their own threads ([`pool`]); only a
+        // certificate's reload runs on tokio's blocking pool.
+        .max_blocking_threads(1)
         .build()
     {
         Ok(rt) => rt,
@@ -707,6 +719,7 @@ async fn serve_until_stopped<M: Mutate>(
         hold: args.test_review_hold,
         large: Arc::new(tokio::sync::Semaphore::new(1)),
         notes: Arc::clone(&notes),
+        pool: pool::Pool::new(REVIEW_THREADS),
     });
     let handler = move |request: Request<Bytes>| answer(Arc::clone(&webhook), request);
     let server = Server::new(
