@@ -307,7 +307,7 @@ pub struct Webhook<M> {
     /// written: the stop waits for those lines.
     notes: Arc<AtomicUsize>,
     /// The threads reviews run on.
-    pool: pool::Pool,
+    pool: Arc<pool::Pool>,
 }
 
 /// Reviews that run at once at most, each on its own thread: on the
@@ -483,6 +483,7 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
             let body = request.into_body();
             let job = Arc::clone(&webhook);
             let large = Arc::clone(&webhook.large);
+            let pool = Arc::clone(&webhook.pool);
             let delay = webhook.delay;
             let work = async move {
                 if let Some(delay) = delay {
@@ -504,8 +505,7 @@ async fn answer<M: Mutate>(webhook: Arc<Webhook<M>>, request: Request<Bytes>) ->
                 // log line is written after it is on its way. A review
                 // that panics drops the sender: answered 500.
                 let (sent, answer) = tokio::sync::oneshot::channel();
-                let pool = Arc::clone(&job);
-                pool.pool.run(move || {
+                pool.run(move || {
                     if let Some(hold) = job.hold {
                         tracing::info!(?hold, "--test-review-hold: a review runs long");
                         std::thread::sleep(hold);
@@ -719,7 +719,7 @@ async fn serve_until_stopped<M: Mutate>(
         hold: args.test_review_hold,
         large: Arc::new(tokio::sync::Semaphore::new(1)),
         notes: Arc::clone(&notes),
-        pool: pool::Pool::new(REVIEW_THREADS),
+        pool: Arc::new(pool::Pool::new(REVIEW_THREADS)),
     });
     let handler = move |request: Request<Bytes>| answer(Arc::clone(&webhook), request);
     let server = Server::new(
