@@ -62,24 +62,23 @@ impl Slot {
         self.given.notify_one();
     }
 
-    /// The job given to this slot, waiting at most `wait` (`None`: for
-    /// as long as it takes).
-    fn take(&self, wait: Option<Duration>) -> Option<Job> {
+    /// The job given to this slot, once it is given.
+    fn wait(&self) -> Job {
         let mut job = lock(&self.job);
-        match wait {
-            None => {
-                while job.is_none() {
-                    job = self.given.wait(job).unwrap_or_else(PoisonError::into_inner);
-                }
+        loop {
+            if let Some(job) = job.take() {
+                return job;
             }
-            Some(wait) => {
-                job = self
-                    .given
-                    .wait_timeout_while(job, wait, |job| job.is_none())
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
+            job = self.given.wait(job).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// The job given to this slot within `timeout`, if one is.
+    fn wait_for(&self, timeout: Duration) -> Option<Job> {
+        let (mut job, _) = self
+            .given
+            .wait_timeout_while(lock(&self.job), timeout, |job| job.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
         job.take()
     }
 }
@@ -179,7 +178,7 @@ fn work(shared: &Shared, first: Job) {
         }
         state.idle.push(Arc::clone(&slot));
         drop(state);
-        if let Some(next) = slot.take(Some(shared.keep_alive)) {
+        if let Some(next) = slot.wait_for(shared.keep_alive) {
             job = next;
             continue;
         }
@@ -191,10 +190,7 @@ fn work(shared: &Shared, first: Job) {
         }
         // Taken off the stack while the wait ended: its job is on the way.
         drop(state);
-        match slot.take(None) {
-            Some(next) => job = next,
-            None => unreachable!("take(None) waits for a job"),
-        }
+        job = slot.wait();
     }
 }
 
